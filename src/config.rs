@@ -1,0 +1,306 @@
+//! `turnserver.toml`: typed, validated, every key optional with a safe default.
+//! Unknown keys are errors (a typo must not silently fall back to a default).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub relay: Relay,
+    pub auth: Auth,
+    pub peers: Peers,
+    pub log: Log,
+    pub http: Http,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub realm: String,
+    pub listen_udp: Vec<SocketAddr>,
+    pub shards: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            realm: "turnpike".into(),
+            listen_udp: vec!["0.0.0.0:3478".parse().unwrap()],
+            shards: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Relay {
+    pub ipv4: Option<IpAddr>,
+    pub ipv6: Option<IpAddr>,
+    pub advertised_ipv4: Option<IpAddr>,
+    pub advertised_ipv6: Option<IpAddr>,
+    #[serde(deserialize_with = "port_range")]
+    pub ports: (u16, u16),
+    #[serde(with = "humantime_serde")]
+    pub default_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    pub max_allocations: usize,
+    pub max_allocations_per_user: usize,
+    pub max_permissions_per_allocation: usize,
+    pub strict_channel_numbers: bool,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            ipv4: None,
+            ipv6: None,
+            advertised_ipv4: None,
+            advertised_ipv6: None,
+            ports: (49152, 65535),
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            max_allocations: 10_000,
+            max_allocations_per_user: 100,
+            max_permissions_per_allocation: 64,
+            strict_channel_numbers: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    pub secrets: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub nonce_lifetime: Duration,
+    pub users: Vec<User>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            secrets: vec![],
+            nonce_lifetime: Duration::from_secs(600),
+            users: vec![],
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub username: String,
+    pub password: String,
+}
+
+// Written by hand so a config dump can never print a password.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Peers {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+    Logfmt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+    pub redact_client_address: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".into(),
+            redact_client_address: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Metrics, health and credential endpoint. Empty string disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: Some("127.0.0.1:9641".parse().unwrap()),
+        }
+    }
+}
+
+fn port_range<'de, D: Deserializer<'de>>(d: D) -> Result<(u16, u16), D::Error> {
+    let s = String::deserialize(d)?;
+    parse_port_range(&s).map_err(serde::de::Error::custom)
+}
+
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("port range {s:?} must look like \"49152-65535\""))?;
+    let parse = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{p:?} in port range {s:?} is not a port number"))
+    };
+    let (lo, hi) = (parse(lo)?, parse(hi)?);
+    if lo == 0 || lo > hi {
+        return Err(format!(
+            "port range {s:?} must be ascending and start above 0"
+        ));
+    }
+    Ok((lo, hi))
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Config::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
+    }
+
+    /// Checks the rules serde cannot express; each error names its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.server.listen_udp.is_empty() {
+            bail!("server.listen_udp: at least one address is needed");
+        }
+        if self.server.realm.is_empty() || self.server.realm.len() > 763 {
+            bail!("server.realm: must be 1 to 763 bytes");
+        }
+        let r = &self.relay;
+        if r.default_lifetime.is_zero() || r.max_lifetime < r.default_lifetime {
+            bail!("relay.default_lifetime: must be above 0 and at most relay.max_lifetime");
+        }
+        if r.max_lifetime > Duration::from_secs(u32::MAX as u64) {
+            bail!("relay.max_lifetime: too long");
+        }
+        for (key, ip, v4) in [
+            ("relay.ipv4", r.ipv4, true),
+            ("relay.advertised_ipv4", r.advertised_ipv4, true),
+            ("relay.ipv6", r.ipv6, false),
+            ("relay.advertised_ipv6", r.advertised_ipv6, false),
+        ] {
+            if let Some(ip) = ip {
+                if ip.is_ipv4() != v4 {
+                    bail!(
+                        "{key}: {ip} is not an IPv{} address",
+                        if v4 { 4 } else { 6 }
+                    );
+                }
+                if ip.is_unspecified() && key.starts_with("relay.advertised") {
+                    bail!("{key}: must be a concrete address, not {ip}");
+                }
+            }
+        }
+        if r.max_allocations == 0 || r.max_allocations_per_user == 0 {
+            bail!("relay.max_allocations / max_allocations_per_user: must be above 0");
+        }
+        if r.max_permissions_per_allocation == 0 {
+            bail!("relay.max_permissions_per_allocation: must be above 0");
+        }
+        if self.auth.nonce_lifetime < Duration::from_secs(30) {
+            bail!("auth.nonce_lifetime: must be at least 30s");
+        }
+        for (i, s) in self.auth.secrets.iter().enumerate() {
+            if s.len() < 8 {
+                bail!("auth.secrets[{i}]: a secret must be at least 8 bytes");
+            }
+        }
+        for (i, u) in self.auth.users.iter().enumerate() {
+            if u.username.is_empty() || u.password.is_empty() {
+                bail!("auth.users[{i}]: username and password must not be empty");
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_config_parses_and_equals_the_defaults() {
+        let text = include_str!("../turnserver.toml");
+        let cfg = Config::from_toml(text).unwrap();
+        let def = Config::default();
+        assert_eq!(format!("{cfg:?}"), format!("{def:?}"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_and_named() {
+        let err = Config::from_toml("[relay]\nportz = \"1-2\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("portz"), "{err:#}");
+        let err = Config::from_toml("[sever]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("sever"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, needle) in [
+            ("[relay]\nports = \"60000-50000\"", "ports"),
+            ("[relay]\nports = \"abc\"", "ports"),
+            (
+                "[relay]\ndefault_lifetime = \"2h\"",
+                "relay.default_lifetime",
+            ),
+            ("[relay]\ndefault_lifetime = \"ten\"", "default_lifetime"),
+            ("[relay]\nipv4 = \"::1\"", "relay.ipv4"),
+            ("[server]\nlisten_udp = [\"nope\"]", "listen_udp"),
+            ("[server]\nlisten_udp = []", "server.listen_udp"),
+            ("[peers]\nallow = [\"10.0.0.0/33\"]", "allow"),
+            ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
+            ("[log]\nformat = \"xml\"", "format"),
+        ] {
+            let err = format!("{:#}", Config::from_toml(text).unwrap_err());
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn user_debug_output_never_shows_the_password() {
+        let cfg = Config::from_toml(
+            "[[auth.users]]\nusername = \"alice\"\npassword = \"hunter2-secret\"\n",
+        )
+        .unwrap();
+        let dump = format!("{cfg:?}");
+        assert!(dump.contains("alice") && !dump.contains("hunter2"));
+    }
+}

@@ -1,0 +1,6 @@
+//! turnpike: a TURN/STUN relay server.
+pub mod auth;
+pub mod config;
+pub mod proto;
+pub mod relay;
+pub mod runtime;

@@ -1,0 +1,234 @@
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use ipnet::IpNet;
+use tracing_subscriber::EnvFilter;
+
+use turnpike::auth::mint_credential;
+use turnpike::config::{Config, LogFormat, parse_port_range};
+use turnpike::runtime::Relay;
+use turnpike::runtime::shard::unix_now;
+
+/// turnpike: a TURN/STUN relay server for WebRTC.
+///
+/// With no --config, it runs on a safe embedded default (UDP 0.0.0.0:3478, internal peers
+/// refused). REST secrets come from the config, else from TURNPIKE_SECRET, else one is
+/// generated for this run and printed.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (see turnserver.toml for every key and its default).
+    #[arg(short, long, env = "TURNPIKE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// UDP listen address; repeat for several. Overrides server.listen_udp.
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Overrides server.realm.
+    #[arg(long)]
+    realm: Option<String>,
+    /// Relay bind address (IPv4 or IPv6). Overrides relay.ipv4 / relay.ipv6.
+    #[arg(long)]
+    relay_ip: Vec<IpAddr>,
+    /// Public address behind a 1:1 NAT. Overrides relay.advertised_ipv4 / _ipv6.
+    #[arg(long)]
+    advertised_ip: Vec<IpAddr>,
+    /// Relay port range, e.g. 49152-65535. Overrides relay.ports.
+    #[arg(long)]
+    ports: Option<String>,
+    /// Number of shards (0 = one per core). Overrides server.shards.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Peer CIDR to relay to despite the default policy; repeatable. Adds to peers.allow.
+    #[arg(long)]
+    allow_peer: Vec<IpNet>,
+    /// Overrides log.format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Overrides log.level (a tracing filter such as "info" or "turnpike=debug").
+    #[arg(long)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the configuration and print the effective settings.
+    CheckConfig,
+    /// Print a TURN REST credential (JSON) minted with the first configured secret.
+    Credentials {
+        /// User id embedded in the username ("<expiry>:<user>").
+        #[arg(long)]
+        user: String,
+        /// How long the credential is valid, e.g. "1h", "90m".
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// TURN URI to put in the iceServers entry; repeatable.
+        #[arg(long)]
+        uri: Vec<String>,
+    },
+}
+
+fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut cfg = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if !cli.listen.is_empty() {
+        cfg.server.listen_udp = cli.listen.clone();
+    }
+    if let Some(r) = &cli.realm {
+        cfg.server.realm = r.clone();
+    }
+    for ip in &cli.relay_ip {
+        if ip.is_ipv4() {
+            cfg.relay.ipv4 = Some(*ip);
+        } else {
+            cfg.relay.ipv6 = Some(*ip);
+        }
+    }
+    for ip in &cli.advertised_ip {
+        if ip.is_ipv4() {
+            cfg.relay.advertised_ipv4 = Some(*ip);
+        } else {
+            cfg.relay.advertised_ipv6 = Some(*ip);
+        }
+    }
+    if let Some(p) = &cli.ports {
+        cfg.relay.ports = parse_port_range(p).map_err(|e| anyhow::anyhow!("--ports: {e}"))?;
+    }
+    if let Some(s) = cli.shards {
+        cfg.server.shards = s;
+    }
+    cfg.peers.allow.extend(cli.allow_peer.iter().cloned());
+    if let Some(f) = cli.log_format {
+        cfg.log.format = f;
+    }
+    if let Some(l) = &cli.log_level {
+        cfg.log.level = l.clone();
+    }
+    cfg.validate().context("invalid settings")?;
+    Ok(cfg)
+}
+
+/// The REST secrets in force: the config's, else TURNPIKE_SECRET, else a fresh one.
+fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
+    if !cfg.auth.secrets.is_empty() || !cfg.auth.users.is_empty() {
+        return cfg.auth.secrets.clone();
+    }
+    if let Ok(s) = std::env::var("TURNPIKE_SECRET")
+        && !s.is_empty()
+    {
+        return vec![s];
+    }
+    let secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+    if announce {
+        // Printed once on stdout (not the log) because nobody could use the server otherwise.
+        println!(
+            "No auth secret configured; generated one for this run.\n\
+             Mint a credential with:  TURNPIKE_SECRET='{secret}' turnpike credentials --user alice\n\
+             or set auth.secrets in the config (or TURNPIKE_SECRET) to keep it across restarts."
+        );
+    }
+    vec![secret]
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Text => builder.with_env_filter(filter).init(),
+        LogFormat::Json => builder.json().with_env_filter(filter).init(),
+        LogFormat::Logfmt => {
+            use tracing_subscriber::prelude::*;
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(tracing_logfmt::layer())
+                .init()
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = effective_config(&cli)?;
+    match &cli.command {
+        Some(Command::CheckConfig) => {
+            println!("{cfg:#?}");
+            return Ok(());
+        }
+        Some(Command::Credentials { user, ttl, uri }) => {
+            let env_secret = std::env::var("TURNPIKE_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty());
+            let Some(secret) = cfg.auth.secrets.first().cloned().or(env_secret) else {
+                bail!("no secret: set auth.secrets in the config or TURNPIKE_SECRET");
+            };
+            let (username, password) = mint_credential(&secret, user, ttl.as_secs(), unix_now());
+            let uris: Vec<String> = if uri.is_empty() {
+                cfg.server
+                    .listen_udp
+                    .iter()
+                    .map(|a| format!("turn:{a}?transport=udp"))
+                    .collect()
+            } else {
+                uri.clone()
+            };
+            let json = serde_json::json!({
+                "username": username,
+                "password": password,
+                "ttl": ttl.as_secs(),
+                "uris": uris,
+                "iceServers": [{"urls": uris, "username": username, "credential": password}],
+            });
+            println!("{json:#}");
+            return Ok(());
+        }
+        None => {}
+    }
+    init_logging(&cfg);
+    let secrets = effective_secrets(&cfg, true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio runtime")?;
+    rt.block_on(serve(cli, cfg, secrets))
+}
+
+async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let relay = Relay::start(&cfg, &secrets)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                // Reload keeps every allocation: only credentials and peer policy change.
+                match effective_config(&cli) {
+                    Ok(new) => {
+                        // A config without secrets keeps the ones in force (env or generated).
+                        let new_secrets = if new.auth.secrets.is_empty() && new.auth.users.is_empty() {
+                            secrets.clone()
+                        } else {
+                            new.auth.secrets.clone()
+                        };
+                        relay.reload(&new, &new_secrets);
+                        tracing::info!("configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    tokio::task::spawn_blocking(move || relay.shutdown()).await?;
+    Ok(())
+}

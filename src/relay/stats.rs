@@ -1,0 +1,137 @@
+//! Plain per-shard counters. A shard owns its core, so these are ordinary integers: no
+//! atomics or shared cache lines on the relay path. The shell publishes them to Prometheus.
+
+use super::Transport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ClientToPeer = 0,
+    PeerToClient = 1,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::ClientToPeer, Direction::PeerToClient];
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::ClientToPeer => "client_to_peer",
+            Direction::PeerToClient => "peer_to_client",
+        }
+    }
+}
+
+/// Why a packet was not relayed. The label is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    NoAllocation = 0,
+    NoPermission,
+    NoChannel,
+    DeniedPeer,
+    Malformed,
+    BufferFull,
+    SendError,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 7] = [
+        DropReason::NoAllocation,
+        DropReason::NoPermission,
+        DropReason::NoChannel,
+        DropReason::DeniedPeer,
+        DropReason::Malformed,
+        DropReason::BufferFull,
+        DropReason::SendError,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::NoAllocation => "no_allocation",
+            DropReason::NoPermission => "no_permission",
+            DropReason::NoChannel => "no_channel",
+            DropReason::DeniedPeer => "denied_peer",
+            DropReason::Malformed => "malformed",
+            DropReason::BufferFull => "buffer_full",
+            DropReason::SendError => "send_error",
+        }
+    }
+}
+
+/// Why an allocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Expired = 0,
+    Deleted,
+    Error,
+    Shutdown,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 4] = [
+        EndReason::Expired,
+        EndReason::Deleted,
+        EndReason::Error,
+        EndReason::Shutdown,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::Deleted => "deleted",
+            EndReason::Error => "error",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// STUN/TURN methods counted in request metrics.
+pub const METHODS: [&str; 5] = [
+    "binding",
+    "allocate",
+    "refresh",
+    "create_permission",
+    "channel_bind",
+];
+/// Result codes counted in request metrics; 200 means success.
+pub const CODES: [u16; 14] = [
+    200, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+];
+
+pub fn code_index(code: u16) -> usize {
+    CODES
+        .iter()
+        .position(|&c| c == code)
+        .unwrap_or(CODES.len() - 2)
+}
+
+pub const AUTH_FAILURES: [&str; 5] = [
+    "no_integrity",
+    "bad_integrity",
+    "expired",
+    "unknown_user",
+    "stale_nonce",
+];
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// [transport][direction]
+    pub relayed_bytes: [[u64; 2]; Transport::COUNT],
+    pub relayed_packets: [[u64; 2]; Transport::COUNT],
+    pub dropped: [u64; 7],
+    /// [method][code]
+    pub requests: [[u64; CODES.len()]; METHODS.len()],
+    pub auth_failures: [u64; AUTH_FAILURES.len()],
+    pub allocations_created: u64,
+    pub allocations_ended: [u64; 4],
+    pub peer_denied: u64,
+    pub quota_rejections: u64,
+}
+
+impl Counters {
+    #[inline]
+    pub fn relayed(&mut self, t: Transport, d: Direction, bytes: usize) {
+        self.relayed_bytes[t as usize][d as usize] += bytes as u64;
+        self.relayed_packets[t as usize][d as usize] += 1;
+    }
+
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        self.dropped[r as usize] += 1;
+    }
+}
