@@ -4,6 +4,8 @@
 
 pub mod channel_data;
 pub mod indication;
+#[cfg(test)]
+mod rfc5769;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

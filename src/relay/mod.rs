@@ -371,4 +371,4 @@ impl Server {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

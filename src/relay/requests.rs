@@ -702,13 +702,14 @@ impl Server {
 
     /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy).
     fn check_peer(&mut self, alloc_idx: usize, peer: &SocketAddr) -> Result<(), Reject> {
-        if self.allocations[alloc_idx].relay_for(peer).is_none() {
-            return Err(Reject(443, "Peer Address Family Mismatch"));
-        }
+        // Policy first, so every attempt at a forbidden address is counted as one.
         if !self.cfg.policy.permits(peer.ip()) {
             self.counters.peer_denied += 1;
             tracing::debug!(peer = %peer, "peer address denied by policy");
             return Err(Reject(403, "Forbidden"));
+        }
+        if self.allocations[alloc_idx].relay_for(peer).is_none() {
+            return Err(Reject(443, "Peer Address Family Mismatch"));
         }
         Ok(())
     }
