@@ -1,6 +1,8 @@
 //! turnpike: a TURN/STUN relay server.
 pub mod auth;
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod proto;
 pub mod relay;
 pub mod runtime;

@@ -1,5 +1,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -10,6 +11,8 @@ use tracing_subscriber::EnvFilter;
 
 use turnpike::auth::mint_credential;
 use turnpike::config::{Config, LogFormat, parse_port_range};
+use turnpike::http::{HttpState, credential_json, default_uris};
+use turnpike::metrics::Metrics;
 use turnpike::runtime::Relay;
 use turnpike::runtime::shard::unix_now;
 
@@ -118,7 +121,12 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
 /// The REST secrets in force: the config's, else TURNPIKE_SECRET, else a fresh one.
 fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
     if !cfg.auth.secrets.is_empty() || !cfg.auth.users.is_empty() {
-        return cfg.auth.secrets.clone();
+        return cfg
+            .auth
+            .secrets
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect();
     }
     if let Ok(s) = std::env::var("TURNPIKE_SECRET")
         && !s.is_empty()
@@ -166,27 +174,27 @@ fn main() -> anyhow::Result<()> {
             let env_secret = std::env::var("TURNPIKE_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty());
-            let Some(secret) = cfg.auth.secrets.first().cloned().or(env_secret) else {
+            let Some(secret) = cfg
+                .auth
+                .secrets
+                .first()
+                .map(|s| s.expose().to_owned())
+                .or(env_secret)
+            else {
                 bail!("no secret: set auth.secrets in the config or TURNPIKE_SECRET");
             };
             let (username, password) = mint_credential(&secret, user, ttl.as_secs(), unix_now());
-            let uris: Vec<String> = if uri.is_empty() {
-                cfg.server
-                    .listen_udp
-                    .iter()
-                    .map(|a| format!("turn:{a}?transport=udp"))
-                    .collect()
-            } else {
+            let uris = if !uri.is_empty() {
                 uri.clone()
+            } else if !cfg.http.uris.is_empty() {
+                cfg.http.uris.clone()
+            } else {
+                default_uris(&cfg)
             };
-            let json = serde_json::json!({
-                "username": username,
-                "password": password,
-                "ttl": ttl.as_secs(),
-                "uris": uris,
-                "iceServers": [{"urls": uris, "username": username, "credential": password}],
-            });
-            println!("{json:#}");
+            println!(
+                "{}",
+                credential_json(&username, &password, ttl.as_secs(), &uris)
+            );
             return Ok(());
         }
         None => {}
@@ -200,9 +208,43 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(serve(cli, cfg, secrets))
 }
 
+/// The REST secrets a reloaded config brings; one without any keeps those in force
+/// (from TURNPIKE_SECRET or generated at start).
+fn reloaded_secrets(new: &Config, running: &[String]) -> Vec<String> {
+    if new.auth.secrets.is_empty() && new.auth.users.is_empty() {
+        running.to_vec()
+    } else {
+        new.auth
+            .secrets
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect()
+    }
+}
+
 async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let relay = Relay::start(&cfg, &secrets)?;
+    let metrics = Arc::new(Metrics::new());
+    let relay = Arc::new(Relay::start(&cfg, &secrets, metrics)?);
+    let http = HttpState::new(relay.clone(), &cfg, &secrets);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = if cfg.http.enabled {
+        let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP endpoint {}", cfg.http.listen))?;
+        tracing::info!(listen = %cfg.http.listen, "HTTP endpoint up (/metrics, /healthz, /readyz)");
+        let state = http.clone();
+        Some(tokio::spawn(async move {
+            let stop = async {
+                let _ = http_stopped.await;
+            };
+            if let Err(e) = turnpike::http::serve(listener, state, stop).await {
+                tracing::error!(error = %e, "HTTP endpoint failed");
+            }
+        }))
+    } else {
+        None
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -211,16 +253,13 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                // Reload keeps every allocation: only credentials and peer policy change.
+                // Reload keeps every allocation: credentials, peer policy and the
+                // credential API change; listeners and port ranges need a restart.
                 match effective_config(&cli) {
                     Ok(new) => {
-                        // A config without secrets keeps the ones in force (env or generated).
-                        let new_secrets = if new.auth.secrets.is_empty() && new.auth.users.is_empty() {
-                            secrets.clone()
-                        } else {
-                            new.auth.secrets.clone()
-                        };
+                        let new_secrets = reloaded_secrets(&new, &secrets);
                         relay.reload(&new, &new_secrets);
+                        http.reload(&new, &new_secrets);
                         tracing::info!("configuration reloaded");
                     }
                     Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
@@ -229,6 +268,10 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
         }
     }
     tracing::info!("shutting down");
+    let _ = stop_http.send(());
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
     tokio::task::spawn_blocking(move || relay.shutdown()).await?;
     Ok(())
 }

@@ -570,7 +570,7 @@ impl Server {
             self.by_relay_v6.insert(a.port(), idx);
         }
         *self.per_user.entry(p.username.clone()).or_default() += 1;
-        self.counters.allocations_created += 1;
+        self.counters.allocations_created[p.client.transport as usize] += 1;
         self.count_request(p.request.method, 200);
         tracing::info!(
             user = %p.username,

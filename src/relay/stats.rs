@@ -117,7 +117,8 @@ pub struct Counters {
     /// [method][code]
     pub requests: [[u64; CODES.len()]; METHODS.len()],
     pub auth_failures: [u64; AUTH_FAILURES.len()],
-    pub allocations_created: u64,
+    /// [transport]
+    pub allocations_created: [u64; Transport::COUNT],
     pub allocations_ended: [u64; 4],
     pub peer_denied: u64,
     pub quota_rejections: u64,

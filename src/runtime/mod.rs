@@ -5,6 +5,7 @@ pub mod session_log;
 pub mod shard;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,46 +15,55 @@ use anyhow::Context;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::Counters;
-use crate::relay::{CoreConfig, RelayFamily, Server, SessionSummary};
+use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
 use shard::{Control, Shard, udp_socket};
 
-/// What a shard last published: its counters and gauges, copied once a second so that the
-/// relay path never touches shared state.
+/// What a shard last published: its counters and gauges, copied on request and once a
+/// second, so that the relay path never touches shared state.
 #[derive(Debug, Default, Clone)]
 pub struct ShardSnapshot {
     pub counters: Counters,
-    pub allocations: u64,
-    pub permissions: u64,
-    pub channels: u64,
-    /// Lifetimes (seconds) of allocations that ended since the last read.
-    pub ended_durations: Vec<f64>,
+    /// Gauges, [transport][family: 0 = IPv4, 1 = IPv6].
+    pub allocations: [[u64; 2]; Transport::COUNT],
+    pub permissions: [[u64; 2]; Transport::COUNT],
+    pub channels: [[u64; 2]; Transport::COUNT],
 }
 
 #[derive(Debug, Default)]
 pub struct ShardStatus {
     snapshot: Mutex<ShardSnapshot>,
+    /// Bumped by every publish, so a scrape can wait for a fresh one.
+    generation: AtomicU64,
+    /// False once the shard thread has stopped.
+    running: AtomicBool,
 }
 
 impl ShardStatus {
     pub fn publish(&self, core: &Server, now: Instant) {
-        let (mut perms, mut chans) = (0u64, 0u64);
+        let mut snap = ShardSnapshot {
+            counters: core.counters().clone(),
+            ..Default::default()
+        };
         for a in core.allocations() {
-            perms += a.live_permissions(now) as u64;
-            chans += a.live_channels(now) as u64;
+            let t = a.client.transport as usize;
+            for (fi, relay) in [a.relay_v4, a.relay_v6].iter().enumerate() {
+                if relay.is_some() {
+                    snap.allocations[t][fi] += 1;
+                }
+            }
+            for (ip, _) in a.permissions.iter().filter(|(_, e)| **e > now) {
+                snap.permissions[t][ip.is_ipv6() as usize] += 1;
+            }
+            for b in a.channels.values().filter(|b| b.expires > now) {
+                snap.channels[t][b.peer.is_ipv6() as usize] += 1;
+            }
         }
-        let mut s = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        s.counters = core.counters().clone();
-        s.allocations = core.allocation_count() as u64;
-        s.permissions = perms;
-        s.channels = chans;
-    }
-
-    pub fn record_session_end(&self, summary: &SessionSummary) {
-        let mut s = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        s.ended_durations.push(summary.duration.as_secs_f64());
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     pub fn snapshot(&self) -> ShardSnapshot {
@@ -63,14 +73,16 @@ impl ShardStatus {
             .clone()
     }
 
-    pub fn take_ended_durations(&self) -> Vec<f64> {
-        std::mem::take(
-            &mut self
-                .snapshot
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .ended_durations,
-        )
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Release);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
     }
 }
 
@@ -82,8 +94,9 @@ type ShardHandle = (Sender<Control>, Arc<mio::Waker>, Option<JoinHandle<()>>);
 pub struct Relay {
     pub listen_udp: Vec<SocketAddr>,
     pub status: Vec<Arc<ShardStatus>>,
-    shards: Vec<ShardHandle>,
+    shards: Mutex<Vec<ShardHandle>>,
     nonce_key: [u8; 32],
+    pub metrics: Arc<Metrics>,
 }
 
 /// Everything the cores share that a reload may change.
@@ -128,6 +141,14 @@ fn default_relay_ipv4(cfg: &Config) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+/// The IPv4 address clients are told to use for relays (and the server, for URIs).
+pub fn advertised_ipv4(cfg: &Config) -> IpAddr {
+    cfg.relay
+        .advertised_ipv4
+        .or(cfg.relay.ipv4)
+        .unwrap_or_else(|| default_relay_ipv4(cfg))
+}
+
 fn relay_families(cfg: &Config) -> (Option<RelayFamily>, Option<RelayFamily>) {
     let v4_bind = cfg.relay.ipv4.unwrap_or_else(|| default_relay_ipv4(cfg));
     let v4 = RelayFamily {
@@ -153,7 +174,7 @@ fn relay_families(cfg: &Config) -> (Option<RelayFamily>, Option<RelayFamily>) {
 
 impl Relay {
     /// Binds every listener and starts the shards. `secrets` are the effective REST secrets.
-    pub fn start(cfg: &Config, secrets: &[String]) -> anyhow::Result<Relay> {
+    pub fn start(cfg: &Config, secrets: &[String], metrics: Arc<Metrics>) -> anyhow::Result<Relay> {
         let shards = if cfg.server.shards == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -170,8 +191,9 @@ impl Relay {
         let mut relay = Relay {
             listen_udp: cfg.server.listen_udp.clone(),
             status: Vec::new(),
-            shards: Vec::new(),
+            shards: Mutex::new(Vec::new()),
             nonce_key,
+            metrics: metrics.clone(),
         };
         for i in 0..shards {
             // Disjoint port slices: shards never contend for a relay port.
@@ -202,14 +224,27 @@ impl Relay {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let (tx, rx) = channel();
             let status = Arc::new(ShardStatus::default());
-            let (shard, waker) = Shard::new(i, core, listeners, rx, status.clone(), sessions)
-                .context("creating shard event loop")?;
+            status.set_running(true);
+            let (shard, waker) = Shard::new(
+                i,
+                core,
+                listeners,
+                rx,
+                status.clone(),
+                sessions,
+                metrics.clone(),
+            )
+            .context("creating shard event loop")?;
             let handle = std::thread::Builder::new()
                 .name(format!("turnpike-shard-{i}"))
                 .spawn(move || shard.run())
                 .context("spawning shard thread")?;
             relay.status.push(status);
-            relay.shards.push((tx, waker, Some(handle)));
+            relay
+                .shards
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((tx, waker, Some(handle)));
         }
         tracing::info!(
             listen_udp = ?cfg.server.listen_udp,
@@ -222,24 +257,52 @@ impl Relay {
         Ok(relay)
     }
 
-    /// Applies a reloaded config's credentials and peer policy; allocations stay up.
-    pub fn reload(&self, cfg: &Config, secrets: &[String]) {
-        for (tx, waker, _) in &self.shards {
-            let _ = tx.send(Control::Reconfigure(Box::new((
-                authenticator(cfg, secrets, self.nonce_key),
-                policy(cfg),
-            ))));
+    fn send_all(&self, make: impl Fn() -> Control) {
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        for (tx, waker, _) in shards.iter() {
+            let _ = tx.send(make());
             let _ = waker.wake();
         }
     }
 
-    /// Ends every allocation (each gets its log line) and stops the shards.
-    pub fn shutdown(mut self) {
-        for (tx, waker, _) in &self.shards {
-            let _ = tx.send(Control::Shutdown);
-            let _ = waker.wake();
+    /// Applies a reloaded config's credentials and peer policy; allocations stay up.
+    pub fn reload(&self, cfg: &Config, secrets: &[String]) {
+        self.send_all(|| {
+            Control::Reconfigure(Box::new((
+                authenticator(cfg, secrets, self.nonce_key),
+                policy(cfg),
+            )))
+        });
+    }
+
+    /// Fresh snapshots from every shard: asks each to publish and waits (bounded) for it,
+    /// so a scrape right after traffic sees that traffic.
+    pub fn snapshots(&self) -> Vec<ShardSnapshot> {
+        let before: Vec<u64> = self.status.iter().map(|s| s.generation()).collect();
+        self.send_all(|| Control::Publish);
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        while Instant::now() < deadline
+            && self
+                .status
+                .iter()
+                .zip(&before)
+                .any(|(s, b)| s.is_running() && s.generation() == *b)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        for (_, _, h) in &mut self.shards {
+        self.status.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// Listeners are bound and every shard is running.
+    pub fn is_ready(&self) -> bool {
+        !self.status.is_empty() && self.status.iter().all(|s| s.is_running())
+    }
+
+    /// Ends every allocation (each gets its log line) and stops the shards.
+    pub fn shutdown(&self) {
+        self.send_all(|| Control::Shutdown);
+        let mut shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, _, h) in shards.iter_mut() {
             if let Some(h) = h.take() {
                 let _ = h.join();
             }

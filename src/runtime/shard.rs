@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::auth::Authenticator;
+use crate::metrics::Metrics;
 use crate::proto::channel_data;
 use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::DropReason;
@@ -33,6 +34,8 @@ const SOCKET_BUFFER: usize = 4 << 20;
 
 pub enum Control {
     Reconfigure(Box<(Authenticator, PeerPolicy)>),
+    /// Publish a fresh snapshot now (a scrape is waiting for it).
+    Publish,
     Shutdown,
 }
 
@@ -53,6 +56,7 @@ pub struct Shard {
     control: Receiver<Control>,
     status: Arc<ShardStatus>,
     sessions: SessionLogger,
+    metrics: Arc<Metrics>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -88,6 +92,7 @@ impl Shard {
         control: Receiver<Control>,
         status: Arc<ShardStatus>,
         sessions: SessionLogger,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<(Shard, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -110,6 +115,7 @@ impl Shard {
                 control,
                 status,
                 sessions,
+                metrics,
             },
             waker,
         ))
@@ -136,6 +142,7 @@ impl Shard {
                 && e.kind() != ErrorKind::Interrupted
             {
                 tracing::error!(shard = self.index, error = %e, "poll failed");
+                self.status.set_running(false);
                 return;
             }
             for ev in events.iter() {
@@ -176,10 +183,12 @@ impl Shard {
                     let (auth, policy) = *b;
                     self.core.reconfigure(auth, policy)
                 }
+                Ok(Control::Publish) => self.status.publish(&self.core, now),
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
                     self.run_commands(now);
                     self.status.publish(&self.core, now);
+                    self.status.set_running(false);
                     return Err(());
                 }
                 Err(TryRecvError::Empty) => return Ok(()),
@@ -290,7 +299,9 @@ impl Shard {
                 }
                 Command::ReleaseRelay { addr } => self.release_relay(addr),
                 Command::AllocationEnded(summary) => {
-                    self.status.record_session_end(&summary);
+                    self.metrics
+                        .allocation_lifetime
+                        .observe(summary.duration.as_secs_f64());
                     self.sessions.log(&summary);
                 }
             }

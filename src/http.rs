@@ -1,0 +1,247 @@
+//! The operator/backend HTTP endpoint: /metrics, /healthz, /readyz, and the TURN REST API
+//! credential issuer GET /api/v1/credentials (bearer token, CORS for browser apps).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::mint_credential;
+use crate::config::Config;
+use crate::runtime::{Relay, advertised_ipv4};
+
+/// What the credential API needs; swapped as a whole on reload.
+struct Api {
+    token: Option<String>,
+    secret: Option<String>,
+    ttl: Duration,
+    max_ttl: Duration,
+    uris: Vec<String>,
+    cors_origins: Vec<String>,
+}
+
+pub struct HttpState {
+    relay: Arc<Relay>,
+    api: RwLock<Api>,
+}
+
+/// One `turn:` URI per UDP listener; a wildcard listener is named by the advertised
+/// relay address, which is what clients can reach.
+pub fn default_uris(cfg: &Config) -> Vec<String> {
+    cfg.server
+        .listen_udp
+        .iter()
+        .map(|a| {
+            let ip = if a.ip().is_unspecified() {
+                advertised_ipv4(cfg)
+            } else {
+                a.ip()
+            };
+            format!("turn:{}?transport=udp", SocketAddr::new(ip, a.port()))
+        })
+        .collect()
+}
+
+/// The JSON the TURN REST API draft describes, plus an `iceServers` array that can be
+/// passed to `new RTCPeerConnection({iceServers})` as is.
+pub fn credential_json(username: &str, password: &str, ttl: u64, uris: &[String]) -> String {
+    let v = json!({
+        "username": username,
+        "password": password,
+        "ttl": ttl,
+        "uris": uris,
+        "iceServers": [{"urls": uris, "username": username, "credential": password}],
+    });
+    format!("{v:#}")
+}
+
+impl HttpState {
+    pub fn new(relay: Arc<Relay>, cfg: &Config, secrets: &[String]) -> Arc<HttpState> {
+        Arc::new(HttpState {
+            relay,
+            api: RwLock::new(Self::api(cfg, secrets)),
+        })
+    }
+
+    fn api(cfg: &Config, secrets: &[String]) -> Api {
+        Api {
+            token: cfg
+                .http
+                .credentials_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
+            secret: secrets.first().cloned(),
+            ttl: cfg.http.credentials_ttl,
+            max_ttl: cfg.http.credentials_max_ttl,
+            uris: if cfg.http.uris.is_empty() {
+                default_uris(cfg)
+            } else {
+                cfg.http.uris.clone()
+            },
+            cors_origins: cfg.http.cors_origins.clone(),
+        }
+    }
+
+    pub fn reload(&self, cfg: &Config, secrets: &[String]) {
+        *self.api.write().unwrap_or_else(|e| e.into_inner()) = Self::api(cfg, secrets);
+    }
+}
+
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/credentials", get(credentials).options(preflight))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
+    let relay = s.relay.clone();
+    // Waiting for the shards' fresh snapshots blocks briefly: keep it off the runtime.
+    let text = tokio::task::spawn_blocking(move || {
+        let snaps = relay.snapshots();
+        relay.metrics.update(&snaps);
+        relay.metrics.render()
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
+    if s.relay.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialQuery {
+    user: Option<String>,
+    /// Seconds.
+    ttl: Option<u64>,
+}
+
+/// The Access-Control-Allow-Origin value for this request, if its origin is allowed.
+fn cors_origin(api: &Api, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let o = origin.to_str().ok()?;
+    api.cors_origins
+        .iter()
+        .any(|a| a == "*" || a == o)
+        .then(|| origin.clone())
+}
+
+fn with_cors(mut r: Response, origin: Option<HeaderValue>) -> Response {
+    if let Some(o) = origin {
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    r
+}
+
+async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let api = s.api.read().unwrap_or_else(|e| e.into_inner());
+    let Some(origin) = cors_origin(&api, &headers) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    with_cors(r, Some(origin))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn credentials(
+    State(s): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    Query(q): Query<CredentialQuery>,
+) -> Response {
+    let api = s.api.read().unwrap_or_else(|e| e.into_inner());
+    let origin = cors_origin(&api, &headers);
+    let (Some(token), Some(secret)) = (&api.token, &api.secret) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        let r = (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        );
+        return with_cors(r.into_response(), origin);
+    }
+    let user = q.user.unwrap_or_default();
+    if user.is_empty() || user.len() > 128 || !user.bytes().all(|b| b.is_ascii_graphic()) {
+        let r = (
+            StatusCode::BAD_REQUEST,
+            "user: 1 to 128 printable ASCII characters\n",
+        );
+        return with_cors(r.into_response(), origin);
+    }
+    let ttl = q.ttl.map_or(api.ttl, Duration::from_secs);
+    if ttl.is_zero() || ttl > api.max_ttl {
+        let r = (StatusCode::BAD_REQUEST, "ttl out of range\n");
+        return with_cors(r.into_response(), origin);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (username, password) = mint_credential(secret, &user, ttl.as_secs(), now);
+    tracing::debug!(user = %user, ttl_s = ttl.as_secs(), "credential minted");
+    let body = credential_json(&username, &password, ttl.as_secs(), &api.uris);
+    let r = (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    );
+    with_cors(r.into_response(), origin)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

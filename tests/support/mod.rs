@@ -1,0 +1,179 @@
+//! Shared by the in-process integration tests: start turnpike, a raw STUN/TURN client
+//! that shows error codes, an echo peer, and a minimal HTTP GET.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stun::attributes::*;
+use stun::error_code::ErrorCodeAttribute;
+use stun::integrity::MessageIntegrity;
+use stun::message::*;
+use stun::textattrs::TextAttribute;
+use turn::proto::reqtrans::RequestedTransport;
+use turnpike::config::Config;
+use turnpike::runtime::Relay;
+
+pub const SECRET: &str = "integration-secret";
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts turnpike on a free loopback port with `extra` TOML appended (sections after
+/// [peers]). `allow_loopback` adds 127.0.0.0/8 to the peer allow list, as only a test
+/// should.
+pub fn start_with(
+    allow_loopback: bool,
+    ports: &str,
+    extra: &str,
+) -> (Arc<Relay>, SocketAddr, Config) {
+    let port = free_udp_port();
+    let allow = if allow_loopback {
+        "allow = [\"127.0.0.0/8\"]"
+    } else {
+        ""
+    };
+    let cfg = Config::from_toml(&format!(
+        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 2\n\
+         [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\n\
+         [auth]\nsecrets = [\"{SECRET}\"]\n[peers]\n{allow}\n{extra}\n"
+    ))
+    .unwrap();
+    let relay = Relay::start(&cfg, &[SECRET.to_owned()], Default::default()).unwrap();
+    (
+        Arc::new(relay),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        cfg,
+    )
+}
+
+pub fn start(allow_loopback: bool, ports: &str) -> (Arc<Relay>, SocketAddr) {
+    let (r, a, _) = start_with(allow_loopback, ports, "");
+    (r, a)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A UDP echo peer on loopback, answering every datagram, for a bounded time.
+pub fn echo_peer() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+/// GET `path` from `addr` with optional extra headers; returns (status, headers, body).
+pub fn http_get(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+pub fn error_code(m: &Message) -> Option<u16> {
+    let mut e = ErrorCodeAttribute::default();
+    e.get_from(m).ok().map(|_| e.code.0)
+}
+
+/// A raw STUN client: does the 401 round trip itself so the tests can see error codes.
+pub struct RawClient {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    pub nonce: String,
+    username: String,
+    password: String,
+}
+
+impl RawClient {
+    pub fn new(server: SocketAddr, username: String, password: String) -> RawClient {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut c = RawClient {
+            sock,
+            server,
+            nonce: String::new(),
+            username,
+            password,
+        };
+        let r = c.exchange(METHOD_ALLOCATE, vec![], false);
+        assert_eq!(error_code(&r), Some(401));
+        c.nonce = TextAttribute::get_from_as(&r, ATTR_NONCE).unwrap().text;
+        c
+    }
+
+    pub fn exchange(&mut self, method: Method, attrs: Vec<Box<dyn Setter>>, sign: bool) -> Message {
+        let mut m = Message::new();
+        m.set_type(MessageType::new(method, CLASS_REQUEST));
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        for a in &attrs {
+            a.add_to(&mut m).unwrap();
+        }
+        if sign {
+            for (t, v) in [
+                (ATTR_USERNAME, self.username.clone()),
+                (ATTR_REALM, "turnpike".to_string()),
+                (ATTR_NONCE, self.nonce.clone()),
+            ] {
+                TextAttribute::new(t, v).add_to(&mut m).unwrap();
+            }
+            MessageIntegrity::new_long_term_integrity(
+                self.username.clone(),
+                "turnpike".into(),
+                self.password.clone(),
+            )
+            .add_to(&mut m)
+            .unwrap();
+        }
+        self.sock.send_to(&m.raw, self.server).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = self.sock.recv_from(&mut buf).expect("a response");
+        let mut r = Message::new();
+        r.raw = buf[..n].to_vec();
+        r.decode().unwrap();
+        assert_eq!(r.transaction_id, m.transaction_id);
+        r
+    }
+
+    pub fn allocate(&mut self) -> Message {
+        self.exchange(
+            METHOD_ALLOCATE,
+            vec![Box::new(RequestedTransport {
+                protocol: turn::proto::PROTO_UDP,
+            })],
+            true,
+        )
+    }
+}
