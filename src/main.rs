@@ -48,6 +48,9 @@ struct Cli {
     /// Peer CIDR to relay to despite the default policy; repeatable. Adds to peers.allow.
     #[arg(long)]
     allow_peer: Vec<IpNet>,
+    /// HTTP endpoint address. Overrides http.listen.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
     /// Overrides log.format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -108,6 +111,9 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
         cfg.server.shards = s;
     }
     cfg.peers.allow.extend(cli.allow_peer.iter().cloned());
+    if let Some(a) = cli.http_listen {
+        cfg.http.listen = a;
+    }
     if let Some(f) = cli.log_format {
         cfg.log.format = f;
     }

@@ -572,10 +572,14 @@ impl Server {
         *self.per_user.entry(p.username.clone()).or_default() += 1;
         self.counters.allocations_created[p.client.transport as usize] += 1;
         self.count_request(p.request.method, 200);
+        let relay: Vec<String> = [p.bound_v4, p.bound_v6]
+            .iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect();
         tracing::info!(
             user = %p.username,
-            relay_v4 = ?p.bound_v4,
-            relay_v6 = ?p.bound_v6,
+            relay = %relay.join(","),
             lifetime_s = p.lifetime.as_secs(),
             "allocation created"
         );

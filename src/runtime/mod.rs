@@ -248,8 +248,8 @@ impl Relay {
         }
         tracing::info!(
             listen_udp = ?cfg.server.listen_udp,
-            relay_v4 = ?relay_v4.map(|f| f.advertised),
-            relay_v6 = ?relay_v6.map(|f| f.advertised),
+            relay_v4 = %relay_v4.map_or("none".into(), |f| f.advertised.to_string()),
+            relay_v6 = %relay_v6.map_or("none".into(), |f| f.advertised.to_string()),
             shards,
             realm = %cfg.server.realm,
             "turnpike started"

@@ -1,0 +1,240 @@
+//! The binary as an admin meets it: config errors, the credential command, the embedded
+//! default config, SIGHUP reload and SIGTERM shutdown.
+
+mod support;
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::free_udp_port;
+
+const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
+
+fn write_config(text: &str) -> tempfile_path::Path {
+    tempfile_path::Path::new(text)
+}
+
+/// A config file in the system temp dir, removed on drop.
+mod tempfile_path {
+    pub struct Path(pub std::path::PathBuf);
+    impl Path {
+        pub fn new(text: &str) -> Path {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p =
+                std::env::temp_dir().join(format!("turnpike-cli-{}-{n}.toml", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            Path(p)
+        }
+    }
+    impl Drop for Path {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn unknown_key_fails_to_start_and_names_the_key() {
+    let cfg = write_config("[relay]\nport_range = \"1-2\"\n");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port_range"), "{err}");
+}
+
+#[test]
+fn bad_value_fails_check_config_and_names_the_key() {
+    let cfg = write_config("[relay]\nmax_lifetime = \"1m\"\n");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&cfg.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay.default_lifetime"), "{err}");
+}
+
+#[test]
+fn shipped_example_config_passes_check_config_without_printing_secrets() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/turnserver.toml");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = write_config("[auth]\nsecrets = [\"very-secret-value\"]\n");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&cfg.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("<redacted>") && !text.contains("very-secret-value"),
+        "{text}"
+    );
+}
+
+#[test]
+fn credentials_command_prints_a_verifiable_rest_credential() {
+    let cfg = write_config(
+        "[auth]\nsecrets = [\"cli-secret-123\", \"older-secret\"]\n[http]\nuris = [\"turns:turn.example:443?transport=tcp\"]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["credentials", "--user", "zoe", "--ttl", "2h", "--config"])
+        .arg(&cfg.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let username = v["username"].as_str().unwrap();
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, "zoe");
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = support::unix_now();
+    assert!((now + 7190..=now + 7210).contains(&expiry));
+    assert_eq!(v["ttl"], 7200);
+    assert_eq!(
+        v["password"].as_str().unwrap(),
+        turnpike::auth::rest_password("cli-secret-123", username),
+        "minted with the first secret"
+    );
+    assert_eq!(
+        v["iceServers"][0]["urls"][0],
+        "turns:turn.example:443?transport=tcp"
+    );
+}
+
+#[test]
+fn credentials_command_without_a_secret_fails() {
+    let out = Command::new(BIN)
+        .args(["credentials", "--user", "x"])
+        .env_remove("TURNPIKE_SECRET")
+        .env_remove("TURNPIKE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no secret"));
+}
+
+fn binding_answered(port: u16) -> bool {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    req.extend_from_slice(&[7; 12]);
+    let _ = s.send_to(&req, ("127.0.0.1", port));
+    let mut buf = [0u8; 200];
+    matches!(s.recv_from(&mut buf), Ok((n, _)) if n >= 20 && buf[0..2] == [0x01, 0x01])
+}
+
+fn wait_for_binding(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !binding_answered(port) {
+        assert!(
+            Instant::now() < deadline,
+            "turnpike did not answer on {port}"
+        );
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    // SAFETY: kill(2) on the PID of a child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+#[test]
+fn starts_on_the_embedded_default_with_a_generated_secret_and_stops_on_sigterm() {
+    let port = free_udp_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--ports",
+            "54000-54099",
+        ])
+        // The default HTTP port may be taken where tests run in parallel.
+        .args(["--http-listen", "127.0.0.1:0"])
+        .env_remove("TURNPIKE_SECRET")
+        .env_remove("TURNPIKE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_binding(port);
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.contains("generated one for this run"), "{out}");
+    assert!(out.contains("turnpike credentials --user"), "{out}");
+}
+
+#[test]
+fn sighup_reload_swaps_the_secret_and_keeps_running() {
+    let port = free_udp_port();
+    let body = |secret: &str| {
+        format!(
+            "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n[relay]\nipv4 = \"127.0.0.1\"\nports = \"54100-54199\"\n[auth]\nsecrets = [\"{secret}\"]\n[http]\nenabled = false\n"
+        )
+    };
+    let cfg = write_config(&body("first-secret-1"));
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg.0)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_binding(port);
+    let server = format!("127.0.0.1:{port}").parse().unwrap();
+    let alloc = |secret: &str| {
+        let (u, p) = turnpike::auth::mint_credential(secret, "r", 600, support::unix_now());
+        support::RawClient::new(server, u, p).allocate()
+    };
+    assert_eq!(support::error_code(&alloc("first-secret-1")), None);
+    assert_eq!(support::error_code(&alloc("second-secret-2")), Some(401));
+    std::fs::write(&cfg.0, body("second-secret-2")).unwrap();
+    // SAFETY: kill(2) on the PID of a child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while support::error_code(&alloc("second-secret-2")).is_some() {
+        assert!(Instant::now() < deadline, "reload did not take effect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(support::error_code(&alloc("first-secret-1")), Some(401));
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("configuration reloaded"), "{err}");
+    // Allocations made before the reload ended at shutdown, each with its log line.
+    assert!(err.contains("allocation ended"), "{err}");
+    assert!(!err.contains("first-secret-1") && !err.contains("second-secret-2"));
+}
