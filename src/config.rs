@@ -2,7 +2,7 @@
 //! Unknown keys are errors (a typo must not silently fall back to a default).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: Server,
+    pub tls: Tls,
     pub relay: Relay,
     pub auth: Auth,
     pub peers: Peers,
@@ -25,7 +26,14 @@ pub struct Config {
 pub struct Server {
     pub realm: String,
     pub listen_udp: Vec<SocketAddr>,
+    pub listen_tcp: Vec<SocketAddr>,
+    pub listen_tls: Vec<SocketAddr>,
     pub shards: usize,
+    /// Most TCP/TLS client connections at once.
+    pub max_connections: usize,
+    /// A TCP/TLS connection that holds no allocation is closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for Server {
@@ -33,9 +41,21 @@ impl Default for Server {
         Server {
             realm: "turnpike".into(),
             listen_udp: vec!["0.0.0.0:3478".parse().unwrap()],
+            listen_tcp: vec![],
+            listen_tls: vec![],
             shards: 0,
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(30),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain and private key for `server.listen_tls`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,8 +252,18 @@ impl Config {
 
     /// Checks the rules serde cannot express; each error names its key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.server.listen_udp.is_empty() {
-            bail!("server.listen_udp: at least one address is needed");
+        if self.server.listen_udp.is_empty()
+            && self.server.listen_tcp.is_empty()
+            && self.server.listen_tls.is_empty()
+        {
+            bail!("server.listen_udp: at least one listener (UDP, TCP or TLS) is needed");
+        }
+        if !self.server.listen_tls.is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none())
+        {
+            bail!("tls.cert, tls.key: server.listen_tls needs a certificate and a key");
+        }
+        if self.server.max_connections == 0 || self.server.idle_timeout.is_zero() {
+            bail!("server.max_connections / idle_timeout: must be above 0");
         }
         if self.server.realm.is_empty() || self.server.realm.len() > 763 {
             bail!("server.realm: must be 1 to 763 bytes");
@@ -336,6 +366,7 @@ mod tests {
             ("[relay]\nipv4 = \"::1\"", "relay.ipv4"),
             ("[server]\nlisten_udp = [\"nope\"]", "listen_udp"),
             ("[server]\nlisten_udp = []", "server.listen_udp"),
+            ("[server]\nlisten_tls = [\"0.0.0.0:443\"]", "tls.cert"),
             ("[peers]\nallow = [\"10.0.0.0/33\"]", "allow"),
             ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
             ("[log]\nformat = \"xml\"", "format"),

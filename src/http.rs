@@ -35,18 +35,28 @@ pub struct HttpState {
 /// One `turn:` URI per UDP listener; a wildcard listener is named by the advertised
 /// relay address, which is what clients can reach.
 pub fn default_uris(cfg: &Config) -> Vec<String> {
-    cfg.server
+    let named = |a: &SocketAddr| {
+        let ip = if a.ip().is_unspecified() {
+            advertised_ipv4(cfg)
+        } else {
+            a.ip()
+        };
+        SocketAddr::new(ip, a.port())
+    };
+    let s = &cfg.server;
+    let udp = s
         .listen_udp
         .iter()
-        .map(|a| {
-            let ip = if a.ip().is_unspecified() {
-                advertised_ipv4(cfg)
-            } else {
-                a.ip()
-            };
-            format!("turn:{}?transport=udp", SocketAddr::new(ip, a.port()))
-        })
-        .collect()
+        .map(|a| format!("turn:{}?transport=udp", named(a)));
+    let tcp = s
+        .listen_tcp
+        .iter()
+        .map(|a| format!("turn:{}?transport=tcp", named(a)));
+    let tls = s
+        .listen_tls
+        .iter()
+        .map(|a| format!("turns:{}?transport=tcp", named(a)));
+    udp.chain(tcp).chain(tls).collect()
 }
 
 /// The JSON the TURN REST API draft describes, plus an `iceServers` array that can be

@@ -30,6 +30,18 @@ struct Cli {
     /// UDP listen address; repeat for several. Overrides server.listen_udp.
     #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// TCP listen address; repeatable. Overrides server.listen_tcp.
+    #[arg(long)]
+    listen_tcp: Vec<SocketAddr>,
+    /// TLS listen address; repeatable. Overrides server.listen_tls (needs tls.cert/key).
+    #[arg(long)]
+    listen_tls: Vec<SocketAddr>,
+    /// PEM certificate chain for TLS listeners. Overrides tls.cert.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS listeners. Overrides tls.key.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// Overrides server.realm.
     #[arg(long)]
     realm: Option<String>,
@@ -86,6 +98,18 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
     };
     if !cli.listen.is_empty() {
         cfg.server.listen_udp = cli.listen.clone();
+    }
+    if !cli.listen_tcp.is_empty() {
+        cfg.server.listen_tcp = cli.listen_tcp.clone();
+    }
+    if !cli.listen_tls.is_empty() {
+        cfg.server.listen_tls = cli.listen_tls.clone();
+    }
+    if let Some(p) = &cli.tls_cert {
+        cfg.tls.cert = Some(p.clone());
+    }
+    if let Some(p) = &cli.tls_key {
+        cfg.tls.key = Some(p.clone());
     }
     if let Some(r) = &cli.realm {
         cfg.server.realm = r.clone();
@@ -264,9 +288,13 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
                 match effective_config(&cli) {
                     Ok(new) => {
                         let new_secrets = reloaded_secrets(&new, &secrets);
-                        relay.reload(&new, &new_secrets);
-                        http.reload(&new, &new_secrets);
-                        tracing::info!("configuration reloaded");
+                        match relay.reload(&new, &new_secrets) {
+                            Ok(()) => {
+                                http.reload(&new, &new_secrets);
+                                tracing::info!("configuration reloaded");
+                            }
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
+                        }
                     }
                     Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
                 }

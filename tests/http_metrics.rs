@@ -48,7 +48,7 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[test]
 fn metrics_show_exact_relayed_totals_and_gauges_return_to_zero() {
-    let (relay, server, cfg) = start_with(true, "53000-53099", "");
+    let (relay, server, cfg) = start_with(true, "53000-53099", "", "");
     let http = start_http(relay.clone(), &cfg);
     let echo = echo_peer();
     let (user, pass) = turnpike::auth::mint_credential(SECRET, "m", 600, unix_now());
@@ -162,7 +162,7 @@ fn metrics_show_exact_relayed_totals_and_gauges_return_to_zero() {
 
 #[test]
 fn health_and_readiness() {
-    let (relay, _server, cfg) = start_with(true, "53100-53199", "");
+    let (relay, _server, cfg) = start_with(true, "53100-53199", "", "");
     let http = start_http(relay.clone(), &cfg);
     assert_eq!(http_get(http, "GET", "/healthz", &[]).0, 200);
     assert_eq!(http_get(http, "GET", "/readyz", &[]).0, 200);
@@ -176,6 +176,7 @@ fn credential_server() -> (Arc<Relay>, SocketAddr, SocketAddr) {
     let (relay, server, cfg) = start_with(
         true,
         "53200-53299",
+        "",
         &format!(
             "[http]\ncredentials_token = \"{TOKEN}\"\ncors_origins = [\"https://app.example\"]\n"
         ),
@@ -297,7 +298,7 @@ fn credential_api_cors_and_input_checks() {
 
 #[test]
 fn credential_api_is_off_without_a_token() {
-    let (relay, _server, cfg) = start_with(true, "53300-53399", "");
+    let (relay, _server, cfg) = start_with(true, "53300-53399", "", "");
     let http = start_http(relay.clone(), &cfg);
     assert_eq!(
         http_get(http, "GET", "/api/v1/credentials?user=x", &[]).0,

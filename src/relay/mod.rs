@@ -329,6 +329,32 @@ impl Server {
         self.next_sweep = (!idle).then_some(now + SWEEP_INTERVAL);
     }
 
+    /// A stream client's connection closed: its allocation goes with it (RFC 8656 §3.1).
+    /// `clean` is false when the connection failed (I/O or framing error).
+    pub fn client_disconnected(&mut self, now: Instant, client: ClientId, clean: bool) {
+        if let Some(&idx) = self.by_client.get(&client) {
+            let reason = if clean {
+                EndReason::Deleted
+            } else {
+                EndReason::Error
+            };
+            self.remove_allocation(now, idx, reason);
+        }
+        let tokens: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.client() == client)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in tokens {
+            self.drop_pending(t);
+        }
+    }
+
+    pub fn has_allocation(&self, client: &ClientId) -> bool {
+        self.by_client.contains_key(client)
+    }
+
     /// Ends every allocation (server shutdown), so each gets its log line.
     pub fn shutdown(&mut self, now: Instant) {
         let all: Vec<usize> = self.allocations.iter().map(|(i, _)| i).collect();

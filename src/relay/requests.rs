@@ -111,6 +111,12 @@ pub struct PendingAllocate {
     attempts: u32,
 }
 
+impl PendingAllocate {
+    pub fn client(&self) -> ClientId {
+        self.client
+    }
+}
+
 /// What a response needs from its request.
 #[derive(Clone, Copy)]
 struct RequestInfo {
@@ -485,6 +491,15 @@ impl Server {
             p.attempts += 1;
         }
         self.request_next_bind(now, token);
+    }
+
+    /// Forgets a pending Allocate whose client went away, releasing what it bound.
+    pub(super) fn drop_pending(&mut self, token: u64) {
+        if let Some(p) = self.pending.remove(&token) {
+            for addr in [p.bound_v4, p.bound_v6].into_iter().flatten() {
+                self.commands.push_back(Command::ReleaseRelay { addr });
+            }
+        }
     }
 
     fn fail_pending(&mut self, token: u64) {

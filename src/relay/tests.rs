@@ -1374,3 +1374,22 @@ fn reconfigure_with_a_new_secret_keeps_allocations_and_rejects_old_credentials()
     let r = h.request(c, METHOD_REFRESH, vec![], Some(&creds));
     assert_eq!(error_code(&r), Some(401));
 }
+
+#[test]
+fn closing_a_stream_connection_deletes_its_allocation() {
+    let mut h = harness();
+    let mut c = h.client(1);
+    c.transport = Transport::Tcp;
+    h.allocate(c, "bob");
+    assert!(h.server.has_allocation(&c));
+    h.server.client_disconnected(h.now, c, true);
+    h.take_responses();
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(h.ended[0].reason, EndReason::Deleted);
+    assert!(h.bound.is_empty());
+    // A UDP client at the same address is a different 5-tuple and is untouched.
+    let u = h.client(1);
+    h.allocate(u, "bob");
+    h.server.client_disconnected(h.now, c, false);
+    assert_eq!(h.server.allocation_count(), 1);
+}

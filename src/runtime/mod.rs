@@ -3,6 +3,8 @@
 
 pub mod session_log;
 pub mod shard;
+pub mod stream;
+pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +22,7 @@ use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::Counters;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
-use shard::{Control, Shard, udp_socket};
+use shard::{Control, Limits, Listeners, Shard, tcp_listener, udp_socket};
 
 /// What a shard last published: its counters and gauges, copied on request and once a
 /// second, so that the relay path never touches shared state.
@@ -116,6 +118,18 @@ fn authenticator(cfg: &Config, secrets: &[String], nonce_key: [u8; 32]) -> Authe
     )
 }
 
+/// The TLS server config for `server.listen_tls`, if there are TLS listeners.
+fn load_tls(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    match (
+        &cfg.tls.cert,
+        &cfg.tls.key,
+        cfg.server.listen_tls.is_empty(),
+    ) {
+        (Some(c), Some(k), false) => Ok(Some(tls::load(c, k)?)),
+        _ => Ok(None),
+    }
+}
+
 fn policy(cfg: &Config) -> PeerPolicy {
     PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone())
 }
@@ -185,6 +199,7 @@ impl Relay {
         let shards = shards.min(span).max(1);
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
+        let tls_config = load_tls(cfg)?;
         let sessions = SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
         };
@@ -216,12 +231,25 @@ impl Relay {
                 },
                 rand::random(),
             );
-            let listeners = cfg
-                .server
-                .listen_udp
-                .iter()
-                .map(|a| udp_socket(*a, true).with_context(|| format!("binding UDP listener {a}")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut listeners = Listeners {
+                udp: Vec::new(),
+                tcp: Vec::new(),
+            };
+            for a in &cfg.server.listen_udp {
+                listeners.udp.push(
+                    udp_socket(*a, true).with_context(|| format!("binding UDP listener {a}"))?,
+                );
+            }
+            for (addrs, t) in [
+                (&cfg.server.listen_tcp, Transport::Tcp),
+                (&cfg.server.listen_tls, Transport::Tls),
+            ] {
+                for a in addrs {
+                    let l = tcp_listener(*a)
+                        .with_context(|| format!("binding {} listener {a}", t.label()))?;
+                    listeners.tcp.push((l, t));
+                }
+            }
             let (tx, rx) = channel();
             let status = Arc::new(ShardStatus::default());
             status.set_running(true);
@@ -229,6 +257,11 @@ impl Relay {
                 i,
                 core,
                 listeners,
+                tls_config.clone(),
+                Limits {
+                    max_connections: cfg.server.max_connections.div_ceil(shards),
+                    idle_timeout: cfg.server.idle_timeout,
+                },
                 rx,
                 status.clone(),
                 sessions,
@@ -248,6 +281,8 @@ impl Relay {
         }
         tracing::info!(
             listen_udp = ?cfg.server.listen_udp,
+            listen_tcp = ?cfg.server.listen_tcp,
+            listen_tls = ?cfg.server.listen_tls,
             relay_v4 = %relay_v4.map_or("none".into(), |f| f.advertised.to_string()),
             relay_v6 = %relay_v6.map_or("none".into(), |f| f.advertised.to_string()),
             shards,
@@ -265,14 +300,20 @@ impl Relay {
         }
     }
 
-    /// Applies a reloaded config's credentials and peer policy; allocations stay up.
-    pub fn reload(&self, cfg: &Config, secrets: &[String]) {
+    /// Applies a reloaded config's credentials, peer policy and TLS certificate;
+    /// allocations stay up. A certificate that fails to load keeps the old one.
+    pub fn reload(&self, cfg: &Config, secrets: &[String]) -> anyhow::Result<()> {
+        let tls = load_tls(cfg)?;
         self.send_all(|| {
             Control::Reconfigure(Box::new((
                 authenticator(cfg, secrets, self.nonce_key),
                 policy(cfg),
             )))
         });
+        if let Some(tls) = tls {
+            self.send_all(|| Control::Tls(tls.clone()));
+        }
+        Ok(())
     }
 
     /// Fresh snapshots from every shard: asks each to publish and waits (bounded) for it,

@@ -1,15 +1,18 @@
 //! One shard: a thread that owns a relay core, its listener sockets (SO_REUSEPORT, so the
-//! kernel spreads clients over shards by 5-tuple) and the relay sockets of its port slice.
-//! It is the only place that reads the clock for the core. Nothing here decides protocol.
+//! kernel spreads clients over shards by 5-tuple), its TCP/TLS client connections and the
+//! relay sockets of its port slice. It is the only place that reads the clock for the
+//! core. Nothing here decides protocol.
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mio::net::UdpSocket;
+use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustls::ServerConfig;
 use slab::Slab;
 
 use crate::auth::Authenticator;
@@ -21,22 +24,41 @@ use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transpor
 
 use super::ShardStatus;
 use super::session_log::SessionLogger;
+use super::stream::{Closed, Conn};
 
 const WAKER: Token = Token(usize::MAX);
-/// Tokens below this are listeners; relay sockets are RELAY_BASE + slab key.
+// Token ranges: UDP listeners, TCP/TLS listeners, relay sockets, client connections.
+const TCP_LISTENER_BASE: usize = 1 << 12;
 const RELAY_BASE: usize = 1 << 16;
+const CONN_BASE: usize = 1 << 32;
 /// Packets read from one socket before the loop looks at the others: fairness between a
 /// busy relay and the listener that carries everyone's control traffic.
 const BUDGET: usize = 64;
 /// Largest UDP payload plus the ChannelData header written in front of it.
 const BUF_LEN: usize = 65536 + channel_data::HEADER_LEN;
 const SOCKET_BUFFER: usize = 4 << 20;
+const PADDING: [u8; 3] = [0; 3];
+const NONE: u32 = u32::MAX;
 
 pub enum Control {
     Reconfigure(Box<(Authenticator, PeerPolicy)>),
+    /// New certificate for connections accepted from now on.
+    Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
     Shutdown,
+}
+
+/// The sockets a shard listens on, bound by the caller.
+pub struct Listeners {
+    pub udp: Vec<std::net::UdpSocket>,
+    /// TCP listeners and whether each speaks TLS.
+    pub tcp: Vec<(std::net::TcpListener, Transport)>,
+}
+
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
 }
 
 struct RelaySocket {
@@ -48,18 +70,21 @@ pub struct Shard {
     pub index: usize,
     core: Server,
     poll: Poll,
-    listeners: Vec<UdpSocket>,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<(TcpListener, Transport)>,
     relays: Slab<RelaySocket>,
     /// Relay port -> slab key, per family: a direct index instead of a hash per packet.
     relay_v4: Vec<u32>,
     relay_v6: Vec<u32>,
+    conns: Slab<Conn>,
+    conn_by_client: HashMap<ClientId, usize>,
+    tls: Option<Arc<ServerConfig>>,
+    limits: Limits,
     control: Receiver<Control>,
     status: Arc<ShardStatus>,
     sessions: SessionLogger,
     metrics: Arc<Metrics>,
 }
-
-const NONE: u32 = u32::MAX;
 
 pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -78,17 +103,42 @@ pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::ne
     Ok(s.into())
 }
 
+pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
+fn send_drop_reason(e: &std::io::Error) -> DropReason {
+    if e.kind() == ErrorKind::WouldBlock {
+        DropReason::BufferFull
+    } else {
+        DropReason::SendError
+    }
+}
+
 impl Shard {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         core: Server,
-        listeners: Vec<std::net::UdpSocket>,
+        listeners: Listeners,
+        tls: Option<Arc<ServerConfig>>,
+        limits: Limits,
         control: Receiver<Control>,
         status: Arc<ShardStatus>,
         sessions: SessionLogger,
@@ -96,22 +146,34 @@ impl Shard {
     ) -> std::io::Result<(Shard, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut mio_listeners = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
+        let mut udp = Vec::new();
+        for (i, l) in listeners.udp.into_iter().enumerate() {
             let mut l = UdpSocket::from_std(l);
             poll.registry()
                 .register(&mut l, Token(i), Interest::READABLE)?;
-            mio_listeners.push(l);
+            udp.push(l);
+        }
+        let mut tcp = Vec::new();
+        for (i, (l, t)) in listeners.tcp.into_iter().enumerate() {
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(TCP_LISTENER_BASE + i), Interest::READABLE)?;
+            tcp.push((l, t));
         }
         Ok((
             Shard {
                 index,
                 core,
                 poll,
-                listeners: mio_listeners,
+                udp,
+                tcp,
                 relays: Slab::new(),
                 relay_v4: vec![NONE; 65536],
                 relay_v6: vec![NONE; 65536],
+                conns: Slab::new(),
+                conn_by_client: HashMap::new(),
+                tls,
+                limits,
                 control,
                 status,
                 sessions,
@@ -126,7 +188,7 @@ impl Shard {
         let mut buf = vec![0u8; BUF_LEN];
         // Sockets that still had packets when their budget ran out.
         let mut ready: Vec<Token> = Vec::new();
-        let mut next_publish = Instant::now();
+        let mut next_tick = Instant::now();
         loop {
             let now = Instant::now();
             let timeout = if !ready.is_empty() {
@@ -135,7 +197,7 @@ impl Shard {
                 let wake = self
                     .core
                     .poll_timeout()
-                    .map_or(next_publish, |t| t.min(next_publish));
+                    .map_or(next_tick, |t| t.min(next_tick));
                 wake.saturating_duration_since(now)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
@@ -145,33 +207,45 @@ impl Shard {
                 self.status.set_running(false);
                 return;
             }
-            for ev in events.iter() {
-                if ev.token() != WAKER && !ready.contains(&ev.token()) {
-                    ready.push(ev.token());
-                }
-            }
             let now = Instant::now();
             let unix = unix_now();
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == WAKER {
+                    continue;
+                }
+                if t.0 >= CONN_BASE {
+                    // Streams are drained whole per event: no budget list needed.
+                    self.conn_event(
+                        t.0 - CONN_BASE,
+                        now,
+                        unix,
+                        ev.is_readable(),
+                        ev.is_writable(),
+                    );
+                } else if !ready.contains(&t) {
+                    ready.push(t);
+                }
+            }
             let mut i = 0;
             while i < ready.len() {
-                let more = self.drain(ready[i], now, unix, &mut buf);
-                if more {
+                if self.drain(ready[i], now, unix, &mut buf) {
                     i += 1;
                 } else {
                     ready.swap_remove(i);
                 }
             }
-            match self.handle_control(now) {
-                Ok(()) => {}
-                Err(()) => return,
+            if self.handle_control(now).is_err() {
+                return;
             }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
                 self.run_commands(now);
             }
-            if now >= next_publish {
+            if now >= next_tick {
+                self.close_idle_connections(now);
                 self.status.publish(&self.core, now);
-                next_publish = now + Duration::from_secs(1);
+                next_tick = now + Duration::from_secs(1);
             }
         }
     }
@@ -183,6 +257,7 @@ impl Shard {
                     let (auth, policy) = *b;
                     self.core.reconfigure(auth, policy)
                 }
+                Ok(Control::Tls(cfg)) => self.tls = Some(cfg),
                 Ok(Control::Publish) => self.status.publish(&self.core, now),
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
@@ -196,11 +271,14 @@ impl Shard {
         }
     }
 
-    /// Reads up to BUDGET packets from one socket. True when it may have more.
+    /// Reads up to BUDGET packets (or connections) from one socket. True when it may
+    /// have more.
     fn drain(&mut self, token: Token, now: Instant, unix: u64, buf: &mut [u8]) -> bool {
         for _ in 0..BUDGET {
-            let got = if token.0 < RELAY_BASE {
+            let got = if token.0 < TCP_LISTENER_BASE {
                 self.listener_packet(token.0, now, unix, buf)
+            } else if token.0 < RELAY_BASE {
+                self.accept(token.0 - TCP_LISTENER_BASE, now)
             } else {
                 self.relay_packet(token.0 - RELAY_BASE, now, buf)
             };
@@ -211,9 +289,9 @@ impl Shard {
         true
     }
 
-    /// One packet from a client. False when the socket is drained.
+    /// One packet from a UDP client. False when the socket is drained.
     fn listener_packet(&mut self, li: usize, now: Instant, unix: u64, buf: &mut [u8]) -> bool {
-        let Some(listener) = self.listeners.get(li) else {
+        let Some(listener) = self.udp.get(li) else {
             return false;
         };
         let (n, from) = match listener.recv_from(buf) {
@@ -232,20 +310,15 @@ impl Shard {
                 relay,
                 peer,
                 payload,
-            } => {
-                let table = if relay.is_ipv4() {
-                    &self.relay_v4
-                } else {
-                    &self.relay_v6
-                };
-                let key = table[relay.port() as usize];
-                if key != NONE {
-                    let sock = &self.relays[key as usize].socket;
-                    if let Err(e) = sock.send_to(payload, peer) {
-                        self.core.record_send_failure(send_drop_reason(&e));
-                    }
-                }
-            }
+            } => forward(
+                &self.relays,
+                &self.relay_v4,
+                &self.relay_v6,
+                &mut self.core,
+                relay,
+                peer,
+                payload,
+            ),
             ClientAction::Handled => self.run_commands(now),
             ClientAction::Drop(_) => {}
         }
@@ -271,10 +344,16 @@ impl Shard {
         {
             PeerAction::ChannelData { client, channel } => {
                 channel_data::write_header(buf, channel, n);
-                if let Some(l) = self.listeners.get(client.listener as usize)
-                    && let Err(e) = l.send_to(&buf[..h + n], client.addr)
-                {
-                    self.core.record_send_failure(send_drop_reason(&e));
+                if client.transport == Transport::Udp {
+                    if let Some(l) = self.udp.get(client.listener as usize)
+                        && let Err(e) = l.send_to(&buf[..h + n], client.addr)
+                    {
+                        self.core.record_send_failure(send_drop_reason(&e));
+                    }
+                } else {
+                    // Streams need the padding to 4 bytes (RFC 8656 §12.5).
+                    let pad = channel_data::padded_len(n) - h - n;
+                    self.send_stream(now, client, &[&buf[..h + n], &PADDING[..pad]]);
                 }
             }
             PeerAction::Handled => self.run_commands(now),
@@ -283,14 +362,196 @@ impl Shard {
         true
     }
 
+    fn accept(&mut self, li: usize, now: Instant) -> bool {
+        let Some((listener, transport)) = self.tcp.get(li) else {
+            return false;
+        };
+        let transport = *transport;
+        let (mut stream, addr) = match listener.accept() {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        };
+        if self.conns.len() >= self.limits.max_connections {
+            tracing::debug!(client = %addr, "connection refused: too many connections");
+            return true; // dropping the stream closes it
+        }
+        let _ = stream.set_nodelay(true);
+        let client = ClientId {
+            transport,
+            listener: li as u16,
+            addr,
+        };
+        let tls = if transport == Transport::Tls {
+            self.tls.as_ref()
+        } else {
+            None
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(CONN_BASE + key), Interest::READABLE)
+            .is_err()
+        {
+            return true;
+        }
+        match Conn::new(stream, client, tls, now) {
+            Ok(conn) => {
+                entry.insert(conn);
+                self.conn_by_client.insert(client, key);
+            }
+            Err(e) => tracing::debug!(client = %addr, error = %e, "TLS session setup failed"),
+        }
+        true
+    }
+
+    fn conn_event(&mut self, key: usize, now: Instant, unix: u64, readable: bool, writable: bool) {
+        if writable {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            match conn.flush() {
+                Ok(true) => self.set_write_interest(key, false),
+                Ok(false) => {}
+                Err(c) => return self.close_conn(key, now, c),
+            }
+        }
+        if !readable {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        // Frames that arrived before a close are still handled.
+        let closed = conn.read(now).err();
+        let closed = self.handle_frames(key, now, unix).err().or(closed);
+        if let Some(c) = closed {
+            self.close_conn(key, now, c);
+        }
+    }
+
+    /// Feeds every complete frame of a connection to the core.
+    fn handle_frames(&mut self, key: usize, now: Instant, unix: u64) -> Result<(), Closed> {
+        loop {
+            let Some(conn) = self.conns.get(key) else {
+                return Ok(());
+            };
+            // ChannelData from a client without an allocation is not TURN (an HTTP request
+            // looks like one): close now instead of waiting for a 20 kB "payload".
+            if conn.starts_with_channel_data() && !self.core.has_allocation(&conn.client) {
+                return Err(Closed::Error);
+            }
+            let Some(frame) = conn.next_frame()? else {
+                return Ok(());
+            };
+            let (len, client) = (frame.len(), conn.client);
+            let mut commands = false;
+            match self.core.handle_client_packet(now, unix, client, frame) {
+                ClientAction::Forward {
+                    relay,
+                    peer,
+                    payload,
+                } => forward(
+                    &self.relays,
+                    &self.relay_v4,
+                    &self.relay_v6,
+                    &mut self.core,
+                    relay,
+                    peer,
+                    payload,
+                ),
+                ClientAction::Handled => commands = true,
+                ClientAction::Drop(_) => {}
+            }
+            self.conns[key].consume(len);
+            if commands {
+                self.run_commands(now);
+            }
+        }
+    }
+
+    fn set_write_interest(&mut self, key: usize, on: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.write_interest == on {
+            return;
+        }
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if self
+            .poll
+            .registry()
+            .reregister(&mut conn.stream, Token(CONN_BASE + key), interest)
+            .is_ok()
+        {
+            conn.write_interest = on;
+        }
+    }
+
+    /// Queues a message on a stream client's connection; a full queue drops it.
+    fn send_stream(&mut self, now: Instant, client: ClientId, parts: &[&[u8]]) {
+        let Some(&key) = self.conn_by_client.get(&client) else {
+            self.core.record_send_failure(DropReason::SendError);
+            return;
+        };
+        match self.conns[key].send(parts) {
+            Ok(true) => {}
+            Ok(false) => self.core.record_send_failure(DropReason::BufferFull),
+            Err(c) => return self.close_conn(key, now, c),
+        }
+        let pending = self.conns[key].flush();
+        match pending {
+            Ok(done) => self.set_write_interest(key, !done),
+            Err(c) => self.close_conn(key, now, c),
+        }
+    }
+
+    fn close_conn(&mut self, key: usize, now: Instant, how: Closed) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.conn_by_client.remove(&conn.client);
+        self.core
+            .client_disconnected(now, conn.client, how == Closed::Clean);
+        self.run_commands(now);
+    }
+
+    /// Connections with no allocation cost memory and a socket: they get
+    /// `idle_timeout` to allocate or go.
+    fn close_idle_connections(&mut self, now: Instant) {
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                !self.core.has_allocation(&c.client)
+                    && now.saturating_duration_since(c.last_active) > self.limits.idle_timeout
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            self.close_conn(k, now, Closed::Clean);
+        }
+    }
+
     fn run_commands(&mut self, now: Instant) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
-                    if let Some(l) = self.listeners.get(client.listener as usize)
-                        && let Err(e) = l.send_to(&data, client.addr)
-                    {
-                        self.core.record_send_failure(send_drop_reason(&e));
+                    if client.transport == Transport::Udp {
+                        if let Some(l) = self.udp.get(client.listener as usize)
+                            && let Err(e) = l.send_to(&data, client.addr)
+                        {
+                            self.core.record_send_failure(send_drop_reason(&e));
+                        }
+                    } else {
+                        self.send_stream(now, client, &[&data]);
                     }
                 }
                 Command::BindRelay { token, addr } => {
@@ -341,10 +602,22 @@ impl Shard {
     }
 }
 
-fn send_drop_reason(e: &std::io::Error) -> DropReason {
-    if e.kind() == ErrorKind::WouldBlock {
-        DropReason::BufferFull
-    } else {
-        DropReason::SendError
+/// The client→peer send, as a free function so callers can borrow the packet from one
+/// field (a connection's buffer) while sending through others.
+fn forward(
+    relays: &Slab<RelaySocket>,
+    relay_v4: &[u32],
+    relay_v6: &[u32],
+    core: &mut Server,
+    relay: SocketAddr,
+    peer: SocketAddr,
+    payload: &[u8],
+) {
+    let table = if relay.is_ipv4() { relay_v4 } else { relay_v6 };
+    let key = table[relay.port() as usize];
+    if key != NONE
+        && let Err(e) = relays[key as usize].socket.send_to(payload, peer)
+    {
+        core.record_send_failure(send_drop_reason(&e));
     }
 }

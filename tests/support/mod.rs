@@ -26,12 +26,13 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Starts turnpike on a free loopback port with `extra` TOML appended (sections after
-/// [peers]). `allow_loopback` adds 127.0.0.0/8 to the peer allow list, as only a test
-/// should.
+/// Starts turnpike on a free loopback port; `server_extra` goes into [server], `extra`
+/// (further sections) at the end. `allow_loopback` adds 127.0.0.0/8 to the peer allow
+/// list, as only a test should.
 pub fn start_with(
     allow_loopback: bool,
     ports: &str,
+    server_extra: &str,
     extra: &str,
 ) -> (Arc<Relay>, SocketAddr, Config) {
     let port = free_udp_port();
@@ -41,7 +42,7 @@ pub fn start_with(
         ""
     };
     let cfg = Config::from_toml(&format!(
-        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 2\n\
+        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 2\n{server_extra}\n\
          [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\n\
          [auth]\nsecrets = [\"{SECRET}\"]\n[peers]\n{allow}\n{extra}\n"
     ))
@@ -55,7 +56,7 @@ pub fn start_with(
 }
 
 pub fn start(allow_loopback: bool, ports: &str) -> (Arc<Relay>, SocketAddr) {
-    let (r, a, _) = start_with(allow_loopback, ports, "");
+    let (r, a, _) = start_with(allow_loopback, ports, "", "");
     (r, a)
 }
 
