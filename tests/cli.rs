@@ -238,3 +238,99 @@ fn sighup_reload_swaps_the_secret_and_keeps_running() {
     assert!(err.contains("allocation ended"), "{err}");
     assert!(!err.contains("first-secret-1") && !err.contains("second-secret-2"));
 }
+
+#[test]
+fn session_log_line_is_structured_json_with_totals_and_redactable() {
+    let port = free_udp_port();
+    let echo = support::echo_peer();
+    let cfg = write_config(&format!(
+        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n[relay]\nipv4 = \"127.0.0.1\"\nports = \"54200-54299\"\n[auth]\nsecrets = [\"log-secret-1\"]\n[peers]\nallow = [\"127.0.0.0/8\"]\n[http]\nenabled = false\n[log]\nformat = \"json\"\nredact_client_address = true\n"
+    ));
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg.0)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_binding(port);
+    let server = format!("127.0.0.1:{port}").parse().unwrap();
+    let (u, p) = turnpike::auth::mint_credential("log-secret-1", "lena", 600, support::unix_now());
+    let mut c = support::RawClient::new(server, u, p.clone());
+    assert_eq!(support::error_code(&c.allocate()), None);
+    // Three Send indications of 10 bytes to the echo peer: 30 bytes each way.
+    let r = c.exchange(
+        stun::message::METHOD_CREATE_PERMISSION,
+        vec![Box::new(turn::proto::peeraddr::PeerAddress {
+            ip: echo.ip(),
+            port: echo.port(),
+        })],
+        true,
+    );
+    assert_eq!(support::error_code(&r), None);
+    for _ in 0..3 {
+        let mut m = stun::message::Message::new();
+        m.set_type(stun::message::MessageType::new(
+            stun::message::METHOD_SEND,
+            stun::message::CLASS_INDICATION,
+        ));
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        use stun::message::Setter;
+        turn::proto::peeraddr::PeerAddress {
+            ip: echo.ip(),
+            port: echo.port(),
+        }
+        .add_to(&mut m)
+        .unwrap();
+        turn::proto::data::Data(vec![1; 10]).add_to(&mut m).unwrap();
+        c.sock.send_to(&m.raw, server).unwrap();
+        let mut buf = [0u8; 200];
+        c.sock.recv_from(&mut buf).expect("Data indication back");
+    }
+    let r = c.exchange(
+        stun::message::METHOD_REFRESH,
+        vec![Box::new(turn::proto::lifetime::Lifetime(Duration::ZERO))],
+        true,
+    );
+    assert_eq!(support::error_code(&r), None);
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.contains("allocation ended"))
+        .unwrap_or_else(|| panic!("no session line in:\n{err}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+    let f = &v["fields"];
+    assert_eq!(f["user"], "lena");
+    assert_eq!(f["client"], "redacted");
+    assert_eq!(f["transport"], "udp");
+    assert_eq!(f["reason"], "deleted");
+    assert_eq!(
+        (f["bytes_to_peer"].as_u64(), f["packets_to_peer"].as_u64()),
+        (Some(30), Some(3))
+    );
+    assert_eq!(
+        (
+            f["bytes_to_client"].as_u64(),
+            f["packets_to_client"].as_u64()
+        ),
+        (Some(30), Some(3))
+    );
+    assert_eq!(
+        (f["peers"].as_u64(), f["channels"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(f["relay"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(f["duration_s"].as_f64().unwrap() >= 0.0);
+    assert!(
+        !err.contains("127.0.0.1:") || !line.contains(&c.sock.local_addr().unwrap().to_string())
+    );
+    assert!(!err.contains(&p), "password in the log");
+}
