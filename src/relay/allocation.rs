@@ -1,10 +1,9 @@
 //! One client's allocation: its relayed addresses, permissions and channel bindings.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::ClientId;
+use super::{ClientId, FastMap};
 
 /// RFC 8656 §9: a permission lasts 300 s unless refreshed.
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -37,9 +36,9 @@ pub struct Allocation {
     pub relay_v6: Option<SocketAddr>,
     pub created: Instant,
     pub expires: Instant,
-    pub permissions: HashMap<IpAddr, Instant>,
-    pub channels: HashMap<u16, ChannelBinding>,
-    pub channel_by_peer: HashMap<SocketAddr, u16>,
+    pub permissions: FastMap<IpAddr, Instant>,
+    pub channels: FastMap<u16, ChannelBinding>,
+    pub channel_by_peer: FastMap<SocketAddr, u16>,
     /// The Allocate that created it and the exact success response, for retransmissions.
     pub allocate_transaction: [u8; 12],
     pub allocate_response: Vec<u8>,

@@ -1393,3 +1393,53 @@ fn closing_a_stream_connection_deletes_its_allocation() {
     h.server.client_disconnected(h.now, c, false);
     assert_eq!(h.server.allocation_count(), 1);
 }
+
+/// Not a test: the cost of the relay path through the core alone, for before/after
+/// comparisons of core changes. `cargo test --release --lib relay_path_cost -- --ignored
+/// --nocapture` (or under `valgrind --tool=callgrind` for instruction counts).
+#[test]
+#[ignore]
+fn relay_path_cost() {
+    let mut cfg = config();
+    cfg.max_allocations = 5000;
+    cfg.max_allocations_per_user = 5000;
+    cfg.ports = 10000..=60000;
+    let mut h = harness_with(cfg);
+    let n = 2000u16;
+    let peers: Vec<SocketAddr> = (0..n)
+        .map(|i| {
+            peer(&format!(
+                "198.51.{}.{}:{}",
+                100 + i / 250,
+                i % 250 + 1,
+                7000 + i
+            ))
+        })
+        .collect();
+    let clients: Vec<ClientId> = (0..n).map(|i| h.client(i)).collect();
+    for (i, c) in clients.iter().enumerate() {
+        h.allocate(*c, "bench");
+        assert_eq!(
+            h.bind_channel(*c, "bench", 0x4001, peers[i]).typ.class,
+            CLASS_SUCCESS_RESPONSE
+        );
+    }
+    let relays: Vec<SocketAddr> = clients.iter().map(|c| h.relay_bind_addr(*c)).collect();
+    let packets: Vec<Vec<u8>> = (0..n).map(|_| channel_data(0x4001, &[0u8; 160])).collect();
+    let rounds = 500usize;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for i in 0..n as usize {
+            let a = h
+                .server
+                .handle_client_packet(h.now, h.unix, clients[i], &packets[i]);
+            std::hint::black_box(&a);
+            let b = h
+                .server
+                .handle_peer_packet(h.now, relays[i], peers[i], &packets[i][4..]);
+            std::hint::black_box(&b);
+        }
+    }
+    let per = t.elapsed().as_nanos() as f64 / (rounds * n as usize * 2) as f64;
+    println!("relay path through the core: {per:.1} ns per packet ({n} allocations)");
+}
