@@ -1395,10 +1395,10 @@ fn closing_a_stream_connection_deletes_its_allocation() {
 }
 
 /// Not a test: the cost of the relay path through the core alone, for before/after
-/// comparisons of core changes. `cargo test --release --lib relay_path_cost -- --ignored
-/// --nocapture` (or under `valgrind --tool=callgrind` for instruction counts).
+/// comparisons of core changes. Built only with the `probes` feature:
+/// `cargo test --release --features probes --lib relay_path_cost -- --nocapture`.
+#[cfg(feature = "probes")]
 #[test]
-#[ignore]
 fn relay_path_cost() {
     let mut cfg = config();
     cfg.max_allocations = 5000;
