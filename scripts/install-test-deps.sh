@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine (run as root): coturn's
+# client tools (the reference client and benchmark peer), Chromium + playwright-core and
+# aiortc for the browser tests, iproute2/iptables/nftables for the NAT namespaces,
+# systemd-analyze for the unit check. Idempotent and quiet; prints the log on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; exit 1; }
+
+apt_packages=(coturn chromium libnss3-tools iproute2 iptables nftables python3-venv
+  systemd curl jq nodejs npm)
+missing=()
+for p in "${apt_packages[@]}"; do
+  # Node and npm may come from outside Debian (the machine image ships its own).
+  case $p in nodejs|npm) command -v "${p/nodejs/node}" >/dev/null && continue ;; esac
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >"$log" 2>&1 || fail "apt-get update"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
+    || fail "apt-get install"
+fi
+# The coturn package must not run a server of its own beside the tests.
+if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then
+  systemctl stop coturn >/dev/null 2>&1 || true
+fi
+
+if [ -f tests/e2e/package.json ]; then
+  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+    echo "install-test-deps: npm install (tests/e2e)"
+    (cd tests/e2e && npm install --no-audit --no-fund --loglevel=error) >"$log" 2>&1 \
+      || fail "npm install"
+  fi
+fi
+if [ -f tests/e2e/requirements.txt ]; then
+  if ! tests/e2e/.venv/bin/python -c 'import aiortc' >/dev/null 2>&1; then
+    echo "install-test-deps: pip install -r tests/e2e/requirements.txt"
+    python3 -m venv tests/e2e/.venv >"$log" 2>&1 || fail "python3 -m venv"
+    tests/e2e/.venv/bin/pip install -q -r tests/e2e/requirements.txt >>"$log" 2>&1 \
+      || fail "pip install"
+  fi
+fi
+echo "install-test-deps: ready"
