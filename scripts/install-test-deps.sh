@@ -9,7 +9,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; exit 1; }
 
-apt_packages=(coturn chromium libnss3-tools iproute2 iptables nftables python3-venv
+apt_packages=(coturn chromium libnss3-tools openssl iproute2 iptables nftables python3-venv
   systemd curl jq nodejs npm)
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -29,18 +29,18 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/
   systemctl stop coturn >/dev/null 2>&1 || true
 fi
 
-if [ -f tests/e2e/package.json ]; then
-  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
-    echo "install-test-deps: npm install (tests/e2e)"
-    (cd tests/e2e && npm install --no-audit --no-fund --loglevel=error) >"$log" 2>&1 \
+if [ -f tests/browser/package.json ]; then
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "install-test-deps: npm install (tests/browser)"
+    (cd tests/browser && npm install --no-audit --no-fund --loglevel=error) >"$log" 2>&1 \
       || fail "npm install"
   fi
 fi
-if [ -f tests/e2e/requirements.txt ]; then
-  if ! tests/e2e/.venv/bin/python -c 'import aiortc' >/dev/null 2>&1; then
-    echo "install-test-deps: pip install -r tests/e2e/requirements.txt"
-    python3 -m venv tests/e2e/.venv >"$log" 2>&1 || fail "python3 -m venv"
-    tests/e2e/.venv/bin/pip install -q -r tests/e2e/requirements.txt >>"$log" 2>&1 \
+if [ -f tests/browser/requirements.txt ]; then
+  if ! tests/browser/.venv/bin/python -c 'import aiortc' >/dev/null 2>&1; then
+    echo "install-test-deps: pip install -r tests/browser/requirements.txt"
+    python3 -m venv tests/browser/.venv >"$log" 2>&1 || fail "python3 -m venv"
+    tests/browser/.venv/bin/pip install -q -r tests/browser/requirements.txt >>"$log" 2>&1 \
       || fail "pip install"
   fi
 fi

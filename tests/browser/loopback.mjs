@@ -1,0 +1,145 @@
+// Headless Chromium calls itself through turnpike on 127.0.0.1 with
+// iceTransportPolicy 'relay': over UDP (data channel echo and fake camera/microphone),
+// over TCP, over TLS with a certificate the browser really checks, and a wrong credential
+// as the negative control.
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  SECRET, call, check, cleanup, credential, launch, log, logs, newPeer, sh, startTurnpike, stats,
+} from './lib.mjs';
+
+async function freePort() {
+  const s = createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  s.close();
+  return port;
+}
+
+const results = [];
+async function run(name, fn) {
+  const t0 = Date.now();
+  await fn();
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  results.push(`${name}: ${secs}s`);
+  log(`ok ${name} (${secs}s)`);
+}
+
+/// A test CA and a server certificate for 127.0.0.1 (IP SAN), and a browser HOME whose
+/// NSS database trusts that CA: the real certificate path, no --ignore-certificate-errors.
+function makeTlsFixture() {
+  const dir = mkdtempSync(join(tmpdir(), 'turnpike-tls-'));
+  const p = (f) => join(dir, f);
+  sh('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+    '-subj', '/CN=turnpike test CA', '-keyout', p('ca.key'), '-out', p('ca.crt'),
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  sh('openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
+    '-keyout', p('server.key'), '-out', p('server.csr'));
+  writeFileSync(p('ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  sh('openssl', 'x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'),
+    '-CAcreateserial', '-days', '2', '-extfile', p('ext.cnf'), '-out', p('server.crt'));
+  const home = p('home');
+  mkdirSync(join(home, '.pki', 'nssdb'), { recursive: true });
+  sh('certutil', '-d', `sql:${home}/.pki/nssdb`, '-N', '--empty-password');
+  sh('certutil', '-d', `sql:${home}/.pki/nssdb`, '-A', '-t', 'C,,', '-n', 'turnpike-test-ca', '-i', p('ca.crt'));
+  return { cert: p('server.crt'), key: p('server.key'), home };
+}
+
+async function main() {
+  const [udp, tcp, tls] = [await freePort(), await freePort(), await freePort()];
+  const fx = makeTlsFixture();
+  const turnpike = await startTurnpike(`
+[server]
+listen_udp = ["127.0.0.1:${udp}"]
+listen_tcp = ["127.0.0.1:${tcp}"]
+listen_tls = ["127.0.0.1:${tls}"]
+shards = 1
+[tls]
+cert = "${fx.cert}"
+key = "${fx.key}"
+[relay]
+ipv4 = "127.0.0.1"
+ports = "57000-57999"
+[auth]
+secrets = ["${SECRET}"]
+[peers]
+# Loopback peers are refused by default; this test's browsers live on loopback.
+allow = ["127.0.0.0/8"]
+[http]
+enabled = false
+`);
+  const relayOnly = (urls, cred) => ({
+    iceServers: [{ urls, username: cred.username, credential: cred.credential }],
+    iceTransportPolicy: 'relay',
+  });
+
+  // Chromium with the test CA trusted (HOME with the NSS database).
+  const context = await launch({ home: fx.home });
+
+  try {
+    await run('udp relay call: data channel echo and media', async () => {
+      const [a, b] = [await newPeer(context), await newPeer(context)];
+      const cfg = relayOnly([`turn:127.0.0.1:${udp}?transport=udp`], credential(SECRET, 'loop-udp'));
+      const r = await call(a, b, cfg, { media: true });
+      check(r.connected, `not connected: ${JSON.stringify(r)} ${JSON.stringify(await logs(a))}`);
+      log(`connected in ${r.ms} ms`);
+      const echoed = await a.evaluate(() => tp.echo(50, 5000));
+      check(echoed === 50, `echoed ${echoed}/50`);
+      const s1 = await stats(b);
+      await new Promise((res) => setTimeout(res, 2000));
+      const s2 = await stats(b);
+      log('selected pair', JSON.stringify(s2));
+      check(s2.local === 'relay' && s2.remote === 'relay', `pair ${s2.local}/${s2.remote}`);
+      check(s2.relayProtocol === 'udp', `relayProtocol ${s2.relayProtocol}`);
+      check(s2.framesDecoded > s1.framesDecoded, `framesDecoded ${s1.framesDecoded} -> ${s2.framesDecoded}`);
+      check(s2.audioPackets > 0, 'audio packets');
+      await a.close(); await b.close();
+    });
+
+    await run('tcp relay call', async () => {
+      const [a, b] = [await newPeer(context), await newPeer(context)];
+      const cfg = relayOnly([`turn:127.0.0.1:${tcp}?transport=tcp`], credential(SECRET, 'loop-tcp'));
+      const r = await call(a, b, cfg);
+      check(r.connected, `not connected: ${JSON.stringify(r)} ${JSON.stringify(await logs(a))}`);
+      check(await a.evaluate(() => tp.echo(20, 5000)) === 20, 'echo over tcp');
+      const s = await stats(a);
+      check(s.local === 'relay' && s.relayProtocol === 'tcp', `pair ${JSON.stringify(s)}`);
+      await a.close(); await b.close();
+    });
+
+    await run('tls (turns:) relay call, certificate checked by the browser', async () => {
+      const [a, b] = [await newPeer(context), await newPeer(context)];
+      const cfg = relayOnly([`turns:127.0.0.1:${tls}?transport=tcp`], credential(SECRET, 'loop-tls'));
+      const r = await call(a, b, cfg);
+      check(r.connected, `not connected: ${JSON.stringify(r)} ${JSON.stringify(await logs(a))}`);
+      check(await a.evaluate(() => tp.echo(20, 5000)) === 20, 'echo over tls');
+      const s = await stats(a);
+      check(s.local === 'relay' && s.relayProtocol === 'tls', `pair ${JSON.stringify(s)}`);
+      await a.close(); await b.close();
+    });
+
+    await run('negative control: wrong credential does not connect', async () => {
+      const [a, b] = [await newPeer(context), await newPeer(context)];
+      const bad = credential('not-the-secret', 'intruder');
+      const cfg = relayOnly([`turn:127.0.0.1:${udp}?transport=udp`], bad);
+      const r = await call(a, b, cfg, { timeoutMs: 8000 });
+      check(!r.connected, 'connected with a wrong credential');
+      const l = await logs(a);
+      log('expected failure; candidate errors:', JSON.stringify(l.errors.slice(0, 2)));
+      await a.close(); await b.close();
+    });
+  } finally {
+    await context.close();
+    await turnpike.stop();
+    await cleanup();
+  }
+  log('timings:', results.join('; '));
+}
+
+main().catch(async (e) => {
+  console.error(e);
+  await cleanup();
+  process.exit(1);
+});
