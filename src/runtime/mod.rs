@@ -1,6 +1,7 @@
 //! The I/O shell: sockets, threads, signals and the clock. It owns the relay cores (one per
 //! shard) and carries out what they decide.
 
+pub mod batch;
 pub mod session_log;
 pub mod shard;
 pub mod stream;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +24,7 @@ use crate::relay::stats::DropReason;
 use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transport};
 
 use super::ShardStatus;
+use super::batch::{BATCH, Batch};
 use super::session_log::SessionLogger;
 use super::stream::{Closed, Conn};
 
@@ -84,6 +86,10 @@ pub struct Shard {
     status: Arc<ShardStatus>,
     sessions: SessionLogger,
     metrics: Arc<Metrics>,
+    /// recvmmsg batch for client datagrams.
+    inbound: Batch,
+    /// sendmmsg batches of ChannelData towards UDP clients, one per listener.
+    outbound: Vec<Batch>,
 }
 
 pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
@@ -153,6 +159,7 @@ impl Shard {
                 .register(&mut l, Token(i), Interest::READABLE)?;
             udp.push(l);
         }
+        let listener_count = udp.len();
         let mut tcp = Vec::new();
         for (i, (l, t)) in listeners.tcp.into_iter().enumerate() {
             let mut l = TcpListener::from_std(l);
@@ -178,6 +185,8 @@ impl Shard {
                 status,
                 sessions,
                 metrics,
+                inbound: Batch::default(),
+                outbound: (0..listener_count).map(|_| Batch::default()).collect(),
             },
             waker,
         ))
@@ -235,6 +244,7 @@ impl Shard {
                     ready.swap_remove(i);
                 }
             }
+            self.flush_outbound();
             if self.handle_control(now).is_err() {
                 return;
             }
@@ -274,10 +284,11 @@ impl Shard {
     /// Reads up to BUDGET packets (or connections) from one socket. True when it may
     /// have more.
     fn drain(&mut self, token: Token, now: Instant, unix: u64, buf: &mut [u8]) -> bool {
+        if token.0 < TCP_LISTENER_BASE {
+            return (0..BUDGET / BATCH).all(|_| self.listener_batch(token.0, now, unix));
+        }
         for _ in 0..BUDGET {
-            let got = if token.0 < TCP_LISTENER_BASE {
-                self.listener_packet(token.0, now, unix, buf)
-            } else if token.0 < RELAY_BASE {
+            let got = if token.0 < RELAY_BASE {
                 self.accept(token.0 - TCP_LISTENER_BASE, now)
             } else {
                 self.relay_packet(token.0 - RELAY_BASE, now, buf)
@@ -289,40 +300,66 @@ impl Shard {
         true
     }
 
-    /// One packet from a UDP client. False when the socket is drained.
-    fn listener_packet(&mut self, li: usize, now: Instant, unix: u64, buf: &mut [u8]) -> bool {
+    /// Up to BATCH datagrams from UDP clients in one recvmmsg. False when the socket is
+    /// drained.
+    fn listener_batch(&mut self, li: usize, now: Instant, unix: u64) -> bool {
         let Some(listener) = self.udp.get(li) else {
             return false;
         };
-        let (n, from) = match listener.recv_from(buf) {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+        let n = match self.inbound.recv(listener.as_raw_fd(), 0) {
+            Ok(n) => n,
             // ICMP errors surface here on some kernels; they concern one datagram only.
             Err(_) => return true,
         };
-        let client = ClientId {
-            transport: Transport::Udp,
-            listener: li as u16,
-            addr: from,
-        };
-        match self.core.handle_client_packet(now, unix, client, &buf[..n]) {
-            ClientAction::Forward {
-                relay,
-                peer,
-                payload,
-            } => forward(
-                &self.relays,
-                &self.relay_v4,
-                &self.relay_v6,
-                &mut self.core,
-                relay,
-                peer,
-                payload,
-            ),
-            ClientAction::Handled => self.run_commands(now),
-            ClientAction::Drop(_) => {}
+        for i in 0..n {
+            let (slot, len, from) = self.inbound.slot(i);
+            let Some(addr) = from else { continue };
+            let client = ClientId {
+                transport: Transport::Udp,
+                listener: li as u16,
+                addr,
+            };
+            let mut commands = false;
+            match self
+                .core
+                .handle_client_packet(now, unix, client, &slot[..len])
+            {
+                ClientAction::Forward {
+                    relay,
+                    peer,
+                    payload,
+                } => forward(
+                    &self.relays,
+                    &self.relay_v4,
+                    &self.relay_v6,
+                    &mut self.core,
+                    relay,
+                    peer,
+                    payload,
+                ),
+                ClientAction::Handled => commands = true,
+                ClientAction::Drop(_) => {}
+            }
+            if commands {
+                self.run_commands(now);
+            }
         }
-        true
+        n == BATCH
+    }
+
+    /// Sends the queued ChannelData to UDP clients.
+    fn flush_outbound(&mut self) {
+        for (li, batch) in self.outbound.iter_mut().enumerate() {
+            if batch.count > 0 {
+                let (failed, blocked) = batch.flush(self.udp[li].as_raw_fd());
+                for _ in 0..failed {
+                    self.core.record_send_failure(DropReason::SendError);
+                }
+                for _ in 0..blocked {
+                    self.core.record_send_failure(DropReason::BufferFull);
+                }
+            }
+        }
     }
 
     /// One packet from a peer, read 4 bytes into `buf` so the ChannelData header can be
@@ -345,10 +382,13 @@ impl Shard {
             PeerAction::ChannelData { client, channel } => {
                 channel_data::write_header(buf, channel, n);
                 if client.transport == Transport::Udp {
-                    if let Some(l) = self.udp.get(client.listener as usize)
-                        && let Err(e) = l.send_to(&buf[..h + n], client.addr)
-                    {
-                        self.core.record_send_failure(send_drop_reason(&e));
+                    let li = client.listener as usize;
+                    if let Some(batch) = self.outbound.get_mut(li) {
+                        // Batched: one sendmmsg per BATCH datagrams to clients.
+                        batch.push(&[&buf[..h + n]], client.addr);
+                        if batch.is_full() {
+                            self.flush_outbound();
+                        }
                     }
                 } else {
                     // Streams need the padding to 4 bytes (RFC 8656 §12.5).
