@@ -13,6 +13,8 @@ WINDOW=${WINDOW:-8}
 SIZE=${SIZE:-200}
 
 cargo build --release --quiet --bin turnpike --example loadgen
+# TURNPIKE_BIN=path compares another build (e.g. an older commit) against coturn.
+TURNPIKE_BIN=${TURNPIKE_BIN:-target/release/turnpike}
 dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -56,7 +58,7 @@ log-file=$dir/coturn.log
 simple-log
 CONF
 
-target/release/turnpike --config "$dir/turnpike.toml" 2>"$dir/turnpike.log" &
+"$TURNPIKE_BIN" --config "$dir/turnpike.toml" 2>"$dir/turnpike.log" &
 tp=$!; pids+=("$tp")
 turnserver -c "$dir/coturn.conf" >/dev/null 2>&1 &
 ct=$!; pids+=("$ct")

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stun::attributes::*;
-use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use support::*;
@@ -43,29 +42,12 @@ impl<S: Read + Write> StreamClient<S> {
     }
 
     fn request(&mut self, method: Method, attrs: Vec<Box<dyn Setter>>, sign: bool) -> Message {
-        let mut m = Message::new();
-        m.set_type(MessageType::new(method, CLASS_REQUEST));
-        m.new_transaction_id().unwrap();
-        m.write_header();
-        for a in &attrs {
-            a.add_to(&mut m).unwrap();
-        }
-        if sign {
-            for (t, v) in [
-                (ATTR_USERNAME, self.username.clone()),
-                (ATTR_REALM, "turnpike".to_string()),
-                (ATTR_NONCE, self.nonce.clone()),
-            ] {
-                TextAttribute::new(t, v).add_to(&mut m).unwrap();
-            }
-            MessageIntegrity::new_long_term_integrity(
-                self.username.clone(),
-                "turnpike".into(),
-                self.password.clone(),
-            )
-            .add_to(&mut m)
-            .unwrap();
-        }
+        let auth = sign.then_some((
+            self.username.as_str(),
+            self.nonce.as_str(),
+            self.password.as_str(),
+        ));
+        let m = build_request(method, &attrs, auth);
         self.s.write_all(&m.raw).unwrap();
         let mut r = Message::new();
         r.raw = self.read_frame();

@@ -68,16 +68,67 @@ struct RelaySocket {
     addr: SocketAddr,
 }
 
+/// This shard's relay sockets, found by port without hashing on the relay path.
+struct RelaySockets {
+    sockets: Slab<RelaySocket>,
+    /// Relay port -> slab key, per family.
+    v4: Vec<u32>,
+    v6: Vec<u32>,
+}
+
+impl RelaySockets {
+    fn table(&mut self, addr: SocketAddr) -> &mut Vec<u32> {
+        if addr.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        }
+    }
+
+    /// Sends `payload` from relay socket `relay` to `peer`. A failure drops this packet
+    /// only and is counted; the allocation stays.
+    fn forward(&self, core: &mut Server, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
+        let table = if relay.is_ipv4() { &self.v4 } else { &self.v6 };
+        let key = table[relay.port() as usize];
+        if key != NONE
+            && let Err(e) = self.sockets[key as usize].socket.send_to(payload, peer)
+        {
+            core.record_send_failure(send_drop_reason(&e));
+        }
+    }
+}
+
+/// Feeds one client packet to the core and forwards it when the core says so. True when
+/// the core queued commands (responses, relay binds) for the caller to run.
+fn client_packet(
+    core: &mut Server,
+    relays: &RelaySockets,
+    now: Instant,
+    unix: u64,
+    client: ClientId,
+    packet: &[u8],
+) -> bool {
+    match core.handle_client_packet(now, unix, client, packet) {
+        ClientAction::Forward {
+            relay,
+            peer,
+            payload,
+        } => {
+            relays.forward(core, relay, peer, payload);
+            false
+        }
+        ClientAction::Handled => true,
+        ClientAction::Drop(_) => false,
+    }
+}
+
 pub struct Shard {
     pub index: usize,
     core: Server,
     poll: Poll,
     udp: Vec<UdpSocket>,
     tcp: Vec<(TcpListener, Transport)>,
-    relays: Slab<RelaySocket>,
-    /// Relay port -> slab key, per family: a direct index instead of a hash per packet.
-    relay_v4: Vec<u32>,
-    relay_v6: Vec<u32>,
+    relays: RelaySockets,
     conns: Slab<Conn>,
     conn_by_client: HashMap<ClientId, usize>,
     tls: Option<Arc<ServerConfig>>,
@@ -174,9 +225,11 @@ impl Shard {
                 poll,
                 udp,
                 tcp,
-                relays: Slab::new(),
-                relay_v4: vec![NONE; 65536],
-                relay_v6: vec![NONE; 65536],
+                relays: RelaySockets {
+                    sockets: Slab::new(),
+                    v4: vec![NONE; 65536],
+                    v6: vec![NONE; 65536],
+                },
                 conns: Slab::new(),
                 conn_by_client: HashMap::new(),
                 tls,
@@ -319,27 +372,14 @@ impl Shard {
                 listener: li as u16,
                 addr,
             };
-            let mut commands = false;
-            match self
-                .core
-                .handle_client_packet(now, unix, client, &slot[..len])
-            {
-                ClientAction::Forward {
-                    relay,
-                    peer,
-                    payload,
-                } => forward(
-                    &self.relays,
-                    &self.relay_v4,
-                    &self.relay_v6,
-                    &mut self.core,
-                    relay,
-                    peer,
-                    payload,
-                ),
-                ClientAction::Handled => commands = true,
-                ClientAction::Drop(_) => {}
-            }
+            let commands = client_packet(
+                &mut self.core,
+                &self.relays,
+                now,
+                unix,
+                client,
+                &slot[..len],
+            );
             if commands {
                 self.run_commands(now);
             }
@@ -365,7 +405,7 @@ impl Shard {
     /// One packet from a peer, read 4 bytes into `buf` so the ChannelData header can be
     /// written in front of it without a copy.
     fn relay_packet(&mut self, key: usize, now: Instant, buf: &mut [u8]) -> bool {
-        let Some(relay) = self.relays.get(key) else {
+        let Some(relay) = self.relays.sockets.get(key) else {
             return false;
         };
         let h = channel_data::HEADER_LEN;
@@ -487,24 +527,7 @@ impl Shard {
                 return Ok(());
             };
             let (len, client) = (frame.len(), conn.client);
-            let mut commands = false;
-            match self.core.handle_client_packet(now, unix, client, frame) {
-                ClientAction::Forward {
-                    relay,
-                    peer,
-                    payload,
-                } => forward(
-                    &self.relays,
-                    &self.relay_v4,
-                    &self.relay_v6,
-                    &mut self.core,
-                    relay,
-                    peer,
-                    payload,
-                ),
-                ClientAction::Handled => commands = true,
-                ClientAction::Drop(_) => {}
-            }
+            let commands = client_packet(&mut self.core, &self.relays, now, unix, client, frame);
             self.conns[key].consume(len);
             if commands {
                 self.run_commands(now);
@@ -612,52 +635,22 @@ impl Shard {
     fn bind_relay(&mut self, addr: SocketAddr) -> std::io::Result<()> {
         let std_sock = udp_socket(addr, false)?;
         let mut socket = UdpSocket::from_std(std_sock);
-        let entry = self.relays.vacant_entry();
+        let entry = self.relays.sockets.vacant_entry();
         let token = Token(RELAY_BASE + entry.key());
         self.poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)?;
         let key = entry.key() as u32;
         entry.insert(RelaySocket { socket, addr });
-        let table = if addr.is_ipv4() {
-            &mut self.relay_v4
-        } else {
-            &mut self.relay_v6
-        };
-        table[addr.port() as usize] = key;
+        self.relays.table(addr)[addr.port() as usize] = key;
         Ok(())
     }
 
     fn release_relay(&mut self, addr: SocketAddr) {
-        let table = if addr.is_ipv4() {
-            &mut self.relay_v4
-        } else {
-            &mut self.relay_v6
-        };
-        let key = std::mem::replace(&mut table[addr.port() as usize], NONE);
+        let key = std::mem::replace(&mut self.relays.table(addr)[addr.port() as usize], NONE);
         if key != NONE {
-            let mut r = self.relays.remove(key as usize);
+            let mut r = self.relays.sockets.remove(key as usize);
             let _ = self.poll.registry().deregister(&mut r.socket);
         }
-    }
-}
-
-/// The client→peer send, as a free function so callers can borrow the packet from one
-/// field (a connection's buffer) while sending through others.
-fn forward(
-    relays: &Slab<RelaySocket>,
-    relay_v4: &[u32],
-    relay_v6: &[u32],
-    core: &mut Server,
-    relay: SocketAddr,
-    peer: SocketAddr,
-    payload: &[u8],
-) {
-    let table = if relay.is_ipv4() { relay_v4 } else { relay_v6 };
-    let key = table[relay.port() as usize];
-    if key != NONE
-        && let Err(e) = relays[key as usize].socket.send_to(payload, peer)
-    {
-        core.record_send_failure(send_drop_reason(&e));
     }
 }

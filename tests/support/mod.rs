@@ -103,6 +103,39 @@ pub fn http_get(
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
+/// A request of `method` with `attrs`, signed for realm "turnpike" when `auth` gives
+/// (username, nonce, password).
+pub fn build_request(
+    method: Method,
+    attrs: &[Box<dyn Setter>],
+    auth: Option<(&str, &str, &str)>,
+) -> Message {
+    let mut m = Message::new();
+    m.set_type(MessageType::new(method, CLASS_REQUEST));
+    m.new_transaction_id().unwrap();
+    m.write_header();
+    for a in attrs {
+        a.add_to(&mut m).unwrap();
+    }
+    if let Some((username, nonce, password)) = auth {
+        for (t, v) in [
+            (ATTR_USERNAME, username),
+            (ATTR_REALM, "turnpike"),
+            (ATTR_NONCE, nonce),
+        ] {
+            TextAttribute::new(t, v.to_owned()).add_to(&mut m).unwrap();
+        }
+        MessageIntegrity::new_long_term_integrity(
+            username.into(),
+            "turnpike".into(),
+            password.into(),
+        )
+        .add_to(&mut m)
+        .unwrap();
+    }
+    m
+}
+
 pub fn error_code(m: &Message) -> Option<u16> {
     let mut e = ErrorCodeAttribute::default();
     e.get_from(m).ok().map(|_| e.code.0)
@@ -135,29 +168,12 @@ impl RawClient {
     }
 
     pub fn exchange(&mut self, method: Method, attrs: Vec<Box<dyn Setter>>, sign: bool) -> Message {
-        let mut m = Message::new();
-        m.set_type(MessageType::new(method, CLASS_REQUEST));
-        m.new_transaction_id().unwrap();
-        m.write_header();
-        for a in &attrs {
-            a.add_to(&mut m).unwrap();
-        }
-        if sign {
-            for (t, v) in [
-                (ATTR_USERNAME, self.username.clone()),
-                (ATTR_REALM, "turnpike".to_string()),
-                (ATTR_NONCE, self.nonce.clone()),
-            ] {
-                TextAttribute::new(t, v).add_to(&mut m).unwrap();
-            }
-            MessageIntegrity::new_long_term_integrity(
-                self.username.clone(),
-                "turnpike".into(),
-                self.password.clone(),
-            )
-            .add_to(&mut m)
-            .unwrap();
-        }
+        let auth = sign.then_some((
+            self.username.as_str(),
+            self.nonce.as_str(),
+            self.password.as_str(),
+        ));
+        let m = build_request(method, &attrs, auth);
         self.sock.send_to(&m.raw, self.server).unwrap();
         let mut buf = [0u8; 1500];
         let (n, _) = self.sock.recv_from(&mut buf).expect("a response");
