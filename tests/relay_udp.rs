@@ -107,3 +107,28 @@ fn default_policy_denies_loopback_and_private_peers_with_403() {
     }
     relay.shutdown();
 }
+
+#[test]
+fn two_nodes_sharing_a_secret_accept_the_same_credential() {
+    // Scale-out: nodes share nothing but the secret.
+    let (a, server_a) = start(true, "52500-52599");
+    let (b, server_b) = start(true, "52600-52699");
+    let (username, password) = mint_credential(SECRET, "roamer", 600, unix_now());
+    for server in [server_a, server_b] {
+        let mut c = RawClient::new(server, username.clone(), password.clone());
+        let r = c.allocate();
+        assert_eq!(
+            r.typ.class,
+            CLASS_SUCCESS_RESPONSE,
+            "{server}: {:?}",
+            error_code(&r)
+        );
+    }
+    // A nonce from one node is stale at the other (each node has its own nonce key), so
+    // a client that moves re-authenticates with a 438 instead of being let in blindly.
+    let mut c = RawClient::new(server_a, username, password);
+    c.server = server_b;
+    assert_eq!(error_code(&c.allocate()), Some(438));
+    a.shutdown();
+    b.shutdown();
+}
