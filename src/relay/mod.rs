@@ -257,8 +257,14 @@ impl Server {
         let relay = match alloc.relay_for(&peer) {
             Some(r) if alloc.has_permission(now, peer.ip()) => r,
             _ => {
-                self.counters.drop(DropReason::NoPermission);
-                return ClientAction::Drop(DropReason::NoPermission);
+                // Only on the drop path: say whether policy is why no permission exists.
+                let reason = if self.cfg.policy.permits(peer.ip()) {
+                    DropReason::NoPermission
+                } else {
+                    DropReason::DeniedPeer
+                };
+                self.counters.drop(reason);
+                return ClientAction::Drop(reason);
             }
         };
         alloc.traffic.bytes_to_peer += payload.len() as u64;
