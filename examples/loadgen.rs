@@ -111,8 +111,14 @@ fn request(
     m
 }
 
-/// Allocates and binds channel 0x4000 to `peer`; returns the client socket.
-fn setup_client(a: &Args, peer: SocketAddr, i: usize) -> UdpSocket {
+/// A client's socket and the credentials to sign with (user, realm, nonce, password).
+struct Client {
+    sock: UdpSocket,
+    auth: (String, String, String, String),
+}
+
+/// Allocates and binds channel 0x4000 to `peer`.
+fn setup_client(a: &Args, peer: SocketAddr, i: usize) -> Client {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -150,7 +156,19 @@ fn setup_client(a: &Args, peer: SocketAddr, i: usize) -> UdpSocket {
     );
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "channel bind {i}");
     sock.set_nonblocking(true).unwrap();
-    sock
+    Client {
+        sock,
+        auth: (user.clone(), realm, nonce, pass),
+    }
+}
+
+/// Deletes the allocation (Refresh with LIFETIME 0), so a later round's socket that gets
+/// the same port does not meet a 437. Best effort.
+fn release(a: &Args, c: &Client) {
+    let (u, r, n, p) = &c.auth;
+    let zero = turn::proto::lifetime::Lifetime(Duration::ZERO);
+    let m = request(METHOD_REFRESH, &[&zero], Some((u, r, n, p)));
+    let _ = c.sock.send_to(&m.raw, a.server);
 }
 
 fn main() {
@@ -158,9 +176,10 @@ fn main() {
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     let peer_addr = peer.local_addr().unwrap();
     peer.set_nonblocking(true).unwrap();
-    let clients: Vec<UdpSocket> = (0..a.clients)
+    let setup: Vec<Client> = (0..a.clients)
         .map(|i| setup_client(&a, peer_addr, i))
         .collect();
+    let clients: Vec<&UdpSocket> = setup.iter().map(|c| &c.sock).collect();
     let mut frame = vec![0u8; 4 + a.size];
     frame[0..2].copy_from_slice(&0x4000u16.to_be_bytes());
     frame[2..4].copy_from_slice(&(a.size as u16).to_be_bytes());
@@ -222,6 +241,9 @@ fn main() {
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(a.pid) - cpu0;
+    for c in &setup {
+        release(&a, c);
+    }
     // Every echo crossed the relay twice: client->peer and peer->client.
     let relayed = echoed * 2;
     println!(
