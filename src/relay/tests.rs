@@ -1164,7 +1164,10 @@ fn send_indication_to_a_denied_peer_is_dropped_as_denied() {
     let si = send_indication(peer("127.0.0.1:9"), b"x");
     let act = h.server.handle_client_packet(h.now, h.unix, c, &si);
     assert_eq!(act, ClientAction::Drop(DropReason::DeniedPeer));
-    assert_eq!(h.server.counters().dropped[DropReason::DeniedPeer as usize], 1);
+    assert_eq!(
+        h.server.counters().dropped[DropReason::DeniedPeer as usize],
+        1
+    );
 }
 
 #[test]
