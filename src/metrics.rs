@@ -18,6 +18,7 @@ pub struct Metrics {
     allocations: IntGaugeVec,
     permissions: IntGaugeVec,
     channels: IntGaugeVec,
+    connections: IntGaugeVec,
     allocations_created: IntCounterVec,
     allocations_ended: IntCounterVec,
     relayed_bytes: IntCounterVec,
@@ -66,6 +67,12 @@ impl Metrics {
                 "turnpike_channel_bindings",
                 "Active channel bindings.",
                 tf,
+            ),
+            connections: gauge_vec(
+                &r,
+                "turnpike_connections",
+                "Open TCP/TLS client connections.",
+                &["transport"],
             ),
             allocations_created: counter_vec(
                 &r,
@@ -172,6 +179,11 @@ impl Metrics {
                     .with_label_values(&l)
                     .set(sum(&|s| s.channels[ti][fi]) as i64);
             }
+            if t != Transport::Udp {
+                self.connections
+                    .with_label_values(&[t.label()])
+                    .set(sum(&|s| s.connections[ti]) as i64);
+            }
             raise(
                 &self.allocations_created.with_label_values(&[t.label()]),
                 sum(&|s| s.counters.allocations_created[ti]),
@@ -271,5 +283,6 @@ mod tests {
         ));
         assert!(text.contains("turnpike_allocations{family=\"ipv4\",transport=\"udp\"} 3"));
         assert!(text.contains("turnpike_build_info{version="));
+        assert!(text.contains("turnpike_connections{transport=\"tls\"} 0"));
     }
 }

@@ -114,6 +114,11 @@ fn allocations(relay: &turnpike::runtime::Relay) -> u64 {
         .sum()
 }
 
+fn tcp_connections(relay: &turnpike::runtime::Relay) -> u64 {
+    let tcp = turnpike::relay::Transport::Tcp as usize;
+    relay.snapshots().iter().map(|s| s.connections[tcp]).sum()
+}
+
 #[test]
 fn tcp_client_relays_padded_channel_data_and_closing_ends_the_allocation() {
     let port = free_udp_port();
@@ -138,9 +143,10 @@ fn tcp_client_relays_padded_channel_data_and_closing_ends_the_allocation() {
     c.allocate_and_bind(echo);
     c.echo_channel_data(30);
     assert_eq!(allocations(&relay), 1);
+    assert_eq!(tcp_connections(&relay), 1);
     drop(c);
     wait_until("the allocation to end with its connection", || {
-        allocations(&relay) == 0
+        allocations(&relay) == 0 && tcp_connections(&relay) == 0
     });
     relay.shutdown();
 }

@@ -34,6 +34,8 @@ pub struct ShardSnapshot {
     pub allocations: [[u64; 2]; Transport::COUNT],
     pub permissions: [[u64; 2]; Transport::COUNT],
     pub channels: [[u64; 2]; Transport::COUNT],
+    /// Open client connections, by transport (TCP, TLS).
+    pub connections: [u64; Transport::COUNT],
 }
 
 #[derive(Debug, Default)]
@@ -46,9 +48,10 @@ pub struct ShardStatus {
 }
 
 impl ShardStatus {
-    pub fn publish(&self, core: &Server, now: Instant) {
+    pub fn publish(&self, core: &Server, now: Instant, connections: [u64; Transport::COUNT]) {
         let mut snap = ShardSnapshot {
             counters: core.counters().clone(),
+            connections,
             ..Default::default()
         };
         for a in core.allocations() {

@@ -180,6 +180,22 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// After a receive/accept error: true when it concerned one datagram or connection (an
+/// ICMP error, a connection reset before accept) and the socket may hold more; false
+/// otherwise (e.g. out of file descriptors), so the loop does not spin on it.
+fn keep_draining(e: &std::io::Error) -> bool {
+    match e.kind() {
+        ErrorKind::ConnectionRefused
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::Interrupted => true,
+        _ => {
+            tracing::debug!(error = %e, "socket error");
+            false
+        }
+    }
+}
+
 fn send_drop_reason(e: &std::io::Error) -> DropReason {
     if e.kind() == ErrorKind::WouldBlock {
         DropReason::BufferFull
@@ -307,7 +323,8 @@ impl Shard {
             }
             if now >= next_tick {
                 self.close_idle_connections(now);
-                self.status.publish(&self.core, now);
+                self.status
+                    .publish(&self.core, now, self.connection_counts());
                 next_tick = now + Duration::from_secs(1);
             }
         }
@@ -321,11 +338,15 @@ impl Shard {
                     self.core.reconfigure(auth, policy)
                 }
                 Ok(Control::Tls(cfg)) => self.tls = Some(cfg),
-                Ok(Control::Publish) => self.status.publish(&self.core, now),
+                Ok(Control::Publish) => {
+                    self.status
+                        .publish(&self.core, now, self.connection_counts())
+                }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
                     self.run_commands(now);
-                    self.status.publish(&self.core, now);
+                    self.status
+                        .publish(&self.core, now, self.connection_counts());
                     self.status.set_running(false);
                     return Err(());
                 }
@@ -361,8 +382,7 @@ impl Shard {
         };
         let n = match self.inbound.recv(listener.as_raw_fd(), 0) {
             Ok(n) => n,
-            // ICMP errors surface here on some kernels; they concern one datagram only.
-            Err(_) => return true,
+            Err(e) => return keep_draining(&e),
         };
         for i in 0..n {
             let (slot, len, from) = self.inbound.slot(i);
@@ -412,7 +432,7 @@ impl Shard {
         let (n, from) = match relay.socket.recv_from(&mut buf[h..]) {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
+            Err(e) => return keep_draining(&e),
         };
         let relay_addr = relay.addr;
         match self
@@ -450,7 +470,7 @@ impl Shard {
         let (mut stream, addr) = match listener.accept() {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
+            Err(e) => return keep_draining(&e),
         };
         if self.conns.len() >= self.limits.max_connections {
             tracing::debug!(client = %addr, "connection refused: too many connections");
@@ -584,6 +604,14 @@ impl Shard {
         self.core
             .client_disconnected(now, conn.client, how == Closed::Clean);
         self.run_commands(now);
+    }
+
+    fn connection_counts(&self) -> [u64; Transport::COUNT] {
+        let mut n = [0; Transport::COUNT];
+        for (_, c) in self.conns.iter() {
+            n[c.client.transport as usize] += 1;
+        }
+        n
     }
 
     /// Connections with no allocation cost memory and a socket: they get
