@@ -9,4 +9,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --all-targets 2>&1
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+# Library, binary and tests/ (examples hold no tests). The output is kept to total it.
+cargo test --lib --bins --tests 2>&1 | tee "$out"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$out"
