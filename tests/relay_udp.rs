@@ -132,3 +132,98 @@ fn two_nodes_sharing_a_secret_accept_the_same_credential() {
     a.shutdown();
     b.shutdown();
 }
+
+/// ADDITIONAL-ADDRESS-FAMILY, the attribute for it (turn::proto has none).
+struct AdditionalFamilyIpv6;
+impl stun::message::Setter for AdditionalFamilyIpv6 {
+    fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
+        m.add(
+            turnpike::proto::ATTR_ADDITIONAL_ADDRESS_FAMILY,
+            &[0x02, 0, 0, 0],
+        );
+        Ok(())
+    }
+}
+
+#[test]
+fn dual_stack_allocation_relays_to_ipv4_and_ipv6_peers() {
+    let port = std::net::UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = turnpike::config::Config::from_toml(&format!(
+        "[server]\nlisten_udp = [\"[::1]:{port}\"]\nshards = 1\n\
+         [relay]\nipv4 = \"127.0.0.1\"\nipv6 = \"::1\"\nports = \"52700-52799\"\n\
+         [auth]\nsecrets = [\"{SECRET}\"]\n\
+         [peers]\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n[http]\nenabled = false\n"
+    ))
+    .unwrap();
+    let relay =
+        turnpike::runtime::Relay::start(&cfg, &[SECRET.to_owned()], Default::default()).unwrap();
+    let server: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let (username, password) = mint_credential(SECRET, "dual", 600, unix_now());
+    let mut c = RawClient::new(server, username, password);
+    let r = c.exchange(
+        METHOD_ALLOCATE,
+        vec![
+            Box::new(turn::proto::reqtrans::RequestedTransport {
+                protocol: turn::proto::PROTO_UDP,
+            }),
+            Box::new(AdditionalFamilyIpv6),
+        ],
+        true,
+    );
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "{:?}", error_code(&r));
+    let relayed: Vec<SocketAddr> = r
+        .attributes
+        .0
+        .iter()
+        .filter(|a| a.typ == stun::attributes::ATTR_XOR_RELAYED_ADDRESS)
+        .map(|a| turnpike::proto::decode_xor_address(&a.value, &r.transaction_id.0).unwrap())
+        .collect();
+    assert_eq!(relayed.len(), 2, "{relayed:?}");
+    assert!(relayed[0].ip().to_string() == "127.0.0.1" && relayed[1].ip().to_string() == "::1");
+    for peer in [echo_peer(), echo_peer_at("[::1]:0")] {
+        let p = PeerAddress {
+            ip: peer.ip(),
+            port: peer.port(),
+        };
+        let r = c.exchange(METHOD_CREATE_PERMISSION, vec![Box::new(p)], true);
+        assert_eq!(
+            r.typ.class,
+            CLASS_SUCCESS_RESPONSE,
+            "{peer}: {:?}",
+            error_code(&r)
+        );
+        // A Send indication out through the relay of the peer's family; the echo comes
+        // back as a Data indication from that peer.
+        let mut m = Message::new();
+        m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        PeerAddress {
+            ip: peer.ip(),
+            port: peer.port(),
+        }
+        .add_to(&mut m)
+        .unwrap();
+        turn::proto::data::Data(b"dual-stack".to_vec())
+            .add_to(&mut m)
+            .unwrap();
+        c.sock.send_to(&m.raw, server).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = c.sock.recv_from(&mut buf).expect("Data indication");
+        let mut d = Message::new();
+        d.raw = buf[..n].to_vec();
+        d.decode().unwrap();
+        assert_eq!(d.typ, MessageType::new(METHOD_DATA, CLASS_INDICATION));
+        let from = d.get(stun::attributes::ATTR_XOR_PEER_ADDRESS).unwrap();
+        assert_eq!(
+            turnpike::proto::decode_xor_address(&from, &d.transaction_id.0),
+            Some(peer)
+        );
+        assert_eq!(d.get(stun::attributes::ATTR_DATA).unwrap(), b"dual-stack");
+    }
+    relay.shutdown();
+}

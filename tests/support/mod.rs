@@ -69,7 +69,11 @@ pub fn unix_now() -> u64 {
 
 /// A UDP echo peer on loopback, answering every datagram, for a bounded time.
 pub fn echo_peer() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    echo_peer_at("127.0.0.1:0")
+}
+
+pub fn echo_peer_at(local: &str) -> SocketAddr {
+    let s = UdpSocket::bind(local).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let addr = s.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -152,7 +156,12 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn new(server: SocketAddr, username: String, password: String) -> RawClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = if server.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let sock = UdpSocket::bind(local).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut c = RawClient {
             sock,
