@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::auth::mint_credential;
 use crate::config::Config;
+use crate::runtime::clock::unix_now;
 use crate::runtime::{Relay, advertised_ipv4};
 
 /// What the credential API needs; swapped as a whole on reload.
@@ -229,10 +230,7 @@ async fn credentials(
         let r = (StatusCode::BAD_REQUEST, "ttl out of range\n");
         return with_cors(r.into_response(), origin);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (username, password) = mint_credential(secret, &user, ttl.as_secs(), now);
+    let (username, password) = mint_credential(secret, &user, ttl.as_secs(), unix_now());
     tracing::debug!(user = %user, ttl_s = ttl.as_secs(), "credential minted");
     let body = credential_json(&username, &password, ttl.as_secs(), &api.uris);
     let r = (

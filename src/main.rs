@@ -14,7 +14,7 @@ use turnpike::config::{Config, LogFormat, parse_port_range};
 use turnpike::http::{HttpState, credential_json, default_uris};
 use turnpike::metrics::Metrics;
 use turnpike::runtime::Relay;
-use turnpike::runtime::shard::unix_now;
+use turnpike::runtime::clock::unix_now;
 
 /// turnpike: a TURN/STUN relay server for WebRTC.
 ///

@@ -3,7 +3,6 @@
 //! relay core's Binding handling).
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use stun::attributes::*;
 use stun::fingerprint::FINGERPRINT;
@@ -98,8 +97,7 @@ fn sample_request_through_the_relay_core_gets_a_binding_answer() {
     let mut h = harness();
     let client = h.client(1);
     let req = hex(SAMPLE_REQUEST);
-    h.server
-        .handle_client_packet(Instant::now(), h.unix, client, &req);
+    h.server.handle_client_packet(h.now, h.unix, client, &req);
     let (to, resp) = h.take_response();
     assert_eq!(to, client);
     assert_eq!(resp.typ, BINDING_SUCCESS);

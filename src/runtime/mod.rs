@@ -2,6 +2,7 @@
 //! shard) and carries out what they decide.
 
 pub mod batch;
+pub mod clock;
 pub mod session_log;
 pub mod shard;
 pub mod stream;
@@ -325,8 +326,8 @@ impl Relay {
     pub fn snapshots(&self) -> Vec<ShardSnapshot> {
         let before: Vec<u64> = self.status.iter().map(|s| s.generation()).collect();
         self.send_all(|| Control::Publish);
-        let deadline = Instant::now() + std::time::Duration::from_millis(500);
-        while Instant::now() < deadline
+        let deadline = clock::now() + std::time::Duration::from_millis(500);
+        while clock::now() < deadline
             && self
                 .status
                 .iter()

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -23,10 +23,10 @@ use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::DropReason;
 use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transport};
 
-use super::ShardStatus;
 use super::batch::{BATCH, Batch};
 use super::session_log::SessionLogger;
 use super::stream::{Closed, Conn};
+use super::{ShardStatus, clock};
 
 const WAKER: Token = Token(usize::MAX);
 // Token ranges: UDP listeners, TCP/TLS listeners, relay sockets, client connections.
@@ -174,12 +174,6 @@ pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> 
     Ok(s.into())
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// After a receive/accept error: true when it concerned one datagram or connection (an
 /// ICMP error, a connection reset before accept) and the socket may hold more; false
 /// otherwise (e.g. out of file descriptors), so the loop does not spin on it.
@@ -266,9 +260,9 @@ impl Shard {
         let mut buf = vec![0u8; BUF_LEN];
         // Sockets that still had packets when their budget ran out.
         let mut ready: Vec<Token> = Vec::new();
-        let mut next_tick = Instant::now();
+        let mut next_tick = clock::now();
         loop {
-            let now = Instant::now();
+            let now = clock::now();
             let timeout = if !ready.is_empty() {
                 Duration::ZERO
             } else {
@@ -285,8 +279,8 @@ impl Shard {
                 self.status.set_running(false);
                 return;
             }
-            let now = Instant::now();
-            let unix = unix_now();
+            let now = clock::now();
+            let unix = clock::unix_now();
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {

@@ -20,6 +20,21 @@ export function check(cond, msg) {
   if (!cond) throw new Error(`check failed: ${msg}`);
 }
 
+const results = [];
+
+/// Runs one named case and records how long it took.
+export async function run(name, fn) {
+  const t0 = Date.now();
+  await fn();
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  results.push(`${name}: ${secs}s`);
+  log(`ok ${name} (${secs}s)`);
+}
+
+export function timings() {
+  return results;
+}
+
 /// TURN REST credential, as an app backend would mint it.
 export function credential(secret, user, ttl = 600) {
   const username = `${Math.floor(Date.now() / 1000) + ttl}:${user}`;

@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  SECRET, call, check, cleanup, credential, launch, log, logs, newPeer, sh, startTurnpike, stats,
+  SECRET, call, check, cleanup, run, timings, credential, launch, log, logs, newPeer, sh, startTurnpike, stats,
 } from './lib.mjs';
 
 async function freePort() {
@@ -16,15 +16,6 @@ async function freePort() {
   const { port } = s.address();
   s.close();
   return port;
-}
-
-const results = [];
-async function run(name, fn) {
-  const t0 = Date.now();
-  await fn();
-  const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  results.push(`${name}: ${secs}s`);
-  log(`ok ${name} (${secs}s)`);
 }
 
 /// A test CA and a server certificate for 127.0.0.1 (IP SAN), and a browser HOME whose
@@ -135,7 +126,7 @@ enabled = false
     await turnpike.stop();
     await cleanup();
   }
-  log('timings:', results.join('; '));
+  log('timings:', timings().join('; '));
 }
 
 main().catch(async (e) => {

@@ -8,7 +8,7 @@
 //                                                        br0 in pub: 198.51.100.1, turnpike :3478
 //   dev-b 10.0.2.2 -- nat-b 10.0.2.1 | 198.51.100.20 --+
 import {
-  SECRET, call, check, cleanup, credential, launch, log, logs, newPeer, sh, startTurnpike, stats,
+  SECRET, call, check, cleanup, run, timings, credential, launch, log, logs, newPeer, sh, startTurnpike, stats,
 } from './lib.mjs';
 
 const P = `tp${process.pid % 10000}`;
@@ -93,15 +93,6 @@ function teardown() {
   for (const ns of Object.values(NS)) {
     try { ip('netns', 'del', ns); } catch { /* not created */ }
   }
-}
-
-const results = [];
-async function run(name, fn) {
-  const t0 = Date.now();
-  await fn();
-  const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  results.push(`${name}: ${secs}s`);
-  log(`ok ${name} (${secs}s)`);
 }
 
 async function main() {
@@ -191,7 +182,7 @@ enabled = false
     teardown();
     await cleanup();
   }
-  log('timings:', results.join('; '));
+  log('timings:', timings().join('; '));
 }
 
 process.on('SIGINT', () => { teardown(); process.exit(130); });

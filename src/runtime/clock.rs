@@ -1,0 +1,15 @@
+//! The clock. The core never reads it: the shell (and the core's tests, for a starting
+//! point) get time here and pass it in.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// Seconds since the Unix epoch (REST credential expiry, nonces).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
