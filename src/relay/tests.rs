@@ -84,6 +84,17 @@ pub fn peer(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// Asserts a success response, showing the error code otherwise.
+#[track_caller]
+pub fn assert_success(m: &Message) {
+    assert_eq!(
+        m.typ.class,
+        CLASS_SUCCESS_RESPONSE,
+        "error {:?}",
+        error_code(m)
+    );
+}
+
 pub fn error_code(m: &Message) -> Option<u16> {
     let mut e = ErrorCodeAttribute::default();
     e.get_from(m).ok().map(|_| e.code.0)
@@ -538,7 +549,7 @@ fn allocate_with_unknown_static_user_gets_401_and_static_user_works() {
         password: "alice-pw".into(),
     };
     let r = h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&good));
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
 }
 
 #[test]
@@ -567,7 +578,7 @@ fn allocate_with_stale_nonce_gets_438_with_a_fresh_nonce() {
         Some(&creds),
         Some(fresh),
     );
-    assert_eq!(h.exchange(c, &m).typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&h.exchange(c, &m));
 }
 
 #[test]
@@ -623,7 +634,7 @@ fn allocate_success_has_advertised_relay_mapped_address_lifetime_and_integrity()
     let c = h.client(1);
     let creds = h.creds("bob");
     let mut r = h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds));
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     let relay = relayed(&r)[0];
     assert_eq!(
         relay.ip().to_string(),
@@ -680,7 +691,7 @@ fn retransmitted_allocate_gets_the_cached_success_not_437() {
     );
     let first = h.exchange(c, &m);
     let again = h.exchange(c, &m);
-    assert_eq!(first.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&first);
     assert_eq!(first.raw, again.raw);
     assert_eq!(h.server.allocation_count(), 1);
 }
@@ -764,7 +775,7 @@ fn ipv6_allocation_relays_to_ipv6_peers_only() {
     let r = h.permit(c, "bob", &[peer("198.51.100.9:1000")]);
     assert_eq!(error_code(&r), Some(443));
     let r = h.permit(c, "bob", &[peer("[2001:db8:1::9]:1000")]);
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
 }
 
 #[test]
@@ -783,7 +794,7 @@ fn additional_address_family_gives_a_dual_allocation() {
         "bob",
         &[peer("198.51.100.9:1"), peer("[2001:db8:1::9]:1")],
     );
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     h.advance(Duration::from_secs(601));
     assert!(h.bound.is_empty(), "both relay sockets released");
 }
@@ -796,7 +807,7 @@ fn additional_family_without_ipv6_relay_gives_ipv4_and_address_error_code() {
     let mut attrs = Harness::allocate_attrs();
     attrs.push(Box::new(AdditionalFamily(0x02)));
     let r = h.request(c, METHOD_ALLOCATE, attrs, Some(&creds));
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     assert_eq!(relayed(&r).len(), 1);
     let aec = r.get(ATTR_ADDRESS_ERROR_CODE).unwrap();
     assert_eq!((aec[0], aec[2], aec[3]), (0x02, 4, 40));
@@ -926,7 +937,7 @@ fn refresh_with_zero_lifetime_deletes_allocation() {
     let creds = h.creds("bob");
     let attrs: Vec<Box<dyn Setter>> = vec![Box::new(Lifetime(Duration::ZERO))];
     let r = h.request(c, METHOD_REFRESH, attrs, Some(&creds));
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     assert_eq!(lifetime(&r), 0);
     assert_eq!(h.server.allocation_count(), 0);
     assert_eq!(h.ended[0].reason, EndReason::Deleted);
@@ -979,7 +990,7 @@ fn refresh_with_expired_credential_gets_401_and_allocation_runs_out() {
         username,
     };
     let r = h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds));
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     h.advance(Duration::from_secs(200));
     let r = h.request(c, METHOD_REFRESH, vec![], Some(&creds));
     assert_eq!(error_code(&r), Some(401));
@@ -993,7 +1004,7 @@ fn create_permission_is_per_ip_and_any_port() {
     let c = h.client(1);
     h.allocate(c, "bob");
     let r = h.permit(c, "bob", &[peer("198.51.100.9:1000")]);
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     let relay = h.relay_bind_addr(c);
     let (now, unix) = (h.now, h.unix);
     // Data from another port of the permitted IP reaches the client.
@@ -1031,7 +1042,7 @@ fn create_permission_with_several_peers_installs_all() {
         peer("203.0.113.77:1"),
     ];
     let r = h.permit(c, "bob", &peers);
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     let relay = h.relay_bind_addr(c);
     for p in peers {
         let act = h.server.handle_peer_packet(h.now, relay, p, b"x");
@@ -1073,7 +1084,7 @@ fn admin_allow_list_lets_a_private_peer_through() {
     let c = h.client(1);
     h.allocate(c, "bob");
     let r = h.permit(c, "bob", &[peer("10.1.2.3:9")]);
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
 }
 
 #[test]
@@ -1104,14 +1115,11 @@ fn too_many_permissions_gets_508() {
     let peers: Vec<SocketAddr> = (1..=8)
         .map(|i| peer(&format!("198.51.100.{i}:1")))
         .collect();
-    assert_eq!(h.permit(c, "bob", &peers).typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&h.permit(c, "bob", &peers));
     let r = h.permit(c, "bob", &[peer("198.51.100.99:1")]);
     assert_eq!(error_code(&r), Some(508));
     // Refreshing existing ones is still fine.
-    assert_eq!(
-        h.permit(c, "bob", &peers[..2]).typ.class,
-        CLASS_SUCCESS_RESPONSE
-    );
+    assert_success(&h.permit(c, "bob", &peers[..2]));
 }
 
 #[test]
@@ -1189,7 +1197,7 @@ fn channel_bind_relays_channel_data_both_ways() {
     h.allocate(c, "bob");
     let p = peer("198.51.100.9:5000");
     let r = h.bind_channel(c, "bob", 0x4001, p);
-    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    assert_success(&r);
     let relay = h.relay_bind_addr(c);
     let cd = channel_data(0x4001, b"media");
     let act = h.server.handle_client_packet(h.now, h.unix, c, &cd);
@@ -1234,22 +1242,13 @@ fn channel_bind_rebinding_rules() {
     let c = h.client(1);
     h.allocate(c, "bob");
     let (p1, p2) = (peer("198.51.100.9:1"), peer("198.51.100.10:1"));
-    assert_eq!(
-        h.bind_channel(c, "bob", 0x4001, p1).typ.class,
-        CLASS_SUCCESS_RESPONSE
-    );
+    assert_success(&h.bind_channel(c, "bob", 0x4001, p1));
     // Same channel, same peer: a refresh.
-    assert_eq!(
-        h.bind_channel(c, "bob", 0x4001, p1).typ.class,
-        CLASS_SUCCESS_RESPONSE
-    );
+    assert_success(&h.bind_channel(c, "bob", 0x4001, p1));
     // The channel to another peer, or the peer to another channel: 400.
     assert_eq!(error_code(&h.bind_channel(c, "bob", 0x4001, p2)), Some(400));
     assert_eq!(error_code(&h.bind_channel(c, "bob", 0x4002, p1)), Some(400));
-    assert_eq!(
-        h.bind_channel(c, "bob", 0x4002, p2).typ.class,
-        CLASS_SUCCESS_RESPONSE
-    );
+    assert_success(&h.bind_channel(c, "bob", 0x4002, p2));
 }
 
 #[test]
@@ -1266,20 +1265,14 @@ fn channel_number_out_of_range_gets_400() {
         );
     }
     // RFC 5766 clients use up to 0x7FFE: accepted unless strict.
-    assert_eq!(
-        h.bind_channel(c, "bob", 0x7FFE, p).typ.class,
-        CLASS_SUCCESS_RESPONSE
-    );
+    assert_success(&h.bind_channel(c, "bob", 0x7FFE, p));
     let mut cfg = config();
     cfg.strict_channel_numbers = true;
     let mut h = harness_with(cfg);
     let c = h.client(1);
     h.allocate(c, "bob");
     assert_eq!(error_code(&h.bind_channel(c, "bob", 0x5000, p)), Some(400));
-    assert_eq!(
-        h.bind_channel(c, "bob", 0x4FFF, p).typ.class,
-        CLASS_SUCCESS_RESPONSE
-    );
+    assert_success(&h.bind_channel(c, "bob", 0x4FFF, p));
 }
 
 #[test]
@@ -1323,10 +1316,7 @@ fn channel_expires_after_600_seconds_and_cools_down_for_300() {
     assert_eq!(error_code(&h.bind_channel(c, "bob", 0x4001, p2)), Some(400));
     h.advance(Duration::from_secs(300));
     h.request(c, METHOD_REFRESH, vec![], Some(&creds));
-    assert_eq!(
-        h.bind_channel(c, "bob", 0x4001, p2).typ.class,
-        CLASS_SUCCESS_RESPONSE
-    );
+    assert_success(&h.bind_channel(c, "bob", 0x4001, p2));
 }
 
 #[test]
@@ -1434,10 +1424,7 @@ fn relay_path_cost() {
     let clients: Vec<ClientId> = (0..n).map(|i| h.client(i)).collect();
     for (i, c) in clients.iter().enumerate() {
         h.allocate(*c, "bench");
-        assert_eq!(
-            h.bind_channel(*c, "bench", 0x4001, peers[i]).typ.class,
-            CLASS_SUCCESS_RESPONSE
-        );
+        assert_success(&h.bind_channel(*c, "bench", 0x4001, peers[i]));
     }
     let relays: Vec<SocketAddr> = clients.iter().map(|c| h.relay_bind_addr(*c)).collect();
     let packets: Vec<Vec<u8>> = (0..n).map(|_| channel_data(0x4001, &[0u8; 160])).collect();
