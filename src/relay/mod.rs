@@ -175,9 +175,16 @@ impl Server {
         }
     }
 
-    /// Swaps credentials and peer policy (config reload). Allocations are kept.
+    /// Swaps credentials and peer policy (config reload). Allocations are kept, but
+    /// permissions and channels to peers the new policy denies end now: a deny-list entry
+    /// added to stop abuse must not wait for them to expire.
     pub fn reconfigure(&mut self, auth: Authenticator, policy: PeerPolicy) {
         self.cfg.auth = auth;
+        for (_, a) in self.allocations.iter_mut() {
+            a.permissions.retain(|ip, _| policy.permits(*ip));
+            a.channels.retain(|_, b| policy.permits(b.peer.ip()));
+            a.channel_by_peer.retain(|p, _| policy.permits(p.ip()));
+        }
         self.cfg.policy = policy;
     }
 

@@ -1445,3 +1445,26 @@ fn relay_path_cost() {
     let per = t.elapsed().as_nanos() as f64 / (rounds * n as usize * 2) as f64;
     println!("relay path through the core: {per:.1} ns per packet ({n} allocations)");
 }
+
+#[test]
+fn reload_with_a_new_deny_entry_ends_permissions_and_channels_to_it_at_once() {
+    let mut h = harness();
+    let c = h.client(1);
+    h.allocate(c, "bob");
+    let (bad, good) = (peer("198.51.100.66:1"), peer("198.51.100.9:1"));
+    assert_success(&h.bind_channel(c, "bob", 0x4001, bad));
+    assert_success(&h.permit(c, "bob", &[good]));
+    h.server.reconfigure(
+        Authenticator::new(REALM, vec![SECRET.into()], &[], [9; 32], 600),
+        PeerPolicy::new(vec![], vec!["198.51.100.66/32".parse().unwrap()]),
+    );
+    let relay = h.relay_bind_addr(c);
+    let cd = channel_data(0x4001, b"x");
+    let act = h.server.handle_client_packet(h.now, h.unix, c, &cd);
+    assert_eq!(act, ClientAction::Drop(DropReason::NoChannel));
+    let act = h.server.handle_peer_packet(h.now, relay, bad, b"x");
+    assert_eq!(act, PeerAction::Drop(DropReason::NoPermission));
+    let act = h.server.handle_peer_packet(h.now, relay, good, b"x");
+    assert_eq!(act, PeerAction::Handled, "other peers are untouched");
+    assert_eq!(h.server.allocation_count(), 1);
+}
