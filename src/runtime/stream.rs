@@ -105,42 +105,45 @@ impl Conn {
                 }
             },
             Some(tls) => {
+                // Ciphertext in, records processed, plaintext out, in turns: rustls
+                // refuses more ciphertext while its plaintext buffer is full.
                 loop {
+                    let mut drained = false;
                     match tls.read_tls(&mut self.stream) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(_) => {
-                            if tls.process_new_packets().is_err() {
-                                // Best effort: tell the client why (an alert) before closing.
-                                let _ = tls.write_tls(&mut self.stream);
-                                return Err(Closed::Error);
-                            }
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Ok(0) => eof = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => drained = true,
                         Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                         Err(_) => return Err(Closed::Error),
                     }
-                }
-                loop {
-                    let start = self.rbuf.len();
-                    self.rbuf.resize(start + READ_CHUNK, 0);
-                    match tls.reader().read(&mut self.rbuf[start..]) {
-                        Ok(n) => {
-                            self.rbuf.truncate(start + n);
-                            if n == 0 {
-                                eof = true;
-                                break;
+                    if tls.process_new_packets().is_err() {
+                        // Best effort: tell the client why (an alert) before closing.
+                        let _ = tls.write_tls(&mut self.stream);
+                        return Err(Closed::Error);
+                    }
+                    loop {
+                        let start = self.rbuf.len();
+                        self.rbuf.resize(start + READ_CHUNK, 0);
+                        match tls.reader().read(&mut self.rbuf[start..]) {
+                            Ok(n) => {
+                                self.rbuf.truncate(start + n);
+                                if n == 0 {
+                                    // close_notify: the client ended the session.
+                                    eof = true;
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                self.rbuf.truncate(start);
+                                if e.kind() == ErrorKind::WouldBlock {
+                                    break;
+                                }
+                                return Err(Closed::Error);
                             }
                         }
-                        Err(e) => {
-                            self.rbuf.truncate(start);
-                            if e.kind() == ErrorKind::WouldBlock {
-                                break;
-                            }
-                            return Err(Closed::Error);
-                        }
+                    }
+                    if eof || drained {
+                        break;
                     }
                 }
                 // The handshake itself produces bytes to send.
