@@ -194,16 +194,18 @@ fn tls_client_allocates_and_relays() {
     assert_eq!(r.typ, BINDING_SUCCESS);
     c.allocate_and_bind(echo);
     c.echo_channel_data(20);
-    // A burst larger than one TLS record buffer, written before reading anything back.
+    // A burst of several TLS records, written before reading anything back. (Kept under
+    // the echo peer's default UDP receive buffer: 40 x 1200 B; more would be lost there,
+    // not in turnpike.)
     let mut burst = Vec::new();
-    for i in 0..100u16 {
+    for i in 0..40u16 {
         burst.extend_from_slice(&[0x40, 0x00, 0x04, 0xB0]);
         burst.extend(std::iter::repeat_n((i % 251) as u8, 1200));
     }
     c.s.write_all(&burst).unwrap();
     c.s.flush().unwrap();
     let mut back = 0;
-    while back < 100 {
+    while back < 40 {
         let f = c.read_frame();
         assert_eq!(f.len(), 1204);
         back += 1;
