@@ -121,6 +121,13 @@ pub struct Auth {
     pub users: Vec<User>,
 }
 
+impl Auth {
+    /// The REST secrets as plain strings, for the authenticator.
+    pub fn secret_strings(&self) -> Vec<String> {
+        self.secrets.iter().map(|s| s.expose().to_owned()).collect()
+    }
+}
+
 impl Default for Auth {
     fn default() -> Self {
         Auth {

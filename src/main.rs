@@ -151,12 +151,7 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
 /// The REST secrets in force: the config's, else TURNPIKE_SECRET, else a fresh one.
 fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
     if !cfg.auth.secrets.is_empty() || !cfg.auth.users.is_empty() {
-        return cfg
-            .auth
-            .secrets
-            .iter()
-            .map(|s| s.expose().to_owned())
-            .collect();
+        return cfg.auth.secret_strings();
     }
     if let Ok(s) = std::env::var("TURNPIKE_SECRET")
         && !s.is_empty()
@@ -244,11 +239,7 @@ fn reloaded_secrets(new: &Config, running: &[String]) -> Vec<String> {
     if new.auth.secrets.is_empty() && new.auth.users.is_empty() {
         running.to_vec()
     } else {
-        new.auth
-            .secrets
-            .iter()
-            .map(|s| s.expose().to_owned())
-            .collect()
+        new.auth.secret_strings()
     }
 }
 
@@ -262,7 +253,8 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
         let listener = tokio::net::TcpListener::bind(cfg.http.listen)
             .await
             .with_context(|| format!("binding HTTP endpoint {}", cfg.http.listen))?;
-        tracing::info!(listen = %cfg.http.listen, "HTTP endpoint up (/metrics, /healthz, /readyz)");
+        let bound = listener.local_addr().unwrap_or(cfg.http.listen);
+        tracing::info!(listen = %bound, "HTTP endpoint up (/metrics, /healthz, /readyz)");
         let state = http.clone();
         Some(tokio::spawn(async move {
             let stop = async {
