@@ -6,37 +6,57 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The browser tests share 2 cores: one at a time keeps their timings meaningful.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// How long one script may take before it is stopped (they take 7-40 s).
+const DEADLINE: Duration = Duration::from_secs(300);
 
 fn run(program: &str, script: &str) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let bin =
         std::env::var("TURNPIKE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_turnpike").into());
-    let program = dir.join(program);
-    let program = if program.exists() {
-        program
+    let local = dir.join(program);
+    let program = if local.exists() {
+        local
     } else {
-        program.file_name().unwrap().into()
+        program.into()
     };
     assert!(
         dir.join("node_modules/playwright-core").exists() && dir.join(".venv/bin/python").exists(),
         "browser test dependencies missing: run scripts/install-test-deps.sh"
     );
     let t = Instant::now();
-    let out = Command::new(&program)
+    // Output streams through as the script runs, so a stuck case shows where it is.
+    let mut child = Command::new(&program)
         .arg(dir.join(script))
         .current_dir(&dir)
         .env("TURNPIKE_BIN", bin)
-        .output()
+        .spawn()
         .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    println!("{script} ({:.1}s):\n{text}", t.elapsed().as_secs_f64());
-    assert!(out.status.success(), "{script} failed:\n{text}");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t.elapsed() > DEADLINE {
+            // SIGTERM first: the scripts tear down their namespaces and processes on it.
+            // SAFETY: kill(2) on the PID of the child this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("{script}: {:.1}s", t.elapsed().as_secs_f64());
+    assert!(
+        status.success(),
+        "{script} failed ({status}); its output is above"
+    );
 }
 
 #[test]

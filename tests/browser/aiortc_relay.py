@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection,
@@ -55,6 +56,8 @@ enabled = false
     while time.time() < deadline:
         line = proc.stderr.readline()
         if "turnpike started" in line:
+            # Keep reading its log, or a full pipe would block turnpike on its next line.
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
             return proc, cfg.name
         if not line and proc.poll() is not None:
             break

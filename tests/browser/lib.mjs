@@ -43,6 +43,11 @@ export function credential(secret, user, ttl = 600) {
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'turnpike-browser-'));
+
+/// A fresh directory inside this run's scratch directory, removed by cleanup().
+export function scratchDir(prefix) {
+  return mkdtempSync(join(scratch, prefix));
+}
 const children = new Set();
 
 /// Starts turnpike with `config` (TOML), in namespace `netns` if given. Resolves once it

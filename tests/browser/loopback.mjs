@@ -3,11 +3,10 @@
 // over TCP, over TLS with a certificate the browser really checks, and a wrong credential
 // as the negative control.
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  SECRET, call, check, cleanup, run, timings, credential, launch, log, logs, newPeer, sh, startTurnpike, stats,
+  SECRET, call, check, cleanup, run, timings, credential, launch, log, logs, newPeer, scratchDir, sh, startTurnpike, stats,
 } from './lib.mjs';
 
 async function freePort() {
@@ -21,7 +20,7 @@ async function freePort() {
 /// A test CA and a server certificate for 127.0.0.1 (IP SAN), and a browser HOME whose
 /// NSS database trusts that CA: the real certificate path, no --ignore-certificate-errors.
 function makeTlsFixture() {
-  const dir = mkdtempSync(join(tmpdir(), 'turnpike-tls-'));
+  const dir = scratchDir('tls-');
   const p = (f) => join(dir, f);
   sh('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
     '-subj', '/CN=turnpike test CA', '-keyout', p('ca.key'), '-out', p('ca.crt'),

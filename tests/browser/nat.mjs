@@ -19,8 +19,14 @@ const inNs = (ns, ...a) => sh('ip', 'netns', 'exec', ns, ...a);
 
 function veth(a, nsA, b, nsB) {
   ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
-  ip('link', 'set', a, 'netns', nsA);
-  ip('link', 'set', b, 'netns', nsB);
+  try {
+    ip('link', 'set', a, 'netns', nsA);
+    ip('link', 'set', b, 'netns', nsB);
+  } catch (e) {
+    // Whichever end is still on the host would outlive the namespaces: delete the pair.
+    for (const end of [a, b]) { try { ip('link', 'del', end); } catch { /* moved */ } }
+    throw e;
+  }
 }
 
 function buildTopology() {
@@ -185,7 +191,9 @@ enabled = false
   log('timings:', timings().join('; '));
 }
 
-process.on('SIGINT', () => { teardown(); process.exit(130); });
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => { teardown(); process.exit(130); });
+}
 main().catch(async (e) => {
   console.error(e);
   teardown();
