@@ -577,13 +577,10 @@ impl Shard {
             self.core.record_send_failure(DropReason::SendError);
             return;
         };
-        match self.conns[key].send(parts) {
-            Ok(true) => {}
-            Ok(false) => self.core.record_send_failure(DropReason::BufferFull),
-            Err(c) => return self.close_conn(key, now, c),
+        if !self.conns[key].queue(parts) {
+            self.core.record_send_failure(DropReason::BufferFull);
         }
-        let pending = self.conns[key].flush();
-        match pending {
+        match self.conns[key].flush() {
             Ok(done) => self.set_write_interest(key, !done),
             Err(c) => self.close_conn(key, now, c),
         }

@@ -25,6 +25,8 @@ pub struct Conn {
     rbuf: Vec<u8>,
     /// Plain TCP: bytes not yet written. (rustls keeps its own buffer for TLS.)
     wbuf: Vec<u8>,
+    /// TLS: plaintext bytes handed to rustls since its buffer was last empty.
+    tls_unsent: usize,
     pub last_active: Instant,
     pub write_interest: bool,
 }
@@ -64,7 +66,8 @@ impl Conn {
         let tls = match tls {
             Some(cfg) => {
                 let mut c = ServerConnection::new(cfg.clone())?;
-                c.set_buffer_limit(Some(MAX_QUEUED));
+                // Bounded by `tls_unsent` instead, which never splits a message.
+                c.set_buffer_limit(None);
                 Some(Box::new(c))
             }
             None => None,
@@ -75,6 +78,7 @@ impl Conn {
             tls,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
+            tls_unsent: 0,
             last_active: now,
             write_interest: false,
         })
@@ -173,31 +177,35 @@ impl Conn {
         self.rbuf.drain(..len);
     }
 
-    /// Queues `parts` (written back to back) and tries to write. False when the queue is
-    /// full and the message was dropped.
-    pub fn send(&mut self, parts: &[&[u8]]) -> Result<bool, Closed> {
+    /// Queues `parts` (written back to back) whole, or not at all: false when the queue
+    /// is full and the message was dropped. `flush` writes it.
+    pub fn queue(&mut self, parts: &[&[u8]]) -> bool {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         match &mut self.tls {
             None => {
                 if self.wbuf.len() + len > MAX_QUEUED {
-                    return Ok(false);
+                    return false;
                 }
                 for p in parts {
                     self.wbuf.extend_from_slice(p);
                 }
             }
             Some(tls) => {
+                // Our own bound, checked before writing: rustls's buffer limit would take
+                // part of a message and cut the stream's framing.
+                if self.tls_unsent + len > MAX_QUEUED {
+                    return false;
+                }
                 let mut w = tls.writer();
                 for p in parts {
-                    // With the buffer limit reached rustls takes less than offered.
-                    match w.write(p) {
-                        Ok(n) if n == p.len() => {}
-                        _ => return Ok(false),
+                    if w.write_all(p).is_err() {
+                        return false;
                     }
                 }
+                self.tls_unsent += len;
             }
         }
-        self.flush().map(|_| true)
+        true
     }
 
     /// Writes what is queued. Ok(true) when everything went out.
@@ -227,6 +235,7 @@ impl Conn {
                         Err(_) => return Err(Closed::Error),
                     }
                 }
+                self.tls_unsent = 0;
                 Ok(true)
             }
         }
