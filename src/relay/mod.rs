@@ -332,16 +332,19 @@ impl Server {
         if self.next_sweep.is_some_and(|t| t > now) {
             return;
         }
-        let expired: Vec<usize> = self
+        let ended: Vec<(usize, EndReason)> = self
             .allocations
             .iter_mut()
             .filter_map(|(idx, a)| {
                 a.expire(now);
-                (a.expires <= now).then_some(idx)
+                match a.session_end {
+                    Some((end, reason)) if end <= now => Some((idx, reason)),
+                    _ => (a.expires <= now).then_some((idx, EndReason::Expired)),
+                }
             })
             .collect();
-        for idx in expired {
-            self.remove_allocation(now, idx, EndReason::Expired);
+        for (idx, reason) in ended {
+            self.remove_allocation(now, idx, reason);
         }
         self.reservations.retain(|_, (_, exp)| *exp > now);
         let idle = self.allocations.is_empty() && self.reservations.is_empty();

@@ -24,7 +24,7 @@ use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
 use super::ports::{PortParity, pick_port};
-use super::stats::{AUTH_FAILURES, DropReason, EndReason, code_index};
+use super::stats::{DropReason, EndReason, code_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
@@ -96,6 +96,8 @@ pub struct PendingAllocate {
     request: RequestInfo,
     username: String,
     key: Key,
+    /// Unix seconds the credential expires at (REST), for the expiry policy.
+    credential_expiry: Option<u64>,
     lifetime: Duration,
     want_v4: bool,
     want_v6: bool,
@@ -115,6 +117,17 @@ impl PendingAllocate {
     pub fn client(&self) -> ClientId {
         self.client
     }
+}
+
+/// RFC 8489 §14.3: USERNAME is a UTF-8 string under 513 bytes.
+const MAX_USERNAME_LEN: usize = 513;
+
+/// A request that passed authentication: who signed it, with which key, and when the
+/// credential expires (unix seconds; None for static users).
+struct Authenticated {
+    username: String,
+    key: Key,
+    expiry: Option<u64>,
 }
 
 /// What a response needs from its request.
@@ -167,6 +180,7 @@ impl Server {
             transaction_id: msg.transaction_id,
             fingerprint: msg.contains(ATTR_FINGERPRINT),
         };
+        crate::proto::ignore_after_integrity(&mut msg);
         let unknown: Vec<AttrType> = msg
             .attributes
             .0
@@ -194,11 +208,23 @@ impl Server {
                 self.respond(client, req, attrs, None);
             }
             METHOD_ALLOCATE | METHOD_REFRESH | METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
-                let Some((username, key)) = self.authenticate(&mut msg, req, unix, client) else {
+                let Some(Authenticated {
+                    username,
+                    key,
+                    expiry,
+                }) = self.authenticate(now, &mut msg, req, unix, client)
+                else {
                     return;
                 };
                 let result = match req.method {
-                    METHOD_ALLOCATE => self.allocate(now, unix, client, &msg, req, username, &key),
+                    METHOD_ALLOCATE => {
+                        let who = Authenticated {
+                            username,
+                            key: key.clone(),
+                            expiry,
+                        };
+                        self.allocate(now, unix, client, &msg, req, who)
+                    }
                     METHOD_REFRESH => self.refresh(now, client, &msg, req, &username, &key),
                     METHOD_CREATE_PERMISSION => {
                         self.create_permission(now, client, &msg, req, &username, &key)
@@ -213,15 +239,17 @@ impl Server {
         }
     }
 
-    /// The long-term credential check (RFC 8489 §9.2.4). Sends the 400/401/438 itself and
-    /// returns None on failure. Nothing is stored for a client that fails.
+    /// The long-term credential check (RFC 8489 §9.2.4) and the credential-expiry policy.
+    /// Sends the 400/401/438 itself and returns None on failure. Nothing is stored for a
+    /// client that fails.
     fn authenticate(
         &mut self,
+        now: Instant,
         msg: &mut Message,
         req: RequestInfo,
         unix: u64,
         client: ClientId,
-    ) -> Option<(String, Key)> {
+    ) -> Option<Authenticated> {
         if !msg.contains(ATTR_MESSAGE_INTEGRITY) {
             self.auth_failure(client, req, unix, AuthError::NoIntegrity);
             return None;
@@ -235,35 +263,90 @@ impl Server {
             self.respond_error(client, req, 400, "Bad Request", None, vec![]);
             return None;
         };
-        if !self.cfg.auth.check_nonce(&nonce, unix, client.addr) {
+        // RFC 8489 §14.3: USERNAME is under 513 bytes.
+        if username.len() > MAX_USERNAME_LEN {
+            self.respond_error(client, req, 400, "USERNAME too long", None, vec![]);
+            return None;
+        }
+        let nonce_ok = self.cfg.auth.check_nonce(&nonce, unix, client.addr);
+        // A stale nonce is answered before any HMAC work, except for a deletion: a
+        // Refresh(0) signed with the allocation's key is honoured, since answering 438 to a
+        // client that is leaving only makes its allocation linger (browsers do not retry).
+        if !nonce_ok && !self.is_own_deletion(msg, req, client, &username) {
             self.auth_failure(client, req, unix, AuthError::StaleNonce);
             return None;
         }
-        let keys = match self.cfg.auth.keys_for(&username, unix) {
-            Ok(k) => k,
+        let cred = match self.cfg.auth.keys_for(&username, unix) {
+            Ok(c) => c,
             Err(e) => {
                 self.auth_failure(client, req, unix, e);
                 return None;
             }
         };
-        match keys
+        let Some(key) = cred
+            .keys
             .into_iter()
             .find(|k| MessageIntegrity(k.clone()).check(msg).is_ok())
+        else {
+            let e = if nonce_ok {
+                AuthError::BadIntegrity
+            } else {
+                AuthError::StaleNonce
+            };
+            self.auth_failure(client, req, unix, e);
+            return None;
+        };
+        if cred.expiry.is_some_and(|e| e < unix)
+            && !self.may_outlive_credential(now, req, client, &username)
         {
-            Some(key) => Some((username, key)),
-            None => {
-                self.auth_failure(client, req, unix, AuthError::BadIntegrity);
-                None
-            }
+            self.auth_failure(client, req, unix, AuthError::Expired);
+            return None;
         }
+        Some(Authenticated {
+            username,
+            key,
+            expiry: cred.expiry,
+        })
+    }
+
+    /// Whether this request deletes the caller's own allocation (Refresh, LIFETIME 0).
+    fn is_own_deletion(
+        &self,
+        msg: &Message,
+        req: RequestInfo,
+        client: ClientId,
+        username: &str,
+    ) -> bool {
+        let mut l = Lifetime::default();
+        req.method == METHOD_REFRESH
+            && l.get_from(msg).is_ok()
+            && l.0.is_zero()
+            && self
+                .by_client
+                .get(&client)
+                .is_some_and(|&i| self.allocations[i].username == username)
+    }
+
+    /// The lenient expiry policy: an expired credential still works for requests on the
+    /// allocation it created, from that allocation's own 5-tuple, until the session limit.
+    fn may_outlive_credential(
+        &self,
+        now: Instant,
+        req: RequestInfo,
+        client: ClientId,
+        username: &str,
+    ) -> bool {
+        if self.cfg.auth.expiry_policy().strict || req.method == METHOD_ALLOCATE {
+            return false;
+        }
+        self.by_client.get(&client).is_some_and(|&i| {
+            let a = &self.allocations[i];
+            a.username == username && a.session_end.is_none_or(|(end, _)| now < end)
+        })
     }
 
     fn auth_failure(&mut self, client: ClientId, req: RequestInfo, unix: u64, e: AuthError) {
-        let idx = AUTH_FAILURES
-            .iter()
-            .position(|l| *l == e.label())
-            .unwrap_or(0);
-        self.counters.auth_failures[idx] += 1;
+        self.counters.auth_failures[e as usize] += 1;
         tracing::debug!(client = %client.addr, reason = e.label(), "authentication failed");
         let (code, reason) = match e {
             AuthError::StaleNonce => (438, "Stale Nonce"),
@@ -282,7 +365,6 @@ impl Server {
         self.respond_error(client, req, code, reason, None, attrs);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn allocate(
         &mut self,
         now: Instant,
@@ -290,9 +372,13 @@ impl Server {
         client: ClientId,
         msg: &Message,
         req: RequestInfo,
-        username: String,
-        key: &Key,
+        who: Authenticated,
     ) -> Result<(), Reject> {
+        let Authenticated {
+            username,
+            key,
+            expiry,
+        } = who;
         if let Some(&idx) = self.by_client.get(&client) {
             let a = &self.allocations[idx];
             // A retransmission whose response was lost gets the same response again.
@@ -401,7 +487,8 @@ impl Server {
                 client,
                 request: req,
                 username,
-                key: key.clone(),
+                key,
+                credential_expiry: expiry,
                 lifetime,
                 want_v4,
                 want_v6: want_v6 && !v6_unavailable,
@@ -567,6 +654,7 @@ impl Server {
             relay_v6: p.bound_v6,
             created: now,
             expires: now + p.lifetime,
+            session_end: self.session_end(now, p.unix, p.credential_expiry),
             permissions: Default::default(),
             channels: Default::default(),
             channel_by_peer: Default::default(),
@@ -605,6 +693,25 @@ impl Server {
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + super::SWEEP_INTERVAL);
         }
+    }
+
+    /// When an allocation made now with a credential expiring at `expiry` must end, and
+    /// why: at the expiry under the strict policy, else once it has outlived its
+    /// credential by the session limit. Static users' allocations only expire.
+    fn session_end(
+        &self,
+        now: Instant,
+        unix: u64,
+        expiry: Option<u64>,
+    ) -> Option<(Instant, EndReason)> {
+        let policy = self.cfg.auth.expiry_policy();
+        let credential_end = now + Duration::from_secs(expiry?.saturating_sub(unix));
+        Some(if policy.strict {
+            (credential_end, EndReason::CredentialExpired)
+        } else {
+            let limit = now + Duration::from_secs(policy.max_session_secs);
+            (credential_end.max(limit), EndReason::MaxSession)
+        })
     }
 
     /// RESERVATION-TOKEN: the reserved port (2 bytes), the expiry's low 16 bits of unix

@@ -20,7 +20,7 @@ use turn::proto::reqtrans::RequestedTransport;
 use super::peer_policy::PeerPolicy;
 use super::stats::{DropReason, EndReason};
 use super::*;
-use crate::auth::{Authenticator, mint_credential, rest_password};
+use crate::auth::{AuthError, Authenticator, mint_credential, rest_password};
 use crate::proto::{ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, decode_xor_address};
 
 pub const SECRET: &str = "test-secret-1";
@@ -305,6 +305,16 @@ impl Harness {
         peer: SocketAddr,
     ) -> Message {
         let c = self.creds(user);
+        self.bind_channel_with(client, &c, channel, peer)
+    }
+
+    pub fn bind_channel_with(
+        &mut self,
+        client: ClientId,
+        c: &Creds,
+        channel: u16,
+        peer: SocketAddr,
+    ) -> Message {
         let attrs: Vec<Box<dyn Setter>> = vec![
             Box::new(ChannelNumber(channel)),
             Box::new(PeerAddress {
@@ -312,7 +322,7 @@ impl Harness {
                 port: peer.port(),
             }),
         ];
-        self.request(client, METHOD_CHANNEL_BIND, attrs, Some(&c))
+        self.request(client, METHOD_CHANNEL_BIND, attrs, Some(c))
     }
 
     /// The local (bound) relay address of `client`'s allocation.
@@ -528,7 +538,7 @@ fn allocate_with_expired_rest_credential_gets_401() {
     let r = h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds));
     assert_eq!(error_code(&r), Some(401));
     assert_eq!(
-        h.server.counters().auth_failures[2],
+        h.server.counters().auth_failures[AuthError::Expired as usize],
         1,
         "counted as expired"
     );
@@ -982,7 +992,14 @@ fn refresh_without_allocation_gets_437() {
 
 #[test]
 fn refresh_with_expired_credential_gets_401_and_allocation_runs_out() {
-    let mut h = harness();
+    // The strict policy: today's lenient default is tested in tests/expiry.rs.
+    let mut cfg = config();
+    cfg.auth = Authenticator::new(REALM, vec![SECRET.into()], &[], [9; 32], 600)
+        .with_expiry_policy(crate::auth::ExpiryPolicy {
+            strict: true,
+            ..Default::default()
+        });
+    let mut h = harness_with(cfg);
     let c = h.client(1);
     let username = format!("{}:bob", h.unix + 100);
     let creds = Creds {
@@ -1468,3 +1485,5 @@ fn reload_with_a_new_deny_entry_ends_permissions_and_channels_to_it_at_once() {
     assert_eq!(act, PeerAction::Handled, "other peers are untouched");
     assert_eq!(h.server.allocation_count(), 1);
 }
+
+mod expiry;

@@ -121,6 +121,7 @@ fn authenticator(cfg: &Config, secrets: &[String], nonce_key: [u8; 32]) -> Authe
         nonce_key,
         cfg.auth.nonce_lifetime.as_secs(),
     )
+    .with_expiry_policy(cfg.auth.expiry_policy())
 }
 
 /// The TLS server config for `server.listen_tls`, if there are TLS listeners.
