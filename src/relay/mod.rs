@@ -182,8 +182,8 @@ impl Server {
         self.cfg.auth = auth;
         for (_, a) in self.allocations.iter_mut() {
             a.permissions.retain(|ip, _| policy.permits(*ip));
-            a.channels.retain(|_, b| policy.permits(b.peer.ip()));
-            a.channel_by_peer.retain(|p, _| policy.permits(p.ip()));
+            a.channels.retain(|_, b| policy.permits_peer(b.peer));
+            a.channel_by_peer.retain(|p, _| policy.permits_peer(*p));
         }
         self.cfg.policy = policy;
     }
@@ -260,12 +260,15 @@ impl Server {
                 }
             },
         };
-        // Permissions are checked against the policy when installed, so one check here.
+        // Permissions are checked against the policy when installed, so one check here;
+        // a Send indication names a port, which must not be one of our own services
+        // (channels were checked when bound).
+        let own_service = channel == 0 && self.cfg.policy.is_own_service(peer);
         let relay = match alloc.relay_for(&peer) {
-            Some(r) if alloc.has_permission(now, peer.ip()) => r,
+            Some(r) if alloc.has_permission(now, peer.ip()) && !own_service => r,
             _ => {
                 // Only on the drop path: say whether policy is why no permission exists.
-                let reason = if self.cfg.policy.permits(peer.ip()) {
+                let reason = if self.cfg.policy.permits(peer.ip()) && !own_service {
                     DropReason::NoPermission
                 } else {
                     DropReason::DeniedPeer

@@ -826,10 +826,22 @@ impl Server {
         }
     }
 
-    /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy).
-    fn check_peer(&mut self, alloc_idx: usize, peer: &SocketAddr) -> Result<(), Reject> {
+    /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy). Permissions
+    /// are per IP, so CreatePermission checks the IP; ChannelBind names the peer's port
+    /// too, and the server's own services are refused there (`with_port`).
+    fn check_peer(
+        &mut self,
+        alloc_idx: usize,
+        peer: &SocketAddr,
+        with_port: bool,
+    ) -> Result<(), Reject> {
         // Policy first, so every attempt at a forbidden address is counted as one.
-        if !self.cfg.policy.permits(peer.ip()) {
+        let permitted = if with_port {
+            self.cfg.policy.permits_peer(*peer)
+        } else {
+            self.cfg.policy.permits(peer.ip())
+        };
+        if !permitted {
             self.counters.peer_denied += 1;
             tracing::debug!(peer = %peer, "peer address denied by policy");
             return Err(Reject(403, "Forbidden"));
@@ -853,7 +865,7 @@ impl Server {
         let peers = Self::peer_addresses(msg)?;
         // All or nothing (RFC 8656 §9.2): check every peer before installing any.
         for p in &peers {
-            self.check_peer(idx, p)?;
+            self.check_peer(idx, p, false)?;
         }
         let a = &mut self.allocations[idx];
         let new = peers
@@ -891,7 +903,7 @@ impl Server {
         }
         let peers = Self::peer_addresses(msg)?;
         let peer = peers[0];
-        self.check_peer(idx, &peer)?;
+        self.check_peer(idx, &peer, true)?;
         let a = &mut self.allocations[idx];
         if !a.permissions.contains_key(&peer.ip())
             && a.permissions.len() >= self.cfg.max_permissions
