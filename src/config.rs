@@ -74,6 +74,7 @@ pub struct Relay {
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
     pub max_permissions_per_allocation: usize,
+    pub max_channels_per_allocation: usize,
     pub strict_channel_numbers: bool,
 }
 
@@ -90,6 +91,7 @@ impl Default for Relay {
             max_allocations: 10_000,
             max_allocations_per_user: 100,
             max_permissions_per_allocation: 64,
+            max_channels_per_allocation: 64,
             strict_channel_numbers: false,
         }
     }
@@ -323,8 +325,10 @@ impl Config {
         if r.max_allocations == 0 || r.max_allocations_per_user == 0 {
             bail!("relay.max_allocations / max_allocations_per_user: must be above 0");
         }
-        if r.max_permissions_per_allocation == 0 {
-            bail!("relay.max_permissions_per_allocation: must be above 0");
+        if r.max_permissions_per_allocation == 0 || r.max_channels_per_allocation == 0 {
+            bail!(
+                "relay.max_permissions_per_allocation / max_channels_per_allocation: must be above 0"
+            );
         }
         if self.auth.nonce_lifetime < Duration::from_secs(30) {
             bail!("auth.nonce_lifetime: must be at least 30s");

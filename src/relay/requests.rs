@@ -98,6 +98,8 @@ pub struct PendingAllocate {
     key: Key,
     /// Unix seconds the credential expires at (REST), for the expiry policy.
     credential_expiry: Option<u64>,
+    /// A second quota slot is held for the port an EVEN-PORT R bit reserves.
+    reserve_slot: bool,
     lifetime: Duration,
     want_v4: bool,
     want_v6: bool,
@@ -117,6 +119,14 @@ impl PendingAllocate {
     pub fn client(&self) -> ClientId {
         self.client
     }
+}
+
+/// A port held for an RTCP allocation by an EVEN-PORT R bit (RFC 8656 §7.1.2).
+pub struct Reservation {
+    pub addr: SocketAddr,
+    pub expires: Instant,
+    /// Whose quota slot it holds.
+    pub username: String,
 }
 
 /// RFC 8489 §14.3: USERNAME is a UTF-8 string under 513 bytes.
@@ -424,7 +434,8 @@ impl Server {
             let addr = self
                 .reservation_port(&token, unix)
                 .ok_or(Reject(508, "Unknown or expired RESERVATION-TOKEN"))?;
-            self.reservations.remove(&token);
+            // Redeemed: the new allocation takes a quota slot of its own.
+            self.end_reservation(&token);
             Some(addr)
         } else {
             None
@@ -464,19 +475,14 @@ impl Server {
         if v6_unavailable && !v6_optional {
             return Err(Reject(440, "Address Family not Supported"));
         }
-        if self.allocations.len() + self.pending.len() >= self.cfg.max_allocations {
-            self.counters.quota_rejections += 1;
-            return Err(Reject(486, "Allocation Quota Reached"));
-        }
-        let user_count = self.per_user.get(&username).copied().unwrap_or(0)
-            + self
-                .pending
-                .values()
-                .filter(|p| p.username == username)
-                .count();
-        if user_count >= self.cfg.max_allocations_per_user {
-            self.counters.quota_rejections += 1;
-            return Err(Reject(486, "Allocation Quota Reached"));
+        // Last check before the pending entry: every slot taken here is given back by
+        // fail_pending / drop_pending / remove_allocation / end_reservation. An EVEN-PORT
+        // R bit takes a second slot for the port it reserves.
+        self.take_quota(&username)?;
+        let reserve_slot = parity == PortParity::EvenPair;
+        if reserve_slot && let Err(e) = self.take_quota(&username) {
+            self.cfg.quotas.release(&username);
+            return Err(e);
         }
         let lifetime = self.granted_lifetime(msg);
         let token = self.next_token;
@@ -489,6 +495,7 @@ impl Server {
                 username,
                 key,
                 credential_expiry: expiry,
+                reserve_slot,
                 lifetime,
                 want_v4,
                 want_v6: want_v6 && !v6_unavailable,
@@ -526,25 +533,14 @@ impl Server {
         if p.reserved.is_some() {
             return self.fail_pending(token);
         }
-        let taken_v4 = &self.by_relay_v4;
-        let taken_v6 = &self.by_relay_v6;
-        let pending = &self.pending;
-        let reservations = &self.reservations;
+        let taken = if family.bind.is_ipv4() {
+            &self.by_relay_v4
+        } else {
+            &self.by_relay_v6
+        };
+        let held = &self.held;
         let in_use = |port: u16| {
-            let held = if family.bind.is_ipv4() {
-                taken_v4.contains_key(&port)
-            } else {
-                taken_v6.contains_key(&port)
-            };
-            held || reservations
-                .values()
-                .any(|(a, _)| a.port() == port && a.is_ipv4() == family.bind.is_ipv4())
-                || pending.values().any(|q| {
-                    [q.bound_v4, q.bound_v6]
-                        .iter()
-                        .flatten()
-                        .any(|a| a.port() == port && a.is_ipv4() == family.bind.is_ipv4())
-                })
+            taken.contains_key(&port) || held.contains_key(&SocketAddr::new(family.bind, port))
         };
         let port = if p.attempts < BIND_ATTEMPTS {
             pick_port(&self.cfg.ports, &mut self.rng, p.parity, in_use)
@@ -574,6 +570,7 @@ impl Server {
             } else {
                 p.bound_v6 = Some(addr);
             }
+            self.held.insert(addr, ());
         } else {
             p.attempts += 1;
         }
@@ -583,9 +580,35 @@ impl Server {
     /// Forgets a pending Allocate whose client went away, releasing what it bound.
     pub(super) fn drop_pending(&mut self, token: u64) {
         if let Some(p) = self.pending.remove(&token) {
-            for addr in [p.bound_v4, p.bound_v6].into_iter().flatten() {
-                self.commands.push_back(Command::ReleaseRelay { addr });
-            }
+            self.abandon_pending(&p);
+        }
+    }
+
+    /// Gives back what a pending Allocate held: its relay sockets and quota slots.
+    fn abandon_pending(&mut self, p: &PendingAllocate) {
+        for addr in [p.bound_v4, p.bound_v6].into_iter().flatten() {
+            self.held.remove(&addr);
+            self.commands.push_back(Command::ReleaseRelay { addr });
+        }
+        self.cfg.quotas.release(&p.username);
+        if p.reserve_slot {
+            self.cfg.quotas.release(&p.username);
+        }
+    }
+
+    /// One quota slot for `username`, or 486.
+    fn take_quota(&mut self, username: &str) -> Result<(), Reject> {
+        self.cfg.quotas.acquire(username).map_err(|_| {
+            self.counters.quota_rejections += 1;
+            Reject(486, "Allocation Quota Reached")
+        })
+    }
+
+    /// Ends an EVEN-PORT reservation (expired or redeemed), giving back its slot.
+    pub(super) fn end_reservation(&mut self, token: &[u8; 8]) {
+        if let Some(r) = self.reservations.remove(token) {
+            self.held.remove(&r.addr);
+            self.cfg.quotas.release(&r.username);
         }
     }
 
@@ -593,9 +616,7 @@ impl Server {
         let Some(p) = self.pending.remove(&token) else {
             return;
         };
-        for addr in [p.bound_v4, p.bound_v6].into_iter().flatten() {
-            self.commands.push_back(Command::ReleaseRelay { addr });
-        }
+        self.abandon_pending(&p);
         self.respond_error(
             p.client,
             p.request,
@@ -637,9 +658,19 @@ impl Server {
         {
             let next = SocketAddr::new(addr.ip(), addr.port() + 1);
             let token = self.reservation_token(next, p.unix + RESERVATION_LIFETIME.as_secs());
-            self.reservations
-                .insert(token, (next, now + RESERVATION_LIFETIME));
+            self.held.insert(next, ());
+            self.reservations.insert(
+                token,
+                Reservation {
+                    addr: next,
+                    expires: now + RESERVATION_LIFETIME,
+                    username: p.username.clone(),
+                },
+            );
             attrs.push(Box::new(ReservationToken(token.to_vec())));
+        } else if p.reserve_slot {
+            // No port to reserve after all (no relay bound): give the slot back.
+            self.cfg.quotas.release(&p.username);
         }
         attrs.push(Box::new(Lifetime(p.lifetime)));
         attrs.push(Box::new(XorMappedAddress {
@@ -667,12 +698,13 @@ impl Server {
         let idx = self.allocations.insert(alloc);
         self.by_client.insert(p.client, idx);
         if let Some(a) = p.bound_v4 {
+            self.held.remove(&a);
             self.by_relay_v4.insert(a.port(), idx);
         }
         if let Some(a) = p.bound_v6 {
+            self.held.remove(&a);
             self.by_relay_v6.insert(a.port(), idx);
         }
-        *self.per_user.entry(p.username.clone()).or_default() += 1;
         self.counters.allocations_created[p.client.transport as usize] += 1;
         self.count_request(p.request.method, 200);
         let relay: Vec<String> = [p.bound_v4, p.bound_v6]
@@ -909,6 +941,9 @@ impl Server {
             && a.permissions.len() >= self.cfg.max_permissions
         {
             return Err(Reject(508, "Too many permissions"));
+        }
+        if !a.channels.contains_key(&ch.0) && a.channels.len() >= self.cfg.max_channels {
+            return Err(Reject(508, "Too many channels"));
         }
         if !a.bind_channel(now, ch.0, peer) {
             return Err(Reject(400, "Channel already bound differently"));

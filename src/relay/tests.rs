@@ -55,8 +55,8 @@ pub fn config() -> CoreConfig {
         ports: 50000..=50099,
         default_lifetime: Duration::from_secs(600),
         max_lifetime: Duration::from_secs(3600),
-        max_allocations: 100,
-        max_allocations_per_user: 5,
+        quotas: std::sync::Arc::new(super::quota::Quotas::new(100, 5)),
+        max_channels: 16,
         max_permissions: 8,
         strict_channel_numbers: false,
         token_key: [5; 32],
@@ -510,7 +510,8 @@ fn unauthenticated_requests_leave_no_state() {
     }
     assert_eq!(h.server.allocation_count(), 0);
     assert!(h.server.pending.is_empty() && h.server.by_client.is_empty());
-    assert!(h.server.per_user.is_empty() && h.server.reservations.is_empty());
+    assert!(h.server.held.is_empty() && h.server.reservations.is_empty());
+    assert_eq!(h.server.cfg.quotas.in_use(), 0);
     assert_eq!(h.server.counters().auth_failures[0], 2000);
 }
 
@@ -868,7 +869,7 @@ fn per_user_quota_gets_486() {
 #[test]
 fn server_wide_quota_gets_486() {
     let mut cfg = config();
-    cfg.max_allocations = 2;
+    cfg.quotas = std::sync::Arc::new(super::quota::Quotas::new(2, 5));
     let mut h = harness_with(cfg);
     h.allocate(h.client(1), "a");
     h.allocate(h.client(2), "b");
@@ -929,7 +930,7 @@ fn even_port_with_reservation_gives_a_token_for_the_next_port() {
     );
 }
 
-struct EvenPortR;
+pub struct EvenPortR;
 impl Setter for EvenPortR {
     fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
         m.add(ATTR_EVEN_PORT, &[0x80]);
@@ -1423,8 +1424,7 @@ fn closing_a_stream_connection_deletes_its_allocation() {
 #[test]
 fn relay_path_cost() {
     let mut cfg = config();
-    cfg.max_allocations = 5000;
-    cfg.max_allocations_per_user = 5000;
+    cfg.quotas = std::sync::Arc::new(super::quota::Quotas::new(5000, 5000));
     cfg.ports = 10000..=60000;
     let mut h = harness_with(cfg);
     let n = 2000u16;
@@ -1487,3 +1487,4 @@ fn reload_with_a_new_deny_entry_ends_permissions_and_channels_to_it_at_once() {
 }
 
 mod expiry;
+mod limits;

@@ -21,6 +21,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
+use crate::relay::quota::Quotas;
 use crate::relay::stats::Counters;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
@@ -236,6 +237,11 @@ impl Relay {
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
         let own = own_addresses(cfg, [relay_v4, relay_v6]);
+        // One count for every shard: quotas are exact whichever shard a client hashes to.
+        let quotas = Arc::new(Quotas::new(
+            cfg.relay.max_allocations,
+            cfg.relay.max_allocations_per_user,
+        ));
         let opened = policy(cfg, &own).allowed_own_addresses();
         if !opened.is_empty() {
             tracing::warn!(
@@ -268,8 +274,8 @@ impl Relay {
                     ports: start as u16..=end as u16,
                     default_lifetime: cfg.relay.default_lifetime,
                     max_lifetime: cfg.relay.max_lifetime,
-                    max_allocations: cfg.relay.max_allocations.div_ceil(shards),
-                    max_allocations_per_user: cfg.relay.max_allocations_per_user,
+                    quotas: quotas.clone(),
+                    max_channels: cfg.relay.max_channels_per_allocation,
                     max_permissions: cfg.relay.max_permissions_per_allocation,
                     strict_channel_numbers: cfg.relay.strict_channel_numbers,
                     token_key: nonce_key,
