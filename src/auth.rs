@@ -177,10 +177,7 @@ impl Authenticator {
             }
         }
         // Constant time, so the MAC cannot be learned byte by byte.
-        got.iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        subtle::ConstantTimeEq::ct_eq(&got[..], &expected[..]).into()
     }
 
     fn nonce_mac(&self, expiry: u64, client: SocketAddr) -> [u8; NONCE_MAC_LEN] {

@@ -276,6 +276,14 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
+        // An empty file is a truncated write or a wrong path far more often than a wish
+        // for every default (which would drop secrets and policy on a reload).
+        if text.trim().is_empty() {
+            bail!(
+                "config file {} is empty (run without --config for the built-in defaults)",
+                path.display()
+            );
+        }
         Config::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
     }
 
