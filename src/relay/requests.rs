@@ -124,7 +124,6 @@ impl PendingAllocate {
 /// A port held for an RTCP allocation by an EVEN-PORT R bit (RFC 8656 §7.1.2).
 pub struct Reservation {
     pub addr: SocketAddr,
-    pub expires: Instant,
     /// Whose quota slot it holds.
     pub username: String,
 }
@@ -663,11 +662,12 @@ impl Server {
             let next = SocketAddr::new(addr.ip(), addr.port() + 1);
             let token = self.reservation_token(next, p.unix + RESERVATION_LIFETIME.as_secs());
             self.held.insert(next, ());
+            self.reservation_timers
+                .push_back((now + RESERVATION_LIFETIME, token));
             self.reservations.insert(
                 token,
                 Reservation {
                     addr: next,
-                    expires: now + RESERVATION_LIFETIME,
                     username: p.username.clone(),
                 },
             );
@@ -690,6 +690,9 @@ impl Server {
             created: now,
             expires: now + p.lifetime,
             session_end: self.session_end(now, p.unix, p.credential_expiry),
+            serial: token,
+            // Far off, so that `schedule` below files its first real deadline.
+            scheduled: now + Duration::from_secs(u32::MAX as u64),
             permissions: Default::default(),
             channels: Default::default(),
             channel_by_peer: Default::default(),
@@ -726,9 +729,8 @@ impl Server {
             client: p.client,
             data,
         });
-        if self.next_sweep.is_none() {
-            self.next_sweep = Some(now + super::SWEEP_INTERVAL);
-        }
+        let due = self.allocations[idx].next_deadline();
+        self.schedule(idx, due);
     }
 
     /// When an allocation made now with a credential expiring at `expiry` must end, and
@@ -841,6 +843,7 @@ impl Server {
         } else {
             let l = self.granted_lifetime(msg);
             self.allocations[idx].expires = now + l;
+            self.schedule(idx, now + l);
             l
         };
         self.respond(client, req, vec![Box::new(Lifetime(lifetime))], Some(key));
@@ -914,6 +917,7 @@ impl Server {
         for p in &peers {
             a.permit(now, p.ip());
         }
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }
@@ -952,6 +956,8 @@ impl Server {
         if !a.bind_channel(now, ch.0, peer) {
             return Err(Reject(400, "Channel already bound differently"));
         }
+        // The permission it installs is due first.
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }

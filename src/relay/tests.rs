@@ -1490,3 +1490,4 @@ fn reload_with_a_new_deny_entry_ends_permissions_and_channels_to_it_at_once() {
 
 mod expiry;
 mod limits;
+mod timers;
