@@ -42,6 +42,8 @@ pub struct Allocation {
     pub serial: u64,
     /// The time of its live entry in the core's deadline heap.
     pub scheduled: Instant,
+    /// Bandwidth budgets, when configured (boxed: most servers set none).
+    pub limits: Option<Box<super::bandwidth::Limits>>,
     pub permissions: FastMap<IpAddr, Instant>,
     pub channels: FastMap<u16, ChannelBinding>,
     pub channel_by_peer: FastMap<SocketAddr, u16>,

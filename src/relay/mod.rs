@@ -2,6 +2,7 @@
 //! shell feeds it packets with the current time and carries out the commands it queues.
 
 pub mod allocation;
+pub mod bandwidth;
 pub mod peer_policy;
 pub mod ports;
 pub mod quota;
@@ -74,6 +75,10 @@ pub struct CoreConfig {
     pub max_channels: usize,
     /// Answers without authentication per second per source prefix (0 = no limit).
     pub unauthenticated_rate: u32,
+    /// Relayed bytes per second per allocation, both directions together (None = off).
+    pub max_bytes_per_sec_per_allocation: Option<u64>,
+    /// Relayed bytes per second per user id, over all its allocations on every shard.
+    pub max_bytes_per_sec_per_user: Option<(u64, std::sync::Arc<bandwidth::UserBuckets>)>,
     pub max_permissions: usize,
     /// Accept only RFC 8656 channel numbers (0x4000-0x4FFF), not RFC 5766's up to 0x7FFE.
     pub strict_channel_numbers: bool,
@@ -297,6 +302,12 @@ impl Server {
                 return ClientAction::Drop(reason);
             }
         };
+        if let Some(l) = &mut alloc.limits
+            && !l.take(now, payload.len())
+        {
+            self.counters.drop(DropReason::RateLimit);
+            return ClientAction::Drop(DropReason::RateLimit);
+        }
         alloc.traffic.bytes_to_peer += payload.len() as u64;
         alloc.traffic.packets_to_peer += 1;
         self.counters
@@ -329,6 +340,12 @@ impl Server {
         if !alloc.has_permission(now, peer.ip()) {
             self.counters.drop(DropReason::NoPermission);
             return PeerAction::Drop(DropReason::NoPermission);
+        }
+        if let Some(l) = &mut alloc.limits
+            && !l.take(now, payload.len())
+        {
+            self.counters.drop(DropReason::RateLimit);
+            return PeerAction::Drop(DropReason::RateLimit);
         }
         alloc.traffic.bytes_to_client += payload.len() as u64;
         alloc.traffic.packets_to_client += 1;

@@ -23,7 +23,9 @@ use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
+use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
+use super::quota::quota_key;
 use super::stats::{DropReason, EndReason, code_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
@@ -691,6 +693,7 @@ impl Server {
             expires: now + p.lifetime,
             session_end: self.session_end(now, p.unix, p.credential_expiry),
             serial: token,
+            limits: self.bandwidth_limits(now, &p.username),
             // Far off, so that `schedule` below files its first real deadline.
             scheduled: now + Duration::from_secs(u32::MAX as u64),
             permissions: Default::default(),
@@ -731,6 +734,20 @@ impl Server {
         });
         let due = self.allocations[idx].next_deadline();
         self.schedule(idx, due);
+    }
+
+    /// The bandwidth budgets a new allocation of `username` relays under, if any.
+    fn bandwidth_limits(&self, now: Instant, username: &str) -> Option<Box<Limits>> {
+        let own = self
+            .cfg
+            .max_bytes_per_sec_per_allocation
+            .map(|r| Bucket::new(r, now));
+        let user = self
+            .cfg
+            .max_bytes_per_sec_per_user
+            .as_ref()
+            .map(|(r, users)| users.get(quota_key(username), *r, now));
+        (own.is_some() || user.is_some()).then(|| Box::new(Limits { own, user }))
     }
 
     /// When an allocation made now with a credential expiring at `expiry` must end, and
