@@ -279,7 +279,7 @@ impl Relay {
                     max_channels: cfg.relay.max_channels_per_allocation,
                     unauthenticated_rate: cfg.server.unauthenticated_rate,
                     max_bytes_per_sec_per_allocation: (cfg.relay.max_bps_per_allocation > 0)
-                        .then(|| cfg.relay.max_bps_per_allocation / 8),
+                        .then_some(cfg.relay.max_bps_per_allocation / 8),
                     max_bytes_per_sec_per_user: (cfg.relay.max_bps_per_user > 0)
                         .then(|| (cfg.relay.max_bps_per_user / 8, user_buckets.clone())),
                     max_permissions: cfg.relay.max_permissions_per_allocation,
