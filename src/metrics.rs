@@ -10,6 +10,7 @@ use prometheus::{
 use crate::relay::Transport;
 use crate::relay::stats::{AUTH_FAILURES, CODES, Direction, DropReason, EndReason, METHODS};
 use crate::runtime::ShardSnapshot;
+use crate::runtime::tls::TlsFailure;
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 
@@ -28,6 +29,7 @@ pub struct Metrics {
     dropped: IntCounterVec,
     peer_denied: IntCounter,
     quota_rejections: IntCounter,
+    tls_handshake_failures: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
 }
@@ -134,6 +136,13 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            tls_handshake_failures: counter_vec(
+                &r,
+                "turnpike_tls_handshake_failures_total",
+                "TLS handshakes that failed on TLS listeners, by reason (bad_client_hello, \
+                 incompatible, alert, plaintext_refused, timeout, closed, other).",
+                &["reason"],
+            ),
             allocation_lifetime: {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
@@ -234,6 +243,12 @@ impl Metrics {
             );
         }
         raise(&self.peer_denied, sum(&|s| s.counters.peer_denied));
+        for r in TlsFailure::ALL {
+            raise(
+                &self.tls_handshake_failures.with_label_values(&[r.label()]),
+                sum(&|s| s.tls_handshake_failures[r as usize]),
+            );
+        }
         raise(
             &self.quota_rejections,
             sum(&|s| s.counters.quota_rejections),

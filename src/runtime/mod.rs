@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod clock;
+pub mod connections;
 pub mod session_log;
 pub mod shard;
 pub mod stream;
@@ -37,6 +38,8 @@ pub struct ShardSnapshot {
     pub channels: [[u64; 2]; Transport::COUNT],
     /// Open client connections, by transport (TCP, TLS).
     pub connections: [u64; Transport::COUNT],
+    /// Failed TLS handshakes, by `tls::TlsFailure`.
+    pub tls_handshake_failures: [u64; tls::TlsFailure::COUNT],
 }
 
 #[derive(Debug, Default)]
@@ -49,10 +52,17 @@ pub struct ShardStatus {
 }
 
 impl ShardStatus {
-    pub fn publish(&self, core: &Server, now: Instant, connections: [u64; Transport::COUNT]) {
+    pub fn publish(
+        &self,
+        core: &Server,
+        now: Instant,
+        connections: [u64; Transport::COUNT],
+        tls_handshake_failures: [u64; tls::TlsFailure::COUNT],
+    ) {
         let mut snap = ShardSnapshot {
             counters: core.counters().clone(),
             connections,
+            tls_handshake_failures,
             ..Default::default()
         };
         for a in core.allocations() {
@@ -205,6 +215,11 @@ impl Relay {
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
         let tls_config = load_tls(cfg)?;
+        // One count for all shards: the connection limits are per server.
+        let limiter = Arc::new(connections::ConnLimiter::new(
+            cfg.server.max_connections,
+            cfg.server.max_connections_per_ip,
+        ));
         let sessions = SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
         };
@@ -264,8 +279,10 @@ impl Relay {
                 listeners,
                 tls_config.clone(),
                 Limits {
-                    max_connections: cfg.server.max_connections.div_ceil(shards),
+                    limiter: limiter.clone(),
                     idle_timeout: cfg.server.idle_timeout,
+                    tls_handshake_timeout: cfg.server.tls_handshake_timeout,
+                    tls_accepts_plain: cfg.server.tls_accepts_plain,
                 },
                 rx,
                 status.clone(),
