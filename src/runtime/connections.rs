@@ -137,9 +137,10 @@ impl Connections {
         }
     }
 
-    /// Some connection has work left from an earlier turn: poll without waiting.
+    /// Some connection has work left from an earlier turn (or output queued after this
+    /// turn's flush, e.g. by a timer): poll without waiting.
     pub fn busy(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.dirty.is_empty()
     }
 
     /// The earliest time the loop must wake for the connections.
