@@ -10,6 +10,7 @@ use prometheus::{
 use crate::relay::Transport;
 use crate::relay::stats::{AUTH_FAILURES, CODES, Direction, DropReason, EndReason, METHODS};
 use crate::runtime::ShardSnapshot;
+use crate::runtime::connections::Refused;
 use crate::runtime::tls::TlsFailure;
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
@@ -30,6 +31,7 @@ pub struct Metrics {
     peer_denied: IntCounter,
     quota_rejections: IntCounter,
     tls_handshake_failures: IntCounterVec,
+    connections_refused: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
 }
@@ -143,6 +145,13 @@ impl Metrics {
                  incompatible, alert, plaintext_refused, timeout, closed, other).",
                 &["reason"],
             ),
+            connections_refused: counter_vec(
+                &r,
+                "turnpike_connections_refused_total",
+                "TCP/TLS connections closed at accept, by the limit they hit \
+                 (max_connections, max_connections_per_ip).",
+                &["reason"],
+            ),
             allocation_lifetime: {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
@@ -246,7 +255,13 @@ impl Metrics {
         for r in TlsFailure::ALL {
             raise(
                 &self.tls_handshake_failures.with_label_values(&[r.label()]),
-                sum(&|s| s.tls_handshake_failures[r as usize]),
+                sum(&|s| s.streams.tls_handshake_failures[r as usize]),
+            );
+        }
+        for r in Refused::ALL {
+            raise(
+                &self.connections_refused.with_label_values(&[r.label()]),
+                sum(&|s| s.streams.refused[r as usize]),
             );
         }
         raise(
@@ -299,5 +314,11 @@ mod tests {
         assert!(text.contains("turnpike_allocations{family=\"ipv4\",transport=\"udp\"} 3"));
         assert!(text.contains("turnpike_build_info{version="));
         assert!(text.contains("turnpike_connections{transport=\"tls\"} 0"));
+        assert!(text.contains("turnpike_tls_handshake_failures_total{reason=\"timeout\"} 0"));
+        assert!(
+            text.contains(
+                "turnpike_connections_refused_total{reason=\"max_connections_per_ip\"} 0"
+            )
+        );
     }
 }

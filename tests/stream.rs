@@ -543,6 +543,13 @@ fn one_source_over_the_per_ip_limit_is_refused_while_another_connects() {
         "a 4th connection from {a} is refused"
     );
     assert!(closed_by_server(&mut over));
+    let per_ip = turnpike::runtime::connections::Refused::PerIp as usize;
+    let refused: u64 = relay
+        .snapshots()
+        .iter()
+        .map(|s| s.streams.refused[per_ip])
+        .sum();
+    assert_eq!(refused, 1, "counted in turnpike_connections_refused_total");
     let mut other = connect_from(b, port);
     assert!(stream_binding(&mut other), "{b} still connects");
     // A slot comes back when a connection closes.

@@ -39,10 +39,30 @@ pub struct Limits {
 }
 
 /// Why a connection was refused at accept.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     Total,
     PerIp,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 2] = [Refused::Total, Refused::PerIp];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::Total => "max_connections",
+            Refused::PerIp => "max_connections_per_ip",
+        }
+    }
+}
+
+/// A shard's connection counters, published with its snapshot.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamCounters {
+    /// Failed TLS handshakes, by `TlsFailure`.
+    pub tls_handshake_failures: [u64; TlsFailure::COUNT],
+    /// Connections closed at accept, by `Refused`.
+    pub refused: [u64; 2],
 }
 
 /// Open connections in the whole server, and per source: an IPv4 address or an IPv6 /64
@@ -112,8 +132,7 @@ pub struct Connections {
     /// Certificate for connections accepted from now on.
     pub tls: Option<Arc<ServerConfig>>,
     limits: Limits,
-    /// Failed TLS handshakes by reason, published with the shard's snapshot.
-    pub tls_failures: [u64; TlsFailure::COUNT],
+    pub counters: StreamCounters,
     /// Connections that may have more to read or frames to handle (slab keys; a stale key
     /// is dropped when served).
     ready: Vec<usize>,
@@ -130,7 +149,7 @@ impl Connections {
             by_client: HashMap::new(),
             tls,
             limits,
-            tls_failures: [0; TlsFailure::COUNT],
+            counters: StreamCounters::default(),
             ready: Vec::new(),
             dirty: Vec::new(),
             accept_retry: None,
@@ -208,7 +227,8 @@ impl Shard {
             }
         };
         if let Err(why) = self.streams.limits.limiter.acquire(addr.ip()) {
-            tracing::debug!(client = %addr, reason = ?why, "connection refused: too many connections");
+            self.streams.counters.refused[why as usize] += 1;
+            tracing::debug!(client = %addr, reason = why.label(), "connection refused: too many connections");
             return true; // dropping the stream closes it
         }
         let _ = stream.set_nodelay(true);
@@ -416,7 +436,7 @@ impl Shard {
         self.streams.by_client.remove(&conn.client);
         self.streams.limits.limiter.release(conn.client.addr.ip());
         if let Closed::Tls { reason, detail } = &how {
-            self.streams.tls_failures[*reason as usize] += 1;
+            self.streams.counters.tls_handshake_failures[*reason as usize] += 1;
             tracing::debug!(client = %conn.client.addr, reason = reason.label(), error = %detail, "TLS handshake failed");
         }
         self.core

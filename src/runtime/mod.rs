@@ -38,8 +38,8 @@ pub struct ShardSnapshot {
     pub channels: [[u64; 2]; Transport::COUNT],
     /// Open client connections, by transport (TCP, TLS).
     pub connections: [u64; Transport::COUNT],
-    /// Failed TLS handshakes, by `tls::TlsFailure`.
-    pub tls_handshake_failures: [u64; tls::TlsFailure::COUNT],
+    /// Failed TLS handshakes and refused connections.
+    pub streams: connections::StreamCounters,
 }
 
 #[derive(Debug, Default)]
@@ -57,12 +57,12 @@ impl ShardStatus {
         core: &Server,
         now: Instant,
         connections: [u64; Transport::COUNT],
-        tls_handshake_failures: [u64; tls::TlsFailure::COUNT],
+        streams: connections::StreamCounters,
     ) {
         let mut snap = ShardSnapshot {
             counters: core.counters().clone(),
             connections,
-            tls_handshake_failures,
+            streams,
             ..Default::default()
         };
         for a in core.allocations() {

@@ -308,7 +308,7 @@ impl Shard {
                     &self.core,
                     now,
                     self.streams.counts(),
-                    self.streams.tls_failures,
+                    self.streams.counters,
                 );
                 next_tick = now + Duration::from_secs(1);
             }
@@ -327,7 +327,7 @@ impl Shard {
                     &self.core,
                     now,
                     self.streams.counts(),
-                    self.streams.tls_failures,
+                    self.streams.counters,
                 ),
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
@@ -336,7 +336,7 @@ impl Shard {
                         &self.core,
                         now,
                         self.streams.counts(),
-                        self.streams.tls_failures,
+                        self.streams.counters,
                     );
                     self.status.set_running(false);
                     return Err(());
