@@ -276,50 +276,60 @@ impl Conn {
                 }
             },
             Mode::Tls(tls) => {
-                match tls.reader().read(rbuf.space()) {
-                    // close_notify: the client ended the session.
-                    Ok(0) => return Ok(Fill::Eof),
-                    Ok(n) => {
-                        rbuf.end += n;
-                        return Ok(Fill::Data);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock && *tls_eof => {
-                        return Ok(Fill::Eof);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    // TCP closed without close_notify, after the last plaintext.
-                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Fill::Eof),
-                    Err(_) => return Err(Closed::Error),
-                }
-                let handshaking = tls.is_handshaking();
-                let eof = loop {
-                    match tls.read_tls(stream) {
-                        Ok(0) => break true,
-                        Ok(_) => break false,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Fill::Blocked),
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Plaintext rustls already holds first; else one read of ciphertext
+                // (rustls reads 4 kB at most), processed, and what it yields.
+                let mut fed = false;
+                loop {
+                    match tls.reader().read(rbuf.space()) {
+                        // close_notify: the client ended the session.
+                        Ok(0) => return Ok(Fill::Eof),
+                        Ok(n) => {
+                            rbuf.end += n;
+                            return Ok(Fill::Data);
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock && *tls_eof => {
+                            return Ok(Fill::Eof);
+                        }
+                        // Records without application data (handshake): nothing yet.
+                        Err(e) if e.kind() == ErrorKind::WouldBlock && fed => {
+                            return Ok(Fill::Data);
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        // TCP closed without close_notify, after the last plaintext.
+                        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Fill::Eof),
                         Err(_) => return Err(Closed::Error),
                     }
-                };
-                if let Err(e) = tls.process_new_packets() {
-                    // Best effort: tell the client why (an alert) before closing.
-                    let _ = tls.write_tls(stream);
-                    return Err(if handshaking {
-                        Closed::tls(TlsFailure::of(&e), e.to_string())
-                    } else {
-                        Closed::Error
-                    });
+                    let handshaking = tls.is_handshaking();
+                    let eof = loop {
+                        match tls.read_tls(stream) {
+                            Ok(0) => break true,
+                            Ok(_) => break false,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                return Ok(Fill::Blocked);
+                            }
+                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                            Err(_) => return Err(Closed::Error),
+                        }
+                    };
+                    if let Err(e) = tls.process_new_packets() {
+                        // Best effort: tell the client why (an alert) before closing.
+                        let _ = tls.write_tls(stream);
+                        return Err(if handshaking {
+                            Closed::tls(TlsFailure::of(&e), e.to_string())
+                        } else {
+                            Closed::Error
+                        });
+                    }
+                    if eof && tls.is_handshaking() {
+                        return Err(Closed::tls(
+                            TlsFailure::Closed,
+                            "connection closed during the handshake",
+                        ));
+                    }
+                    // The caller flushes handshake output (`wants_flush`).
+                    *tls_eof = eof;
+                    fed = true;
                 }
-                if eof && tls.is_handshaking() {
-                    return Err(Closed::tls(
-                        TlsFailure::Closed,
-                        "connection closed during the handshake",
-                    ));
-                }
-                *tls_eof = eof;
-                // The caller flushes handshake output (`wants_flush`); plaintext, if any
-                // (also after an EOF), is read on the next call.
-                Ok(Fill::Data)
             }
         }
     }
