@@ -388,6 +388,10 @@ mod tests {
             ("[server]\nlisten_udp = [\"nope\"]", "listen_udp"),
             ("[server]\nlisten_udp = []", "server.listen_udp"),
             ("[server]\nlisten_tls = [\"0.0.0.0:443\"]", "tls.cert"),
+            (
+                "[server]\nmax_connections_per_ip = 0",
+                "server.max_connections_per_ip",
+            ),
             ("[peers]\nallow = [\"10.0.0.0/33\"]", "allow"),
             ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
             ("[log]\nformat = \"xml\"", "format"),

@@ -10,6 +10,8 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::free_udp_port;
@@ -108,26 +110,24 @@ fn udp_probe(sock: &UdpSocket, server: SocketAddr, n: u32) -> Option<Duration> {
     }
 }
 
-/// Reads framed STUN responses until the one for `last` (or EOF/timeout); returns how
-/// many came.
-fn read_responses(mut s: TcpStream, last: u32) -> (usize, bool) {
-    let mut count = 0;
+/// Reads framed STUN responses until EOF or timeout: counts them and publishes the
+/// transaction id of the latest.
+fn read_responses(mut s: TcpStream, count: Arc<AtomicUsize>, latest: Arc<AtomicU32>) {
     let mut head = [0u8; 20];
     let mut body = vec![0u8; 65536];
-    loop {
-        if s.read_exact(&mut head).is_err() {
-            return (count, false);
-        }
+    while s.read_exact(&mut head).is_ok() {
         let len = u16::from_be_bytes([head[2], head[3]]) as usize;
         if s.read_exact(&mut body[..len]).is_err() {
-            return (count, false);
+            return;
         }
-        count += 1;
-        if head[16..20] == last.to_be_bytes() {
-            return (count, true);
-        }
+        count.fetch_add(1, Ordering::Relaxed);
+        let id = u32::from_be_bytes([head[16], head[17], head[18], head[19]]);
+        latest.store(id, Ordering::Release);
     }
 }
+
+/// Transaction ids of the end markers, after the flood's.
+const MARK: u32 = 0xFFFF_0000;
 
 #[test]
 fn pipelined_bindings_over_tcp_cost_linear_cpu_and_do_not_stall_udp_clients() {
@@ -138,13 +138,13 @@ fn pipelined_bindings_over_tcp_cost_linear_cpu_and_do_not_stall_udp_clients() {
     for i in 0..n {
         flood.extend_from_slice(&binding(i));
     }
-    let last = n - 1;
     let conn = TcpStream::connect(server.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    let (count, latest) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU32::new(0)));
     let reader = {
-        let c = conn.try_clone().unwrap();
-        std::thread::spawn(move || read_responses(c, last))
+        let (c, count, latest) = (conn.try_clone().unwrap(), count.clone(), latest.clone());
+        std::thread::spawn(move || read_responses(c, count, latest))
     };
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
@@ -157,15 +157,31 @@ fn pipelined_bindings_over_tcp_cost_linear_cpu_and_do_not_stall_udp_clients() {
 
     let cpu0 = server.cpu_seconds();
     let started = Instant::now();
+    // The flood, then a marker Binding: its answer comes after every earlier one was
+    // handled. (Resent if it was dropped because the client read too slowly.)
     let writer = {
-        let mut c = conn.try_clone().unwrap();
-        std::thread::spawn(move || c.write_all(&flood).is_ok())
+        let (mut c, latest) = (conn.try_clone().unwrap(), latest.clone());
+        std::thread::spawn(move || {
+            c.write_all(&flood).unwrap();
+            let t = Instant::now();
+            for k in 0..30 {
+                c.write_all(&binding(MARK + k)).unwrap();
+                let wait = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < wait {
+                    if latest.load(Ordering::Acquire) == MARK + k {
+                        return Some(t);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            None
+        })
     };
-    // UDP Bindings while the flood is handled, every 20 ms (bounded: 60 s at most).
+    // UDP Bindings while the flood is handled, every 20 ms (bounded: 90 s at most).
     let mut rtts = Vec::new();
     let mut unanswered = 0;
     let mut k = 0;
-    while !reader.is_finished() && started.elapsed() < Duration::from_secs(60) {
+    while !writer.is_finished() && started.elapsed() < Duration::from_secs(90) {
         match udp_probe(&probe, server.udp, k) {
             Some(d) => rtts.push(d),
             None => unanswered += 1,
@@ -173,10 +189,12 @@ fn pipelined_bindings_over_tcp_cost_linear_cpu_and_do_not_stall_udp_clients() {
         k += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (answered, got_last) = reader.join().unwrap();
+    let done = writer.join().unwrap();
     let took = started.elapsed();
     let cpu = server.cpu_seconds() - cpu0;
-    assert!(writer.join().unwrap(), "the flood was written");
+    let answered = count.load(Ordering::Relaxed);
+    conn.shutdown(std::net::Shutdown::Both).unwrap();
+    reader.join().unwrap();
     rtts.sort();
     let median = rtts.get(rtts.len() / 2).copied();
     eprintln!(
@@ -185,7 +203,12 @@ fn pipelined_bindings_over_tcp_cost_linear_cpu_and_do_not_stall_udp_clients() {
         rtts.len(),
         rtts.last()
     );
-    assert!(got_last, "every Binding answered ({answered} of {n})");
+    assert!(done.is_some(), "the server got through the flood");
+    // Answers may be dropped (bounded queue) only if this reader fell far behind.
+    assert!(
+        answered as u32 >= n / 2,
+        "the Bindings were answered ({answered} of {n})"
+    );
     assert!(cpu < 1.0, "4 MB of Bindings cost {cpu:.2} s of server CPU");
     assert_eq!(
         unanswered, 0,
