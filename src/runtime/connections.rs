@@ -140,6 +140,8 @@ pub struct Connections {
     dirty: Vec<usize>,
     /// When to try the listeners again after accept failed for lack of resources.
     accept_retry: Option<Instant>,
+    /// Accept is failing: warn once, not on every retry.
+    accept_failing: bool,
 }
 
 impl Connections {
@@ -153,6 +155,7 @@ impl Connections {
             ready: Vec::new(),
             dirty: Vec::new(),
             accept_retry: None,
+            accept_failing: false,
         }
     }
 
@@ -219,13 +222,15 @@ impl Shard {
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS...: the waiting connections stay queued and the
                 // listener will not signal them again, so look again soon.
-                if self.streams.accept_retry.is_none() {
-                    tracing::warn!(shard = self.index, error = %e, "accept failed; retrying");
+                if !self.streams.accept_failing {
+                    tracing::warn!(shard = self.index, error = %e, "accept failed; retrying every 100 ms");
+                    self.streams.accept_failing = true;
                 }
                 self.streams.accept_retry = Some(now + ACCEPT_RETRY);
                 return false;
             }
         };
+        self.streams.accept_failing = false;
         if let Err(why) = self.streams.limits.limiter.acquire(addr.ip()) {
             self.streams.counters.refused[why as usize] += 1;
             tracing::debug!(client = %addr, reason = why.label(), "connection refused: too many connections");
