@@ -314,6 +314,7 @@ impl Shard {
                     Ok(Sniff::Tls) => {}
                     Ok(Sniff::Plain) => {
                         // Served and counted as what it is: TURN over TCP.
+                        tracing::debug!(client = %conn.client.addr, "plain STUN on a TLS listener");
                         let old = conn.client;
                         conn.client.transport = Transport::Tcp;
                         let new = conn.client;

@@ -89,3 +89,34 @@ impl TlsFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TlsFailure;
+    use rustls::{AlertDescription, Error, InvalidMessage, PeerIncompatible};
+
+    #[test]
+    fn rustls_errors_map_to_the_fixed_reasons() {
+        let cases = [
+            (
+                Error::AlertReceived(AlertDescription::UnknownCA),
+                TlsFailure::Alert,
+            ),
+            (
+                Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon),
+                TlsFailure::Incompatible,
+            ),
+            (
+                Error::InvalidMessage(InvalidMessage::InvalidContentType),
+                TlsFailure::BadClientHello,
+            ),
+            (Error::General("x".into()), TlsFailure::Other),
+        ];
+        for (e, want) in cases {
+            assert_eq!(TlsFailure::of(&e), want, "{e}");
+        }
+        let labels: std::collections::HashSet<_> =
+            TlsFailure::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), TlsFailure::COUNT, "labels are distinct");
+    }
+}
