@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod clock;
+pub mod connections;
 pub mod session_log;
 pub mod shard;
 pub mod stream;
@@ -38,6 +39,8 @@ pub struct ShardSnapshot {
     pub channels: [[u64; 2]; Transport::COUNT],
     /// Open client connections, by transport (TCP, TLS).
     pub connections: [u64; Transport::COUNT],
+    /// Failed TLS handshakes and refused connections.
+    pub streams: connections::StreamCounters,
 }
 
 #[derive(Debug, Default)]
@@ -50,10 +53,17 @@ pub struct ShardStatus {
 }
 
 impl ShardStatus {
-    pub fn publish(&self, core: &Server, now: Instant, connections: [u64; Transport::COUNT]) {
+    pub fn publish(
+        &self,
+        core: &Server,
+        now: Instant,
+        connections: [u64; Transport::COUNT],
+        streams: connections::StreamCounters,
+    ) {
         let mut snap = ShardSnapshot {
             counters: core.counters().clone(),
             connections,
+            streams,
             ..Default::default()
         };
         for a in core.allocations() {
@@ -251,6 +261,11 @@ impl Relay {
             );
         }
         let tls_config = load_tls(cfg)?;
+        // One count for all shards: the connection limits are per server.
+        let limiter = Arc::new(connections::ConnLimiter::new(
+            cfg.server.max_connections,
+            cfg.server.max_connections_per_ip,
+        ));
         let sessions = SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
         };
@@ -316,8 +331,10 @@ impl Relay {
                 listeners,
                 tls_config.clone(),
                 Limits {
-                    max_connections: cfg.server.max_connections.div_ceil(shards),
+                    limiter: limiter.clone(),
                     idle_timeout: cfg.server.idle_timeout,
+                    tls_handshake_timeout: cfg.server.tls_handshake_timeout,
+                    tls_accepts_plain: cfg.server.tls_accepts_plain,
                 },
                 rx,
                 status.clone(),
