@@ -468,7 +468,8 @@ fn run_turn(ctx: &Ctx, mut a: Client, addrs: &[SocketAddr], rep: &mut Report) {
                         Verdict::Fail,
                         format!(
                             "the server's clock is about {} ahead of this machine's: a credential valid for {} is already expired there, one valid for {} works. Fix the time (NTP) on the server or the credential issuer",
-                            human_secs(lo),
+                            // The skew lies in (lo, hi]: the middle, to the minute.
+                            human_secs(((lo + hi) / 2 + 30) / 60 * 60),
                             human_secs(opts.ttl.as_secs()),
                             human_secs(hi)
                         ),
