@@ -61,14 +61,17 @@ pub enum EndReason {
     Deleted,
     Error,
     Shutdown,
+    /// Ended through the sessions API (DELETE /api/v1/sessions).
+    Admin,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 4] = [
+    pub const ALL: [EndReason; 5] = [
         EndReason::Expired,
         EndReason::Deleted,
         EndReason::Error,
         EndReason::Shutdown,
+        EndReason::Admin,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -76,6 +79,7 @@ impl EndReason {
             EndReason::Deleted => "deleted",
             EndReason::Error => "error",
             EndReason::Shutdown => "shutdown",
+            EndReason::Admin => "admin",
         }
     }
 }
@@ -119,7 +123,7 @@ pub struct Counters {
     pub auth_failures: [u64; AUTH_FAILURES.len()],
     /// [transport]
     pub allocations_created: [u64; Transport::COUNT],
-    pub allocations_ended: [u64; 4],
+    pub allocations_ended: [u64; EndReason::ALL.len()],
     pub peer_denied: u64,
     pub quota_rejections: u64,
 }

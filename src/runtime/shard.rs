@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, UdpSocket};
@@ -25,6 +25,7 @@ use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transpor
 
 use super::batch::{BATCH, Batch};
 use super::session_log::SessionLogger;
+use super::sessions::{SessionInfo, describe};
 use super::stream::{Closed, Conn};
 use super::{ShardStatus, clock};
 
@@ -48,6 +49,10 @@ pub enum Control {
     Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
+    /// Describe the live allocations (sessions API).
+    Sessions(Sender<Vec<SessionInfo>>),
+    /// End every allocation of this user id and say how many (sessions API).
+    EndSessions(String, Sender<usize>),
     Shutdown,
 }
 
@@ -335,6 +340,18 @@ impl Shard {
                 Ok(Control::Publish) => {
                     self.status
                         .publish(&self.core, now, self.connection_counts())
+                }
+                Ok(Control::Sessions(reply)) => {
+                    let _ = reply.send(describe(
+                        &self.core,
+                        now,
+                        self.sessions.redact_client_address,
+                    ));
+                }
+                Ok(Control::EndSessions(user, reply)) => {
+                    let n = self.core.end_user_allocations(now, &user);
+                    self.run_commands(now);
+                    let _ = reply.send(n);
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
