@@ -446,13 +446,34 @@ fn run_turn(ctx: &Ctx, mut a: Client, addrs: &[SocketAddr], rep: &mut Report) {
         match &opts.credentials {
             Credentials::Secret(secret) => {
                 // A fresh credential was refused: either the secret differs or the
-                // server's clock is so far ahead that it has already expired there. A
-                // credential valid for ten years tells them apart; if that one works,
-                // halving finds how far ahead (to a minute).
-                let long = 10 * 365 * 86400;
+                // server's clock is so far ahead that it has already expired there.
+                // Longer-lived credentials tell them apart. Servers may also refuse a
+                // credential that lives too long (turnpike: auth.max_credential_ttl, 30
+                // days by default), so the lifetimes double from the fresh one: the first
+                // accepted is at most twice the skew, within any such cap for skews up to
+                // a month; a few long steps cover bigger ones on uncapped servers. Then
+                // halving finds the skew to the minute.
                 let mint = |ttl: u64| mint_credential(secret, &opts.user, ttl, now);
-                if accepted(ctx, &mint(long)) == Some(true) {
-                    let (mut lo, mut hi) = (opts.ttl.as_secs(), long);
+                let mut ladder = Vec::new();
+                let mut ttl = opts.ttl.as_secs().max(60) * 2;
+                while ttl < 29 * 86400 {
+                    ladder.push(ttl);
+                    ttl *= 2;
+                }
+                ladder.extend([29, 90, 365, 3 * 365, 10 * 365].map(|d| d * 86400));
+                let mut lo = opts.ttl.as_secs();
+                let mut first_accepted = None;
+                for ttl in ladder {
+                    match accepted(ctx, &mint(ttl)) {
+                        Some(true) => {
+                            first_accepted = Some(ttl);
+                            break;
+                        }
+                        Some(false) => lo = ttl,
+                        None => break,
+                    }
+                }
+                if let Some(mut hi) = first_accepted {
                     for _ in 0..30 {
                         if hi - lo <= 60 {
                             break;
@@ -476,7 +497,9 @@ fn run_turn(ctx: &Ctx, mut a: Client, addrs: &[SocketAddr], rep: &mut Report) {
                         Some("clock_skew"),
                     );
                     // Go on with a credential the server takes, to check the rest.
-                    creds = mint(hi + 3600);
+                    // Ten minutes past the skew when it was found to the minute (a
+                    // lifetime cap leaves room for that), else the one known to work.
+                    creds = mint(if hi - lo <= 60 { hi + 600 } else { hi });
                     set_credential(&mut a, &creds);
                     alloc = a.signed(METHOD_ALLOCATE, &requested_transport());
                 } else {
@@ -484,7 +507,7 @@ fn run_turn(ctx: &Ctx, mut a: Client, addrs: &[SocketAddr], rep: &mut Report) {
                         "Allocate",
                         t,
                         Verdict::Fail,
-                        "401 Unauthorized: the secret is wrong - the server refused a fresh credential and one valid for ten years too, so its clock is not the cause. The secret in the app backend (or --secret) differs from the server's auth.secrets".into(),
+                        "401 Unauthorized: the secret is wrong - the server refused a fresh credential and longer-lived ones (up to ten years) too, so its clock is not the cause. The secret in the app backend (or --secret) differs from the server's (turnpike: auth.secrets, coturn: static-auth-secret)".into(),
                         Some("wrong_secret"),
                         json!(null),
                     ));
@@ -492,7 +515,8 @@ fn run_turn(ctx: &Ctx, mut a: Client, addrs: &[SocketAddr], rep: &mut Report) {
                         "Clock skew",
                         t_auth,
                         Verdict::Skip,
-                        "not the cause of the 401 (a ten-year credential was refused too)".into(),
+                        "not the cause of the 401 (longer-lived credentials were refused too)"
+                            .into(),
                         None,
                         json!(null),
                     ));
