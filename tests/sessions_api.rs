@@ -173,6 +173,13 @@ fn list_shows_exact_traffic_and_delete_ends_the_users_allocation() {
     );
 
     let bearer = format!("Bearer {ADMIN}");
+    let (status, _, _) = http_get(
+        http,
+        "DELETE",
+        "/api/v1/sessions",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(status, 400, "DELETE names no user");
     let (status, _, body) = http_get(
         http,
         "DELETE",

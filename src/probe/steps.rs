@@ -432,12 +432,20 @@ fn run_turn(ctx: &Ctx, mut a: Client, addrs: &[SocketAddr], rep: &mut Report) {
             .is_some_and(|(c, _)| c == 401)
     };
     // (verdict, detail, problem) of the clock-skew step, and the credential to go on with.
+    let left = rest_expiry(&first.0).map_or(0, |e| e.saturating_sub(now));
     let mut skew: (Verdict, String, Option<&'static str>) = (
         Verdict::Pass,
-        format!(
-            "a credential valid for {} from this machine's clock was accepted: the server's clock is less than that ahead",
-            human_secs(opts.ttl.as_secs())
-        ),
+        match &opts.credentials {
+            Credentials::Secret(_) => format!(
+                "a credential valid for {} from this machine's clock was accepted: the server's clock is less than that ahead",
+                human_secs(opts.ttl.as_secs())
+            ),
+            Credentials::Fixed { .. } if left > 0 => format!(
+                "the credential, valid for {} more by this machine's clock, was accepted: the server's clock is less than that ahead",
+                human_secs(left)
+            ),
+            Credentials::Fixed { .. } => "the credential was accepted".to_owned(),
+        },
         None,
     );
     let mut creds = first.clone();
