@@ -9,7 +9,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; exit 1; }
 
-apt_packages=(coturn chromium libnss3-tools openssl iproute2 iptables nftables python3-venv
+apt_packages=(coturn chromium libnss3-tools openssl iproute2 iptables nftables python3-venv faketime
   systemd curl jq nodejs npm)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -247,6 +247,10 @@ pub struct Http {
     pub uris: Vec<String>,
     /// Origins allowed to call the credential API from a browser (CORS); "*" for any.
     pub cors_origins: Vec<String>,
+    /// A second bearer token for the sessions API only (the credentials token works too).
+    pub admin_token: Option<Secret>,
+    /// Serve the self-test page at GET /selftest.
+    pub selftest: bool,
 }
 
 impl Default for Http {
@@ -259,6 +263,8 @@ impl Default for Http {
             credentials_max_ttl: Duration::from_secs(86400),
             uris: vec![],
             cors_origins: vec![],
+            admin_token: None,
+            selftest: false,
         }
     }
 }
@@ -382,6 +388,11 @@ impl Config {
             && t.expose().len() < 16
         {
             bail!("http.credentials_token: must be at least 16 bytes");
+        }
+        if let Some(t) = &self.http.admin_token
+            && t.expose().len() < 16
+        {
+            bail!("http.admin_token: must be at least 16 bytes");
         }
         if self.http.credentials_ttl.is_zero()
             || self.http.credentials_ttl > self.http.credentials_max_ttl

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod clock;
 pub mod connections;
 pub mod session_log;
+pub mod sessions;
 pub mod shard;
 pub mod stream;
 pub mod tls;
@@ -406,6 +407,37 @@ impl Relay {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         self.status.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// Every live allocation, asked of each shard (bounded wait, like `snapshots`).
+    pub fn sessions(&self) -> Vec<sessions::SessionInfo> {
+        let (tx, rx) = channel();
+        self.send_all(|| Control::Sessions(tx.clone()));
+        drop(tx);
+        self.collect(rx).into_iter().flatten().collect()
+    }
+
+    /// Ends every allocation of user id `user` (sessions API); returns how many ended.
+    pub fn end_sessions(&self, user: &str) -> usize {
+        let (tx, rx) = channel();
+        self.send_all(|| Control::EndSessions(user.to_owned(), tx.clone()));
+        drop(tx);
+        self.collect(rx).into_iter().sum()
+    }
+
+    /// One answer per running shard, waiting at most a second in all.
+    fn collect<T>(&self, rx: std::sync::mpsc::Receiver<T>) -> Vec<T> {
+        let deadline = clock::now() + std::time::Duration::from_secs(1);
+        let running = self.status.iter().filter(|s| s.is_running()).count();
+        let mut out = Vec::new();
+        while out.len() < running {
+            let left = deadline.saturating_duration_since(clock::now());
+            match rx.recv_timeout(left) {
+                Ok(v) => out.push(v),
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     /// Listeners are bound and every shard is running.

@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, UdpSocket};
@@ -26,6 +26,7 @@ use super::batch::{BATCH, Batch};
 use super::connections::Connections;
 pub use super::connections::Limits;
 use super::session_log::SessionLogger;
+use super::sessions::{SessionInfo, describe};
 use super::{ShardStatus, clock};
 
 const WAKER: Token = Token(usize::MAX);
@@ -48,6 +49,10 @@ pub enum Control {
     Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
+    /// Describe the live allocations (sessions API).
+    Sessions(Sender<Vec<SessionInfo>>),
+    /// End every allocation of this user id and say how many (sessions API).
+    EndSessions(String, Sender<usize>),
     Shutdown,
 }
 
@@ -329,6 +334,18 @@ impl Shard {
                     self.streams.counts(),
                     self.streams.counters,
                 ),
+                Ok(Control::Sessions(reply)) => {
+                    let _ = reply.send(describe(
+                        &self.core,
+                        now,
+                        self.sessions.redact_client_address,
+                    ));
+                }
+                Ok(Control::EndSessions(user, reply)) => {
+                    let n = self.core.end_user_allocations(now, &user);
+                    self.run_commands(now);
+                    let _ = reply.send(n);
+                }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
                     self.run_commands(now);
