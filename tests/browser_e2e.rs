@@ -1,6 +1,7 @@
 //! End-to-end calls with real WebRTC stacks, driven from here so `cargo test` runs them:
 //! headless Chromium through turnpike on loopback (UDP, TCP, TLS, wrong credential), two
-//! Chromiums behind simulated NATs in network namespaces (root), and aiortc. The scripts
+//! Chromiums behind simulated NATs in network namespaces (root), headless Firefox (alone and
+//! with Chromium) in a namespace of its own, and aiortc. The scripts
 //! live in tests/browser/ and start turnpike themselves (TURNPIKE_BIN).
 
 use std::path::Path;
@@ -26,7 +27,9 @@ fn run(program: &str, script: &str) {
         program.into()
     };
     assert!(
-        dir.join("node_modules/playwright-core").exists() && dir.join(".venv/bin/python").exists(),
+        dir.join("node_modules/playwright-core").exists()
+            && dir.join("node_modules/puppeteer-core").exists()
+            && dir.join(".venv/bin/python").exists(),
         "browser test dependencies missing: run scripts/install-test-deps.sh"
     );
     let t = Instant::now();
@@ -67,6 +70,11 @@ fn chromium_calls_through_turnpike_on_loopback() {
 #[test]
 fn chromium_behind_symmetric_nats_connects_only_through_turnpike() {
     run("node", "nat.mjs");
+}
+
+#[test]
+fn firefox_calls_through_turnpike_and_with_chromium() {
+    run("node", "firefox.mjs");
 }
 
 #[test]
