@@ -25,6 +25,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub realm: String,
+    /// Answers without authentication (401 challenges, Binding, 400) per second per UDP
+    /// source /24 or /56; 0 = no limit.
+    pub unauthenticated_rate: u32,
     pub listen_udp: Vec<SocketAddr>,
     pub listen_tcp: Vec<SocketAddr>,
     pub listen_tls: Vec<SocketAddr>,
@@ -40,6 +43,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             realm: "turnpike".into(),
+            unauthenticated_rate: 200,
             listen_udp: vec!["0.0.0.0:3478".parse().unwrap()],
             listen_tcp: vec![],
             listen_tls: vec![],
@@ -276,6 +280,14 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
+        // An empty file is a truncated write or a wrong path far more often than a wish
+        // for every default (which would drop secrets and policy on a reload).
+        if text.trim().is_empty() {
+            bail!(
+                "config file {} is empty (run without --config for the built-in defaults)",
+                path.display()
+            );
+        }
         Config::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
     }
 
@@ -294,8 +306,9 @@ impl Config {
         if self.server.max_connections == 0 || self.server.idle_timeout.is_zero() {
             bail!("server.max_connections / idle_timeout: must be above 0");
         }
-        if self.server.realm.is_empty() || self.server.realm.len() > 763 {
-            bail!("server.realm: must be 1 to 763 bytes");
+        // RFC 8489 allows 763 bytes; every one is sent to unauthenticated clients.
+        if self.server.realm.is_empty() || self.server.realm.len() > 64 {
+            bail!("server.realm: must be 1 to 64 bytes");
         }
         let r = &self.relay;
         if r.default_lifetime.is_zero() || r.max_lifetime < r.default_lifetime {

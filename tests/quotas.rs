@@ -21,7 +21,10 @@ fn start(max_total: usize, per_user: usize, ports: &str) -> (Arc<Relay>, std::ne
     ))
     .unwrap();
     let relay = Relay::start(&cfg, &[SECRET.to_owned()], Default::default()).unwrap();
-    (Arc::new(relay), format!("127.0.0.1:{port}").parse().unwrap())
+    (
+        Arc::new(relay),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    )
 }
 
 /// How many of `users` (one client and one fresh credential each) get an allocation.

@@ -5,6 +5,7 @@ pub mod allocation;
 pub mod peer_policy;
 pub mod ports;
 pub mod quota;
+pub mod rate_limit;
 mod requests;
 pub mod stats;
 
@@ -70,6 +71,8 @@ pub struct CoreConfig {
     pub quotas: std::sync::Arc<quota::Quotas>,
     /// Most channel bindings one allocation may hold (508 beyond).
     pub max_channels: usize,
+    /// Answers without authentication per second per source prefix (0 = no limit).
+    pub unauthenticated_rate: u32,
     pub max_permissions: usize,
     /// Accept only RFC 8656 channel numbers (0x4000-0x4FFF), not RFC 5766's up to 0x7FFE.
     pub strict_channel_numbers: bool,
@@ -159,11 +162,18 @@ pub struct Server {
     commands: VecDeque<Command>,
     next_sweep: Option<Instant>,
     counters: Counters,
+    /// Budget for answers sent without authentication (see `rate_limit`).
+    limiter: rate_limit::PrefixLimiter,
+    /// The time of the request being handled, for code deep in the answer path.
+    clock: Option<Instant>,
 }
 
 impl Server {
     pub fn new(cfg: CoreConfig, seed: u64) -> Self {
+        let limiter = rate_limit::PrefixLimiter::new(cfg.unauthenticated_rate);
         Server {
+            limiter,
+            clock: None,
             cfg,
             allocations: Slab::new(),
             by_client: FastMap::default(),

@@ -165,6 +165,7 @@ fn method_index(m: Method) -> usize {
 
 impl Server {
     pub(super) fn handle_stun(&mut self, now: Instant, unix: u64, client: ClientId, packet: &[u8]) {
+        self.clock = Some(now);
         if !is_message(packet) {
             self.counters.drop(DropReason::Malformed);
             return;
@@ -358,8 +359,11 @@ impl Server {
     fn auth_failure(&mut self, client: ClientId, req: RequestInfo, unix: u64, e: AuthError) {
         self.counters.auth_failures[e as usize] += 1;
         tracing::debug!(client = %client.addr, reason = e.label(), "authentication failed");
+        // No reason phrase on the challenge: the code says it all, and this is the answer
+        // every unauthenticated request gets, so every byte is amplification.
         let (code, reason) = match e {
             AuthError::StaleNonce => (438, "Stale Nonce"),
+            AuthError::NoIntegrity => (401, ""),
             _ => (401, "Unauthorized"),
         };
         let attrs: Attrs = vec![
@@ -956,7 +960,25 @@ impl Server {
         self.counters.requests[method_index(method)][code_index(code)] += 1;
     }
 
+    /// Whether an answer without MESSAGE-INTEGRITY may go to `client` now: such answers
+    /// are what a spoofed UDP source would reflect, so each source prefix has a budget.
+    /// A TCP/TLS client completed a handshake, so it cannot be spoofed: no limit.
+    fn unauthenticated_budget(&mut self, client: ClientId, key: Option<&Key>) -> bool {
+        let udp = client.transport == super::Transport::Udp;
+        let Some(now) = self.clock.filter(|_| key.is_none() && udp) else {
+            return true;
+        };
+        if self.limiter.allow(now, client.addr.ip()) {
+            return true;
+        }
+        self.counters.drop(DropReason::RateLimit);
+        false
+    }
+
     fn respond(&mut self, client: ClientId, req: RequestInfo, attrs: Attrs, key: Option<&Key>) {
+        if !self.unauthenticated_budget(client, key) {
+            return;
+        }
         self.count_request(req.method, 200);
         let data = self.encode(req, CLASS_SUCCESS_RESPONSE, attrs, key);
         self.commands
@@ -972,6 +994,9 @@ impl Server {
         key: Option<&Key>,
         mut extra: Attrs,
     ) {
+        if !self.unauthenticated_budget(client, key) {
+            return;
+        }
         self.count_request(req.method, code);
         tracing::debug!(client = %client.addr, code, reason, "request rejected");
         let mut attrs: Attrs = vec![Box::new(ErrorCodeAttribute {

@@ -276,6 +276,7 @@ impl Relay {
                     max_lifetime: cfg.relay.max_lifetime,
                     quotas: quotas.clone(),
                     max_channels: cfg.relay.max_channels_per_allocation,
+                    unauthenticated_rate: cfg.server.unauthenticated_rate,
                     max_permissions: cfg.relay.max_permissions_per_allocation,
                     strict_channel_numbers: cfg.relay.strict_channel_numbers,
                     token_key: nonce_key,

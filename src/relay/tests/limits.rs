@@ -107,3 +107,43 @@ fn one_quota_for_every_credential_of_a_user_id() {
     );
     assert_eq!(error_code(&r), Some(486));
 }
+
+#[test]
+fn unauthenticated_answers_are_rate_limited_per_source_prefix_over_udp_only() {
+    let mut cfg = config();
+    cfg.unauthenticated_rate = 10;
+    let mut h = harness_with(cfg);
+    let bare = |h: &mut Harness, c: ClientId| {
+        let m = h.build(c, METHOD_ALLOCATE, vec![], None, None);
+        h.send_raw(c, &m.raw).len()
+    };
+    // Every client below is in 198.51.100.0/24: one budget of 20 (two seconds' worth).
+    let answered: usize = (0..50)
+        .map(|i| {
+            let c = h.client(i);
+            bare(&mut h, c)
+        })
+        .sum();
+    assert_eq!(answered, 20);
+    assert_eq!(
+        h.server.counters().dropped[DropReason::RateLimit as usize],
+        30
+    );
+    // Another prefix has its own budget.
+    let mut other = h.client(1);
+    other.addr = "203.0.113.9:5000".parse().unwrap();
+    assert_eq!(bare(&mut h, other), 1);
+    // A stream client completed a handshake: it cannot be spoofed, so it is not limited.
+    let mut tcp = h.client(2);
+    tcp.transport = Transport::Tcp;
+    assert_eq!((0..50).map(|_| bare(&mut h, tcp)).sum::<usize>(), 50);
+    // The budget refills at the rate.
+    h.advance(Duration::from_secs(1));
+    let answered: usize = (0..50)
+        .map(|i| {
+            let c = h.client(i);
+            bare(&mut h, c)
+        })
+        .sum();
+    assert_eq!(answered, 10);
+}
