@@ -328,9 +328,18 @@ export function sessionLines(turnpike) {
   return out;
 }
 
-/// The value of one Prometheus sample from turnpike's /metrics at `addr` (0 if absent).
-export async function metric(addr, sample) {
+/// turnpike's /metrics at `addr`, as a function (name, { label: value }) -> the sum of the
+/// samples of `name` that carry those labels (0 if none).
+export async function metrics(addr) {
   const text = await (await fetch(`http://${addr}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
+  const samples = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries([...(m[2] || '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return (name, want = {}) => samples
+    .filter((x) => x.name === name && Object.entries(want).every(([k, v]) => x.labels[k] === v))
+    .reduce((sum, x) => sum + x.value, 0);
 }
