@@ -186,8 +186,8 @@ export async function cleanup() {
   rmSync(scratch, { recursive: true, force: true });
 }
 
-/// A UDP port free on 127.0.0.1 right now (turnpike binds UDP and TCP on the same number;
-/// the suite's ports are far apart enough that a clash is rare, and would fail loudly).
+/// A port free on 127.0.0.1 right now (asked of UDP; turnpike binds it moments later, and
+/// a clash would fail its start loudly).
 export async function freePort() {
   const s = createSocket('udp4');
   await new Promise((r) => s.bind(0, '127.0.0.1', r));
@@ -196,8 +196,8 @@ export async function freePort() {
   return port;
 }
 
-/// A test CA and a server certificate for 127.0.0.1 (IP SAN), and a browser HOME whose
-/// NSS database trusts that CA (Chromium): the real certificate path, no
+/// A test CA and a server certificate for 127.0.0.1 and TURN_HOST, and a browser HOME
+/// whose NSS database trusts that CA (Chromium): the real certificate path, no
 /// --ignore-certificate-errors. Firefox gets the CA in its profile (launchFirefox).
 export function makeTlsFixture() {
   const dir = scratchDir('tls-');
