@@ -79,6 +79,9 @@ pub struct Relay {
     pub max_allocations_per_user: usize,
     pub max_permissions_per_allocation: usize,
     pub max_channels_per_allocation: usize,
+    /// Relayed bits per second per allocation / per user id, both directions (0 = off).
+    pub max_bps_per_allocation: u64,
+    pub max_bps_per_user: u64,
     pub strict_channel_numbers: bool,
 }
 
@@ -96,6 +99,8 @@ impl Default for Relay {
             max_allocations_per_user: 100,
             max_permissions_per_allocation: 64,
             max_channels_per_allocation: 64,
+            max_bps_per_allocation: 0,
+            max_bps_per_user: 0,
             strict_channel_numbers: false,
         }
     }

@@ -23,7 +23,9 @@ use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
+use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
+use super::quota::quota_key;
 use super::stats::{DropReason, EndReason, code_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
@@ -124,7 +126,6 @@ impl PendingAllocate {
 /// A port held for an RTCP allocation by an EVEN-PORT R bit (RFC 8656 §7.1.2).
 pub struct Reservation {
     pub addr: SocketAddr,
-    pub expires: Instant,
     /// Whose quota slot it holds.
     pub username: String,
 }
@@ -663,11 +664,12 @@ impl Server {
             let next = SocketAddr::new(addr.ip(), addr.port() + 1);
             let token = self.reservation_token(next, p.unix + RESERVATION_LIFETIME.as_secs());
             self.held.insert(next, ());
+            self.reservation_timers
+                .push_back((now + RESERVATION_LIFETIME, token));
             self.reservations.insert(
                 token,
                 Reservation {
                     addr: next,
-                    expires: now + RESERVATION_LIFETIME,
                     username: p.username.clone(),
                 },
             );
@@ -690,6 +692,10 @@ impl Server {
             created: now,
             expires: now + p.lifetime,
             session_end: self.session_end(now, p.unix, p.credential_expiry),
+            serial: token,
+            limits: self.bandwidth_limits(now, &p.username),
+            // Far off, so that `schedule` below files its first real deadline.
+            scheduled: now + Duration::from_secs(u32::MAX as u64),
             permissions: Default::default(),
             channels: Default::default(),
             channel_by_peer: Default::default(),
@@ -726,9 +732,22 @@ impl Server {
             client: p.client,
             data,
         });
-        if self.next_sweep.is_none() {
-            self.next_sweep = Some(now + super::SWEEP_INTERVAL);
-        }
+        let due = self.allocations[idx].next_deadline();
+        self.schedule(idx, due);
+    }
+
+    /// The bandwidth budgets a new allocation of `username` relays under, if any.
+    fn bandwidth_limits(&self, now: Instant, username: &str) -> Option<Box<Limits>> {
+        let own = self
+            .cfg
+            .max_bytes_per_sec_per_allocation
+            .map(|r| Bucket::new(r, now));
+        let user = self
+            .cfg
+            .max_bytes_per_sec_per_user
+            .as_ref()
+            .map(|(r, users)| users.get(quota_key(username), *r, now));
+        (own.is_some() || user.is_some()).then(|| Box::new(Limits { own, user }))
     }
 
     /// When an allocation made now with a credential expiring at `expiry` must end, and
@@ -841,6 +860,7 @@ impl Server {
         } else {
             let l = self.granted_lifetime(msg);
             self.allocations[idx].expires = now + l;
+            self.schedule(idx, now + l);
             l
         };
         self.respond(client, req, vec![Box::new(Lifetime(lifetime))], Some(key));
@@ -914,6 +934,7 @@ impl Server {
         for p in &peers {
             a.permit(now, p.ip());
         }
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }
@@ -952,6 +973,8 @@ impl Server {
         if !a.bind_channel(now, ch.0, peer) {
             return Err(Reject(400, "Channel already bound differently"));
         }
+        // The permission it installs is due first.
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }
