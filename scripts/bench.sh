@@ -1,22 +1,48 @@
 #!/usr/bin/env bash
-# turnpike against coturn on this machine, same run, same load: alternating rounds of
-# examples/loadgen.rs (N clients, a ChannelData window each, echoed by a peer on
-# loopback), one relay thread each, so the numbers compare work per core. Prints each
-# round and the medians: relayed packets per second and per server CPU-second (utime +
-# stime from /proc/PID/stat), and turnpike/coturn ratios. Needs coturn (turnserver).
+# turnpike against coturn (Debian `turnserver`) on this machine: same run, same load,
+# equivalent configs (REST secret, loopback peers, UDP+TCP+TLS listeners, quiet logs),
+# equal priority (neither is reniced), alternating rounds (the order flips every round).
+# Not part of the test suite: run it by hand. Loopback only; every load is bounded.
+#
+# The matrix, at one relay thread each (per-core efficiency) and at full machine
+# (turnpike's default shards vs coturn's default relay threads), by examples/loadgen.rs:
+#   ch100 ch1200  ChannelData, 100 / 1200-byte payloads, UDP client legs
+#   ind100        Send/Data indications, 100 B (Firefox's pattern)
+#   tcp100 tls100 ChannelData over TCP / TLS client legs
+#   c2c100        client to client: two allocations per path, ChannelData
+# Per mode: relayed packets/s, relayed packets per server CPU-second (utime+stime from
+# /proc/PID/stat), loss, RTT p50/p99 (every payload carries its send time), the side
+# that was the bottleneck (server CPU, load-generator CPU, or all cores busy).
+# Then, at one thread: capacity (the highest offered rate that loses <= 1%, x1.25 steps),
+# allocations/s and RSS per allocation at ALLOCS allocations, and coturn's own
+# turnutils_uclient as a second, independent load for the UDP modes.
+#
+#   scripts/bench.sh                    full matrix (~15 min on 2 cores)
+#   BENCH_QUICK=1 scripts/bench.sh      fewer/shorter rounds (~3 min)
+#   MODES="ch100 ind100" THREADS="1" ROUNDS=7 scripts/bench.sh
+#   TURNPIKE_BIN=path                   compare another build (e.g. an older commit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ -n "${BENCH_QUICK:-}" ]]; then
+  ROUNDS=${ROUNDS:-2} SECS=${SECS:-1.5} ALLOCS=${ALLOCS:-2000} UROUNDS=${UROUNDS:-1}
+  CAP_MODES=${CAP_MODES:-ch100} UMODES=${UMODES:-ch100} CAP_SECS=${CAP_SECS:-0.7}
+fi
 ROUNDS=${ROUNDS:-5}
-SECS=${SECS:-4}
+SECS=${SECS:-3}
 CLIENTS=${CLIENTS:-50}
 WINDOW=${WINDOW:-8}
-SIZE=${SIZE:-200}
-# channel: ChannelData both ways; indication: Send/Data indications (Firefox's pattern).
-MODE=${MODE:-channel}
+ALLOCS=${ALLOCS:-10000}
+UROUNDS=${UROUNDS:-3}
+MODES=${MODES:-ch100 ch1200 ind100 tcp100 tls100 c2c100}
+THREADS=${THREADS:-1 full}
+CAP_MODES=${CAP_MODES:-$MODES}
+CAP_SECS=${CAP_SECS:-1}
+UMODES=${UMODES:-ch100 ch1200 ind100 c2c100}
 
 cargo build --release --quiet --bin turnpike --example loadgen
-# TURNPIKE_BIN=path compares another build (e.g. an older commit) against coturn.
 TURNPIKE_BIN=${TURNPIKE_BIN:-target/release/turnpike}
+LOADGEN=target/release/examples/loadgen
+ulimit -n 65536 2>/dev/null || true
 dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -25,15 +51,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$dir/turnpike.toml" <<TOML
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+
+TP_PORT=36478 TP_TLS=36488 CT_PORT=36579 CT_TLS=36589 SECRET=bench-secret
+
+# $1: 1 (one relay thread each) or full (each server's default).
+start_servers() {
+  local shards=0 threads=""
+  if [[ $1 == 1 ]]; then shards=1 threads="relay-threads=1"; fi
+  cat >"$dir/turnpike.toml" <<TOML
 [server]
-listen_udp = ["127.0.0.1:36478"]
-shards = 1
+listen_udp = ["127.0.0.1:$TP_PORT"]
+listen_tcp = ["127.0.0.1:$TP_PORT"]
+listen_tls = ["127.0.0.1:$TP_TLS"]
+shards = $shards
+unauthenticated_rate = 0
+max_connections_per_ip = 1000
+[tls]
+cert = "$dir/cert.pem"
+key = "$dir/key.pem"
 [relay]
 ipv4 = "127.0.0.1"
-ports = "56000-56999"
+ports = "20000-31999"
+max_allocations = 20000
+max_allocations_per_user = 20000
 [auth]
-secrets = ["bench-secret"]
+secrets = ["$SECRET"]
 [peers]
 allow = ["127.0.0.0/8"]
 [http]
@@ -41,49 +85,146 @@ enabled = false
 [log]
 level = "warn"
 TOML
-cat >"$dir/coturn.conf" <<CONF
+  cat >"$dir/coturn.conf" <<CONF
 listening-ip=127.0.0.1
-listening-port=36479
+listening-port=$CT_PORT
+tls-listening-port=$CT_TLS
+cert=$dir/cert.pem
+pkey=$dir/key.pem
 relay-ip=127.0.0.1
-min-port=57000
-max-port=57999
+min-port=8000
+max-port=19999
 use-auth-secret
-static-auth-secret=bench-secret
+static-auth-secret=$SECRET
 realm=turnpike
 allow-loopback-peers
-no-tls
 no-dtls
-no-tcp
 no-cli
-relay-threads=1
-log-file=$dir/coturn.log
+no-rfc5780
+$threads
+log-file=/dev/null
 simple-log
 CONF
-
-"$TURNPIKE_BIN" --config "$dir/turnpike.toml" 2>"$dir/turnpike.log" &
-tp=$!; pids+=("$tp")
-turnserver -c "$dir/coturn.conf" >/dev/null 2>&1 &
-ct=$!; pids+=("$ct")
-sleep 1
-
-load() {
-  target/release/examples/loadgen --server "127.0.0.1:$1" --secret bench-secret --pid "$2" \
-    --clients "$CLIENTS" --seconds "$SECS" --window "$WINDOW" --size "$SIZE" --mode "$MODE"
+  "$TURNPIKE_BIN" --config "$dir/turnpike.toml" 2>"$dir/turnpike.log" &
+  tp=$!; pids+=("$tp")
+  turnserver -c "$dir/coturn.conf" >/dev/null 2>&1 &
+  ct=$!; pids+=("$ct")
+  sleep 1.5
+  kill -0 "$tp" && kill -0 "$ct" || { cat "$dir/turnpike.log"; exit 1; }
 }
-echo "load: $CLIENTS clients x window $WINDOW x $SIZE-byte payloads, mode $MODE, $SECS s a round, $ROUNDS rounds"
-for r in $(seq 1 "$ROUNDS"); do
-  echo "round $r turnpike $(load 36478 "$tp" | tee -a "$dir/turnpike.jsonl")"
-  echo "round $r coturn   $(load 36479 "$ct" | tee -a "$dir/coturn.jsonl")"
-done
-python3 - "$dir" <<'PY'
-import json, statistics, sys
-d = sys.argv[1]
-rows = {s: [json.loads(l) for l in open(f"{d}/{s}.jsonl")] for s in ("turnpike", "coturn")}
-med = {s: {k: statistics.median(r[k] for r in rs) for k in ("relayed_pps", "relayed_per_cpu_s")}
-       for s, rs in rows.items()}
-print(f"{'':10} {'relayed pkt/s':>14} {'pkt per CPU-s':>14}")
-for s in ("turnpike", "coturn"):
-    print(f"{s:10} {med[s]['relayed_pps']:>14.0f} {med[s]['relayed_per_cpu_s']:>14.0f}")
-print(f"{'ratio':10} {med['turnpike']['relayed_pps'] / med['coturn']['relayed_pps']:>14.2f}"
-      f" {med['turnpike']['relayed_per_cpu_s'] / med['coturn']['relayed_per_cpu_s']:>14.2f}")
+stop_servers() {
+  kill "$tp" "$ct" 2>/dev/null || true
+  wait "$tp" "$ct" 2>/dev/null || true
+  pids=()
+}
+
+# mode -> loadgen flags (payload sizes are multiples of 4: TCP pads ChannelData).
+flags() {
+  case $1 in
+    ch100) echo "--mode channel --size 100" ;;
+    ch1200) echo "--mode channel --size 1200" ;;
+    ind100) echo "--mode indication --size 100" ;;
+    tcp100) echo "--mode channel --size 100 --transport tcp" ;;
+    tls100) echo "--mode channel --size 100 --transport tls --ca $dir/cert.pem" ;;
+    c2c100) echo "--mode channel --size 100 --c2c" ;;
+    *) echo "unknown mode $1" >&2; exit 2 ;;
+  esac
+}
+# server, mode -> address
+addr() {
+  if [[ $2 == tls100 ]]; then
+    [[ $1 == turnpike ]] && echo "127.0.0.1:$TP_TLS" || echo "127.0.0.1:$CT_TLS"
+  else
+    [[ $1 == turnpike ]] && echo "127.0.0.1:$TP_PORT" || echo "127.0.0.1:$CT_PORT"
+  fi
+}
+pid_of() { [[ $1 == turnpike ]] && echo "$tp" || echo "$ct"; }
+# Alternating order: round 1 turnpike first, round 2 coturn first, ...
+order() { (($1 % 2)) && echo "turnpike coturn" || echo "coturn turnpike"; }
+emit() { # kind threads mode server round json
+  printf '{"kind":"%s","threads":"%s","mode":"%s","server":"%s","round":%s,"r":%s}\n' "$@" >>"$dir/results.jsonl"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg) (shared with other jobs: noisy)"
+echo "turnpike: $TURNPIKE_BIN; coturn: $(turnserver -h 2>&1 | grep -m1 -o 'Coturn-[^ ]*' || echo turnserver)"
+echo "load: examples/loadgen, $CLIENTS clients x window $WINDOW, $SECS s a round, $ROUNDS alternating rounds"
+touch "$dir/results.jsonl"
+
+for th in $THREADS; do
+  start_servers "$th"
+  for mode in $MODES; do
+    for r in $(seq 1 "$ROUNDS"); do
+      for s in $(order "$r"); do
+        # shellcheck disable=SC2046
+        out=$("$LOADGEN" --server "$(addr $s $mode)" --secret $SECRET --pid "$(pid_of $s)" \
+          --clients "$CLIENTS" --window "$WINDOW" --seconds "$SECS" $(flags "$mode"))
+        echo "threads=$th $mode round $r $s $out"
+        emit load "$th" "$mode" "$s" "$r" "$out"
+      done
+    done
+  done
+  if [[ $th == 1 ]]; then
+    for mode in $CAP_MODES; do
+      for s in $(order 1); do
+        # shellcheck disable=SC2046
+        out=$("$LOADGEN" --server "$(addr $s $mode)" --secret $SECRET --pid "$(pid_of $s)" \
+          --clients "$CLIENTS" --seconds "$CAP_SECS" --ramp 10000 $(flags "$mode"))
+        echo "capacity $mode $s $(echo "$out" | grep -o '"capacity_pps": [0-9]*, "stopped_by": "[a-z]*"')"
+        emit capacity "$th" "$mode" "$s" 1 "$out"
+      done
+    done
+    for s in turnpike coturn; do
+      out=$("$LOADGEN" --server "$(addr $s ch100)" --secret $SECRET --pid "$(pid_of $s)" --allocs "$ALLOCS")
+      echo "allocations $s $out"
+      emit allocs "$th" alloc "$s" 1 "$out"
+    done
+    # coturn's own client as a second load: 50 clients x 2000 messages, flat out (-z 0), against
+    # turnutils_peer; relayed = 2 x received (each message crossed the relay twice).
+    "$(command -v turnutils_peer)" -L 127.0.0.1 -p 3480 >/dev/null 2>&1 &
+    peer=$!; pids+=("$peer")
+    sleep 0.3
+    for mode in $UMODES; do
+      case $mode in
+        ch100) uf="-l 100" ;; ch1200) uf="-l 1200" ;; ind100) uf="-l 100 -s" ;;
+        c2c100) uf="-l 100 -y" ;; *) continue ;;
+      esac
+      for r in $(seq 1 "$UROUNDS"); do
+        for s in $(order "$r"); do
+          port=$([[ $s == turnpike ]] && echo $TP_PORT || echo $CT_PORT)
+          p=$(pid_of $s)
+          c0=$(awk '{print $14+$15}' "/proc/$p/stat")
+          t0=$(date +%s.%N)
+          # shellcheck disable=SC2086
+          timeout 60 turnutils_uclient -c -m 50 -n 2000 -z 0 $uf -e 127.0.0.1 -r 3480 \
+            -W $SECRET -u bench -p "$port" 127.0.0.1 >"$dir/uclient.txt" 2>&1 || true
+          t1=$(date +%s.%N)
+          c1=$(awk '{print $14+$15}' "/proc/$p/stat")
+          out=$(python3 - "$c0" "$c1" "$t0" "$t1" "$(getconf CLK_TCK)" "$dir/uclient.txt" <<'PY'
+import re, sys
+c0, c1, t0, t1, hz = map(float, sys.argv[1:6])
+t = open(sys.argv[6], errors="replace").read()
+tot = [l for l in t.splitlines() if "tot_recv_msgs=" in l and "tot_send_bytes" not in l]
+num = lambda k: int(re.search(k + r"=(\d+)", tot[-1]).group(1)) if tot else 0
+sent, recv = num("tot_send_msgs"), num("tot_recv_msgs")
+lost = re.findall(r"Total lost packets (\d+) \(([\d.]+)%\)", t)
+rtt = re.findall(r"Average round trip delay ([\d.]+) ms", t)
+cpu = (c1 - c0) / hz
+print('{"relayed": %d, "sent": %d, "received": %d, "loss": %.5f, "rtt_avg_ms": %s, "server_cpu_s": %.3f, "relayed_per_cpu_s": %.0f, "relayed_pps": %.0f, "seconds": %.2f}' % (
+    2 * recv, sent, recv, float(lost[-1][1]) / 100 if lost else 1.0, rtt[-1] if rtt else "null",
+    cpu, 2 * recv / max(cpu, 1e-9), 2 * recv / (t1 - t0), t1 - t0))
 PY
+)
+          echo "uclient $mode round $r $s $out"
+          emit uclient "$th" "$mode" "$s" "$r" "$out"
+        done
+      done
+    done
+    kill "$peer" 2>/dev/null || true
+  fi
+  stop_servers
+done
+
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 scripts/bench_report.py "$dir/results.jsonl" "$(nproc)"
+if [[ -n "${BENCH_SAVE:-}" ]]; then cp "$dir/results.jsonl" "$BENCH_SAVE"; fi

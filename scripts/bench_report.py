@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Summarises scripts/bench.sh results (one JSON line per measurement): medians with
+min-max spread per server, turnpike/coturn ratios of the medians, and the bottleneck."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+rows = [json.loads(line) for line in open(sys.argv[1])]
+cores = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+S = ("turnpike", "coturn")
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs):
+    return f"{min(xs) / 1000:.0f}-{max(xs) / 1000:.0f}k" if xs else "-"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "-"
+
+
+def bottleneck(sf, lf, mb, threads):
+    # The side whose CPU was (nearly) full; a server thread count of "full" = all cores.
+    n = 1 if threads == "1" else cores
+    if sf >= 0.85 * n:
+        return "server CPU"
+    if lf >= 0.85:
+        return "loadgen CPU"
+    if sf + lf >= 0.85 * cores:
+        return "all cores busy (server+loadgen)"
+    if mb >= 0.85:
+        return f"machine: cores {100 * mb:.0f}% busy, other jobs"
+    return "window/latency"
+
+
+by = defaultdict(lambda: defaultdict(list))
+for r in rows:
+    by[(r["kind"], r["threads"], r["mode"])][r["server"]].append(r["r"])
+
+print()
+print("examples/loadgen (medians over alternating rounds; spread = min-max; ratio = turnpike/coturn)")
+hdr = (f"{'thr':4} {'mode':7} {'server':8} {'pkt/s':>7} {'spread':>10} {'pkt/CPU-s':>9} {'spread':>10}"
+       f" {'loss%':>6} {'p50us':>6} {'p99us':>6} {'srvCPU':>6} {'genCPU':>6}  bottleneck")
+print(hdr)
+for (kind, th, mode), d in by.items():
+    if kind != "load":
+        continue
+    m = {}
+    for s in S:
+        rs = d.get(s, [])
+        if not rs:
+            continue
+        pps = [r["relayed_pps"] for r in rs]
+        pc = [r["relayed_per_cpu_s"] for r in rs]
+        m[s] = {k: med([r[k] for r in rs]) for k in rs[0]}
+        x = m[s]
+        print(f"{th:4} {mode:7} {s:8} {x['relayed_pps'] / 1000:>6.0f}k {spread(pps):>10}"
+              f" {x['relayed_per_cpu_s'] / 1000:>8.0f}k {spread(pc):>10} {100 * x['loss']:>6.2f}"
+              f" {x['rtt_p50_us']:>6.0f} {x['rtt_p99_us']:>6.0f} {x['server_cpu_frac']:>6.2f}"
+              f" {x['loadgen_cpu_frac']:>6.2f}  {bottleneck(x['server_cpu_frac'], x['loadgen_cpu_frac'], x.get('machine_busy', 0), th)}")
+    if len(m) == 2:
+        t, c = m["turnpike"], m["coturn"]
+        print(f"{th:4} {mode:7} {'ratio':8} {ratio(t['relayed_pps'], c['relayed_pps']):>7} {'':>10}"
+              f" {ratio(t['relayed_per_cpu_s'], c['relayed_per_cpu_s']):>9} {'':>10} {'':>6}"
+              f" {ratio(t['rtt_p50_us'], c['rtt_p50_us']):>6} {ratio(t['rtt_p99_us'], c['rtt_p99_us']):>6}")
+
+caps = [(k, d) for k, d in by.items() if k[0] == "capacity"]
+if caps:
+    print()
+    print("capacity: highest offered load losing <= 1% (relayed pkt/s, x1.25 steps, one thread each)")
+    for (_, th, mode), d in caps:
+        line = f"  {mode:7}"
+        vals = {}
+        for s in S:
+            for r in d.get(s, []):
+                vals[s] = r["capacity_pps"]
+                last = r["steps"][-1] if r["steps"] else {}
+                line += (f" {s} {r['capacity_pps'] / 1000:.0f}k (stopped by {r['stopped_by']},"
+                         f" gen CPU {last.get('loadgen_cpu_frac', 0):.2f}, srv CPU"
+                         f" {last.get('server_cpu_frac', 0):.2f});")
+        if len(vals) == 2:
+            line += f" ratio {ratio(vals['turnpike'], vals['coturn'])}"
+        print(line)
+
+allocs = [(k, d) for k, d in by.items() if k[0] == "allocs"]
+for (_, th, mode), d in allocs:
+    print()
+    print("allocations (one thread each, pipelined 64 in flight):")
+    vals = {}
+    for s in S:
+        for r in d.get(s, []):
+            vals[s] = r
+            print(f"  {s:8} {r['allocs']} ok / {r['failed']} failed, {r['allocs_per_s']:.0f} allocs/s,"
+                  f" {r['allocs_per_cpu_s']:.0f} per CPU-s, RSS {r['rss_bytes_per_alloc']:.0f} B per allocation")
+    if len(vals) == 2:
+        print(f"  ratio    allocs/s {ratio(vals['turnpike']['allocs_per_s'], vals['coturn']['allocs_per_s'])},"
+              f" RSS/alloc {ratio(vals['turnpike']['rss_bytes_per_alloc'], vals['coturn']['rss_bytes_per_alloc'])}")
+
+uc = [(k, d) for k, d in by.items() if k[0] == "uclient"]
+if uc:
+    print()
+    print("turnutils_uclient (50 clients x 2000 msgs flat out; medians; one thread each)")
+    for (_, th, mode), d in uc:
+        m = {}
+        line = f"  {mode:7}"
+        for s in S:
+            rs = d.get(s, [])
+            if not rs:
+                continue
+            m[s] = {k: med([r[k] for r in rs]) for k in ("relayed_per_cpu_s", "relayed_pps", "loss", "rtt_avg_ms")}
+            line += (f" {s} {m[s]['relayed_per_cpu_s'] / 1000:.0f}k/CPU-s"
+                     f" ({spread([r['relayed_per_cpu_s'] for r in rs])}) loss {100 * m[s]['loss']:.1f}%"
+                     f" rtt {m[s]['rtt_avg_ms']:.1f} ms;")
+        if len(m) == 2:
+            line += f" ratio {ratio(m['turnpike']['relayed_per_cpu_s'], m['coturn']['relayed_per_cpu_s'])}"
+        print(line)
