@@ -1,6 +1,7 @@
 //! The sans-IO relay core: every STUN/TURN decision, no sockets and no clock reads. The
 //! shell feeds it packets with the current time and carries out the commands it queues.
 
+pub mod admission;
 pub mod allocation;
 pub mod peer_policy;
 pub mod ports;
@@ -154,6 +155,7 @@ pub struct Server {
     commands: VecDeque<Command>,
     next_sweep: Option<Instant>,
     counters: Counters,
+    admission: admission::Admission,
 }
 
 impl Server {
@@ -172,6 +174,7 @@ impl Server {
             commands: VecDeque::new(),
             next_sweep: None,
             counters: Counters::default(),
+            admission: Default::default(),
         }
     }
 
