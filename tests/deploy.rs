@@ -13,7 +13,7 @@ fn systemd_unit_verifies_and_is_hardened() {
     ))
     .unwrap()
     // verify checks that ExecStart exists: point it at the binary this test built.
-    .replace("/usr/local/bin/turnpike", env!("CARGO_BIN_EXE_turnpike"));
+    .replace("/usr/bin/turnpike", env!("CARGO_BIN_EXE_turnpike"));
     let path = dir.join("turnpike.service");
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")

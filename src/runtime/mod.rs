@@ -197,7 +197,7 @@ fn default_relay_ipv4(cfg: &Config) -> IpAddr {
         ifs.iter()
             .filter(|i| i.ip().is_ipv4() && !i.ip().is_loopback())
     };
-    let route_if = std::fs::read_to_string("/proc/net/route")
+    let route_if = std::fs::read_to_string("/proc/self/net/route")
         .ok()
         .and_then(|t| checks::default_route_interface_v4(&t));
     route_if
