@@ -569,3 +569,37 @@ fn sigusr1_drains_without_stopping_and_sigusr2_resumes() {
     }
     assert_eq!(error_code(&client(s.udp, "erin").allocate()), None);
 }
+
+#[test]
+fn readyz_turns_503_when_a_shard_fails_every_relay_bind() {
+    // Started in-process, past the startup checks, on a relay address this host lacks:
+    // what a node whose address went away meets.
+    let port = free_udp_port();
+    let cfg = turnpike::config::Config::from_toml(&format!(
+        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n[relay]\nipv4 = \"192.0.2.1\"\n\
+         [auth]\nsecrets = [\"ops-secret-1\"]\n"
+    ))
+    .unwrap();
+    let relay = turnpike::runtime::Relay::start(&cfg, &["ops-secret-1".into()], Default::default())
+        .unwrap();
+    assert!(relay.is_ready());
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(error_code(&client(server, "x").allocate()), Some(508));
+    assert!(!relay.is_ready(), "every bind failed, yet ready");
+    relay.shutdown();
+}
+
+#[test]
+fn watchdog_check_fails_when_a_shard_stops_beating() {
+    let (relay, _) = support::start(false, "50000-50999");
+    let mut last = Vec::new();
+    turnpike::runtime::notify::shards_alive(&relay, &mut last);
+    std::thread::sleep(Duration::from_millis(2200));
+    assert!(turnpike::runtime::notify::shards_alive(&relay, &mut last));
+    // No beat since the check just made: a loop that did not turn.
+    assert!(!turnpike::runtime::notify::shards_alive(&relay, &mut last));
+    std::thread::sleep(Duration::from_millis(2200));
+    relay.status[1].set_running(false);
+    assert!(!turnpike::runtime::notify::shards_alive(&relay, &mut last));
+    relay.shutdown();
+}
