@@ -238,6 +238,8 @@ fn deb_installs_and_runs_under_systemd_as_pid1() {
         ("long_relay_lost", "0"),
         ("stopped", "inactive"),
         ("main_status", "0"),
+        ("tls_credential_start", "0"),
+        ("tls_handshake", "0"),
         ("journal_ansi", "0"),
         ("journal_dump", "0"),
     ];

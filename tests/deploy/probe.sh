@@ -69,6 +69,25 @@ step stopped "$(systemctl is-active turnpike)"
 step drain_seconds $(( $(date +%s) - t0 ))
 step main_status "$(systemctl show -P ExecMainStatus turnpike)"
 
+# A certbot-style TLS key (0600 root) reaches the unprivileged service through
+# LoadCredential=, as the unit's header documents.
+mkdir -p /etc/letsencrypt/live/turn.test
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=turn.test \
+    -keyout /etc/letsencrypt/live/turn.test/privkey.pem \
+    -out /etc/letsencrypt/live/turn.test/fullchain.pem 2>/dev/null
+chmod 0600 /etc/letsencrypt/live/turn.test/privkey.pem
+mkdir -p /etc/systemd/system/turnpike.service.d
+printf '[Service]\nLoadCredential=tls.crt:/etc/letsencrypt/live/turn.test/fullchain.pem\nLoadCredential=tls.key:/etc/letsencrypt/live/turn.test/privkey.pem\n' \
+    >/etc/systemd/system/turnpike.service.d/tls.conf
+sed -i -e 's|^listen_tls = \[\]|listen_tls = ["127.0.0.1:5349"]|' \
+    -e 's|^# cert = .*|cert = "/run/credentials/turnpike.service/tls.crt"|' \
+    -e 's|^# key = .*|key = "/run/credentials/turnpike.service/tls.key"|' "$cfg"
+systemctl daemon-reload
+timeout 30 systemctl start turnpike; step tls_credential_start $?
+echo | timeout 10 openssl s_client -connect 127.0.0.1:5349 -servername turn.test 2>/dev/null \
+    | grep -q 'subject=CN = turn.test'; step tls_handshake $?
+timeout 60 systemctl stop turnpike
+
 # The journal: priorities per level, no colour codes, no config dump.
 step journal_warnings "$(journalctl -q -u turnpike -p warning --no-pager | grep -c 'relay address')"
 step journal_ansi "$(journalctl -q -u turnpike -o cat --no-pager | grep -c $'\e\\[')"
