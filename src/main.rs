@@ -70,7 +70,7 @@ struct Cli {
     #[arg(long)]
     log_level: Option<String>,
     /// File of REST secrets, one per line. Overrides auth.secrets_file.
-    #[arg(long, env = "TURNPIKE_SECRETS_FILE")]
+    #[arg(long, env = "TURNPIKE_SECRETS_FILE", global = true)]
     secrets_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
