@@ -306,12 +306,12 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
             // Ctrl-C: a person at a terminal wants it stopped now.
             _ = int.recv() => break false,
             _ = usr1.recv() => {
-                relay.drain(true);
+                set_draining(&relay, true).await;
                 notify::status("draining (SIGUSR1): new allocations refused");
                 tracing::info!("draining on SIGUSR1: /readyz reports 503, new Allocates are refused; SIGUSR2 resumes");
             }
             _ = usr2.recv() => {
-                relay.drain(false);
+                set_draining(&relay, false).await;
                 notify::status("relaying");
                 tracing::info!("drain ended on SIGUSR2: accepting new allocations");
             }
@@ -353,6 +353,12 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
     Ok(())
 }
 
+/// Starts or ends draining; returns once every shard applied it.
+async fn set_draining(relay: &Arc<Relay>, on: bool) {
+    let r = relay.clone();
+    let _ = tokio::task::spawn_blocking(move || r.drain(on)).await;
+}
+
 /// SIGTERM: /readyz turns 503 and new Allocates go elsewhere at once; existing allocations
 /// keep relaying until they end or `timeout` passes (or a second SIGTERM/SIGINT comes).
 async fn drain_then_stop(
@@ -361,8 +367,8 @@ async fn drain_then_stop(
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
 ) {
+    set_draining(relay, true).await;
     notify::stopping("draining");
-    relay.drain(true);
     let deadline = tokio::time::Instant::now() + timeout;
     let count = || {
         let r = relay.clone();

@@ -527,6 +527,8 @@ fn drain_ends_at_drain_timeout_with_calls_still_up_and_exits_zero() {
     assert_eq!(error_code(&a.allocate()), None);
     let t0 = Instant::now();
     signal(&s.child, libc::SIGTERM);
+    // STOPPING=1 comes once every shard refuses new allocations.
+    n.wait_for("STOPPING=1", Duration::from_secs(5));
     // No alternates: a newcomer gets 403 while the node drains.
     let mut b = client(s.udp, "dave");
     assert_eq!(error_code(&b.allocate()), Some(403));
@@ -560,6 +562,11 @@ fn sigusr1_drains_without_stopping_and_sigusr2_resumes() {
         assert!(Instant::now() < deadline, "readyz stayed 200");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The status line comes once every shard applied the drain.
+    n.wait_for(
+        "STATUS=draining (SIGUSR1): new allocations refused",
+        Duration::from_secs(5),
+    );
     assert_eq!(error_code(&client(s.udp, "erin").allocate()), Some(403));
     signal(&s.child, libc::SIGUSR2);
     let deadline = Instant::now() + Duration::from_secs(3);

@@ -372,9 +372,12 @@ impl Relay {
 
     /// Starts (or ends) draining: /readyz turns 503 at once and new Allocates are refused
     /// or redirected, while existing allocations keep relaying and refreshing.
+    /// Returns once every running shard has applied it (bounded wait).
     pub fn drain(&self, on: bool) {
         self.draining.store(on, Ordering::Release);
         self.send_all(|| Control::Draining(on));
+        // Control messages are handled in order: a fresh snapshot means it was applied.
+        self.snapshots();
     }
 
     pub fn is_draining(&self) -> bool {
