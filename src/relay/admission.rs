@@ -39,7 +39,7 @@ impl Server {
     /// that a retry might succeed). A full node redirects when it has somewhere to send
     /// the client; otherwise Allocate goes on to its usual 486.
     pub(super) fn refuse_new_allocation(&mut self, client: SocketAddr) -> Option<Refusal> {
-        let full = self.allocations.len() + self.pending.len() >= self.cfg.max_allocations;
+        let full = self.cfg.quotas.is_full();
         if !self.admission.draining && !full {
             return None;
         }
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn full_node_redirects_when_it_has_alternates_else_486() {
         let mut cfg = config();
-        cfg.max_allocations = 1;
+        cfg.quotas = std::sync::Arc::new(crate::relay::quota::Quotas::new(1, 5));
         let mut h = harness_with(cfg);
         h.allocate(h.client(1), "u1");
         assert_eq!(error_code(&try_allocate(&mut h, 2, "u2")), Some(486));

@@ -23,7 +23,8 @@ use anyhow::Context;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::relay::peer_policy::PeerPolicy;
+use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
+use crate::relay::quota::Quotas;
 use crate::relay::stats::Counters;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
@@ -141,6 +142,8 @@ pub struct Relay {
     pub status: Vec<Arc<ShardStatus>>,
     shards: Mutex<Vec<ShardHandle>>,
     nonce_key: [u8; 32],
+    /// The server's own addresses, fixed at start (listeners need a restart to change).
+    own: OwnAddresses,
     pub metrics: Arc<Metrics>,
     /// Set by `drain`: /readyz says 503 and new Allocates go elsewhere.
     draining: AtomicBool,
@@ -161,6 +164,7 @@ fn authenticator(cfg: &Config, secrets: &[String], nonce_key: [u8; 32]) -> Authe
         nonce_key,
         cfg.auth.nonce_lifetime.as_secs(),
     )
+    .with_expiry_policy(cfg.auth.expiry_policy())
 }
 
 /// The TLS server config for `server.listen_tls`, if there are TLS listeners.
@@ -175,8 +179,36 @@ fn load_tls(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     }
 }
 
-fn policy(cfg: &Config) -> PeerPolicy {
-    PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone())
+fn policy(cfg: &Config, own: &OwnAddresses) -> PeerPolicy {
+    PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()).with_own_addresses(own.clone())
+}
+
+/// The server's own addresses for the peer policy: listeners, interface addresses, relay
+/// and advertised addresses, and the whole relay port range.
+fn own_addresses(cfg: &Config, relay: [Option<RelayFamily>; 2]) -> OwnAddresses {
+    let s = &cfg.server;
+    let listeners = [&s.listen_udp, &s.listen_tcp, &s.listen_tls]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|v| v.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    for f in relay.into_iter().flatten() {
+        ips.extend(
+            [f.bind, f.advertised]
+                .into_iter()
+                .filter(|ip| !ip.is_unspecified()),
+        );
+    }
+    ips.sort();
+    ips.dedup();
+    OwnAddresses {
+        listeners,
+        ips,
+        relay_ports: cfg.relay.ports,
+    }
 }
 
 /// The IPv4 relay address when none is configured: a specific listen address if there is
@@ -250,6 +282,20 @@ impl Relay {
         let shards = shards.min(span).max(1);
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
+        let own = own_addresses(cfg, [relay_v4, relay_v6]);
+        let user_buckets = Arc::new(crate::relay::bandwidth::UserBuckets::default());
+        // One count for every shard: quotas are exact whichever shard a client hashes to.
+        let quotas = Arc::new(Quotas::new(
+            cfg.relay.max_allocations,
+            cfg.relay.max_allocations_per_user,
+        ));
+        let opened = policy(cfg, &own).allowed_own_addresses();
+        if !opened.is_empty() {
+            tracing::warn!(
+                addresses = ?opened,
+                "peers.allow covers this server's own addresses: clients may relay to its services outside the relay port range (listeners stay refused)"
+            );
+        }
         let tls_config = load_tls(cfg)?;
         let sessions = SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
@@ -259,6 +305,7 @@ impl Relay {
             status: Vec::new(),
             shards: Mutex::new(Vec::new()),
             nonce_key,
+            own: own.clone(),
             metrics: metrics.clone(),
             draining: AtomicBool::new(false),
         };
@@ -269,14 +316,19 @@ impl Relay {
             let mut core = Server::new(
                 CoreConfig {
                     auth: authenticator(cfg, secrets, nonce_key),
-                    policy: policy(cfg),
+                    policy: policy(cfg, &own),
                     relay_v4,
                     relay_v6,
                     ports: start as u16..=end as u16,
                     default_lifetime: cfg.relay.default_lifetime,
                     max_lifetime: cfg.relay.max_lifetime,
-                    max_allocations: cfg.relay.max_allocations.div_ceil(shards),
-                    max_allocations_per_user: cfg.relay.max_allocations_per_user,
+                    quotas: quotas.clone(),
+                    max_channels: cfg.relay.max_channels_per_allocation,
+                    unauthenticated_rate: cfg.server.unauthenticated_rate,
+                    max_bytes_per_sec_per_allocation: (cfg.relay.max_bps_per_allocation > 0)
+                        .then_some(cfg.relay.max_bps_per_allocation / 8),
+                    max_bytes_per_sec_per_user: (cfg.relay.max_bps_per_user > 0)
+                        .then(|| (cfg.relay.max_bps_per_user / 8, user_buckets.clone())),
                     max_permissions: cfg.relay.max_permissions_per_allocation,
                     strict_channel_numbers: cfg.relay.strict_channel_numbers,
                     token_key: nonce_key,
@@ -360,7 +412,7 @@ impl Relay {
         self.send_all(|| {
             Control::Reconfigure(Box::new((
                 authenticator(cfg, secrets, self.nonce_key),
-                policy(cfg),
+                policy(cfg, &self.own),
             )))
         });
         if let Some(tls) = tls {
