@@ -451,6 +451,21 @@ impl Server {
         }
     }
 
+    /// Ends every allocation of user id `user` (the part after the expiry in a REST
+    /// username, or a static username) for the sessions API. Returns how many.
+    pub fn end_user_allocations(&mut self, now: Instant, user: &str) -> usize {
+        let idxs: Vec<usize> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| user_id(&a.username) == user)
+            .map(|(i, _)| i)
+            .collect();
+        for &idx in &idxs {
+            self.remove_allocation(now, idx, EndReason::Admin);
+        }
+        idxs.len()
+    }
+
     fn remove_allocation(&mut self, now: Instant, idx: usize, reason: EndReason) {
         let a = self.allocations.remove(idx);
         self.by_client.remove(&a.client);
@@ -477,6 +492,12 @@ impl Server {
                 reason,
             })));
     }
+}
+
+/// The user id in a username: REST usernames are "<expiry>:<user-id>"; a static
+/// username is its own id.
+pub fn user_id(username: &str) -> &str {
+    username.split_once(':').map_or(username, |(_, id)| id)
 }
 
 #[cfg(test)]

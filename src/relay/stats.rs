@@ -70,16 +70,19 @@ pub enum EndReason {
     CredentialExpired,
     /// It outlived its credential by `auth.max_session_duration`.
     MaxSession,
+    /// Ended through the sessions API (DELETE /api/v1/sessions).
+    Admin,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 6] = [
+    pub const ALL: [EndReason; 7] = [
         EndReason::Expired,
         EndReason::Deleted,
         EndReason::Error,
         EndReason::Shutdown,
         EndReason::CredentialExpired,
         EndReason::MaxSession,
+        EndReason::Admin,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -89,6 +92,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::CredentialExpired => "credential_expired",
             EndReason::MaxSession => "max_session",
+            EndReason::Admin => "admin",
         }
     }
 }

@@ -3,12 +3,11 @@
 //! relay sockets of its port slice. It is the only place that reads the clock for the
 //! core. Nothing here decides protocol.
 
-use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, UdpSocket};
@@ -24,15 +23,17 @@ use crate::relay::stats::DropReason;
 use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transport};
 
 use super::batch::{BATCH, Batch};
+use super::connections::Connections;
+pub use super::connections::Limits;
 use super::session_log::SessionLogger;
-use super::stream::{Closed, Conn};
+use super::sessions::{SessionInfo, describe};
 use super::{ShardStatus, clock};
 
 const WAKER: Token = Token(usize::MAX);
 // Token ranges: UDP listeners, TCP/TLS listeners, relay sockets, client connections.
-const TCP_LISTENER_BASE: usize = 1 << 12;
+pub(super) const TCP_LISTENER_BASE: usize = 1 << 12;
 const RELAY_BASE: usize = 1 << 16;
-const CONN_BASE: usize = 1 << 32;
+pub(super) const CONN_BASE: usize = 1 << 32;
 /// Packets read from one socket before the loop looks at the others: fairness between a
 /// busy relay and the listener that carries everyone's control traffic.
 const BUDGET: usize = 64;
@@ -52,6 +53,10 @@ pub enum Control {
     Draining(bool),
     /// Nodes for ALTERNATE-SERVER (reload).
     Alternates(Vec<SocketAddr>),
+    /// Describe the live allocations (sessions API).
+    Sessions(Sender<Vec<SessionInfo>>),
+    /// End every allocation of this user id and say how many (sessions API).
+    EndSessions(String, Sender<usize>),
     Shutdown,
 }
 
@@ -62,18 +67,13 @@ pub struct Listeners {
     pub tcp: Vec<(std::net::TcpListener, Transport)>,
 }
 
-pub struct Limits {
-    pub max_connections: usize,
-    pub idle_timeout: Duration,
-}
-
 struct RelaySocket {
     socket: UdpSocket,
     addr: SocketAddr,
 }
 
 /// This shard's relay sockets, found by port without hashing on the relay path.
-struct RelaySockets {
+pub(super) struct RelaySockets {
     sockets: Slab<RelaySocket>,
     /// Relay port -> slab key, per family.
     v4: Vec<u32>,
@@ -104,7 +104,7 @@ impl RelaySockets {
 
 /// Feeds one client packet to the core and forwards it when the core says so. True when
 /// the core queued commands (responses, relay binds) for the caller to run.
-fn client_packet(
+pub(super) fn client_packet(
     core: &mut Server,
     relays: &RelaySockets,
     now: Instant,
@@ -128,15 +128,13 @@ fn client_packet(
 
 pub struct Shard {
     pub index: usize,
-    core: Server,
-    poll: Poll,
+    pub(super) core: Server,
+    pub(super) poll: Poll,
     udp: Vec<UdpSocket>,
-    tcp: Vec<(TcpListener, Transport)>,
-    relays: RelaySockets,
-    conns: Slab<Conn>,
-    conn_by_client: HashMap<ClientId, usize>,
-    tls: Option<Arc<ServerConfig>>,
-    limits: Limits,
+    pub(super) tcp: Vec<(TcpListener, Transport)>,
+    pub(super) relays: RelaySockets,
+    /// TCP/TLS client connections (connections.rs).
+    pub(super) streams: Connections,
     control: Receiver<Control>,
     status: Arc<ShardStatus>,
     sessions: SessionLogger,
@@ -244,10 +242,7 @@ impl Shard {
                     v4: vec![NONE; 65536],
                     v6: vec![NONE; 65536],
                 },
-                conns: Slab::new(),
-                conn_by_client: HashMap::new(),
-                tls,
-                limits,
+                streams: Connections::new(tls, limits),
                 control,
                 status,
                 sessions,
@@ -267,14 +262,14 @@ impl Shard {
         let mut next_tick = clock::now();
         loop {
             let now = clock::now();
-            let timeout = if !ready.is_empty() {
+            let timeout = if !ready.is_empty() || self.streams.busy() {
                 Duration::ZERO
             } else {
                 let wake = self
                     .core
                     .poll_timeout()
                     .map_or(next_tick, |t| t.min(next_tick));
-                wake.saturating_duration_since(now)
+                self.streams.wake_at(wake).saturating_duration_since(now)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
@@ -291,18 +286,12 @@ impl Shard {
                     continue;
                 }
                 if t.0 >= CONN_BASE {
-                    // Streams are drained whole per event: no budget list needed.
-                    self.conn_event(
-                        t.0 - CONN_BASE,
-                        now,
-                        unix,
-                        ev.is_readable(),
-                        ev.is_writable(),
-                    );
+                    self.conn_event(t.0 - CONN_BASE, now, ev.is_readable(), ev.is_writable());
                 } else if !ready.contains(&t) {
                     ready.push(t);
                 }
             }
+            self.retry_accepts(now, &mut ready);
             let mut i = 0;
             while i < ready.len() {
                 if self.drain(ready[i], now, unix, &mut buf) {
@@ -311,7 +300,10 @@ impl Shard {
                     ready.swap_remove(i);
                 }
             }
+            // Each stream connection gets a bounded turn, like each socket above.
+            self.serve_connections(now, unix);
             self.flush_outbound();
+            self.flush_streams(now);
             if self.handle_control(now).is_err() {
                 return;
             }
@@ -322,8 +314,12 @@ impl Shard {
             if now >= next_tick {
                 self.status.beat();
                 self.close_idle_connections(now);
-                self.status
-                    .publish(&self.core, now, self.connection_counts());
+                self.status.publish(
+                    &self.core,
+                    now,
+                    self.streams.counts(),
+                    self.streams.counters,
+                );
                 next_tick = now + Duration::from_secs(1);
             }
         }
@@ -336,18 +332,36 @@ impl Shard {
                     let (auth, policy) = *b;
                     self.core.reconfigure(auth, policy)
                 }
-                Ok(Control::Tls(cfg)) => self.tls = Some(cfg),
+                Ok(Control::Tls(cfg)) => self.streams.tls = Some(cfg),
                 Ok(Control::Draining(on)) => self.core.set_draining(on),
                 Ok(Control::Alternates(a)) => self.core.set_alternates(a),
-                Ok(Control::Publish) => {
-                    self.status
-                        .publish(&self.core, now, self.connection_counts())
+                Ok(Control::Publish) => self.status.publish(
+                    &self.core,
+                    now,
+                    self.streams.counts(),
+                    self.streams.counters,
+                ),
+                Ok(Control::Sessions(reply)) => {
+                    let _ = reply.send(describe(
+                        &self.core,
+                        now,
+                        self.sessions.redact_client_address,
+                    ));
+                }
+                Ok(Control::EndSessions(user, reply)) => {
+                    let n = self.core.end_user_allocations(now, &user);
+                    self.run_commands(now);
+                    let _ = reply.send(n);
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
                     self.run_commands(now);
-                    self.status
-                        .publish(&self.core, now, self.connection_counts());
+                    self.status.publish(
+                        &self.core,
+                        now,
+                        self.streams.counts(),
+                        self.streams.counters,
+                    );
                     self.status.set_running(false);
                     return Err(());
                 }
@@ -454,7 +468,7 @@ impl Shard {
                 } else {
                     // Streams need the padding to 4 bytes (RFC 8656 §12.5).
                     let pad = channel_data::padded_len(n) - h - n;
-                    self.send_stream(now, client, &[&buf[..h + n], &PADDING[..pad]]);
+                    self.send_stream(client, &[&buf[..h + n], &PADDING[..pad]]);
                 }
             }
             PeerAction::Handled => self.run_commands(now),
@@ -463,173 +477,7 @@ impl Shard {
         true
     }
 
-    fn accept(&mut self, li: usize, now: Instant) -> bool {
-        let Some((listener, transport)) = self.tcp.get(li) else {
-            return false;
-        };
-        let transport = *transport;
-        let (mut stream, addr) = match listener.accept() {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) => return keep_draining(&e),
-        };
-        if self.conns.len() >= self.limits.max_connections {
-            tracing::debug!(client = %addr, "connection refused: too many connections");
-            return true; // dropping the stream closes it
-        }
-        let _ = stream.set_nodelay(true);
-        let client = ClientId {
-            transport,
-            listener: li as u16,
-            addr,
-        };
-        let tls = if transport == Transport::Tls {
-            self.tls.as_ref()
-        } else {
-            None
-        };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(CONN_BASE + key), Interest::READABLE)
-            .is_err()
-        {
-            return true;
-        }
-        match Conn::new(stream, client, tls, now) {
-            Ok(conn) => {
-                entry.insert(conn);
-                self.conn_by_client.insert(client, key);
-            }
-            Err(e) => tracing::debug!(client = %addr, error = %e, "TLS session setup failed"),
-        }
-        true
-    }
-
-    fn conn_event(&mut self, key: usize, now: Instant, unix: u64, readable: bool, writable: bool) {
-        if writable {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
-            match conn.flush() {
-                Ok(true) => self.set_write_interest(key, false),
-                Ok(false) => {}
-                Err(c) => return self.close_conn(key, now, c),
-            }
-        }
-        if !readable {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        // Frames that arrived before a close are still handled.
-        let closed = conn.read(now).err();
-        let closed = self.handle_frames(key, now, unix).err().or(closed);
-        if let Some(c) = closed {
-            self.close_conn(key, now, c);
-        }
-    }
-
-    /// Feeds every complete frame of a connection to the core.
-    fn handle_frames(&mut self, key: usize, now: Instant, unix: u64) -> Result<(), Closed> {
-        loop {
-            let Some(conn) = self.conns.get(key) else {
-                return Ok(());
-            };
-            // ChannelData from a client without an allocation is not TURN (an HTTP request
-            // looks like one): close now instead of waiting for a 20 kB "payload".
-            if conn.starts_with_channel_data() && !self.core.has_allocation(&conn.client) {
-                return Err(Closed::Error);
-            }
-            let Some(frame) = conn.next_frame()? else {
-                return Ok(());
-            };
-            let (len, client) = (frame.len(), conn.client);
-            let commands = client_packet(&mut self.core, &self.relays, now, unix, client, frame);
-            self.conns[key].consume(len);
-            if commands {
-                self.run_commands(now);
-            }
-        }
-    }
-
-    fn set_write_interest(&mut self, key: usize, on: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.write_interest == on {
-            return;
-        }
-        let interest = if on {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        if self
-            .poll
-            .registry()
-            .reregister(&mut conn.stream, Token(CONN_BASE + key), interest)
-            .is_ok()
-        {
-            conn.write_interest = on;
-        }
-    }
-
-    /// Queues a message on a stream client's connection; a full queue drops it.
-    fn send_stream(&mut self, now: Instant, client: ClientId, parts: &[&[u8]]) {
-        let Some(&key) = self.conn_by_client.get(&client) else {
-            self.core.record_send_failure(DropReason::SendError);
-            return;
-        };
-        if !self.conns[key].queue(parts) {
-            self.core.record_send_failure(DropReason::BufferFull);
-        }
-        match self.conns[key].flush() {
-            Ok(done) => self.set_write_interest(key, !done),
-            Err(c) => self.close_conn(key, now, c),
-        }
-    }
-
-    fn close_conn(&mut self, key: usize, now: Instant, how: Closed) {
-        let Some(mut conn) = self.conns.try_remove(key) else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.conn_by_client.remove(&conn.client);
-        self.core
-            .client_disconnected(now, conn.client, how == Closed::Clean);
-        self.run_commands(now);
-    }
-
-    fn connection_counts(&self) -> [u64; Transport::COUNT] {
-        let mut n = [0; Transport::COUNT];
-        for (_, c) in self.conns.iter() {
-            n[c.client.transport as usize] += 1;
-        }
-        n
-    }
-
-    /// Connections with no allocation cost memory and a socket: they get
-    /// `idle_timeout` to allocate or go.
-    fn close_idle_connections(&mut self, now: Instant) {
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                !self.core.has_allocation(&c.client)
-                    && now.saturating_duration_since(c.last_active) > self.limits.idle_timeout
-            })
-            .map(|(k, _)| k)
-            .collect();
-        for k in idle {
-            self.close_conn(k, now, Closed::Clean);
-        }
-    }
-
-    fn run_commands(&mut self, now: Instant) {
+    pub(super) fn run_commands(&mut self, now: Instant) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
@@ -640,7 +488,7 @@ impl Shard {
                             self.core.record_send_failure(send_drop_reason(&e));
                         }
                     } else {
-                        self.send_stream(now, client, &[&data]);
+                        self.send_stream(client, &[&data]);
                     }
                 }
                 Command::BindRelay { token, addr } => {
