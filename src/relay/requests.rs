@@ -14,9 +14,7 @@ use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
 use stun::xoraddr::XorMappedAddress;
 use turn::proto::channum::ChannelNumber;
-use turn::proto::data::Data;
 use turn::proto::lifetime::Lifetime;
-use turn::proto::peeraddr::PeerAddress;
 use turn::proto::relayaddr::RelayedAddress;
 use turn::proto::reqfamily::RequestedAddressFamily;
 use turn::proto::reqtrans::RequestedTransport;
@@ -75,21 +73,6 @@ pub fn is_send_indication(packet: &[u8]) -> bool {
     packet.len() >= STUN_HEADER_LEN
         && u16::from_be_bytes([packet[0], packet[1]]) == SEND_INDICATION
         && is_message(packet)
-}
-
-/// A Data indication carrying `payload` from `peer` (the slow path, before a channel).
-pub fn data_indication(peer: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_DATA, CLASS_INDICATION));
-    let _ = m.new_transaction_id();
-    m.write_header();
-    let _ = PeerAddress {
-        ip: peer.ip(),
-        port: peer.port(),
-    }
-    .add_to(&mut m);
-    let _ = Data(payload.to_vec()).add_to(&mut m);
-    m.raw
 }
 
 /// An Allocate waiting for the shell to bind its relay socket(s).
