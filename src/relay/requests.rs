@@ -24,7 +24,7 @@ use super::allocation::Allocation;
 use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
 use super::quota::quota_key;
-use super::stats::{DropReason, EndReason, code_index};
+use super::stats::{DropReason, EndReason, RequestMethod, code_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
@@ -136,16 +136,6 @@ struct RequestInfo {
 struct Reject(u16, &'static str);
 
 type Attrs = Vec<Box<dyn Setter>>;
-
-fn method_index(m: Method) -> usize {
-    match m {
-        METHOD_BINDING => 0,
-        METHOD_ALLOCATE => 1,
-        METHOD_REFRESH => 2,
-        METHOD_CREATE_PERMISSION => 3,
-        _ => 4,
-    }
-}
 
 impl Server {
     pub(super) fn handle_stun(&mut self, now: Instant, unix: u64, client: ClientId, packet: &[u8]) {
@@ -963,7 +953,7 @@ impl Server {
     }
 
     fn count_request(&mut self, method: Method, code: u16) {
-        self.counters.requests[method_index(method)][code_index(code)] += 1;
+        self.counters.requests[RequestMethod::of(method) as usize][code_index(code)] += 1;
     }
 
     /// Whether an answer without MESSAGE-INTEGRITY may go to `client` now: such answers
