@@ -54,7 +54,9 @@ trap cleanup EXIT
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
 
-TP_PORT=36478 TP_TLS=36488 CT_PORT=36579 CT_TLS=36589 SECRET=bench-secret
+# Ports apart from the older bench (36478/36479), which may run in another checkout.
+TP_PORT=${TP_PORT:-37478} TP_TLS=$((TP_PORT + 10)) CT_PORT=$((TP_PORT + 101)) CT_TLS=$((TP_PORT + 111))
+SECRET=bench-secret
 
 # $1: 1 (one relay thread each) or full (each server's default).
 start_servers() {

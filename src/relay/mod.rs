@@ -1,6 +1,27 @@
 //! The sans-IO relay core: every STUN/TURN decision, no sockets and no clock reads. The
-//! shell feeds it packets with the current time and carries out the commands it queues.
+//! shell feeds it packets with the current time and carries out what it decides.
+//!
+//! The drive loop (one per shard, in `runtime::shard`):
+//!
+//! 1. A client packet: `handle_client_packet(now, unix, client, bytes)`. ChannelData and
+//!    Send indications come back at once as `ClientAction::Forward { relay, peer, payload }`
+//!    (a borrowed slice: the shell sends it from that relay socket) or `Drop(reason)`.
+//!    Everything else is a STUN request; its answers and side effects are queued as
+//!    `Command`s and the call returns `Handled`.
+//! 2. A peer packet on a relay socket: `handle_peer_packet(now, relay, peer, payload)`
+//!    answers `PeerAction::ChannelData` or `DataIndication` (the shell frames it in place
+//!    with `proto`, no allocation) or `Drop`.
+//! 3. After either, and after timers: drain `poll_command()` until it is empty. Commands
+//!    send a STUN message, bind a relay socket (answer with `relay_bound`, which may queue
+//!    further commands: keep draining), release one, or report an ended session.
+//! 4. Timers: sleep until `poll_timeout()`, then call `handle_timeout(now)`; it expires
+//!    only what is due (a deadline heap), never walks every allocation.
+//! 5. A TCP/TLS connection closed: `client_disconnected` (its allocation ends with it).
+//!
+//! `now` is the shell's monotonic clock, `unix` its wall clock in seconds (credential and
+//! nonce expiry); the core never reads either itself, so tests move time by hand.
 
+pub mod admission;
 pub mod allocation;
 pub mod bandwidth;
 pub mod peer_policy;
@@ -135,8 +156,13 @@ pub enum PeerAction {
         client: ClientId,
         channel: u16,
     },
-    /// A Data indication was queued (no channel bound to this peer yet).
-    Handled,
+    /// No channel is bound to this peer: frame the payload as a Data indication
+    /// (`proto::indication::frame_data_indication`) with this transaction id and send it
+    /// to `client`.
+    DataIndication {
+        client: ClientId,
+        transaction_id: [u8; 12],
+    },
     Drop(DropReason),
 }
 
@@ -169,16 +195,25 @@ pub struct Server {
     /// Reservations in expiry order (they all live RESERVATION_LIFETIME).
     reservation_timers: VecDeque<(Instant, [u8; 8])>,
     counters: Counters,
+    admission: admission::Admission,
     /// Budget for answers sent without authentication (see `rate_limit`).
     limiter: rate_limit::PrefixLimiter,
     /// The time of the request being handled, for code deep in the answer path.
     clock: Option<Instant>,
+    /// Data indication transaction ids: a random prefix and a count.
+    indication_prefix: [u8; 12],
+    indications: u64,
 }
 
 impl Server {
     pub fn new(cfg: CoreConfig, seed: u64) -> Self {
         let limiter = rate_limit::PrefixLimiter::new(cfg.unauthenticated_rate);
+        let mut rng = Rng::new(seed);
+        let mut indication_prefix = [0u8; 12];
+        indication_prefix[..4].copy_from_slice(&rng.next_u64().to_be_bytes()[..4]);
         Server {
+            indication_prefix,
+            indications: 0,
             limiter,
             clock: None,
             cfg,
@@ -190,11 +225,12 @@ impl Server {
             reservations: HashMap::new(),
             held: FastMap::default(),
             next_token: 1,
-            rng: Rng::new(seed),
+            rng,
             commands: VecDeque::new(),
             timers: BinaryHeap::new(),
             reservation_timers: VecDeque::new(),
             counters: Counters::default(),
+            admission: Default::default(),
         }
     }
 
@@ -341,6 +377,13 @@ impl Server {
             self.counters.drop(DropReason::NoPermission);
             return PeerAction::Drop(DropReason::NoPermission);
         }
+        let channel = alloc.peer_channel(now, &peer);
+        if channel.is_none()
+            && payload.len() > crate::proto::indication::MAX_DATA_INDICATION_PAYLOAD
+        {
+            self.counters.drop(DropReason::Malformed);
+            return PeerAction::Drop(DropReason::Malformed);
+        }
         if let Some(l) = &mut alloc.limits
             && !l.take(now, payload.len())
         {
@@ -352,13 +395,18 @@ impl Server {
         let client = alloc.client;
         self.counters
             .relayed(client.transport, Direction::PeerToClient, payload.len());
-        if let Some(channel) = alloc.peer_channel(now, &peer) {
+        if let Some(channel) = channel {
             return PeerAction::ChannelData { client, channel };
         }
-        let data = requests::data_indication(peer, payload);
-        self.commands
-            .push_back(Command::SendToClient { client, data });
-        PeerAction::Handled
+        // Unique per indication without a random draw per packet: a random prefix drawn
+        // once, then a counter.
+        self.indications += 1;
+        let mut transaction_id = self.indication_prefix;
+        transaction_id[4..].copy_from_slice(&self.indications.to_be_bytes());
+        PeerAction::DataIndication {
+            client,
+            transaction_id,
+        }
     }
 
     /// Count a packet the shell could not send (full buffer, unreachable peer). The

@@ -17,7 +17,7 @@ use slab::Slab;
 
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
-use crate::proto::channel_data;
+use crate::proto::{channel_data, indication};
 use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::DropReason;
 use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transport};
@@ -38,7 +38,10 @@ pub(super) const CONN_BASE: usize = 1 << 32;
 /// busy relay and the listener that carries everyone's control traffic.
 const BUDGET: usize = 64;
 /// Largest UDP payload plus the ChannelData header written in front of it.
-const BUF_LEN: usize = 65536 + channel_data::HEADER_LEN;
+/// Room in front of a peer's payload for the largest header it may get (a Data
+/// indication from an IPv6 peer).
+const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
+const BUF_LEN: usize = HEADROOM + 65536 + PADDING.len();
 const SOCKET_BUFFER: usize = 4 << 20;
 const PADDING: [u8; 3] = [0; 3];
 const NONE: u32 = u32::MAX;
@@ -49,6 +52,10 @@ pub enum Control {
     Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
+    /// Start or stop draining (see `Server::set_draining`).
+    Draining(bool),
+    /// Nodes for ALTERNATE-SERVER (reload).
+    Alternates(Vec<SocketAddr>),
     /// Describe the live allocations (sessions API).
     Sessions(Sender<Vec<SessionInfo>>),
     /// End every allocation of this user id and say how many (sessions API).
@@ -308,6 +315,7 @@ impl Shard {
                 self.run_commands(now);
             }
             if now >= next_tick {
+                self.status.beat();
                 self.close_idle_connections(now);
                 self.status.publish(
                     &self.core,
@@ -328,6 +336,8 @@ impl Shard {
                     self.core.reconfigure(auth, policy)
                 }
                 Ok(Control::Tls(cfg)) => self.streams.tls = Some(cfg),
+                Ok(Control::Draining(on)) => self.core.set_draining(on),
+                Ok(Control::Alternates(a)) => self.core.set_alternates(a),
                 Ok(Control::Publish) => self.status.publish(
                     &self.core,
                     now,
@@ -430,14 +440,16 @@ impl Shard {
         }
     }
 
-    /// One packet from a peer, read 4 bytes into `buf` so the ChannelData header can be
-    /// written in front of it without a copy.
+    /// One packet from a peer, read `HEADROOM` bytes into `buf` so that the ChannelData or
+    /// Data indication header is written in front of it, and the padding after it, in
+    /// place: no copy and no allocation on either framing.
     fn relay_packet(&mut self, key: usize, now: Instant, buf: &mut [u8]) -> bool {
         let Some(relay) = self.relays.sockets.get(key) else {
             return false;
         };
-        let h = channel_data::HEADER_LEN;
-        let (n, from) = match relay.socket.recv_from(&mut buf[h..]) {
+        let h = HEADROOM;
+        let room = buf.len() - PADDING.len();
+        let (n, from) = match relay.socket.recv_from(&mut buf[h..room]) {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) => return keep_draining(&e),
@@ -448,26 +460,37 @@ impl Shard {
             .handle_peer_packet(now, relay_addr, from, &buf[h..h + n])
         {
             PeerAction::ChannelData { client, channel } => {
-                channel_data::write_header(buf, channel, n);
-                if client.transport == Transport::Udp {
-                    let li = client.listener as usize;
-                    if let Some(batch) = self.outbound.get_mut(li) {
-                        // Batched: one sendmmsg per BATCH datagrams to clients.
-                        batch.push(&[&buf[..h + n]], client.addr);
-                        if batch.is_full() {
-                            self.flush_outbound();
-                        }
-                    }
-                } else {
-                    // Streams need the padding to 4 bytes (RFC 8656 §12.5).
-                    let pad = channel_data::padded_len(n) - h - n;
-                    self.send_stream(client, &[&buf[..h + n], &PADDING[..pad]]);
-                }
+                let start = h - channel_data::HEADER_LEN;
+                channel_data::write_header(&mut buf[start..], channel, n);
+                // Streams need the padding to 4 bytes (RFC 8656 §12.5); datagrams do not.
+                let pad = channel_data::padded_len(n) - channel_data::HEADER_LEN - n;
+                self.send_to_client(client, &buf[start..h + n], pad);
             }
-            PeerAction::Handled => self.run_commands(now),
+            PeerAction::DataIndication {
+                client,
+                transaction_id,
+            } => {
+                let r = indication::frame_data_indication(buf, h, n, from, &transaction_id);
+                self.send_to_client(client, &buf[r], 0);
+            }
             PeerAction::Drop(_) => {}
         }
         true
+    }
+
+    /// A framed message for a client: UDP ones join the sendmmsg batch, stream ones the
+    /// connection's queue (with `pad` zero bytes after it).
+    fn send_to_client(&mut self, client: ClientId, msg: &[u8], pad: usize) {
+        if client.transport == Transport::Udp {
+            if let Some(batch) = self.outbound.get_mut(client.listener as usize) {
+                batch.push(&[msg], client.addr);
+                if batch.is_full() {
+                    self.flush_outbound();
+                }
+            }
+        } else {
+            self.send_stream(client, &[msg, &PADDING[..pad]]);
+        }
     }
 
     pub(super) fn run_commands(&mut self, now: Instant) {
@@ -485,8 +508,9 @@ impl Shard {
                     }
                 }
                 Command::BindRelay { token, addr } => {
-                    let ok = self.bind_relay(addr).is_ok();
-                    self.core.relay_bound(now, token, addr, ok);
+                    let result = self.bind_relay(addr);
+                    self.status.note_bind(self.index, addr, &result);
+                    self.core.relay_bound(now, token, addr, result.is_ok());
                 }
                 Command::ReleaseRelay { addr } => self.release_relay(addr),
                 Command::AllocationEnded(summary) => {
