@@ -41,7 +41,7 @@ UMODES=${UMODES:-ch100 ch1200 ind100 c2c100}
 
 cargo build --release --quiet --bin turnpike --example loadgen
 TURNPIKE_BIN=${TURNPIKE_BIN:-target/release/turnpike}
-LOADGEN=target/release/examples/loadgen
+LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 ulimit -n 65536 2>/dev/null || true
 dir=$(mktemp -d)
 pids=()

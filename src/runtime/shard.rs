@@ -37,11 +37,9 @@ pub(super) const CONN_BASE: usize = 1 << 32;
 /// Packets read from one socket before the loop looks at the others: fairness between a
 /// busy relay and the listener that carries everyone's control traffic.
 const BUDGET: usize = 64;
-/// Largest UDP payload plus the ChannelData header written in front of it.
 /// Room in front of a peer's payload for the largest header it may get (a Data
-/// indication from an IPv6 peer).
+/// indication from an IPv6 peer). A batch slot leaves room for the padding after it.
 const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
-const BUF_LEN: usize = HEADROOM + 65536 + PADDING.len();
 const SOCKET_BUFFER: usize = 4 << 20;
 const PADDING: [u8; 3] = [0; 3];
 const NONE: u32 = u32::MAX;
@@ -81,6 +79,10 @@ pub(super) struct RelaySockets {
     /// Relay port -> slab key, per family.
     v4: Vec<u32>,
     v6: Vec<u32>,
+    /// Datagrams to peers from relay socket `pending_key`, sent with one sendmmsg: a
+    /// client's burst (a recvmmsg batch holds runs from one client) costs one syscall.
+    pending: Batch,
+    pending_key: u32,
 }
 
 impl RelaySockets {
@@ -92,15 +94,37 @@ impl RelaySockets {
         }
     }
 
-    /// Sends `payload` from relay socket `relay` to `peer`. A failure drops this packet
-    /// only and is counted; the allocation stays.
-    fn forward(&self, core: &mut Server, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
+    /// Queues `payload` from relay socket `relay` to `peer`; it goes out when another
+    /// relay socket is used, the batch is full, or at `flush` (end of the batch or turn).
+    /// A failure drops this packet only and is counted; the allocation stays.
+    fn forward(&mut self, core: &mut Server, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
         let table = if relay.is_ipv4() { &self.v4 } else { &self.v6 };
         let key = table[relay.port() as usize];
-        if key != NONE
-            && let Err(e) = self.sockets[key as usize].socket.send_to(payload, peer)
-        {
-            core.record_send_failure(send_drop_reason(&e));
+        if key == NONE {
+            return;
+        }
+        if self.pending.count > 0 && (self.pending_key != key || self.pending.is_full()) {
+            self.flush(core);
+        }
+        self.pending_key = key;
+        self.pending.push(&[payload], peer);
+    }
+
+    /// Sends what `forward` queued.
+    pub(super) fn flush(&mut self, core: &mut Server) {
+        if self.pending.count == 0 {
+            return;
+        }
+        let Some(relay) = self.sockets.get(self.pending_key as usize) else {
+            self.pending.count = 0;
+            return;
+        };
+        let (failed, blocked) = self.pending.flush(relay.socket.as_raw_fd());
+        for _ in 0..failed {
+            core.record_send_failure(DropReason::SendError);
+        }
+        for _ in 0..blocked {
+            core.record_send_failure(DropReason::BufferFull);
         }
     }
 }
@@ -109,7 +133,7 @@ impl RelaySockets {
 /// the core queued commands (responses, relay binds) for the caller to run.
 pub(super) fn client_packet(
     core: &mut Server,
-    relays: &RelaySockets,
+    relays: &mut RelaySockets,
     now: Instant,
     unix: u64,
     client: ClientId,
@@ -144,6 +168,8 @@ pub struct Shard {
     metrics: Arc<Metrics>,
     /// recvmmsg batch for client datagrams.
     inbound: Batch,
+    /// recvmmsg batch for peer datagrams (taken out while its packets are handled).
+    relay_in: Option<Box<Batch>>,
     /// sendmmsg batches of ChannelData towards UDP clients, one per listener.
     outbound: Vec<Batch>,
 }
@@ -244,6 +270,8 @@ impl Shard {
                     sockets: Slab::new(),
                     v4: vec![NONE; 65536],
                     v6: vec![NONE; 65536],
+                    pending: Batch::default(),
+                    pending_key: NONE,
                 },
                 streams: Connections::new(tls, limits),
                 control,
@@ -251,6 +279,7 @@ impl Shard {
                 sessions,
                 metrics,
                 inbound: Batch::default(),
+                relay_in: Some(Box::default()),
                 outbound: (0..listener_count).map(|_| Batch::default()).collect(),
             },
             waker,
@@ -259,7 +288,6 @@ impl Shard {
 
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        let mut buf = vec![0u8; BUF_LEN];
         // Sockets that still had packets when their budget ran out.
         let mut ready: Vec<Token> = Vec::new();
         let mut next_tick = clock::now();
@@ -297,7 +325,7 @@ impl Shard {
             self.retry_accepts(now, &mut ready);
             let mut i = 0;
             while i < ready.len() {
-                if self.drain(ready[i], now, unix, &mut buf) {
+                if self.drain(ready[i], now, unix) {
                     i += 1;
                 } else {
                     ready.swap_remove(i);
@@ -305,6 +333,7 @@ impl Shard {
             }
             // Each stream connection gets a bounded turn, like each socket above.
             self.serve_connections(now, unix);
+            self.relays.flush(&mut self.core);
             self.flush_outbound();
             self.flush_streams(now);
             if self.handle_control(now).is_err() {
@@ -375,21 +404,14 @@ impl Shard {
 
     /// Reads up to BUDGET packets (or connections) from one socket. True when it may
     /// have more.
-    fn drain(&mut self, token: Token, now: Instant, unix: u64, buf: &mut [u8]) -> bool {
+    fn drain(&mut self, token: Token, now: Instant, unix: u64) -> bool {
         if token.0 < TCP_LISTENER_BASE {
             return (0..BUDGET / BATCH).all(|_| self.listener_batch(token.0, now, unix));
         }
-        for _ in 0..BUDGET {
-            let got = if token.0 < RELAY_BASE {
-                self.accept(token.0 - TCP_LISTENER_BASE, now)
-            } else {
-                self.relay_packet(token.0 - RELAY_BASE, now, buf)
-            };
-            if !got {
-                return false;
-            }
+        if token.0 >= RELAY_BASE {
+            return (0..BUDGET / BATCH).all(|_| self.relay_batch(token.0 - RELAY_BASE, now));
         }
-        true
+        (0..BUDGET).all(|_| self.accept(token.0 - TCP_LISTENER_BASE, now))
     }
 
     /// Up to BATCH datagrams from UDP clients in one recvmmsg. False when the socket is
@@ -412,7 +434,7 @@ impl Shard {
             };
             let commands = client_packet(
                 &mut self.core,
-                &self.relays,
+                &mut self.relays,
                 now,
                 unix,
                 client,
@@ -422,6 +444,7 @@ impl Shard {
                 self.run_commands(now);
             }
         }
+        self.relays.flush(&mut self.core);
         n == BATCH
     }
 
@@ -440,42 +463,53 @@ impl Shard {
         }
     }
 
-    /// One packet from a peer, read `HEADROOM` bytes into `buf` so that the ChannelData or
-    /// Data indication header is written in front of it, and the padding after it, in
-    /// place: no copy and no allocation on either framing.
-    fn relay_packet(&mut self, key: usize, now: Instant, buf: &mut [u8]) -> bool {
+    /// Up to BATCH packets from one relay socket in one recvmmsg (a socket drained in
+    /// fewer needs no extra read that would block: the poll is edge-triggered), each read
+    /// `HEADROOM` bytes into its slot so that the ChannelData or Data indication header is
+    /// written in front of it, and the padding after it, in place: no copy and no
+    /// allocation on either framing. False when the socket is drained.
+    fn relay_batch(&mut self, key: usize, now: Instant) -> bool {
         let Some(relay) = self.relays.sockets.get(key) else {
             return false;
         };
-        let h = HEADROOM;
-        let room = buf.len() - PADDING.len();
-        let (n, from) = match relay.socket.recv_from(&mut buf[h..room]) {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) => return keep_draining(&e),
+        let (fd, relay_addr) = (relay.socket.as_raw_fd(), relay.addr);
+        let Some(mut batch) = self.relay_in.take() else {
+            return false;
         };
-        let relay_addr = relay.addr;
-        match self
-            .core
-            .handle_peer_packet(now, relay_addr, from, &buf[h..h + n])
-        {
-            PeerAction::ChannelData { client, channel } => {
-                let start = h - channel_data::HEADER_LEN;
-                channel_data::write_header(&mut buf[start..], channel, n);
-                // Streams need the padding to 4 bytes (RFC 8656 §12.5); datagrams do not.
-                let pad = channel_data::padded_len(n) - channel_data::HEADER_LEN - n;
-                self.send_to_client(client, &buf[start..h + n], pad);
+        let n = match batch.recv(fd, HEADROOM) {
+            Ok(n) => n,
+            Err(e) => {
+                self.relay_in = Some(batch);
+                return keep_draining(&e);
             }
-            PeerAction::DataIndication {
-                client,
-                transaction_id,
-            } => {
-                let r = indication::frame_data_indication(buf, h, n, from, &transaction_id);
-                self.send_to_client(client, &buf[r], 0);
+        };
+        let h = HEADROOM;
+        for i in 0..n {
+            let (buf, len, from) = batch.slot(i);
+            let Some(from) = from else { continue };
+            match self
+                .core
+                .handle_peer_packet(now, relay_addr, from, &buf[h..h + len])
+            {
+                PeerAction::ChannelData { client, channel } => {
+                    let start = h - channel_data::HEADER_LEN;
+                    channel_data::write_header(&mut buf[start..], channel, len);
+                    // Streams need the padding to 4 bytes (RFC 8656 §12.5); datagrams do not.
+                    let pad = channel_data::padded_len(len) - channel_data::HEADER_LEN - len;
+                    self.send_to_client(client, &buf[start..h + len], pad);
+                }
+                PeerAction::DataIndication {
+                    client,
+                    transaction_id,
+                } => {
+                    let r = indication::frame_data_indication(buf, h, len, from, &transaction_id);
+                    self.send_to_client(client, &buf[r], 0);
+                }
+                PeerAction::Drop(_) => {}
             }
-            PeerAction::Drop(_) => {}
         }
-        true
+        self.relay_in = Some(batch);
+        n == BATCH
     }
 
     /// A framed message for a client: UDP ones join the sendmmsg batch, stream ones the
@@ -494,6 +528,8 @@ impl Shard {
     }
 
     pub(super) fn run_commands(&mut self, now: Instant) {
+        // Forwarded packets go before anything a command changes (a relay released).
+        self.relays.flush(&mut self.core);
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Per-packet cost of the relay path, one relay thread, for builds side by side (before /
+# after an optimisation) and coturn: while examples/loadgen drives a mode, `perf stat`
+# counts the server's syscalls (by kind), context switches and CPU time, divided by the
+# packets relayed. Alternating rounds, medians. Not part of the test suite; loopback only.
+#   BINS="before:/tmp/turnpike-old after:target/release/turnpike coturn" scripts/bench_profile.sh
+#   MODES="ch100 ind100 tcp100" ROUNDS=5 SECS=3
+#   RATE=20000: the same offered load (originated packets/s) for every server instead of
+#   a window each, so CPU per packet compares at equal load (a faster server otherwise
+#   idles, and pays for more wakeups, sooner).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-3}
+MODES=${MODES:-ch100 ch1200 ind100 tcp100 tls100 c2c100}
+RATE=${RATE:-0}
+BINS=${BINS:-"turnpike:target/release/turnpike coturn"}
+cargo build --release --quiet --bin turnpike --example loadgen
+LOADGEN=${LOADGEN:-target/release/examples/loadgen}
+command -v perf >/dev/null || { echo "needs perf (Debian linux-perf)"; exit 1; }
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+  -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+
+declare -A PID PORT
+port=${BASE_PORT:-39478}
+k=0
+for b in $BINS; do
+  name=${b%%:*} bin=${b#*:}
+  p=$((port + 20 * k)) k=$((k + 1))
+  PORT[$name]=$p
+  if [[ $name == coturn ]]; then
+    cat >"$dir/$name.conf" <<CONF
+listening-ip=127.0.0.1
+listening-port=$p
+tls-listening-port=$((p + 10))
+cert=$dir/cert.pem
+pkey=$dir/key.pem
+relay-ip=127.0.0.1
+min-port=$((8000 + 1000 * k))
+max-port=$((8999 + 1000 * k))
+use-auth-secret
+static-auth-secret=bench-secret
+realm=turnpike
+allow-loopback-peers
+no-dtls
+no-cli
+no-rfc5780
+relay-threads=1
+log-file=/dev/null
+simple-log
+CONF
+    turnserver -c "$dir/$name.conf" >/dev/null 2>&1 &
+  else
+    cat >"$dir/$name.toml" <<TOML
+[server]
+listen_udp = ["127.0.0.1:$p"]
+listen_tcp = ["127.0.0.1:$p"]
+listen_tls = ["127.0.0.1:$((p + 10))"]
+shards = 1
+unauthenticated_rate = 0
+[tls]
+cert = "$dir/cert.pem"
+key = "$dir/key.pem"
+[relay]
+ipv4 = "127.0.0.1"
+ports = "$((20000 + 1000 * k))-$((20999 + 1000 * k))"
+max_allocations_per_user = 10000
+[auth]
+secrets = ["bench-secret"]
+[peers]
+allow = ["127.0.0.0/8"]
+[http]
+enabled = false
+[log]
+level = "warn"
+TOML
+    "$bin" --config "$dir/$name.toml" 2>"$dir/$name.log" &
+  fi
+  PID[$name]=$!
+  pids+=("$!")
+done
+sleep 1.5
+
+flags() {
+  case $1 in
+    ch100) echo "--mode channel --size 100" ;;
+    ch1200) echo "--mode channel --size 1200" ;;
+    ind100) echo "--mode indication --size 100" ;;
+    tcp100) echo "--mode channel --size 100 --transport tcp" ;;
+    tls100) echo "--mode channel --size 100 --transport tls --ca $dir/cert.pem" ;;
+    c2c100) echo "--mode channel --size 100 --c2c" ;;
+  esac
+}
+ev=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev,context-switches,task-clock
+names=$(for b in $BINS; do echo "${b%%:*}"; done)
+for mode in $MODES; do
+  for r in $(seq 1 "$ROUNDS"); do
+    order=$names
+    ((r % 2)) || order=$(echo "$names" | tac)
+    for name in $order; do
+      p=${PORT[$name]}
+      [[ $mode == tls100 ]] && p=$((p + 10))
+      # shellcheck disable=SC2046
+      "$LOADGEN" --server "127.0.0.1:$p" --secret bench-secret --pid "${PID[$name]}" \
+        --clients 50 --window 8 --rate "$RATE" --seconds "$SECS" $(flags "$mode") >"$dir/lg.json" &
+      lg=$!
+      sleep 0.5 # setup (allocations) stays out of the count
+      perf stat -x, -e "$ev" -p "${PID[$name]}" -- sleep "$(echo "$SECS - 1" | bc)" 2>"$dir/perf.csv" >/dev/null
+      wait "$lg"
+      python3 - "$dir/lg.json" "$dir/perf.csv" "$SECS" "$mode" "$name" "$r" >>"$dir/rows.jsonl" <<'PY'
+import json, sys
+lg = json.load(open(sys.argv[1]))
+secs = float(sys.argv[3]) - 1
+c = {}
+for line in open(sys.argv[2]):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].replace(".", "").isdigit():
+        c[f[2].split(":")[-1]] = float(f[0])
+pkts = lg["relayed_pps"] * secs
+row = {"mode": sys.argv[4], "server": sys.argv[5], "round": int(sys.argv[6]),
+       "pps": lg["relayed_pps"], "per_cpu_s": lg["relayed_per_cpu_s"]}
+for k, v in c.items():
+    key = k.replace("sys_enter_", "") if k != "sys_enter" else "syscalls"
+    row[key] = v / max(pkts, 1) * (1 if key != "task-clock" else 1e6)  # task-clock: ms -> ns
+print(json.dumps(row))
+PY
+    done
+  done
+done
+python3 - "$dir/rows.jsonl" <<'PY'
+import json, statistics, sys
+from collections import defaultdict
+rows = [json.loads(l) for l in open(sys.argv[1])]
+g = defaultdict(list)
+for r in rows:
+    g[(r["mode"], r["server"])].append(r)
+cols = ["syscalls", "epoll_wait", "recvfrom", "sendto", "recvmmsg", "sendmmsg", "read", "write", "writev", "context-switches", "task-clock"]
+print("per relayed packet, medians over alternating rounds (task-clock = server CPU ns/packet)")
+print(f"{'mode':7} {'server':10} {'pkt/s':>7} {'pkt/CPU-s':>9} " + " ".join(f"{c[:9]:>9}" for c in cols))
+for (mode, server), rs in g.items():
+    med = lambda k: statistics.median(r.get(k, 0) for r in rs)
+    print(f"{mode:7} {server:10} {med('pps') / 1000:>6.0f}k {med('per_cpu_s') / 1000:>8.0f}k "
+          + " ".join(f"{med(c):>9.3f}" if c != "task-clock" else f"{med(c):>9.0f}" for c in cols))
+PY
