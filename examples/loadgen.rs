@@ -156,6 +156,43 @@ fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// A load socket with 4 MB buffers (what turnpike gives its own): a default 208 kB one
+/// overflows whenever this process is descheduled for a few ms on a busy machine, and
+/// that loss would be blamed on the server.
+fn load_socket() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("socket (ulimit -n?)");
+    let size: libc::c_int = 4 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+        // SAFETY: a plain int option on a socket this function owns. Without
+        // CAP_NET_ADMIN it fails and the default stays (the drops are still reported).
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &size as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    s
+}
+
+/// Datagrams the kernel dropped at this process's own UDP sockets (full receive
+/// buffers), from /proc/net/udp: loss that is the load generator's, not the server's.
+fn own_drops(ports: &[u16]) -> u64 {
+    let t = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    t.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.split(':').nth(1)?, 16).ok()?;
+            let drops: u64 = f.last()?.parse().ok()?;
+            ports.contains(&port).then_some(drops)
+        })
+        .sum()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server pid");
     s.lines()
@@ -193,7 +230,7 @@ impl Leg {
     fn connect(a: &Args, tls: &Option<Arc<rustls::ClientConfig>>) -> Leg {
         match a.transport {
             Transport::Udp => {
-                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let s = load_socket();
                 s.set_read_timeout(Some(Duration::from_millis(500)))
                     .unwrap();
                 Leg::Udp(s)
@@ -580,6 +617,8 @@ struct Step {
     server_cpu: f64,
     own_cpu: f64,
     machine_busy: f64,
+    /// Datagrams dropped at this process's own sockets during the step.
+    own_drops: u64,
 }
 
 /// Drives load for `secs` (window or `rate` packets/s originated), then drains 300 ms.
@@ -590,6 +629,13 @@ fn run(a: &Args, clients: &mut [Client], peer: &UdpSocket, rate: f64, secs: f64)
     let mut progress = vec![Instant::now(); n];
     let (mut inb, mut out) = (Batch::default(), Batch::default());
     let mut st = Step::default();
+    let mut ports: Vec<u16> = vec![peer.local_addr().unwrap().port()];
+    for c in clients.iter() {
+        if let Leg::Udp(s) = &c.leg {
+            ports.push(s.local_addr().unwrap().port());
+        }
+    }
+    let drops0 = own_drops(&ports);
     let (cpu0, own0, m0) = (cpu_seconds(a.pid), own_cpu_seconds(), machine_jiffies());
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(secs);
@@ -727,6 +773,7 @@ fn run(a: &Args, clients: &mut [Client], peer: &UdpSocket, rate: f64, secs: f64)
             }
         }
     }
+    st.own_drops = own_drops(&ports) - drops0;
     st
 }
 
@@ -745,13 +792,14 @@ fn report(a: &Args, st: &mut Step, offered: f64) -> String {
     let relayed = (st.echoed_in_time * per_echo) as f64;
     let loss = 1.0 - st.echoed as f64 / st.sent.max(1) as f64;
     format!(
-        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p99_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}}}",
+        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loadgen_drops\": {}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p99_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}}}",
         relayed / st.secs,
         st.server_cpu,
         relayed / st.server_cpu.max(1e-9),
         st.server_cpu / st.secs,
         st.own_cpu / st.secs,
         st.machine_busy,
+        st.own_drops,
         loss.max(0.0),
         pct(&mut st.rtts_us, 0.5),
         pct(&mut st.rtts_us, 0.99),
@@ -769,7 +817,7 @@ fn alloc_bench(a: &Args) {
     let cpu0 = cpu_seconds(a.pid);
     let socks: Vec<UdpSocket> = (0..a.allocs)
         .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").expect("socket (ulimit -n?)");
+            let s = load_socket();
             s.set_nonblocking(true).unwrap();
             s
         })
@@ -878,7 +926,7 @@ fn main() {
         return alloc_bench(&a);
     }
     let tls = tls_config(&a);
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = load_socket();
     let peer_addr = peer.local_addr().unwrap();
     peer.set_nonblocking(true).unwrap();
     let mut clients: Vec<Client> = (0..a.clients).map(|i| allocate(&a, i, &tls)).collect();
@@ -906,7 +954,8 @@ fn main() {
             let line = report(&a, &mut st, rate);
             let loss = 1.0 - st.echoed as f64 / st.sent.max(1) as f64;
             // A generator that cannot even send the offered rate measures itself.
-            let short = (st.sent as f64) < 0.97 * rate * st.secs;
+            let short = (st.sent as f64) < 0.97 * rate * st.secs
+                || st.own_drops as f64 > 0.01 * st.sent as f64;
             steps.push(line);
             // The machine is shared and noisy: one failing step may be a stall elsewhere,
             // so the ramp ends at the second failure in a row.

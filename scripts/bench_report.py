@@ -43,9 +43,10 @@ for r in rows:
     by[(r["kind"], r["threads"], r["mode"])][r["server"]].append(r["r"])
 
 print()
-print("examples/loadgen (medians over alternating rounds; spread = min-max; ratio = turnpike/coturn)")
+print("examples/loadgen (medians over alternating rounds; spread = min-max; ratio = turnpike/coturn;")
+print("  loss% end to end, gen% of it dropped at the load generator's own sockets)")
 hdr = (f"{'thr':4} {'mode':7} {'server':8} {'pkt/s':>7} {'spread':>10} {'pkt/CPU-s':>9} {'spread':>10}"
-       f" {'loss%':>6} {'p50us':>6} {'p99us':>6} {'srvCPU':>6} {'genCPU':>6}  bottleneck")
+       f" {'loss%':>6} {'gen%':>5} {'p50us':>6} {'p99us':>6} {'srvCPU':>6} {'genCPU':>6}  bottleneck")
 print(hdr)
 for (kind, th, mode), d in by.items():
     if kind != "load":
@@ -61,12 +62,12 @@ for (kind, th, mode), d in by.items():
         x = m[s]
         print(f"{th:4} {mode:7} {s:8} {x['relayed_pps'] / 1000:>6.0f}k {spread(pps):>10}"
               f" {x['relayed_per_cpu_s'] / 1000:>8.0f}k {spread(pc):>10} {100 * x['loss']:>6.2f}"
-              f" {x['rtt_p50_us']:>6.0f} {x['rtt_p99_us']:>6.0f} {x['server_cpu_frac']:>6.2f}"
+              f" {100 * x.get('loadgen_drops', 0) / max(x['sent'], 1):>5.2f} {x['rtt_p50_us']:>6.0f} {x['rtt_p99_us']:>6.0f} {x['server_cpu_frac']:>6.2f}"
               f" {x['loadgen_cpu_frac']:>6.2f}  {bottleneck(x['server_cpu_frac'], x['loadgen_cpu_frac'], x.get('machine_busy', 0), th)}")
     if len(m) == 2:
         t, c = m["turnpike"], m["coturn"]
         print(f"{th:4} {mode:7} {'ratio':8} {ratio(t['relayed_pps'], c['relayed_pps']):>7} {'':>10}"
-              f" {ratio(t['relayed_per_cpu_s'], c['relayed_per_cpu_s']):>9} {'':>10} {'':>6}"
+              f" {ratio(t['relayed_per_cpu_s'], c['relayed_per_cpu_s']):>9} {'':>10} {'':>6} {'':>5}"
               f" {ratio(t['rtt_p50_us'], c['rtt_p50_us']):>6} {ratio(t['rtt_p99_us'], c['rtt_p99_us']):>6}")
 
 caps = [(k, d) for k, d in by.items() if k[0] == "capacity"]

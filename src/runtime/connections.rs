@@ -337,7 +337,7 @@ impl Shard {
                     frames += 1;
                     let (len, client) = (frame.len(), conn.client);
                     let commands =
-                        client_packet(&mut self.core, &mut self.relays, now, unix, client, frame);
+                        client_packet(&mut self.core, &self.relays, now, unix, client, frame);
                     let conn = &mut self.streams.conns[key];
                     conn.consume(len);
                     // Only whole frames count as activity: a trickle of bytes does not.

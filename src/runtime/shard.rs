@@ -79,10 +79,6 @@ pub(super) struct RelaySockets {
     /// Relay port -> slab key, per family.
     v4: Vec<u32>,
     v6: Vec<u32>,
-    /// Datagrams to peers from relay socket `pending_key`, sent with one sendmmsg: a
-    /// client's burst (a recvmmsg batch holds runs from one client) costs one syscall.
-    pending: Batch,
-    pending_key: u32,
 }
 
 impl RelaySockets {
@@ -94,37 +90,17 @@ impl RelaySockets {
         }
     }
 
-    /// Queues `payload` from relay socket `relay` to `peer`; it goes out when another
-    /// relay socket is used, the batch is full, or at `flush` (end of the batch or turn).
-    /// A failure drops this packet only and is counted; the allocation stays.
-    fn forward(&mut self, core: &mut Server, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
+    /// Sends `payload` from relay socket `relay` to `peer`. A failure drops this packet
+    /// only and is counted; the allocation stays. (Queuing a client's run of packets for
+    /// one sendmmsg was measured: fewer syscalls, no less CPU per packet, so it is not
+    /// done.)
+    fn forward(&self, core: &mut Server, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
         let table = if relay.is_ipv4() { &self.v4 } else { &self.v6 };
         let key = table[relay.port() as usize];
-        if key == NONE {
-            return;
-        }
-        if self.pending.count > 0 && (self.pending_key != key || self.pending.is_full()) {
-            self.flush(core);
-        }
-        self.pending_key = key;
-        self.pending.push(&[payload], peer);
-    }
-
-    /// Sends what `forward` queued.
-    pub(super) fn flush(&mut self, core: &mut Server) {
-        if self.pending.count == 0 {
-            return;
-        }
-        let Some(relay) = self.sockets.get(self.pending_key as usize) else {
-            self.pending.count = 0;
-            return;
-        };
-        let (failed, blocked) = self.pending.flush(relay.socket.as_raw_fd());
-        for _ in 0..failed {
-            core.record_send_failure(DropReason::SendError);
-        }
-        for _ in 0..blocked {
-            core.record_send_failure(DropReason::BufferFull);
+        if key != NONE
+            && let Err(e) = self.sockets[key as usize].socket.send_to(payload, peer)
+        {
+            core.record_send_failure(send_drop_reason(&e));
         }
     }
 }
@@ -133,7 +109,7 @@ impl RelaySockets {
 /// the core queued commands (responses, relay binds) for the caller to run.
 pub(super) fn client_packet(
     core: &mut Server,
-    relays: &mut RelaySockets,
+    relays: &RelaySockets,
     now: Instant,
     unix: u64,
     client: ClientId,
@@ -270,8 +246,6 @@ impl Shard {
                     sockets: Slab::new(),
                     v4: vec![NONE; 65536],
                     v6: vec![NONE; 65536],
-                    pending: Batch::default(),
-                    pending_key: NONE,
                 },
                 streams: Connections::new(tls, limits),
                 control,
@@ -333,7 +307,6 @@ impl Shard {
             }
             // Each stream connection gets a bounded turn, like each socket above.
             self.serve_connections(now, unix);
-            self.relays.flush(&mut self.core);
             self.flush_outbound();
             self.flush_streams(now);
             if self.handle_control(now).is_err() {
@@ -434,7 +407,7 @@ impl Shard {
             };
             let commands = client_packet(
                 &mut self.core,
-                &mut self.relays,
+                &self.relays,
                 now,
                 unix,
                 client,
@@ -444,7 +417,6 @@ impl Shard {
                 self.run_commands(now);
             }
         }
-        self.relays.flush(&mut self.core);
         n == BATCH
     }
 
@@ -528,8 +500,6 @@ impl Shard {
     }
 
     pub(super) fn run_commands(&mut self, now: Instant) {
-        // Forwarded packets go before anything a command changes (a relay released).
-        self.relays.flush(&mut self.core);
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
