@@ -260,7 +260,11 @@ fn main() {
                 for k in 0..n {
                     let (slot, len, _) = inb.slot(k);
                     // coturn appends attributes (FINGERPRINT) to its Data indications.
-                    let fits = if a.indications { len >= echo_len } else { len == echo_len };
+                    let fits = if a.indications {
+                        len >= echo_len
+                    } else {
+                        len == echo_len
+                    };
                     if fits && slot[..2] == echo_type {
                         echoed += 1;
                         in_flight[i] = in_flight[i].saturating_sub(1);
