@@ -3,6 +3,7 @@
 //! zero-copy readers the relay path needs.
 
 pub mod channel_data;
+pub mod error_code;
 pub mod indication;
 #[cfg(test)]
 mod rfc5769;
