@@ -13,133 +13,55 @@ impl Server {
         req: RequestInfo,
         who: Authenticated,
     ) -> Result<(), Reject> {
-        let Authenticated {
-            username,
-            key,
-            expiry,
-        } = who;
-        if let Some(&idx) = self.by_client.get(&client) {
-            let a = &self.allocations[idx];
-            // A retransmission whose response was lost gets the same response again.
-            if a.allocate_transaction == req.transaction_id.0 {
-                let data = a.allocate_response.clone();
-                self.count_request(req.method, None);
-                self.commands
-                    .push_back(Command::SendToClient { client, data });
-                return Ok(());
-            }
-            return Err(Reject::of(StunError::AllocationMismatch));
-        }
-        if self.pending.values().any(|p| p.client == client) {
-            return Ok(()); // a retransmission while the relay socket is being bound
+        if self.answered_as_retransmission(client, req)? {
+            return Ok(());
         }
         if let Some((code, reason, alt)) = self.refuse_new_allocation(client.addr) {
             let extra: Attrs = alt
                 .map(|a| Box::new(crate::relay::admission::AlternateServer(a)) as Box<dyn Setter>)
                 .into_iter()
                 .collect();
-            self.respond_error(client, req, code, reason, Some(&key), extra);
+            self.respond_error(client, req, code, reason, Some(&who.key), extra);
             return Ok(());
         }
-        let mut transport = RequestedTransport::default();
-        if transport.get_from(msg).is_err() {
-            return Err(Reject(StunError::BadRequest, "Missing REQUESTED-TRANSPORT"));
-        }
-        if transport.protocol.0 != PROTO_UDP {
+        let r = AllocateRequest::parse(msg).map_err(|(e, why)| Reject(e, why))?;
+        if r.transport != PROTO_UDP {
             return Err(Reject::of(StunError::UnsupportedTransportProtocol));
         }
-        let has_token = msg.contains(ATTR_RESERVATION_TOKEN);
-        let has_family = msg.contains(ATTR_REQUESTED_ADDRESS_FAMILY);
-        let has_additional = msg.contains(ATTR_ADDITIONAL_ADDRESS_FAMILY);
-        // EVEN-PORT's R bit asks us to reserve the next port, which we do not do.
-        let even = match msg.get(ATTR_EVEN_PORT) {
-            Ok(v) if v.len() == 1 => Some(v[0] & 0x80 != 0),
-            Ok(_) => return Err(Reject(StunError::BadRequest, "Bad EVEN-PORT")),
-            Err(_) => None,
+        let reserved = match &r.reservation_token {
+            Some(t) => Some(self.redeem_reservation(t, unix)?),
+            None => None,
         };
-        if (has_token && (even.is_some() || has_family)) || (has_family && has_additional) {
-            return Err(Reject(StunError::BadRequest, "Conflicting attributes"));
-        }
-        let reserved = if has_token {
-            let v = msg
-                .get(ATTR_RESERVATION_TOKEN)
-                .map_err(|_| Reject(StunError::BadRequest, "Bad RESERVATION-TOKEN"))?;
-            let token = <[u8; 8]>::try_from(v.as_slice())
-                .map_err(|_| Reject(StunError::BadRequest, "Bad RESERVATION-TOKEN"))?;
-            // Stateless (like nonces): the RTCP Allocate may come from another source port
-            // and so land on another shard than the one that reserved the port.
-            let addr = self.reservation_port(&token, unix).ok_or(Reject(
-                StunError::InsufficientCapacity,
-                "Unknown or expired RESERVATION-TOKEN",
-            ))?;
-            // Redeemed: the new allocation takes a quota slot of its own.
-            self.end_reservation(&token);
-            Some(addr)
-        } else {
-            None
-        };
-        let parity = match even {
+        let families = self.families_for(&r, reserved)?;
+        let parity = match r.even_port {
             None => PortParity::Any,
             Some(false) => PortParity::Even,
             Some(true) => PortParity::EvenPair,
         };
-        let (mut want_v4, mut want_v6, mut v6_optional) = (true, false, false);
-        if let Some(r) = reserved {
-            (want_v4, want_v6) = (r.is_ipv4(), r.is_ipv6());
-        }
-        if has_family {
-            let mut f = RequestedAddressFamily::default();
-            f.get_from(msg)
-                .map_err(|_| Reject::of(StunError::AddressFamilyNotSupported))?;
-            match f.0 {
-                FAMILY_IPV4 => {}
-                FAMILY_IPV6 => (want_v4, want_v6) = (false, true),
-                _ => return Err(Reject::of(StunError::AddressFamilyNotSupported)),
-            }
-        }
-        if has_additional {
-            let v = msg
-                .get(ATTR_ADDITIONAL_ADDRESS_FAMILY)
-                .map_err(|_| Reject(StunError::BadRequest, "Bad ADDITIONAL-ADDRESS-FAMILY"))?;
-            if v.len() != 4 || v[0] != FAMILY_IPV6 {
-                return Err(Reject(
-                    StunError::BadRequest,
-                    "ADDITIONAL-ADDRESS-FAMILY must be IPv6",
-                ));
-            }
-            (want_v6, v6_optional) = (true, true);
-        }
-        if want_v4 && self.cfg.relay_v4.is_none() {
-            return Err(Reject::of(StunError::AddressFamilyNotSupported));
-        }
-        let v6_unavailable = want_v6 && self.cfg.relay_v6.is_none();
-        if v6_unavailable && !v6_optional {
-            return Err(Reject::of(StunError::AddressFamilyNotSupported));
-        }
         // Last check before the pending entry: every slot taken here is given back by
         // fail_pending / drop_pending / remove_allocation / end_reservation. An EVEN-PORT
         // R bit takes a second slot for the port it reserves.
-        self.take_quota(&username)?;
+        self.take_quota(&who.username)?;
         let reserve_slot = parity == PortParity::EvenPair;
-        if reserve_slot && let Err(e) = self.take_quota(&username) {
-            self.cfg.quotas.release(&username);
+        if reserve_slot && let Err(e) = self.take_quota(&who.username) {
+            self.cfg.quotas.release(&who.username);
             return Err(e);
         }
-        let lifetime = self.granted_lifetime(msg);
         let token = self.next_token;
         self.next_token += 1;
+        let (want_v4, want_v6, v6_unavailable) = families;
         self.pending.insert(
             token,
             PendingAllocate {
                 client,
                 request: req,
-                username,
-                key,
-                credential_expiry: expiry,
+                username: who.username,
+                key: who.key,
+                credential_expiry: who.expiry,
                 reserve_slot,
-                lifetime,
+                lifetime: self.granted_lifetime(r.lifetime),
                 want_v4,
-                want_v6: want_v6 && !v6_unavailable,
+                want_v6,
                 v6_unavailable,
                 parity,
                 unix,
@@ -151,6 +73,70 @@ impl Server {
         );
         self.request_next_bind(now, token);
         Ok(())
+    }
+
+    /// An Allocate from a 5-tuple that has one, or is getting one: a retransmission whose
+    /// response was lost gets the same response again (true), one in flight is ignored
+    /// (true), anything else is 437.
+    fn answered_as_retransmission(
+        &mut self,
+        client: ClientId,
+        req: RequestInfo,
+    ) -> Result<bool, Reject> {
+        if let Some(&idx) = self.by_client.get(&client) {
+            let a = &self.allocations[idx];
+            if a.allocate_transaction != req.transaction_id.0 {
+                return Err(Reject::of(StunError::AllocationMismatch));
+            }
+            let data = a.allocate_response.clone();
+            self.count_request(req.method, None);
+            self.commands
+                .push_back(Command::SendToClient { client, data });
+            return Ok(true);
+        }
+        Ok(self.pending.values().any(|p| p.client == client))
+    }
+
+    /// The port a RESERVATION-TOKEN holds. Stateless (like nonces): the RTCP Allocate may
+    /// come from another source port and so land on another shard than the one that
+    /// reserved the port. Redeemed, the reservation's quota slot is given back: the new
+    /// allocation takes one of its own.
+    fn redeem_reservation(&mut self, token: &[u8; 8], unix: u64) -> Result<SocketAddr, Reject> {
+        let addr = self.reservation_port(token, unix).ok_or(Reject(
+            StunError::InsufficientCapacity,
+            "Unknown or expired RESERVATION-TOKEN",
+        ))?;
+        self.end_reservation(token);
+        Ok(addr)
+    }
+
+    /// Which relay families the Allocate gets: (IPv4, IPv6, IPv6 asked for as the optional
+    /// half of a dual allocation but not configured here — reported, not refused).
+    fn families_for(
+        &self,
+        r: &AllocateRequest,
+        reserved: Option<SocketAddr>,
+    ) -> Result<(bool, bool, bool), Reject> {
+        let (want_v4, mut want_v6) = match (reserved, r.family) {
+            (Some(a), _) => (a.is_ipv4(), a.is_ipv6()),
+            (None, Some(Family::V6)) => (false, true),
+            (None, _) => (true, false),
+        };
+        if r.additional_v6 {
+            want_v6 = true;
+        }
+        let not_supported = Reject::of(StunError::AddressFamilyNotSupported);
+        if want_v4 && self.cfg.relay_v4.is_none() {
+            return Err(not_supported);
+        }
+        let v6_unavailable = want_v6 && self.cfg.relay_v6.is_none();
+        if v6_unavailable && !r.additional_v6 {
+            return Err(not_supported);
+        }
+        if v6_unavailable {
+            want_v6 = false;
+        }
+        Ok((want_v4, want_v6, v6_unavailable))
     }
 
     /// Asks the shell to bind the next relay socket the pending Allocate needs, or
@@ -272,54 +258,7 @@ impl Server {
         let Some(p) = self.pending.remove(&token) else {
             return;
         };
-        let advertise = |addr: SocketAddr, fam: Option<crate::relay::RelayFamily>| {
-            SocketAddr::new(fam.map_or(addr.ip(), |f| f.advertised), addr.port())
-        };
-        let mut attrs: Attrs = Vec::new();
-        for (bound, fam) in [
-            (p.bound_v4, self.cfg.relay_v4),
-            (p.bound_v6, self.cfg.relay_v6),
-        ] {
-            if let Some(addr) = bound {
-                let a = advertise(addr, fam);
-                attrs.push(Box::new(RelayedAddress {
-                    ip: a.ip(),
-                    port: a.port(),
-                }));
-            }
-        }
-        if p.v6_unavailable {
-            attrs.push(Box::new(AddressErrorCode {
-                family: FAMILY_IPV6,
-                error: StunError::AddressFamilyNotSupported,
-            }));
-        }
-        if p.parity == PortParity::EvenPair
-            && let Some(addr) = p.bound_v4.or(p.bound_v6)
-        {
-            let next = SocketAddr::new(addr.ip(), addr.port() + 1);
-            let token = self.reservation_token(next, p.unix + RESERVATION_LIFETIME.as_secs());
-            self.held.insert(next, ());
-            self.reservation_timers
-                .push_back((now + RESERVATION_LIFETIME, token));
-            self.reservations.insert(
-                token,
-                Reservation {
-                    addr: next,
-                    username: p.username.clone(),
-                },
-            );
-            attrs.push(Box::new(ReservationToken(token.to_vec())));
-        } else if p.reserve_slot {
-            // No port to reserve after all (no relay bound): give the slot back.
-            self.cfg.quotas.release(&p.username);
-        }
-        attrs.push(Box::new(Lifetime(p.lifetime)));
-        attrs.push(Box::new(XorMappedAddress {
-            ip: p.client.addr.ip(),
-            port: p.client.addr.port(),
-        }));
-        let data = self.encode(p.request, CLASS_SUCCESS_RESPONSE, attrs, Some(&p.key));
+        let data = self.allocate_success(now, &p);
         let alloc = Allocation {
             client: p.client,
             username: p.username.clone(),
@@ -370,6 +309,57 @@ impl Server {
         });
         let due = self.allocations[idx].next_deadline();
         self.schedule(idx, due);
+    }
+
+    /// The success response for a completed Allocate: the advertised relayed addresses,
+    /// the family that could not be had, a RESERVATION-TOKEN for the port an R bit
+    /// reserved (reserving it now), LIFETIME and XOR-MAPPED-ADDRESS.
+    fn allocate_success(&mut self, now: Instant, p: &PendingAllocate) -> Vec<u8> {
+        let mut attrs: Attrs = Vec::new();
+        for (bound, fam) in [
+            (p.bound_v4, self.cfg.relay_v4),
+            (p.bound_v6, self.cfg.relay_v6),
+        ] {
+            if let Some(addr) = bound {
+                let ip = fam.map_or(addr.ip(), |f| f.advertised);
+                attrs.push(Box::new(RelayedAddress {
+                    ip,
+                    port: addr.port(),
+                }));
+            }
+        }
+        if p.v6_unavailable {
+            attrs.push(Box::new(AddressErrorCode {
+                family: FAMILY_IPV6,
+                error: StunError::AddressFamilyNotSupported,
+            }));
+        }
+        if p.parity == PortParity::EvenPair
+            && let Some(addr) = p.bound_v4.or(p.bound_v6)
+        {
+            let next = SocketAddr::new(addr.ip(), addr.port() + 1);
+            let token = self.reservation_token(next, p.unix + RESERVATION_LIFETIME.as_secs());
+            self.held.insert(next, ());
+            self.reservation_timers
+                .push_back((now + RESERVATION_LIFETIME, token));
+            self.reservations.insert(
+                token,
+                Reservation {
+                    addr: next,
+                    username: p.username.clone(),
+                },
+            );
+            attrs.push(Box::new(ReservationToken(token.to_vec())));
+        } else if p.reserve_slot {
+            // No port to reserve after all (no relay bound): give the slot back.
+            self.cfg.quotas.release(&p.username);
+        }
+        attrs.push(Box::new(Lifetime(p.lifetime)));
+        attrs.push(Box::new(XorMappedAddress {
+            ip: p.client.addr.ip(),
+            port: p.client.addr.port(),
+        }));
+        self.encode(p.request, CLASS_SUCCESS_RESPONSE, attrs, Some(&p.key))
     }
 
     /// The bandwidth budgets a new allocation of `username` relays under, if any.
@@ -441,13 +431,8 @@ impl Server {
 
     /// RFC 8656 §7.2/§7.3: the client's LIFETIME, capped at the maximum; never below the
     /// default (short lifetimes only cost the client refreshes).
-    pub(super) fn granted_lifetime(&self, msg: &Message) -> Duration {
-        let mut l = Lifetime::default();
-        let requested = if l.get_from(msg).is_ok() {
-            l.0
-        } else {
-            self.cfg.default_lifetime
-        };
+    pub(super) fn granted_lifetime(&self, asked: Option<Duration>) -> Duration {
+        let requested = asked.unwrap_or(self.cfg.default_lifetime);
         requested
             .max(self.cfg.default_lifetime.min(self.cfg.max_lifetime))
             .min(self.cfg.max_lifetime)

@@ -95,10 +95,8 @@ impl Server {
         client: ClientId,
         username: &str,
     ) -> bool {
-        let mut l = Lifetime::default();
         req.method == METHOD_REFRESH
-            && l.get_from(msg).is_ok()
-            && l.0.is_zero()
+            && request::lifetime(msg).is_some_and(|l| l.is_zero())
             && self
                 .by_client
                 .get(&client)

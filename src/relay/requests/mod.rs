@@ -17,7 +17,6 @@ use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::relayaddr::RelayedAddress;
 use turn::proto::reqfamily::RequestedAddressFamily;
-use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
@@ -29,9 +28,9 @@ use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
 use crate::proto::error_code::StunError;
+use crate::proto::request::{self, AllocateRequest, Family};
 use crate::proto::{
-    ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6,
-    STUN_HEADER_LEN, decode_xor_address,
+    ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6, STUN_HEADER_LEN, decode_xor_address,
 };
 
 const SEND_INDICATION: u16 = 0x0016;
@@ -152,6 +151,39 @@ mod permission;
 mod refresh;
 
 impl Server {
+    /// A STUN message that is a request, decoded, with what its response needs; None
+    /// (counted as malformed where it is) for anything else. Attributes after
+    /// MESSAGE-INTEGRITY are cut off here, so no handler can see them.
+    fn decode_request(&mut self, packet: &[u8]) -> Option<(Message, RequestInfo)> {
+        if !is_message(packet) {
+            self.counters.drop(DropReason::Malformed);
+            return None;
+        }
+        let mut msg = Message::new();
+        msg.raw.clear();
+        msg.raw.extend_from_slice(packet);
+        if msg.decode().is_err() {
+            self.counters.drop(DropReason::Malformed);
+            return None;
+        }
+        // A corrupt FINGERPRINT means this is not a STUN message at all: drop silently.
+        if msg.contains(ATTR_FINGERPRINT) && FINGERPRINT.check(&msg).is_err() {
+            self.counters.drop(DropReason::Malformed);
+            return None;
+        }
+        if msg.typ.class != CLASS_REQUEST {
+            // Responses and unknown indications from clients are ignored (RFC 8489 §6.3).
+            return None;
+        }
+        let req = RequestInfo {
+            method: msg.typ.method,
+            transaction_id: msg.transaction_id,
+            fingerprint: msg.contains(ATTR_FINGERPRINT),
+        };
+        crate::proto::ignore_after_integrity(&mut msg);
+        Some((msg, req))
+    }
+
     pub(in crate::relay) fn handle_stun(
         &mut self,
         now: Instant,
@@ -160,32 +192,9 @@ impl Server {
         packet: &[u8],
     ) {
         self.clock = Some(now);
-        if !is_message(packet) {
-            self.counters.drop(DropReason::Malformed);
+        let Some((mut msg, req)) = self.decode_request(packet) else {
             return;
-        }
-        let mut msg = Message::new();
-        msg.raw.clear();
-        msg.raw.extend_from_slice(packet);
-        if msg.decode().is_err() {
-            self.counters.drop(DropReason::Malformed);
-            return;
-        }
-        // A corrupt FINGERPRINT means this is not a STUN message at all: drop silently.
-        if msg.contains(ATTR_FINGERPRINT) && FINGERPRINT.check(&msg).is_err() {
-            self.counters.drop(DropReason::Malformed);
-            return;
-        }
-        if msg.typ.class != CLASS_REQUEST {
-            // Responses and unknown indications from clients are ignored (RFC 8489 §6.3).
-            return;
-        }
-        let req = RequestInfo {
-            method: msg.typ.method,
-            transaction_id: msg.transaction_id,
-            fingerprint: msg.contains(ATTR_FINGERPRINT),
         };
-        crate::proto::ignore_after_integrity(&mut msg);
         let unknown: Vec<AttrType> = msg
             .attributes
             .0

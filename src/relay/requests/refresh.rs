@@ -25,8 +25,8 @@ impl Server {
         key: &Key,
     ) -> Result<(), Reject> {
         let idx = self.own_allocation(client, username)?;
-        let mut requested = Lifetime::default();
-        let zero = requested.get_from(msg).is_ok() && requested.0.is_zero();
+        let asked = request::lifetime(msg);
+        let zero = asked.is_some_and(|l| l.is_zero());
         if msg.contains(ATTR_REQUESTED_ADDRESS_FAMILY) {
             let mut f = RequestedAddressFamily::default();
             let a = &self.allocations[idx];
@@ -44,7 +44,7 @@ impl Server {
             self.remove_allocation(now, idx, EndReason::Deleted);
             Duration::ZERO
         } else {
-            let l = self.granted_lifetime(msg);
+            let l = self.granted_lifetime(asked);
             self.allocations[idx].expires = now + l;
             self.schedule(idx, now + l);
             l
