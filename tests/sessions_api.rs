@@ -147,8 +147,9 @@ fn list_shows_exact_traffic_and_delete_ends_the_users_allocation() {
         "{a:#}"
     );
     assert!(a["age_s"].as_u64().unwrap() < 30);
-    // The credentials token opens it too; none or a wrong one does not.
-    assert_eq!(sessions(http, Some(TOKEN)).0, 200);
+    // Only the admin token opens it: the credentials token (handed to browser apps) does
+    // not, nor does none or a wrong one.
+    assert_eq!(sessions(http, Some(TOKEN)).0, 401);
     assert_eq!(sessions(http, None).0, 401);
     assert_eq!(sessions(http, Some("wrong-token-0123456789")).0, 401);
     let (status, _, _) = http_get(http, "DELETE", "/api/v1/sessions?user=alice", &[]);
