@@ -2,6 +2,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod import_coturn;
 pub mod metrics;
 pub mod proto;
 pub mod relay;

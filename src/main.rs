@@ -89,6 +89,15 @@ enum Command {
         #[arg(long)]
         uri: Vec<String>,
     },
+    /// Convert a coturn turnserver.conf into a turnserver.toml (stdout, or -o FILE) and
+    /// list on stderr every option that could not be converted.
+    ImportCoturn {
+        /// The coturn configuration, e.g. /etc/turnserver.conf.
+        coturn_conf: PathBuf,
+        /// Write here (mode 0600: it holds secrets) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -189,6 +198,14 @@ fn init_logging(cfg: &Config) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Needs no turnpike config: it makes one.
+    if let Some(Command::ImportCoturn {
+        coturn_conf,
+        output,
+    }) = &cli.command
+    {
+        return import_coturn(coturn_conf, output.as_deref());
+    }
     let cfg = effective_config(&cli)?;
     match &cli.command {
         Some(Command::CheckConfig) => {
@@ -222,6 +239,7 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Some(Command::ImportCoturn { .. }) => unreachable!("handled before loading a config"),
         None => {}
     }
     init_logging(&cfg);
@@ -231,6 +249,36 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting tokio runtime")?;
     rt.block_on(serve(cli, cfg, secrets))
+}
+
+fn import_coturn(path: &std::path::Path, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading coturn config {}", path.display()))?;
+    let imp = turnpike::import_coturn::convert(&text, &path.display().to_string())?;
+    for u in &imp.unmapped {
+        eprintln!("import-coturn: not converted: {u}");
+    }
+    eprintln!(
+        "import-coturn: {} option(s) not converted",
+        imp.unmapped.len()
+    );
+    match output {
+        Some(out) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            f.write_all(imp.toml.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+        None => std::io::stdout().write_all(imp.toml.as_bytes())?,
+    }
+    Ok(())
 }
 
 /// The REST secrets a reloaded config brings; one without any keeps those in force
