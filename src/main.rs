@@ -173,10 +173,22 @@ fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
     let secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
     if announce {
+        // The running binary's own path: after `cargo run`, `turnpike` is not on PATH.
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "turnpike".into());
+        let exe = if exe
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+        {
+            exe
+        } else {
+            format!("'{}'", exe.replace('\'', r"'\''"))
+        };
         // Printed once on stdout (not the log) because nobody could use the server otherwise.
         println!(
             "No auth secret configured; generated one for this run.\n\
-             Mint a credential with:  TURNPIKE_SECRET='{secret}' turnpike credentials --user alice\n\
+             Mint a credential with:  TURNPIKE_SECRET='{secret}' {exe} credentials --user alice\n\
              or set auth.secrets in the config (or TURNPIKE_SECRET) to keep it across restarts."
         );
     }
