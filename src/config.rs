@@ -74,6 +74,7 @@ pub struct Relay {
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
     pub max_permissions_per_allocation: usize,
+    pub max_channels_per_allocation: usize,
     pub strict_channel_numbers: bool,
 }
 
@@ -90,6 +91,7 @@ impl Default for Relay {
             max_allocations: 10_000,
             max_allocations_per_user: 100,
             max_permissions_per_allocation: 64,
+            max_channels_per_allocation: 64,
             strict_channel_numbers: false,
         }
     }
@@ -119,9 +121,26 @@ pub struct Auth {
     #[serde(with = "humantime_serde")]
     pub nonce_lifetime: Duration,
     pub users: Vec<User>,
+    /// Refuse requests signed with an expired REST credential, even on the allocation it
+    /// created, and end that allocation when its credential expires.
+    pub strict_expiry: bool,
+    /// How long after its creation an allocation may keep using an expired credential.
+    #[serde(with = "humantime_serde")]
+    pub max_session_duration: Duration,
+    /// REST credentials whose expiry lies further ahead are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_credential_ttl: Duration,
 }
 
 impl Auth {
+    pub fn expiry_policy(&self) -> crate::auth::ExpiryPolicy {
+        crate::auth::ExpiryPolicy {
+            strict: self.strict_expiry,
+            max_session_secs: self.max_session_duration.as_secs(),
+            max_ttl_secs: self.max_credential_ttl.as_secs(),
+        }
+    }
+
     /// The REST secrets as plain strings, for the authenticator.
     pub fn secret_strings(&self) -> Vec<String> {
         self.secrets.iter().map(|s| s.expose().to_owned()).collect()
@@ -134,6 +153,9 @@ impl Default for Auth {
             secrets: vec![],
             nonce_lifetime: Duration::from_secs(600),
             users: vec![],
+            strict_expiry: false,
+            max_session_duration: Duration::from_secs(12 * 3600),
+            max_credential_ttl: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -254,6 +276,14 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
+        // An empty file is a truncated write or a wrong path far more often than a wish
+        // for every default (which would drop secrets and policy on a reload).
+        if text.trim().is_empty() {
+            bail!(
+                "config file {} is empty (run without --config for the built-in defaults)",
+                path.display()
+            );
+        }
         Config::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
     }
 
@@ -303,11 +333,16 @@ impl Config {
         if r.max_allocations == 0 || r.max_allocations_per_user == 0 {
             bail!("relay.max_allocations / max_allocations_per_user: must be above 0");
         }
-        if r.max_permissions_per_allocation == 0 {
-            bail!("relay.max_permissions_per_allocation: must be above 0");
+        if r.max_permissions_per_allocation == 0 || r.max_channels_per_allocation == 0 {
+            bail!(
+                "relay.max_permissions_per_allocation / max_channels_per_allocation: must be above 0"
+            );
         }
         if self.auth.nonce_lifetime < Duration::from_secs(30) {
             bail!("auth.nonce_lifetime: must be at least 30s");
+        }
+        if self.auth.max_session_duration.is_zero() || self.auth.max_credential_ttl.is_zero() {
+            bail!("auth.max_session_duration / max_credential_ttl: must be above 0");
         }
         for (i, s) in self.auth.secrets.iter().enumerate() {
             if s.expose().len() < 8 {

@@ -191,7 +191,7 @@ async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Respo
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 async fn credentials(

@@ -7,8 +7,9 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::auth::AuthError;
 use crate::relay::Transport;
-use crate::relay::stats::{AUTH_FAILURES, CODES, Direction, DropReason, EndReason, METHODS};
+use crate::relay::stats::{CODES, Direction, DropReason, EndReason, METHODS};
 use crate::runtime::ShardSnapshot;
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
@@ -242,10 +243,10 @@ impl Metrics {
                 }
             }
         }
-        for (i, r) in AUTH_FAILURES.iter().enumerate() {
+        for r in AuthError::ALL {
             raise(
-                &self.auth_failures.with_label_values(&[r]),
-                sum(&|s| s.counters.auth_failures[i]),
+                &self.auth_failures.with_label_values(&[r.label()]),
+                sum(&|s| s.counters.auth_failures[r as usize]),
             );
         }
         for r in DropReason::ALL {

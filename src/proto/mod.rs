@@ -23,6 +23,33 @@ pub const FAMILY_IPV6: u8 = 0x02;
 /// STUN header length.
 pub const STUN_HEADER_LEN: usize = 20;
 
+/// RFC 8489 §14.5: attributes after MESSAGE-INTEGRITY (but FINGERPRINT, already checked)
+/// are ignored. Cuts the decoded message right after MESSAGE-INTEGRITY, so no handler can
+/// read an attribute that an on-path attacker appended outside the integrity check. The
+/// integrity check still verifies: its HMAC covers exactly the kept bytes.
+pub fn ignore_after_integrity(m: &mut stun::message::Message) {
+    let Some(i) = m
+        .attributes
+        .0
+        .iter()
+        .position(|a| a.typ == stun::attributes::ATTR_MESSAGE_INTEGRITY)
+    else {
+        return;
+    };
+    let end = STUN_HEADER_LEN
+        + m.attributes.0[..=i]
+            .iter()
+            .map(|a| 4 + (a.length as usize).div_ceil(4) * 4)
+            .sum::<usize>();
+    if end >= m.raw.len() {
+        return;
+    }
+    m.attributes.0.truncate(i + 1);
+    m.raw.truncate(end);
+    m.length = (end - STUN_HEADER_LEN) as u32;
+    m.write_length();
+}
+
 /// Decodes an XOR-*-ADDRESS value (RFC 8489 §14.2) given the message's transaction id.
 pub fn decode_xor_address(value: &[u8], transaction_id: &[u8; 12]) -> Option<SocketAddr> {
     if value.len() < 4 {

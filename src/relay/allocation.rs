@@ -36,6 +36,8 @@ pub struct Allocation {
     pub relay_v6: Option<SocketAddr>,
     pub created: Instant,
     pub expires: Instant,
+    /// When the credential-expiry policy ends it regardless of refreshes, and why.
+    pub session_end: Option<(Instant, super::stats::EndReason)>,
     pub permissions: FastMap<IpAddr, Instant>,
     pub channels: FastMap<u16, ChannelBinding>,
     pub channel_by_peer: FastMap<SocketAddr, u16>,

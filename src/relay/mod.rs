@@ -4,6 +4,7 @@
 pub mod allocation;
 pub mod peer_policy;
 pub mod ports;
+pub mod quota;
 mod requests;
 pub mod stats;
 
@@ -65,8 +66,10 @@ pub struct CoreConfig {
     pub ports: RangeInclusive<u16>,
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
-    pub max_allocations: usize,
-    pub max_allocations_per_user: usize,
+    /// `relay.max_allocations` and `max_allocations_per_user`, shared by every shard.
+    pub quotas: std::sync::Arc<quota::Quotas>,
+    /// Most channel bindings one allocation may hold (508 beyond).
+    pub max_channels: usize,
     pub max_permissions: usize,
     /// Accept only RFC 8656 channel numbers (0x4000-0x4FFF), not RFC 5766's up to 0x7FFE.
     pub strict_channel_numbers: bool,
@@ -145,10 +148,12 @@ pub struct Server {
     /// Relay port -> allocation, one table per family.
     by_relay_v4: FastMap<u16, usize>,
     by_relay_v6: FastMap<u16, usize>,
-    per_user: HashMap<String, usize>,
     pending: HashMap<u64, requests::PendingAllocate>,
-    /// EVEN-PORT reservations: token -> (reserved relay address, expiry).
-    reservations: HashMap<[u8; 8], (SocketAddr, Instant)>,
+    /// EVEN-PORT reservations by token. Each holds a quota slot of its user.
+    reservations: HashMap<[u8; 8], requests::Reservation>,
+    /// Relay addresses held outside `by_relay_*`: reserved ones and those bound for a
+    /// pending Allocate, so that port picking asks one set instead of scanning both.
+    held: FastMap<SocketAddr, ()>,
     next_token: u64,
     rng: Rng,
     commands: VecDeque<Command>,
@@ -164,9 +169,9 @@ impl Server {
             by_client: FastMap::default(),
             by_relay_v4: FastMap::default(),
             by_relay_v6: FastMap::default(),
-            per_user: HashMap::new(),
             pending: HashMap::new(),
             reservations: HashMap::new(),
+            held: FastMap::default(),
             next_token: 1,
             rng: Rng::new(seed),
             commands: VecDeque::new(),
@@ -182,8 +187,8 @@ impl Server {
         self.cfg.auth = auth;
         for (_, a) in self.allocations.iter_mut() {
             a.permissions.retain(|ip, _| policy.permits(*ip));
-            a.channels.retain(|_, b| policy.permits(b.peer.ip()));
-            a.channel_by_peer.retain(|p, _| policy.permits(p.ip()));
+            a.channels.retain(|_, b| policy.permits_peer(b.peer));
+            a.channel_by_peer.retain(|p, _| policy.permits_peer(*p));
         }
         self.cfg.policy = policy;
     }
@@ -209,16 +214,12 @@ impl Server {
         self.allocations.iter().map(|(_, a)| a)
     }
 
-    /// Relay ports this shard holds per family [IPv4, IPv6] (bound to an allocation or
-    /// reserved by EVEN-PORT), and the size of its slice (0 for a family that is off).
+    /// Relay ports this shard holds per family [IPv4, IPv6] (bound to an allocation,
+    /// reserved by EVEN-PORT or being bound), and the size of its slice (0 for a family
+    /// that is off).
     pub fn relay_port_usage(&self) -> [(u64, u64); 2] {
         let slice = self.cfg.ports.clone().count() as u64;
-        let reserved = |v4: bool| {
-            self.reservations
-                .values()
-                .filter(|(a, _)| a.is_ipv4() == v4)
-                .count() as u64
-        };
+        let reserved = |v4: bool| self.held.keys().filter(|a| a.is_ipv4() == v4).count() as u64;
         [
             (
                 self.by_relay_v4.len() as u64 + reserved(true),
@@ -290,12 +291,15 @@ impl Server {
                 }
             },
         };
-        // Permissions are checked against the policy when installed, so one check here.
+        // Permissions are checked against the policy when installed, so one check here;
+        // a Send indication names a port, which must not be one of our own services
+        // (channels were checked when bound).
+        let own_service = channel == 0 && self.cfg.policy.is_own_service(peer);
         let relay = match alloc.relay_for(&peer) {
-            Some(r) if alloc.has_permission(now, peer.ip()) => r,
+            Some(r) if alloc.has_permission(now, peer.ip()) && !own_service => r,
             _ => {
                 // Only on the drop path: say whether policy is why no permission exists.
-                let reason = if self.cfg.policy.permits(peer.ip()) {
+                let reason = if self.cfg.policy.permits(peer.ip()) && !own_service {
                     DropReason::NoPermission
                 } else {
                     DropReason::DeniedPeer
@@ -362,18 +366,29 @@ impl Server {
         if self.next_sweep.is_some_and(|t| t > now) {
             return;
         }
-        let expired: Vec<usize> = self
+        let ended: Vec<(usize, EndReason)> = self
             .allocations
             .iter_mut()
             .filter_map(|(idx, a)| {
                 a.expire(now);
-                (a.expires <= now).then_some(idx)
+                match a.session_end {
+                    Some((end, reason)) if end <= now => Some((idx, reason)),
+                    _ => (a.expires <= now).then_some((idx, EndReason::Expired)),
+                }
             })
             .collect();
-        for idx in expired {
-            self.remove_allocation(now, idx, EndReason::Expired);
+        for (idx, reason) in ended {
+            self.remove_allocation(now, idx, reason);
         }
-        self.reservations.retain(|_, (_, exp)| *exp > now);
+        let expired: Vec<[u8; 8]> = self
+            .reservations
+            .iter()
+            .filter(|(_, r)| r.expires <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in expired {
+            self.end_reservation(&t);
+        }
         let idle = self.allocations.is_empty() && self.reservations.is_empty();
         self.next_sweep = (!idle).then_some(now + SWEEP_INTERVAL);
     }
@@ -423,12 +438,7 @@ impl Server {
             self.by_relay_v6.remove(&r.port());
             self.commands.push_back(Command::ReleaseRelay { addr: r });
         }
-        if let Some(n) = self.per_user.get_mut(&a.username) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_user.remove(&a.username);
-            }
-        }
+        self.cfg.quotas.release(&a.username);
         self.counters.allocations_ended[reason as usize] += 1;
         self.commands
             .push_back(Command::AllocationEnded(Box::new(SessionSummary {

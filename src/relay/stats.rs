@@ -2,6 +2,7 @@
 //! atomics or shared cache lines on the relay path. The shell publishes them to Prometheus.
 
 use super::Transport;
+use crate::auth::AuthError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -61,14 +62,20 @@ pub enum EndReason {
     Deleted,
     Error,
     Shutdown,
+    /// Strict expiry: the REST credential that created it expired.
+    CredentialExpired,
+    /// It outlived its credential by `auth.max_session_duration`.
+    MaxSession,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 4] = [
+    pub const ALL: [EndReason; 6] = [
         EndReason::Expired,
         EndReason::Deleted,
         EndReason::Error,
         EndReason::Shutdown,
+        EndReason::CredentialExpired,
+        EndReason::MaxSession,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -76,6 +83,8 @@ impl EndReason {
             EndReason::Deleted => "deleted",
             EndReason::Error => "error",
             EndReason::Shutdown => "shutdown",
+            EndReason::CredentialExpired => "credential_expired",
+            EndReason::MaxSession => "max_session",
         }
     }
 }
@@ -100,14 +109,6 @@ pub fn code_index(code: u16) -> usize {
         .unwrap_or(CODES.len() - 2)
 }
 
-pub const AUTH_FAILURES: [&str; 5] = [
-    "no_integrity",
-    "bad_integrity",
-    "expired",
-    "unknown_user",
-    "stale_nonce",
-];
-
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counters {
     /// [transport][direction]
@@ -116,10 +117,11 @@ pub struct Counters {
     pub dropped: [u64; 7],
     /// [method][code]
     pub requests: [[u64; CODES.len()]; METHODS.len()],
-    pub auth_failures: [u64; AUTH_FAILURES.len()],
+    /// Indexed by `AuthError as usize`.
+    pub auth_failures: [u64; AuthError::ALL.len()],
     /// [transport]
     pub allocations_created: [u64; Transport::COUNT],
-    pub allocations_ended: [u64; 4],
+    pub allocations_ended: [u64; EndReason::ALL.len()],
     pub peer_denied: u64,
     pub quota_rejections: u64,
 }

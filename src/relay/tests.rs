@@ -20,7 +20,7 @@ use turn::proto::reqtrans::RequestedTransport;
 use super::peer_policy::PeerPolicy;
 use super::stats::{DropReason, EndReason};
 use super::*;
-use crate::auth::{Authenticator, mint_credential, rest_password};
+use crate::auth::{AuthError, Authenticator, mint_credential, rest_password};
 use crate::proto::{ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, decode_xor_address};
 
 pub const SECRET: &str = "test-secret-1";
@@ -55,8 +55,8 @@ pub fn config() -> CoreConfig {
         ports: 50000..=50099,
         default_lifetime: Duration::from_secs(600),
         max_lifetime: Duration::from_secs(3600),
-        max_allocations: 100,
-        max_allocations_per_user: 5,
+        quotas: std::sync::Arc::new(super::quota::Quotas::new(100, 5)),
+        max_channels: 16,
         max_permissions: 8,
         strict_channel_numbers: false,
         token_key: [5; 32],
@@ -305,6 +305,16 @@ impl Harness {
         peer: SocketAddr,
     ) -> Message {
         let c = self.creds(user);
+        self.bind_channel_with(client, &c, channel, peer)
+    }
+
+    pub fn bind_channel_with(
+        &mut self,
+        client: ClientId,
+        c: &Creds,
+        channel: u16,
+        peer: SocketAddr,
+    ) -> Message {
         let attrs: Vec<Box<dyn Setter>> = vec![
             Box::new(ChannelNumber(channel)),
             Box::new(PeerAddress {
@@ -312,7 +322,7 @@ impl Harness {
                 port: peer.port(),
             }),
         ];
-        self.request(client, METHOD_CHANNEL_BIND, attrs, Some(&c))
+        self.request(client, METHOD_CHANNEL_BIND, attrs, Some(c))
     }
 
     /// The local (bound) relay address of `client`'s allocation.
@@ -500,7 +510,8 @@ fn unauthenticated_requests_leave_no_state() {
     }
     assert_eq!(h.server.allocation_count(), 0);
     assert!(h.server.pending.is_empty() && h.server.by_client.is_empty());
-    assert!(h.server.per_user.is_empty() && h.server.reservations.is_empty());
+    assert!(h.server.held.is_empty() && h.server.reservations.is_empty());
+    assert_eq!(h.server.cfg.quotas.in_use(), 0);
     assert_eq!(h.server.counters().auth_failures[0], 2000);
 }
 
@@ -528,7 +539,7 @@ fn allocate_with_expired_rest_credential_gets_401() {
     let r = h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds));
     assert_eq!(error_code(&r), Some(401));
     assert_eq!(
-        h.server.counters().auth_failures[2],
+        h.server.counters().auth_failures[AuthError::Expired as usize],
         1,
         "counted as expired"
     );
@@ -858,7 +869,7 @@ fn per_user_quota_gets_486() {
 #[test]
 fn server_wide_quota_gets_486() {
     let mut cfg = config();
-    cfg.max_allocations = 2;
+    cfg.quotas = std::sync::Arc::new(super::quota::Quotas::new(2, 5));
     let mut h = harness_with(cfg);
     h.allocate(h.client(1), "a");
     h.allocate(h.client(2), "b");
@@ -919,7 +930,7 @@ fn even_port_with_reservation_gives_a_token_for_the_next_port() {
     );
 }
 
-struct EvenPortR;
+pub struct EvenPortR;
 impl Setter for EvenPortR {
     fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
         m.add(ATTR_EVEN_PORT, &[0x80]);
@@ -982,7 +993,14 @@ fn refresh_without_allocation_gets_437() {
 
 #[test]
 fn refresh_with_expired_credential_gets_401_and_allocation_runs_out() {
-    let mut h = harness();
+    // The strict policy: today's lenient default is tested in tests/expiry.rs.
+    let mut cfg = config();
+    cfg.auth = Authenticator::new(REALM, vec![SECRET.into()], &[], [9; 32], 600)
+        .with_expiry_policy(crate::auth::ExpiryPolicy {
+            strict: true,
+            ..Default::default()
+        });
+    let mut h = harness_with(cfg);
     let c = h.client(1);
     let username = format!("{}:bob", h.unix + 100);
     let creds = Creds {
@@ -1406,8 +1424,7 @@ fn closing_a_stream_connection_deletes_its_allocation() {
 #[test]
 fn relay_path_cost() {
     let mut cfg = config();
-    cfg.max_allocations = 5000;
-    cfg.max_allocations_per_user = 5000;
+    cfg.quotas = std::sync::Arc::new(super::quota::Quotas::new(5000, 5000));
     cfg.ports = 10000..=60000;
     let mut h = harness_with(cfg);
     let n = 2000u16;
@@ -1468,3 +1485,6 @@ fn reload_with_a_new_deny_entry_ends_permissions_and_channels_to_it_at_once() {
     assert_eq!(act, PeerAction::Handled, "other peers are untouched");
     assert_eq!(h.server.allocation_count(), 1);
 }
+
+mod expiry;
+mod limits;

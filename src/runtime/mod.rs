@@ -20,7 +20,8 @@ use anyhow::Context;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::relay::peer_policy::PeerPolicy;
+use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
+use crate::relay::quota::Quotas;
 use crate::relay::stats::Counters;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
@@ -110,6 +111,8 @@ pub struct Relay {
     pub status: Vec<Arc<ShardStatus>>,
     shards: Mutex<Vec<ShardHandle>>,
     nonce_key: [u8; 32],
+    /// The server's own addresses, fixed at start (listeners need a restart to change).
+    own: OwnAddresses,
     pub metrics: Arc<Metrics>,
 }
 
@@ -128,6 +131,7 @@ fn authenticator(cfg: &Config, secrets: &[String], nonce_key: [u8; 32]) -> Authe
         nonce_key,
         cfg.auth.nonce_lifetime.as_secs(),
     )
+    .with_expiry_policy(cfg.auth.expiry_policy())
 }
 
 /// The TLS server config for `server.listen_tls`, if there are TLS listeners.
@@ -142,8 +146,36 @@ fn load_tls(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     }
 }
 
-fn policy(cfg: &Config) -> PeerPolicy {
-    PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone())
+fn policy(cfg: &Config, own: &OwnAddresses) -> PeerPolicy {
+    PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()).with_own_addresses(own.clone())
+}
+
+/// The server's own addresses for the peer policy: listeners, interface addresses, relay
+/// and advertised addresses, and the whole relay port range.
+fn own_addresses(cfg: &Config, relay: [Option<RelayFamily>; 2]) -> OwnAddresses {
+    let s = &cfg.server;
+    let listeners = [&s.listen_udp, &s.listen_tcp, &s.listen_tls]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|v| v.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    for f in relay.into_iter().flatten() {
+        ips.extend(
+            [f.bind, f.advertised]
+                .into_iter()
+                .filter(|ip| !ip.is_unspecified()),
+        );
+    }
+    ips.sort();
+    ips.dedup();
+    OwnAddresses {
+        listeners,
+        ips,
+        relay_ports: cfg.relay.ports,
+    }
 }
 
 /// The IPv4 relay address when none is configured: a specific listen address if there is
@@ -211,6 +243,19 @@ impl Relay {
         let shards = shards.min(span).max(1);
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
+        let own = own_addresses(cfg, [relay_v4, relay_v6]);
+        // One count for every shard: quotas are exact whichever shard a client hashes to.
+        let quotas = Arc::new(Quotas::new(
+            cfg.relay.max_allocations,
+            cfg.relay.max_allocations_per_user,
+        ));
+        let opened = policy(cfg, &own).allowed_own_addresses();
+        if !opened.is_empty() {
+            tracing::warn!(
+                addresses = ?opened,
+                "peers.allow covers this server's own addresses: clients may relay to its services outside the relay port range (listeners stay refused)"
+            );
+        }
         let tls_config = load_tls(cfg)?;
         let sessions = SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
@@ -220,6 +265,7 @@ impl Relay {
             status: Vec::new(),
             shards: Mutex::new(Vec::new()),
             nonce_key,
+            own: own.clone(),
             metrics: metrics.clone(),
         };
         for i in 0..shards {
@@ -229,14 +275,14 @@ impl Relay {
             let core = Server::new(
                 CoreConfig {
                     auth: authenticator(cfg, secrets, nonce_key),
-                    policy: policy(cfg),
+                    policy: policy(cfg, &own),
                     relay_v4,
                     relay_v6,
                     ports: start as u16..=end as u16,
                     default_lifetime: cfg.relay.default_lifetime,
                     max_lifetime: cfg.relay.max_lifetime,
-                    max_allocations: cfg.relay.max_allocations.div_ceil(shards),
-                    max_allocations_per_user: cfg.relay.max_allocations_per_user,
+                    quotas: quotas.clone(),
+                    max_channels: cfg.relay.max_channels_per_allocation,
                     max_permissions: cfg.relay.max_permissions_per_allocation,
                     strict_channel_numbers: cfg.relay.strict_channel_numbers,
                     token_key: nonce_key,
@@ -319,7 +365,7 @@ impl Relay {
         self.send_all(|| {
             Control::Reconfigure(Box::new((
                 authenticator(cfg, secrets, self.nonce_key),
-                policy(cfg),
+                policy(cfg, &self.own),
             )))
         });
         if let Some(tls) = tls {
