@@ -28,8 +28,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// Runs the importer on `fixture` (after replacing each (from, to) in its text) with
-/// `-o`, checks stdout mode gives the same text, and that check-config accepts it.
-fn import(fixture: &str, replace: &[(&str, &str)], dir: &Path) -> Imported {
+/// `-o`, checks stdout mode gives the same text, and that check-config accepts the result
+/// once `local` has also put this host's addresses in place of the fixture's relay
+/// addresses (check-config proves the relay address binds here).
+fn import(fixture: &str, replace: &[(&str, &str)], local: &[(&str, &str)], dir: &Path) -> Imported {
     let mut text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/coturn")
@@ -39,6 +41,36 @@ fn import(fixture: &str, replace: &[(&str, &str)], dir: &Path) -> Imported {
     for (from, to) in replace {
         text = text.replace(from, to);
     }
+    let mut on_this_host = text.clone();
+    for (from, to) in local {
+        assert!(on_this_host.contains(from), "{from} not in {fixture}");
+        on_this_host = on_this_host.replace(from, to);
+    }
+    let local_conf = dir.join("local.conf");
+    std::fs::write(&local_conf, &on_this_host).unwrap();
+    let local_out = dir.join("local.toml");
+    let out = Command::new(BIN)
+        .arg("import-coturn")
+        .arg(&local_conf)
+        .arg("-o")
+        .arg(&local_out)
+        .env_remove("TURNPIKE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let check = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&local_out)
+        .env_remove("TURNPIKE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "check-config refused:\n{}\n{}",
+        String::from_utf8_lossy(&check.stderr),
+        std::fs::read_to_string(&local_out).unwrap()
+    );
+
     let conf = dir.join("turnserver.conf");
     std::fs::write(&conf, &text).unwrap();
     let out_path = dir.join("turnserver.toml");
@@ -66,18 +98,6 @@ fn import(fixture: &str, replace: &[(&str, &str)], dir: &Path) -> Imported {
         .unwrap();
     assert!(stdout_run.status.success());
     assert_eq!(String::from_utf8(stdout_run.stdout).unwrap(), toml);
-
-    let check = Command::new(BIN)
-        .args(["check-config", "--config"])
-        .arg(&out_path)
-        .env_remove("TURNPIKE_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "check-config refused:\n{}\n{toml}",
-        String::from_utf8_lossy(&check.stderr)
-    );
 
     let unmapped = stderr
         .lines()
@@ -118,7 +138,15 @@ fn set(v: &[(usize, &str)]) -> BTreeSet<(usize, String)> {
 #[test]
 fn rest_secret_behind_nat() {
     let dir = scratch("rest");
-    let imp = import("rest-secret.conf", &[], &dir);
+    let imp = import(
+        "rest-secret.conf",
+        &[],
+        &[(
+            "external-ip=203.0.113.7/10.0.0.5",
+            "external-ip=203.0.113.7/127.0.0.1",
+        )],
+        &dir,
+    );
     let c = &imp.cfg;
     assert_eq!(c.server.realm, "turn.example.com");
     assert_eq!(c.server.listen_udp, addrs(&["0.0.0.0:3478"]));
@@ -159,6 +187,10 @@ fn static_users_and_tls() {
     let imp = import(
         "static-users-tls.conf",
         &[("/etc/letsencrypt/live/turn.example.org/", &tls_dir)],
+        &[
+            ("relay-ip=192.0.2.10", "relay-ip=127.0.0.1"),
+            ("relay-ip=2001:db8::10", "relay-ip=::1"),
+        ],
         &dir,
     );
     let c = &imp.cfg;
@@ -222,7 +254,7 @@ fn static_users_and_tls() {
 #[test]
 fn denied_peer_ranges_and_quotas() {
     let dir = scratch("peers");
-    let imp = import("peer-ranges-quotas.conf", &[], &dir);
+    let imp = import("peer-ranges-quotas.conf", &[], &[], &dir);
     let c = &imp.cfg;
     assert_eq!(c.server.listen_udp, addrs(&["0.0.0.0:3478"]));
     assert!(c.server.listen_tcp.is_empty(), "no-tcp");
