@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use stun::integrity::MessageIntegrity;
@@ -108,8 +108,10 @@ pub struct Authenticator {
     expiry: ExpiryPolicy,
 }
 
-/// Length of the nonce MAC, hex-encoded twice over.
-const NONCE_MAC_LEN: usize = 12;
+/// Length of the nonce MAC. A nonce is base64url(expiry as u32 seconds ‖ MAC): 16
+/// characters, so that the 401 an unauthenticated request gets stays small (amplification).
+const NONCE_MAC_LEN: usize = 8;
+const NONCE_LEN: usize = 16;
 
 impl Authenticator {
     pub fn new(
@@ -149,38 +151,29 @@ impl Authenticator {
     /// A nonce that is valid for this client address until `now + nonce_lifetime`. It
     /// carries its own expiry and a MAC, so the server remembers nothing.
     pub fn mint_nonce(&self, now_unix: u64, client: SocketAddr) -> String {
-        let expiry = now_unix + self.nonce_lifetime_secs;
-        let mac = self.nonce_mac(expiry, client);
-        let mut s = format!("{expiry:016x}");
-        for b in mac {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        let expiry = (now_unix + self.nonce_lifetime_secs).min(u32::MAX as u64) as u32;
+        let mut raw = [0u8; 4 + NONCE_MAC_LEN];
+        raw[..4].copy_from_slice(&expiry.to_be_bytes());
+        raw[4..].copy_from_slice(&self.nonce_mac(expiry, client));
+        URL_SAFE_NO_PAD.encode(raw)
     }
 
     pub fn check_nonce(&self, nonce: &str, now_unix: u64, client: SocketAddr) -> bool {
-        if nonce.len() != 16 + 2 * NONCE_MAC_LEN || !nonce.is_ascii() {
+        let mut raw = [0u8; 4 + NONCE_MAC_LEN];
+        if nonce.len() != NONCE_LEN
+            || URL_SAFE_NO_PAD.decode_slice(nonce, &mut raw) != Ok(raw.len())
+        {
             return false;
         }
-        let Ok(expiry) = u64::from_str_radix(&nonce[..16], 16) else {
+        let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        if (expiry as u64) < now_unix {
             return false;
-        };
-        if expiry < now_unix {
-            return false;
-        }
-        let expected = self.nonce_mac(expiry, client);
-        let mut got = [0u8; NONCE_MAC_LEN];
-        for (i, b) in got.iter_mut().enumerate() {
-            match u8::from_str_radix(&nonce[16 + 2 * i..18 + 2 * i], 16) {
-                Ok(v) => *b = v,
-                Err(_) => return false,
-            }
         }
         // Constant time, so the MAC cannot be learned byte by byte.
-        subtle::ConstantTimeEq::ct_eq(&got[..], &expected[..]).into()
+        subtle::ConstantTimeEq::ct_eq(&raw[4..], &self.nonce_mac(expiry, client)[..]).into()
     }
 
-    fn nonce_mac(&self, expiry: u64, client: SocketAddr) -> [u8; NONCE_MAC_LEN] {
+    fn nonce_mac(&self, expiry: u32, client: SocketAddr) -> [u8; NONCE_MAC_LEN] {
         let mut mac = HmacSha1::new_from_slice(&self.nonce_key).expect("any key length");
         mac.update(&expiry.to_be_bytes());
         match client.ip() {
@@ -372,8 +365,10 @@ mod tests {
         assert!(a.check_nonce(&n, 1600, client()));
         assert!(!a.check_nonce(&n, 1601, client()), "expired nonce");
         assert!(!a.check_nonce(&n, 1000, "198.51.100.4:50001".parse().unwrap()));
-        let mut forged = n.clone();
-        forged.replace_range(0..16, &format!("{:016x}", 99_999u64));
+        assert_eq!(n.len(), 16, "small, so a 401 stays small");
+        let mut raw = URL_SAFE_NO_PAD.decode(&n).unwrap();
+        raw[..4].copy_from_slice(&99_999u32.to_be_bytes());
+        let forged = URL_SAFE_NO_PAD.encode(raw);
         assert!(!a.check_nonce(&forged, 1000, client()), "extended expiry");
         assert!(!a.check_nonce("garbage", 1000, client()));
         assert!(!a.check_nonce(&"é".repeat(20), 1000, client()));

@@ -25,6 +25,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub realm: String,
+    /// Answers without authentication (401 challenges, Binding, 400) per second per UDP
+    /// source /24 or /56; 0 = no limit.
+    pub unauthenticated_rate: u32,
     pub listen_udp: Vec<SocketAddr>,
     pub listen_tcp: Vec<SocketAddr>,
     pub listen_tls: Vec<SocketAddr>,
@@ -40,6 +43,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             realm: "turnpike".into(),
+            unauthenticated_rate: 200,
             listen_udp: vec!["0.0.0.0:3478".parse().unwrap()],
             listen_tcp: vec![],
             listen_tls: vec![],
@@ -75,6 +79,9 @@ pub struct Relay {
     pub max_allocations_per_user: usize,
     pub max_permissions_per_allocation: usize,
     pub max_channels_per_allocation: usize,
+    /// Relayed bits per second per allocation / per user id, both directions (0 = off).
+    pub max_bps_per_allocation: u64,
+    pub max_bps_per_user: u64,
     pub strict_channel_numbers: bool,
 }
 
@@ -92,6 +99,8 @@ impl Default for Relay {
             max_allocations_per_user: 100,
             max_permissions_per_allocation: 64,
             max_channels_per_allocation: 64,
+            max_bps_per_allocation: 0,
+            max_bps_per_user: 0,
             strict_channel_numbers: false,
         }
     }
@@ -302,8 +311,9 @@ impl Config {
         if self.server.max_connections == 0 || self.server.idle_timeout.is_zero() {
             bail!("server.max_connections / idle_timeout: must be above 0");
         }
-        if self.server.realm.is_empty() || self.server.realm.len() > 763 {
-            bail!("server.realm: must be 1 to 763 bytes");
+        // RFC 8489 allows 763 bytes; every one is sent to unauthenticated clients.
+        if self.server.realm.is_empty() || self.server.realm.len() > 64 {
+            bail!("server.realm: must be 1 to 64 bytes");
         }
         let r = &self.relay;
         if r.default_lifetime.is_zero() || r.max_lifetime < r.default_lifetime {

@@ -2,13 +2,16 @@
 //! shell feeds it packets with the current time and carries out the commands it queues.
 
 pub mod allocation;
+pub mod bandwidth;
 pub mod peer_policy;
 pub mod ports;
 pub mod quota;
+pub mod rate_limit;
 mod requests;
 pub mod stats;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
@@ -70,6 +73,12 @@ pub struct CoreConfig {
     pub quotas: std::sync::Arc<quota::Quotas>,
     /// Most channel bindings one allocation may hold (508 beyond).
     pub max_channels: usize,
+    /// Answers without authentication per second per source prefix (0 = no limit).
+    pub unauthenticated_rate: u32,
+    /// Relayed bytes per second per allocation, both directions together (None = off).
+    pub max_bytes_per_sec_per_allocation: Option<u64>,
+    /// Relayed bytes per second per user id, over all its allocations on every shard.
+    pub max_bytes_per_sec_per_user: Option<(u64, std::sync::Arc<bandwidth::UserBuckets>)>,
     pub max_permissions: usize,
     /// Accept only RFC 8656 channel numbers (0x4000-0x4FFF), not RFC 5766's up to 0x7FFE.
     pub strict_channel_numbers: bool,
@@ -137,10 +146,6 @@ pub enum PeerAction {
 /// DoS-resistant hash is fit for.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// How often timers are swept. Permissions and bindings live for minutes, so a second of
-/// slack costs nothing and keeps expiry O(allocations) per second.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
 pub struct Server {
     cfg: CoreConfig,
     allocations: Slab<Allocation>,
@@ -157,13 +162,25 @@ pub struct Server {
     next_token: u64,
     rng: Rng,
     commands: VecDeque<Command>,
-    next_sweep: Option<Instant>,
+    /// Deadline heap: (when, allocation slot, allocation serial). Each allocation has one
+    /// live entry, at its earliest deadline; refreshes leave superseded entries behind,
+    /// which are skipped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Reservations in expiry order (they all live RESERVATION_LIFETIME).
+    reservation_timers: VecDeque<(Instant, [u8; 8])>,
     counters: Counters,
+    /// Budget for answers sent without authentication (see `rate_limit`).
+    limiter: rate_limit::PrefixLimiter,
+    /// The time of the request being handled, for code deep in the answer path.
+    clock: Option<Instant>,
 }
 
 impl Server {
     pub fn new(cfg: CoreConfig, seed: u64) -> Self {
+        let limiter = rate_limit::PrefixLimiter::new(cfg.unauthenticated_rate);
         Server {
+            limiter,
+            clock: None,
             cfg,
             allocations: Slab::new(),
             by_client: FastMap::default(),
@@ -175,7 +192,8 @@ impl Server {
             next_token: 1,
             rng: Rng::new(seed),
             commands: VecDeque::new(),
-            next_sweep: None,
+            timers: BinaryHeap::new(),
+            reservation_timers: VecDeque::new(),
             counters: Counters::default(),
         }
     }
@@ -199,7 +217,9 @@ impl Server {
 
     /// When `handle_timeout` next wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_sweep
+        let alloc = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let reservation = self.reservation_timers.front().map(|(at, _)| *at);
+        alloc.into_iter().chain(reservation).min()
     }
 
     pub fn counters(&self) -> &Counters {
@@ -308,6 +328,12 @@ impl Server {
                 return ClientAction::Drop(reason);
             }
         };
+        if let Some(l) = &mut alloc.limits
+            && !l.take(now, payload.len())
+        {
+            self.counters.drop(DropReason::RateLimit);
+            return ClientAction::Drop(DropReason::RateLimit);
+        }
         alloc.traffic.bytes_to_peer += payload.len() as u64;
         alloc.traffic.packets_to_peer += 1;
         self.counters
@@ -341,6 +367,12 @@ impl Server {
             self.counters.drop(DropReason::NoPermission);
             return PeerAction::Drop(DropReason::NoPermission);
         }
+        if let Some(l) = &mut alloc.limits
+            && !l.take(now, payload.len())
+        {
+            self.counters.drop(DropReason::RateLimit);
+            return PeerAction::Drop(DropReason::RateLimit);
+        }
         alloc.traffic.bytes_to_client += payload.len() as u64;
         alloc.traffic.packets_to_client += 1;
         let client = alloc.client;
@@ -361,36 +393,51 @@ impl Server {
         self.counters.drop(reason);
     }
 
-    /// Expires allocations, permissions and channel bindings.
+    /// Expires allocations, permissions, channel bindings and reservations that are due:
+    /// only those, found through the deadline heap, never a walk over every allocation.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.next_sweep.is_some_and(|t| t > now) {
-            return;
-        }
-        let ended: Vec<(usize, EndReason)> = self
-            .allocations
-            .iter_mut()
-            .filter_map(|(idx, a)| {
-                a.expire(now);
-                match a.session_end {
-                    Some((end, reason)) if end <= now => Some((idx, reason)),
-                    _ => (a.expires <= now).then_some((idx, EndReason::Expired)),
+        while let Some(&Reverse((at, idx, serial))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(a) = self.allocations.get_mut(idx) else {
+                continue;
+            };
+            // An entry for an allocation that is gone (slot reused) or superseded.
+            if a.serial != serial || a.scheduled != at {
+                continue;
+            }
+            a.expire(now);
+            let end = match a.session_end {
+                Some((end, reason)) if end <= now => Some(reason),
+                _ => (a.expires <= now).then_some(EndReason::Expired),
+            };
+            match end {
+                Some(reason) => self.remove_allocation(now, idx, reason),
+                None => {
+                    let next = a.next_deadline();
+                    a.scheduled = next;
+                    self.timers.push(Reverse((next, idx, serial)));
                 }
-            })
-            .collect();
-        for (idx, reason) in ended {
-            self.remove_allocation(now, idx, reason);
+            }
         }
-        let expired: Vec<[u8; 8]> = self
-            .reservations
-            .iter()
-            .filter(|(_, r)| r.expires <= now)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in expired {
-            self.end_reservation(&t);
+        while let Some(&(at, token)) = self.reservation_timers.front() {
+            if at > now {
+                break;
+            }
+            self.reservation_timers.pop_front();
+            self.end_reservation(&token);
         }
-        let idle = self.allocations.is_empty() && self.reservations.is_empty();
-        self.next_sweep = (!idle).then_some(now + SWEEP_INTERVAL);
+    }
+
+    /// Makes sure allocation `idx` is looked at by `at` (something in it is due then).
+    pub(super) fn schedule(&mut self, idx: usize, at: Instant) {
+        let a = &mut self.allocations[idx];
+        if at < a.scheduled {
+            a.scheduled = at;
+            self.timers.push(Reverse((at, idx, a.serial)));
+        }
     }
 
     /// A stream client's connection closed: its allocation goes with it (RFC 8656 §3.1).

@@ -23,7 +23,9 @@ use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
+use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
+use super::quota::quota_key;
 use super::stats::{DropReason, EndReason, code_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
@@ -124,7 +126,6 @@ impl PendingAllocate {
 /// A port held for an RTCP allocation by an EVEN-PORT R bit (RFC 8656 §7.1.2).
 pub struct Reservation {
     pub addr: SocketAddr,
-    pub expires: Instant,
     /// Whose quota slot it holds.
     pub username: String,
 }
@@ -165,6 +166,7 @@ fn method_index(m: Method) -> usize {
 
 impl Server {
     pub(super) fn handle_stun(&mut self, now: Instant, unix: u64, client: ClientId, packet: &[u8]) {
+        self.clock = Some(now);
         if !is_message(packet) {
             self.counters.drop(DropReason::Malformed);
             return;
@@ -358,8 +360,11 @@ impl Server {
     fn auth_failure(&mut self, client: ClientId, req: RequestInfo, unix: u64, e: AuthError) {
         self.counters.auth_failures[e as usize] += 1;
         tracing::debug!(client = %client.addr, reason = e.label(), "authentication failed");
+        // No reason phrase on the challenge: the code says it all, and this is the answer
+        // every unauthenticated request gets, so every byte is amplification.
         let (code, reason) = match e {
             AuthError::StaleNonce => (438, "Stale Nonce"),
+            AuthError::NoIntegrity => (401, ""),
             _ => (401, "Unauthorized"),
         };
         let attrs: Attrs = vec![
@@ -659,11 +664,12 @@ impl Server {
             let next = SocketAddr::new(addr.ip(), addr.port() + 1);
             let token = self.reservation_token(next, p.unix + RESERVATION_LIFETIME.as_secs());
             self.held.insert(next, ());
+            self.reservation_timers
+                .push_back((now + RESERVATION_LIFETIME, token));
             self.reservations.insert(
                 token,
                 Reservation {
                     addr: next,
-                    expires: now + RESERVATION_LIFETIME,
                     username: p.username.clone(),
                 },
             );
@@ -686,6 +692,10 @@ impl Server {
             created: now,
             expires: now + p.lifetime,
             session_end: self.session_end(now, p.unix, p.credential_expiry),
+            serial: token,
+            limits: self.bandwidth_limits(now, &p.username),
+            // Far off, so that `schedule` below files its first real deadline.
+            scheduled: now + Duration::from_secs(u32::MAX as u64),
             permissions: Default::default(),
             channels: Default::default(),
             channel_by_peer: Default::default(),
@@ -722,9 +732,22 @@ impl Server {
             client: p.client,
             data,
         });
-        if self.next_sweep.is_none() {
-            self.next_sweep = Some(now + super::SWEEP_INTERVAL);
-        }
+        let due = self.allocations[idx].next_deadline();
+        self.schedule(idx, due);
+    }
+
+    /// The bandwidth budgets a new allocation of `username` relays under, if any.
+    fn bandwidth_limits(&self, now: Instant, username: &str) -> Option<Box<Limits>> {
+        let own = self
+            .cfg
+            .max_bytes_per_sec_per_allocation
+            .map(|r| Bucket::new(r, now));
+        let user = self
+            .cfg
+            .max_bytes_per_sec_per_user
+            .as_ref()
+            .map(|(r, users)| users.get(quota_key(username), *r, now));
+        (own.is_some() || user.is_some()).then(|| Box::new(Limits { own, user }))
     }
 
     /// When an allocation made now with a credential expiring at `expiry` must end, and
@@ -837,6 +860,7 @@ impl Server {
         } else {
             let l = self.granted_lifetime(msg);
             self.allocations[idx].expires = now + l;
+            self.schedule(idx, now + l);
             l
         };
         self.respond(client, req, vec![Box::new(Lifetime(lifetime))], Some(key));
@@ -910,6 +934,7 @@ impl Server {
         for p in &peers {
             a.permit(now, p.ip());
         }
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }
@@ -948,6 +973,8 @@ impl Server {
         if !a.bind_channel(now, ch.0, peer) {
             return Err(Reject(400, "Channel already bound differently"));
         }
+        // The permission it installs is due first.
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }
@@ -956,7 +983,25 @@ impl Server {
         self.counters.requests[method_index(method)][code_index(code)] += 1;
     }
 
+    /// Whether an answer without MESSAGE-INTEGRITY may go to `client` now: such answers
+    /// are what a spoofed UDP source would reflect, so each source prefix has a budget.
+    /// A TCP/TLS client completed a handshake, so it cannot be spoofed: no limit.
+    fn unauthenticated_budget(&mut self, client: ClientId, key: Option<&Key>) -> bool {
+        let udp = client.transport == super::Transport::Udp;
+        let Some(now) = self.clock.filter(|_| key.is_none() && udp) else {
+            return true;
+        };
+        if self.limiter.allow(now, client.addr.ip()) {
+            return true;
+        }
+        self.counters.drop(DropReason::RateLimit);
+        false
+    }
+
     fn respond(&mut self, client: ClientId, req: RequestInfo, attrs: Attrs, key: Option<&Key>) {
+        if !self.unauthenticated_budget(client, key) {
+            return;
+        }
         self.count_request(req.method, 200);
         let data = self.encode(req, CLASS_SUCCESS_RESPONSE, attrs, key);
         self.commands
@@ -972,6 +1017,9 @@ impl Server {
         key: Option<&Key>,
         mut extra: Attrs,
     ) {
+        if !self.unauthenticated_budget(client, key) {
+            return;
+        }
         self.count_request(req.method, code);
         tracing::debug!(client = %client.addr, code, reason, "request rejected");
         let mut attrs: Attrs = vec![Box::new(ErrorCodeAttribute {

@@ -30,10 +30,12 @@ pub enum DropReason {
     Malformed,
     BufferFull,
     SendError,
+    /// Over a rate limit (unauthenticated answers per source prefix, bandwidth).
+    RateLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::NoAllocation,
         DropReason::NoPermission,
         DropReason::NoChannel,
@@ -41,6 +43,7 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::BufferFull,
         DropReason::SendError,
+        DropReason::RateLimit,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -51,6 +54,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::BufferFull => "buffer_full",
             DropReason::SendError => "send_error",
+            DropReason::RateLimit => "rate_limit",
         }
     }
 }
@@ -114,7 +118,7 @@ pub struct Counters {
     /// [transport][direction]
     pub relayed_bytes: [[u64; 2]; Transport::COUNT],
     pub relayed_packets: [[u64; 2]; Transport::COUNT],
-    pub dropped: [u64; 7],
+    pub dropped: [u64; DropReason::ALL.len()],
     /// [method][code]
     pub requests: [[u64; CODES.len()]; METHODS.len()],
     /// Indexed by `AuthError as usize`.

@@ -244,6 +244,7 @@ impl Relay {
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
         let own = own_addresses(cfg, [relay_v4, relay_v6]);
+        let user_buckets = Arc::new(crate::relay::bandwidth::UserBuckets::default());
         // One count for every shard: quotas are exact whichever shard a client hashes to.
         let quotas = Arc::new(Quotas::new(
             cfg.relay.max_allocations,
@@ -283,6 +284,11 @@ impl Relay {
                     max_lifetime: cfg.relay.max_lifetime,
                     quotas: quotas.clone(),
                     max_channels: cfg.relay.max_channels_per_allocation,
+                    unauthenticated_rate: cfg.server.unauthenticated_rate,
+                    max_bytes_per_sec_per_allocation: (cfg.relay.max_bps_per_allocation > 0)
+                        .then_some(cfg.relay.max_bps_per_allocation / 8),
+                    max_bytes_per_sec_per_user: (cfg.relay.max_bps_per_user > 0)
+                        .then(|| (cfg.relay.max_bps_per_user / 8, user_buckets.clone())),
                     max_permissions: cfg.relay.max_permissions_per_allocation,
                     strict_channel_numbers: cfg.relay.strict_channel_numbers,
                     token_key: nonce_key,

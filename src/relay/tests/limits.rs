@@ -107,3 +107,110 @@ fn one_quota_for_every_credential_of_a_user_id() {
     );
     assert_eq!(error_code(&r), Some(486));
 }
+
+#[test]
+fn unauthenticated_answers_are_rate_limited_per_source_prefix_over_udp_only() {
+    let mut cfg = config();
+    cfg.unauthenticated_rate = 10;
+    let mut h = harness_with(cfg);
+    let bare = |h: &mut Harness, c: ClientId| {
+        let m = h.build(c, METHOD_ALLOCATE, vec![], None, None);
+        h.send_raw(c, &m.raw).len()
+    };
+    // Every client below is in 198.51.100.0/24: one budget of 20 (two seconds' worth).
+    let answered: usize = (0..50)
+        .map(|i| {
+            let c = h.client(i);
+            bare(&mut h, c)
+        })
+        .sum();
+    assert_eq!(answered, 20);
+    assert_eq!(
+        h.server.counters().dropped[DropReason::RateLimit as usize],
+        30
+    );
+    // Another prefix has its own budget.
+    let mut other = h.client(1);
+    other.addr = "203.0.113.9:5000".parse().unwrap();
+    assert_eq!(bare(&mut h, other), 1);
+    // A stream client completed a handshake: it cannot be spoofed, so it is not limited.
+    let mut tcp = h.client(2);
+    tcp.transport = Transport::Tcp;
+    assert_eq!((0..50).map(|_| bare(&mut h, tcp)).sum::<usize>(), 50);
+    // The budget refills at the rate.
+    h.advance(Duration::from_secs(1));
+    let answered: usize = (0..50)
+        .map(|i| {
+            let c = h.client(i);
+            bare(&mut h, c)
+        })
+        .sum();
+    assert_eq!(answered, 10);
+}
+
+fn forwarded(h: &mut Harness, c: ClientId, n: usize, len: usize) -> usize {
+    let cd = channel_data(0x4001, &vec![0u8; len]);
+    (0..n)
+        .filter(|_| {
+            matches!(
+                h.server.handle_client_packet(h.now, h.unix, c, &cd),
+                ClientAction::Forward { .. }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn allocation_bandwidth_cap_drops_the_excess_both_ways() {
+    let mut cfg = config();
+    cfg.max_bytes_per_sec_per_allocation = Some(10_000);
+    let mut h = harness_with(cfg);
+    let c = h.client(1);
+    h.allocate(c, "bob");
+    let p = peer("198.51.100.9:5000");
+    assert_success(&h.bind_channel(c, "bob", 0x4001, p));
+    assert_eq!(forwarded(&mut h, c, 20, 1000), 10, "a second's worth");
+    let relay = h.relay_bind_addr(c);
+    assert_eq!(
+        h.server.handle_peer_packet(h.now, relay, p, &[0u8; 1000]),
+        PeerAction::Drop(DropReason::RateLimit),
+        "one budget for both directions"
+    );
+    assert_eq!(
+        h.server.counters().dropped[DropReason::RateLimit as usize],
+        11
+    );
+    h.advance(Duration::from_millis(500));
+    assert_eq!(forwarded(&mut h, c, 20, 1000), 5);
+}
+
+#[test]
+fn user_bandwidth_cap_is_shared_by_the_users_allocations() {
+    let mut cfg = config();
+    let users = std::sync::Arc::new(super::super::bandwidth::UserBuckets::default());
+    cfg.max_bytes_per_sec_per_user = Some((10_000, users));
+    let mut h = harness_with(cfg);
+    let (a, b, other) = (h.client(1), h.client(2), h.client(3));
+    let p = peer("198.51.100.9:5000");
+    for (c, user) in [(a, "bob"), (b, "bob"), (other, "carol")] {
+        h.allocate(c, user);
+        assert_success(&h.bind_channel(c, user, 0x4001, p));
+    }
+    let sent = forwarded(&mut h, a, 6, 1000) + forwarded(&mut h, b, 6, 1000);
+    assert_eq!(sent, 10, "bob's two allocations share 10 kB/s");
+    assert_eq!(
+        forwarded(&mut h, other, 6, 1000),
+        6,
+        "carol has her own budget"
+    );
+}
+
+#[test]
+fn without_a_cap_nothing_is_limited() {
+    let mut h = harness();
+    let c = h.client(1);
+    h.allocate(c, "bob");
+    assert_success(&h.bind_channel(c, "bob", 0x4001, peer("198.51.100.9:5000")));
+    assert_eq!(forwarded(&mut h, c, 1000, 1200), 1000);
+    assert!(h.server.allocations().next().unwrap().limits.is_none());
+}
