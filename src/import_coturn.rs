@@ -114,7 +114,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "binding to a device is not supported: use relay.ipv4/ipv6",
     ),
     ("no-udp-relay", "turnpike relays over UDP only"),
-    ("max-bps", "no per-session bandwidth limit"),
     ("bps-capacity", "no server-wide bandwidth limit"),
     (
         "channel-lifetime",
@@ -356,6 +355,7 @@ struct State {
     pkey: Option<String>,
     total_quota: Option<usize>,
     user_quota: Option<usize>,
+    max_bps: Option<u64>,
     max_lifetime: Option<u64>,
     nonce_lifetime: Option<u64>,
     shards: Option<usize>,
@@ -541,6 +541,13 @@ pub fn convert(text: &str, source: &str) -> anyhow::Result<Import> {
             },
             // 0 = no limit, which is what turnpike does.
             "max-bps" | "bps-capacity" if v == "0" => {}
+            // coturn: bytes per second, each direction on its own; turnpike: bits per
+            // second, both directions together. Twice the bytes, times 8, lets the same
+            // symmetric traffic through.
+            "max-bps" => match v.parse::<u64>() {
+                Ok(b) => st.max_bps = Some(b.saturating_mul(16)),
+                Err(_) => skip(format!("{v:?} is not a number of bytes per second")),
+            },
             "general-threads" | "cpus" => {
                 skip("turnpike runs one shard per core; see server.shards".into())
             }
@@ -686,6 +693,12 @@ fn render(st: &State, unmapped: &mut Vec<Unmapped>, source: &str) -> String {
     }
     if let Some(n) = st.user_quota {
         relay.insert("max_allocations_per_user".into(), Value::Integer(n as i64));
+    }
+    if let Some(b) = st.max_bps {
+        relay.insert(
+            "max_bps_per_allocation".into(),
+            Value::Integer(b.min(i64::MAX as u64) as i64),
+        );
     }
 
     let mut auth = Table::new();
