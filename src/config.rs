@@ -34,9 +34,17 @@ pub struct Server {
     pub shards: usize,
     /// Most TCP/TLS client connections at once.
     pub max_connections: usize,
-    /// A TCP/TLS connection that holds no allocation is closed after this long.
+    /// A TCP/TLS connection that holds no allocation is closed after this long without
+    /// a complete message.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Most TCP/TLS connections from one IPv4 address or IPv6 /64.
+    pub max_connections_per_ip: usize,
+    /// A TLS handshake not finished this long after accept is abandoned.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Serve plain STUN/TURN arriving on a TLS listener (first byte decides), as coturn.
+    pub tls_accepts_plain: bool,
 }
 
 impl Default for Server {
@@ -50,6 +58,9 @@ impl Default for Server {
             shards: 0,
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(30),
+            max_connections_per_ip: 256,
+            tls_handshake_timeout: Duration::from_secs(10),
+            tls_accepts_plain: true,
         }
     }
 }
@@ -236,6 +247,10 @@ pub struct Http {
     pub uris: Vec<String>,
     /// Origins allowed to call the credential API from a browser (CORS); "*" for any.
     pub cors_origins: Vec<String>,
+    /// A second bearer token for the sessions API only (the credentials token works too).
+    pub admin_token: Option<Secret>,
+    /// Serve the self-test page at GET /selftest.
+    pub selftest: bool,
 }
 
 impl Default for Http {
@@ -248,6 +263,8 @@ impl Default for Http {
             credentials_max_ttl: Duration::from_secs(86400),
             uris: vec![],
             cors_origins: vec![],
+            admin_token: None,
+            selftest: false,
         }
     }
 }
@@ -311,6 +328,9 @@ impl Config {
         if self.server.max_connections == 0 || self.server.idle_timeout.is_zero() {
             bail!("server.max_connections / idle_timeout: must be above 0");
         }
+        if self.server.max_connections_per_ip == 0 || self.server.tls_handshake_timeout.is_zero() {
+            bail!("server.max_connections_per_ip / tls_handshake_timeout: must be above 0");
+        }
         // RFC 8489 allows 763 bytes; every one is sent to unauthenticated clients.
         if self.server.realm.is_empty() || self.server.realm.len() > 64 {
             bail!("server.realm: must be 1 to 64 bytes");
@@ -369,6 +389,11 @@ impl Config {
         {
             bail!("http.credentials_token: must be at least 16 bytes");
         }
+        if let Some(t) = &self.http.admin_token
+            && t.expose().len() < 16
+        {
+            bail!("http.admin_token: must be at least 16 bytes");
+        }
         if self.http.credentials_ttl.is_zero()
             || self.http.credentials_ttl > self.http.credentials_max_ttl
         {
@@ -419,6 +444,10 @@ mod tests {
             ("[server]\nlisten_udp = [\"nope\"]", "listen_udp"),
             ("[server]\nlisten_udp = []", "server.listen_udp"),
             ("[server]\nlisten_tls = [\"0.0.0.0:443\"]", "tls.cert"),
+            (
+                "[server]\nmax_connections_per_ip = 0",
+                "server.max_connections_per_ip",
+            ),
             ("[peers]\nallow = [\"10.0.0.0/33\"]", "allow"),
             ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
             ("[log]\nformat = \"xml\"", "format"),

@@ -4,6 +4,7 @@ pub mod config;
 pub mod http;
 pub mod import_coturn;
 pub mod metrics;
+pub mod probe;
 pub mod proto;
 pub mod relay;
 pub mod runtime;

@@ -9,8 +9,10 @@ use prometheus::{
 
 use crate::auth::AuthError;
 use crate::relay::Transport;
-use crate::relay::stats::{CODES, Direction, DropReason, EndReason, METHODS};
+use crate::relay::stats::{CODES, Direction, DropReason, EndReason, RequestMethod};
 use crate::runtime::ShardSnapshot;
+use crate::runtime::connections::Refused;
+use crate::runtime::tls::TlsFailure;
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 
@@ -31,6 +33,8 @@ pub struct Metrics {
     quota_rejections: IntCounter,
     relay_ports_in_use: IntGaugeVec,
     relay_ports_total: IntGaugeVec,
+    tls_handshake_failures: IntCounterVec,
+    connections_refused: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
 }
@@ -149,6 +153,20 @@ impl Metrics {
                 "Relay ports in the configured range (0 for a family that is off).",
                 &["family"],
             ),
+            tls_handshake_failures: counter_vec(
+                &r,
+                "turnpike_tls_handshake_failures_total",
+                "TLS handshakes that failed on TLS listeners, by reason (bad_client_hello, \
+                 incompatible, alert, plaintext_refused, timeout, closed, other).",
+                &["reason"],
+            ),
+            connections_refused: counter_vec(
+                &r,
+                "turnpike_connections_refused_total",
+                "TCP/TLS connections closed at accept, by the limit they hit \
+                 (max_connections, max_connections_per_ip).",
+                &["reason"],
+            ),
             allocation_lifetime: {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
@@ -229,15 +247,15 @@ impl Metrics {
                 sum(&|s| s.counters.allocations_ended[r as usize]),
             );
         }
-        for (mi, m) in METHODS.iter().enumerate() {
+        for m in RequestMethod::ALL {
             for (ci, c) in CODES.iter().enumerate() {
-                let total = sum(&|s| s.counters.requests[mi][ci]);
+                let total = sum(&|s| s.counters.requests[m as usize][ci]);
                 // Only series that happened: 5 methods x 14 codes would be mostly noise.
                 if total > 0 {
                     raise(
                         &self
                             .requests
-                            .with_label_values(&[*m, c.to_string().as_str()]),
+                            .with_label_values(&[m.label(), c.to_string().as_str()]),
                         total,
                     );
                 }
@@ -264,6 +282,18 @@ impl Metrics {
                 .set(sum(&|s| s.relay_ports_total[fi]) as i64);
         }
         raise(&self.peer_denied, sum(&|s| s.counters.peer_denied));
+        for r in TlsFailure::ALL {
+            raise(
+                &self.tls_handshake_failures.with_label_values(&[r.label()]),
+                sum(&|s| s.streams.tls_handshake_failures[r as usize]),
+            );
+        }
+        for r in Refused::ALL {
+            raise(
+                &self.connections_refused.with_label_values(&[r.label()]),
+                sum(&|s| s.streams.refused[r as usize]),
+            );
+        }
         raise(
             &self.quota_rejections,
             sum(&|s| s.counters.quota_rejections),
@@ -314,5 +344,11 @@ mod tests {
         assert!(text.contains("turnpike_allocations{family=\"ipv4\",transport=\"udp\"} 3"));
         assert!(text.contains("turnpike_build_info{version="));
         assert!(text.contains("turnpike_connections{transport=\"tls\"} 0"));
+        assert!(text.contains("turnpike_tls_handshake_failures_total{reason=\"timeout\"} 0"));
+        assert!(
+            text.contains(
+                "turnpike_connections_refused_total{reason=\"max_connections_per_ip\"} 0"
+            )
+        );
     }
 }

@@ -354,3 +354,35 @@ fn relay_port_pool_and_process_metrics_are_exported() {
     );
     relay.shutdown();
 }
+
+#[test]
+fn a_request_with_an_unknown_method_is_counted_as_other_not_as_a_real_method() {
+    let (relay, server, cfg) = start_with(true, "53100-53149", "", "");
+    let http = start_http(relay.clone(), &cfg);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    // CONNECT (RFC 6062): a method this server does not serve.
+    let m = build_request(METHOD_CONNECT, &[], None);
+    s.send_to(&m.raw, server).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = s.recv(&mut buf).unwrap();
+    let mut r = Message::new();
+    r.raw = buf[..n].to_vec();
+    r.decode().unwrap();
+    assert_eq!(error_code(&r), Some(400));
+    let (status, _, text) = http_get(http, "GET", "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &text,
+            "turnpike_requests_total{code=\"400\",method=\"other\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !text.contains("method=\"channel_bind\""),
+        "no ChannelBind was ever sent:\n{text}"
+    );
+    relay.shutdown();
+}

@@ -81,6 +81,33 @@ pub fn decode_xor_address(value: &[u8], transaction_id: &[u8; 12]) -> Option<Soc
     }
 }
 
+/// Writes an XOR-*-ADDRESS value (RFC 8489 §14.2) into `out` (8 bytes for IPv4, 20 for
+/// IPv6): the inverse of `decode_xor_address`.
+pub fn encode_xor_address(out: &mut [u8], addr: SocketAddr, transaction_id: &[u8; 12]) {
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    out[0] = 0;
+    out[2..4].copy_from_slice(&(addr.port() ^ (MAGIC_COOKIE >> 16) as u16).to_be_bytes());
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out[1] = FAMILY_IPV4;
+            for (i, b) in ip.octets().iter().enumerate() {
+                out[4 + i] = b ^ cookie[i];
+            }
+        }
+        IpAddr::V6(ip) => {
+            out[1] = FAMILY_IPV6;
+            for (i, b) in ip.octets().iter().enumerate() {
+                let key = if i < 4 {
+                    cookie[i]
+                } else {
+                    transaction_id[i - 4]
+                };
+                out[4 + i] = b ^ key;
+            }
+        }
+    }
+}
+
 /// The 12-byte transaction id of a STUN message (caller checked the length).
 pub fn transaction_id(packet: &[u8]) -> [u8; 12] {
     let mut id = [0u8; 12];

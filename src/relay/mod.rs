@@ -135,8 +135,13 @@ pub enum PeerAction {
         client: ClientId,
         channel: u16,
     },
-    /// A Data indication was queued (no channel bound to this peer yet).
-    Handled,
+    /// No channel is bound to this peer: frame the payload as a Data indication
+    /// (`proto::indication::frame_data_indication`) with this transaction id and send it
+    /// to `client`.
+    DataIndication {
+        client: ClientId,
+        transaction_id: [u8; 12],
+    },
     Drop(DropReason),
 }
 
@@ -173,12 +178,20 @@ pub struct Server {
     limiter: rate_limit::PrefixLimiter,
     /// The time of the request being handled, for code deep in the answer path.
     clock: Option<Instant>,
+    /// Data indication transaction ids: a random prefix and a count.
+    indication_prefix: [u8; 12],
+    indications: u64,
 }
 
 impl Server {
     pub fn new(cfg: CoreConfig, seed: u64) -> Self {
         let limiter = rate_limit::PrefixLimiter::new(cfg.unauthenticated_rate);
+        let mut rng = Rng::new(seed);
+        let mut indication_prefix = [0u8; 12];
+        indication_prefix[..4].copy_from_slice(&rng.next_u64().to_be_bytes()[..4]);
         Server {
+            indication_prefix,
+            indications: 0,
             limiter,
             clock: None,
             cfg,
@@ -190,7 +203,7 @@ impl Server {
             reservations: HashMap::new(),
             held: FastMap::default(),
             next_token: 1,
-            rng: Rng::new(seed),
+            rng,
             commands: VecDeque::new(),
             timers: BinaryHeap::new(),
             reservation_timers: VecDeque::new(),
@@ -367,6 +380,13 @@ impl Server {
             self.counters.drop(DropReason::NoPermission);
             return PeerAction::Drop(DropReason::NoPermission);
         }
+        let channel = alloc.peer_channel(now, &peer);
+        if channel.is_none()
+            && payload.len() > crate::proto::indication::MAX_DATA_INDICATION_PAYLOAD
+        {
+            self.counters.drop(DropReason::Malformed);
+            return PeerAction::Drop(DropReason::Malformed);
+        }
         if let Some(l) = &mut alloc.limits
             && !l.take(now, payload.len())
         {
@@ -378,13 +398,18 @@ impl Server {
         let client = alloc.client;
         self.counters
             .relayed(client.transport, Direction::PeerToClient, payload.len());
-        if let Some(channel) = alloc.peer_channel(now, &peer) {
+        if let Some(channel) = channel {
             return PeerAction::ChannelData { client, channel };
         }
-        let data = requests::data_indication(peer, payload);
-        self.commands
-            .push_back(Command::SendToClient { client, data });
-        PeerAction::Handled
+        // Unique per indication without a random draw per packet: a random prefix drawn
+        // once, then a counter.
+        self.indications += 1;
+        let mut transaction_id = self.indication_prefix;
+        transaction_id[4..].copy_from_slice(&self.indications.to_be_bytes());
+        PeerAction::DataIndication {
+            client,
+            transaction_id,
+        }
     }
 
     /// Count a packet the shell could not send (full buffer, unreachable peer). The
@@ -474,6 +499,21 @@ impl Server {
         }
     }
 
+    /// Ends every allocation of user id `user` (the part after the expiry in a REST
+    /// username, or a static username) for the sessions API. Returns how many.
+    pub fn end_user_allocations(&mut self, now: Instant, user: &str) -> usize {
+        let idxs: Vec<usize> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| user_id(&a.username) == user)
+            .map(|(i, _)| i)
+            .collect();
+        for &idx in &idxs {
+            self.remove_allocation(now, idx, EndReason::Admin);
+        }
+        idxs.len()
+    }
+
     fn remove_allocation(&mut self, now: Instant, idx: usize, reason: EndReason) {
         let a = self.allocations.remove(idx);
         self.by_client.remove(&a.client);
@@ -500,6 +540,12 @@ impl Server {
                 reason,
             })));
     }
+}
+
+/// The user id in a username: REST usernames are "<expiry>:<user-id>"; a static
+/// username is its own id.
+pub fn user_id(username: &str) -> &str {
+    username.split_once(':').map_or(username, |(_, id)| id)
 }
 
 #[cfg(test)]

@@ -14,9 +14,7 @@ use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
 use stun::xoraddr::XorMappedAddress;
 use turn::proto::channum::ChannelNumber;
-use turn::proto::data::Data;
 use turn::proto::lifetime::Lifetime;
-use turn::proto::peeraddr::PeerAddress;
 use turn::proto::relayaddr::RelayedAddress;
 use turn::proto::reqfamily::RequestedAddressFamily;
 use turn::proto::reqtrans::RequestedTransport;
@@ -26,7 +24,7 @@ use super::allocation::Allocation;
 use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
 use super::quota::quota_key;
-use super::stats::{DropReason, EndReason, code_index};
+use super::stats::{DropReason, EndReason, RequestMethod, code_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
@@ -75,21 +73,6 @@ pub fn is_send_indication(packet: &[u8]) -> bool {
     packet.len() >= STUN_HEADER_LEN
         && u16::from_be_bytes([packet[0], packet[1]]) == SEND_INDICATION
         && is_message(packet)
-}
-
-/// A Data indication carrying `payload` from `peer` (the slow path, before a channel).
-pub fn data_indication(peer: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_DATA, CLASS_INDICATION));
-    let _ = m.new_transaction_id();
-    m.write_header();
-    let _ = PeerAddress {
-        ip: peer.ip(),
-        port: peer.port(),
-    }
-    .add_to(&mut m);
-    let _ = Data(payload.to_vec()).add_to(&mut m);
-    m.raw
 }
 
 /// An Allocate waiting for the shell to bind its relay socket(s).
@@ -153,16 +136,6 @@ struct RequestInfo {
 struct Reject(u16, &'static str);
 
 type Attrs = Vec<Box<dyn Setter>>;
-
-fn method_index(m: Method) -> usize {
-    match m {
-        METHOD_BINDING => 0,
-        METHOD_ALLOCATE => 1,
-        METHOD_REFRESH => 2,
-        METHOD_CREATE_PERMISSION => 3,
-        _ => 4,
-    }
-}
 
 impl Server {
     pub(super) fn handle_stun(&mut self, now: Instant, unix: u64, client: ClientId, packet: &[u8]) {
@@ -980,7 +953,7 @@ impl Server {
     }
 
     fn count_request(&mut self, method: Method, code: u16) {
-        self.counters.requests[method_index(method)][code_index(code)] += 1;
+        self.counters.requests[RequestMethod::of(method) as usize][code_index(code)] += 1;
     }
 
     /// Whether an answer without MESSAGE-INTEGRITY may go to `client` now: such answers

@@ -70,16 +70,19 @@ pub enum EndReason {
     CredentialExpired,
     /// It outlived its credential by `auth.max_session_duration`.
     MaxSession,
+    /// Ended through the sessions API (DELETE /api/v1/sessions).
+    Admin,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 6] = [
+    pub const ALL: [EndReason; 7] = [
         EndReason::Expired,
         EndReason::Deleted,
         EndReason::Error,
         EndReason::Shutdown,
         EndReason::CredentialExpired,
         EndReason::MaxSession,
+        EndReason::Admin,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -89,18 +92,56 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::CredentialExpired => "credential_expired",
             EndReason::MaxSession => "max_session",
+            EndReason::Admin => "admin",
         }
     }
 }
 
-/// STUN/TURN methods counted in request metrics.
-pub const METHODS: [&str; 5] = [
-    "binding",
-    "allocate",
-    "refresh",
-    "create_permission",
-    "channel_bind",
-];
+/// STUN/TURN methods counted in request metrics. A method this server does not know gets
+/// its own label, so a 400 for it is not counted under a real method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestMethod {
+    Binding = 0,
+    Allocate,
+    Refresh,
+    CreatePermission,
+    ChannelBind,
+    Other,
+}
+
+impl RequestMethod {
+    pub const ALL: [RequestMethod; 6] = [
+        RequestMethod::Binding,
+        RequestMethod::Allocate,
+        RequestMethod::Refresh,
+        RequestMethod::CreatePermission,
+        RequestMethod::ChannelBind,
+        RequestMethod::Other,
+    ];
+
+    pub fn of(m: stun::message::Method) -> Self {
+        use stun::message::*;
+        match m {
+            METHOD_BINDING => RequestMethod::Binding,
+            METHOD_ALLOCATE => RequestMethod::Allocate,
+            METHOD_REFRESH => RequestMethod::Refresh,
+            METHOD_CREATE_PERMISSION => RequestMethod::CreatePermission,
+            METHOD_CHANNEL_BIND => RequestMethod::ChannelBind,
+            _ => RequestMethod::Other,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestMethod::Binding => "binding",
+            RequestMethod::Allocate => "allocate",
+            RequestMethod::Refresh => "refresh",
+            RequestMethod::CreatePermission => "create_permission",
+            RequestMethod::ChannelBind => "channel_bind",
+            RequestMethod::Other => "other",
+        }
+    }
+}
 /// Result codes counted in request metrics; 200 means success.
 pub const CODES: [u16; 14] = [
     200, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
@@ -120,7 +161,7 @@ pub struct Counters {
     pub relayed_packets: [[u64; 2]; Transport::COUNT],
     pub dropped: [u64; DropReason::ALL.len()],
     /// [method][code]
-    pub requests: [[u64; CODES.len()]; METHODS.len()],
+    pub requests: [[u64; CODES.len()]; RequestMethod::ALL.len()],
     /// Indexed by `AuthError as usize`.
     pub auth_failures: [u64; AuthError::ALL.len()],
     /// [transport]

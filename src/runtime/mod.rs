@@ -3,7 +3,9 @@
 
 pub mod batch;
 pub mod clock;
+pub mod connections;
 pub mod session_log;
+pub mod sessions;
 pub mod shard;
 pub mod stream;
 pub mod tls;
@@ -41,6 +43,8 @@ pub struct ShardSnapshot {
     /// Relay ports held and the shard's slice size, by family (0 = IPv4, 1 = IPv6).
     pub relay_ports_in_use: [u64; 2],
     pub relay_ports_total: [u64; 2],
+    /// Failed TLS handshakes and refused connections.
+    pub streams: connections::StreamCounters,
 }
 
 #[derive(Debug, Default)]
@@ -53,10 +57,17 @@ pub struct ShardStatus {
 }
 
 impl ShardStatus {
-    pub fn publish(&self, core: &Server, now: Instant, connections: [u64; Transport::COUNT]) {
+    pub fn publish(
+        &self,
+        core: &Server,
+        now: Instant,
+        connections: [u64; Transport::COUNT],
+        streams: connections::StreamCounters,
+    ) {
         let mut snap = ShardSnapshot {
             counters: core.counters().clone(),
             connections,
+            streams,
             ..Default::default()
         };
         for (fi, (used, total)) in core.relay_port_usage().into_iter().enumerate() {
@@ -258,6 +269,11 @@ impl Relay {
             );
         }
         let tls_config = load_tls(cfg)?;
+        // One count for all shards: the connection limits are per server.
+        let limiter = Arc::new(connections::ConnLimiter::new(
+            cfg.server.max_connections,
+            cfg.server.max_connections_per_ip,
+        ));
         let sessions = SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
         };
@@ -323,8 +339,10 @@ impl Relay {
                 listeners,
                 tls_config.clone(),
                 Limits {
-                    max_connections: cfg.server.max_connections.div_ceil(shards),
+                    limiter: limiter.clone(),
                     idle_timeout: cfg.server.idle_timeout,
+                    tls_handshake_timeout: cfg.server.tls_handshake_timeout,
+                    tls_accepts_plain: cfg.server.tls_accepts_plain,
                 },
                 rx,
                 status.clone(),
@@ -396,6 +414,37 @@ impl Relay {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         self.status.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// Every live allocation, asked of each shard (bounded wait, like `snapshots`).
+    pub fn sessions(&self) -> Vec<sessions::SessionInfo> {
+        let (tx, rx) = channel();
+        self.send_all(|| Control::Sessions(tx.clone()));
+        drop(tx);
+        self.collect(rx).into_iter().flatten().collect()
+    }
+
+    /// Ends every allocation of user id `user` (sessions API); returns how many ended.
+    pub fn end_sessions(&self, user: &str) -> usize {
+        let (tx, rx) = channel();
+        self.send_all(|| Control::EndSessions(user.to_owned(), tx.clone()));
+        drop(tx);
+        self.collect(rx).into_iter().sum()
+    }
+
+    /// One answer per running shard, waiting at most a second in all.
+    fn collect<T>(&self, rx: std::sync::mpsc::Receiver<T>) -> Vec<T> {
+        let deadline = clock::now() + std::time::Duration::from_secs(1);
+        let running = self.status.iter().filter(|s| s.is_running()).count();
+        let mut out = Vec::new();
+        while out.len() < running {
+            let left = deadline.saturating_duration_since(clock::now());
+            match rx.recv_timeout(left) {
+                Ok(v) => out.push(v),
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     /// Listeners are bound and every shard is running.
