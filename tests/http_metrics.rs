@@ -13,38 +13,7 @@ use support::*;
 use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::peeraddr::PeerAddress;
-use turnpike::http::HttpState;
 use turnpike::runtime::Relay;
-
-/// Starts the HTTP endpoint for `relay` on a free port, on its own runtime thread.
-fn start_http(relay: Arc<Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
-    let state = HttpState::new(relay, cfg, &[SECRET.to_owned()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            let _ = turnpike::http::serve(l, state, std::future::pending()).await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
-/// The value of the series whose line starts with `series` (name and labels).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn metrics_show_exact_relayed_totals_and_gauges_return_to_zero() {

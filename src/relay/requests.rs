@@ -382,6 +382,14 @@ impl Server {
         if self.pending.values().any(|p| p.client == client) {
             return Ok(()); // a retransmission while the relay socket is being bound
         }
+        if let Some((code, reason, alt)) = self.refuse_new_allocation(client.addr) {
+            let extra: Attrs = alt
+                .map(|a| Box::new(super::admission::AlternateServer(a)) as Box<dyn Setter>)
+                .into_iter()
+                .collect();
+            self.respond_error(client, req, code, reason, Some(&key), extra);
+            return Ok(());
+        }
         let mut transport = RequestedTransport::default();
         if transport.get_from(msg).is_err() {
             return Err(Reject(400, "Missing REQUESTED-TRANSPORT"));

@@ -143,8 +143,8 @@ impl RequestMethod {
     }
 }
 /// Result codes counted in request metrics; 200 means success.
-pub const CODES: [u16; 14] = [
-    200, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+pub const CODES: [u16; 15] = [
+    200, 300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
 ];
 
 pub fn code_index(code: u16) -> usize {
