@@ -329,9 +329,10 @@ fn kubernetes_manifests_validate_against_the_schemas() {
     let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
         .as_u64()
         .unwrap_or(0);
-    // SIGTERM drains for up to drain_timeout (30 s by default) after the preStop hook.
+    // SIGTERM drains for up to server.drain_timeout after the preStop hook.
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-    assert!(grace > pre_stop + 30, "grace {grace}s");
+    let drain = cfg.server.drain_timeout.as_secs();
+    assert!(grace > pre_stop + drain, "grace {grace}s, drain {drain}s");
     // The config's listeners are the ports the pod declares.
     let declared: BTreeSet<(u64, String)> = c["ports"]
         .as_array()
@@ -409,6 +410,52 @@ fn kubernetes_manifests_validate_against_the_schemas() {
             assert!(keys.contains(&k.as_str().unwrap().to_owned()), "{k}");
         }
     }
+
+    // auth.secrets_file is a key of the Secret, mounted where the config says, readable
+    // by the pod's group and not by every user (turnpike refuses that).
+    let secrets_file = cfg.auth.secrets_file.clone().expect("auth.secrets_file");
+    let secret_volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == secret_name)
+        .expect("the Secret is a volume");
+    let secret_mount = mounts
+        .iter()
+        .find(|m| m["name"] == secret_volume["name"])
+        .expect("the Secret volume is mounted");
+    assert_eq!(
+        secrets_file.parent().unwrap(),
+        Path::new(secret_mount["mountPath"].as_str().unwrap())
+    );
+    let key = secrets_file.file_name().unwrap().to_str().unwrap();
+    assert!(keys.contains(&key.to_owned()), "{key} not in {keys:?}");
+    let mode = secret_volume["secret"]["defaultMode"].as_u64().unwrap() as u32;
+    assert_eq!(mode & 0o004, 0, "world-readable secrets: {mode:o}");
+    assert_ne!(mode & 0o040, 0, "the fsGroup cannot read it: {mode:o}");
+    assert!(pod["securityContext"]["fsGroup"].is_u64(), "fsGroup");
+
+    // The ConfigMap and the Secret as the pod sees them pass check-config.
+    let dir = scratch("k8s-check");
+    let file = dir.join(key);
+    std::fs::write(&file, secret["stringData"][key].as_str().unwrap()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    let conf = dir.join("turnserver.toml");
+    let pod_path = secrets_file.display().to_string();
+    assert!(toml_text.contains(&pod_path));
+    std::fs::write(
+        &conf,
+        toml_text.replace(&pod_path, &file.display().to_string()),
+    )
+    .unwrap();
+    let (ok, text) = run(Command::new(BIN)
+        .args(["check-config", "--quiet", "--config"])
+        .arg(&conf)
+        .env_remove("TURNPIKE_CONFIG"));
+    assert!(ok, "check-config on the ConfigMap and Secret:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+
     for d in by_kind.values() {
         if d["kind"] != "Namespace" {
             assert_eq!(d["metadata"]["namespace"], "turnpike", "{}", d["kind"]);
