@@ -37,6 +37,8 @@ pub struct Import {
     /// The parsed result, for callers that want the values.
     pub config: Config,
     pub unmapped: Vec<Unmapped>,
+    /// Options converted with a difference in meaning the admin should know about.
+    pub notes: Vec<Unmapped>,
 }
 
 /// Options that need no setting in turnpike: it always behaves this way.
@@ -98,12 +100,8 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     ("udp-self-balance", "not needed: shards share each UDP port"),
     (
-        "alternate-server",
-        "ALTERNATE-SERVER redirection is configured separately in turnpike",
-    ),
-    (
         "tls-alternate-server",
-        "ALTERNATE-SERVER redirection is configured separately in turnpike",
+        "server.alternate names STUN/TURN addresses only, not TLS ones",
     ),
     (
         "listening-device",
@@ -356,6 +354,7 @@ struct State {
     total_quota: Option<usize>,
     user_quota: Option<usize>,
     max_bps: Option<u64>,
+    alternate: Vec<SocketAddr>,
     max_lifetime: Option<u64>,
     nonce_lifetime: Option<u64>,
     shards: Option<usize>,
@@ -373,6 +372,7 @@ struct State {
 pub fn convert(text: &str, source: &str) -> anyhow::Result<Import> {
     let mut st = State::default();
     let mut unmapped = Vec::new();
+    let mut notes = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let Some((name, v)) = parse_line(raw) else {
             continue;
@@ -383,6 +383,13 @@ pub fn convert(text: &str, source: &str) -> anyhow::Result<Import> {
                 line,
                 option: name.clone(),
                 reason,
+            })
+        };
+        let mut note = |reason: &str| {
+            notes.push(Unmapped {
+                line,
+                option: name.clone(),
+                reason: reason.into(),
             })
         };
         let port = |v: &str| v.parse::<u16>().ok().filter(|p| *p > 0);
@@ -545,8 +552,27 @@ pub fn convert(text: &str, source: &str) -> anyhow::Result<Import> {
             // second, both directions together. Twice the bytes, times 8, lets the same
             // symmetric traffic through.
             "max-bps" => match v.parse::<u64>() {
-                Ok(b) => st.max_bps = Some(b.saturating_mul(16)),
+                Ok(b) => {
+                    st.max_bps = Some(b.saturating_mul(16));
+                    note("bytes/s per direction became bits/s of both directions together (x16)");
+                }
                 Err(_) => skip(format!("{v:?} is not a number of bytes per second")),
+            },
+            "alternate-server" => match parse_alternate(&v) {
+                Some(a) => {
+                    if st.alternate.is_empty() {
+                        note(
+                            "coturn redirects every Allocate to its alternates; turnpike \
+                             (server.alternate) redirects new clients only while draining or full",
+                        );
+                    }
+                    if !st.alternate.contains(&a) {
+                        st.alternate.push(a);
+                    }
+                }
+                None => skip(format!(
+                    "{v:?} is not an address with an optional port (host names are not resolved)"
+                )),
             },
             "general-threads" | "cpus" => {
                 skip("turnpike runs one shard per core; see server.shards".into())
@@ -569,7 +595,18 @@ pub fn convert(text: &str, source: &str) -> anyhow::Result<Import> {
         toml,
         config,
         unmapped,
+        notes,
     })
+}
+
+/// coturn's alternate-server value: "ip", "ip:port" or "[ipv6]:port"; 3478 when no port.
+fn parse_alternate(v: &str) -> Option<SocketAddr> {
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Some(a).filter(|a| a.port() != 0 && !a.ip().is_unspecified());
+    }
+    let ip = v.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = ip.parse().ok().filter(|ip: &IpAddr| !ip.is_unspecified())?;
+    Some(SocketAddr::new(ip, 3478))
 }
 
 fn strings<T: ToString>(items: impl IntoIterator<Item = T>) -> Value {
@@ -636,6 +673,9 @@ fn render(st: &State, unmapped: &mut Vec<Unmapped>, source: &str) -> String {
     server.insert("listen_tls".into(), strings(&tls));
     if let Some(n) = st.shards {
         server.insert("shards".into(), Value::Integer(n as i64));
+    }
+    if !st.alternate.is_empty() {
+        server.insert("alternate".into(), strings(&st.alternate));
     }
 
     let mut tls_t = Table::new();
@@ -853,6 +893,21 @@ mod tests {
         );
         // A hole covering the whole net removes it.
         assert!(subtract(&nets(&["10.0.0.0/24"]), &nets(&["10.0.0.0/8"])).is_empty());
+    }
+
+    #[test]
+    fn alternate_server_forms() {
+        let p = |v: &str| parse_alternate(v).map(|a| a.to_string());
+        assert_eq!(p("203.0.113.8:3479").as_deref(), Some("203.0.113.8:3479"));
+        assert_eq!(p("203.0.113.8").as_deref(), Some("203.0.113.8:3478"));
+        assert_eq!(
+            p("[2001:db8::8]:5000").as_deref(),
+            Some("[2001:db8::8]:5000")
+        );
+        assert_eq!(p("2001:db8::8").as_deref(), Some("[2001:db8::8]:3478"));
+        for bad in ["turn.example.com:3478", "0.0.0.0:3478", "1.2.3.4:0", ""] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
     }
 
     #[test]

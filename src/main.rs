@@ -406,6 +406,9 @@ fn import_coturn(path: &std::path::Path, output: Option<&std::path::Path>) -> an
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading coturn config {}", path.display()))?;
     let imp = turnpike::import_coturn::convert(&text, &path.display().to_string())?;
+    for u in &imp.notes {
+        eprintln!("import-coturn: note: {u}");
+    }
     for u in &imp.unmapped {
         eprintln!("import-coturn: not converted: {u}");
     }

@@ -167,6 +167,17 @@ fn rest_secret_behind_nat() {
     assert_eq!(c.relay.max_allocations, 100);
     assert_eq!(c.auth.nonce_lifetime, Duration::from_secs(600));
     assert_eq!(
+        c.server.alternate,
+        addrs(&["203.0.113.8:3478", "[2001:db8::8]:3478"])
+    );
+    assert!(
+        imp.stderr.contains(
+            "import-coturn: note: line 23 `alternate-server`: coturn redirects every Allocate"
+        ),
+        "{}",
+        imp.stderr
+    );
+    assert_eq!(
         imp.unmapped,
         set(&[(19, "log-file"), (20, "simple-log"), (21, "pidfile"),]),
         "{}",
@@ -264,6 +275,12 @@ fn denied_peer_ranges_and_quotas() {
     assert_eq!(c.relay.max_allocations_per_user, 12);
     // max-bps=3000000 bytes/s each way = 48 Mbit/s both ways together.
     assert_eq!(c.relay.max_bps_per_allocation, 48_000_000);
+    assert!(
+        imp.stderr
+            .contains("import-coturn: note: line 12 `max-bps`: bytes/s per direction"),
+        "{}",
+        imp.stderr
+    );
     assert_eq!(c.relay.max_bps_per_user, 0);
     assert_eq!(
         c.auth.secret_strings(),
