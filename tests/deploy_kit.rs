@@ -199,6 +199,8 @@ fn containerfile_is_lint_clean_multi_stage_and_non_root() {
         .unwrap()
         .to_owned();
     assert!(get("ENTRYPOINT")[0].contains(&format!("\"{copied}\"")));
+    // SIGTERM is what starts turnpike's drain.
+    assert_eq!(get("STOPSIGNAL"), ["SIGTERM"]);
     let hc = get("HEALTHCHECK");
     assert_eq!(hc.len(), 1);
     let cmd = hc[0].split_once("CMD ").unwrap().1;
