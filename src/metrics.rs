@@ -9,7 +9,7 @@ use prometheus::{
 
 use crate::auth::AuthError;
 use crate::relay::Transport;
-use crate::relay::stats::{CODES, Direction, DropReason, EndReason, RequestMethod};
+use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_code};
 use crate::runtime::ShardSnapshot;
 use crate::runtime::connections::Refused;
 use crate::runtime::tls::TlsFailure;
@@ -248,7 +248,8 @@ impl Metrics {
             );
         }
         for m in RequestMethod::ALL {
-            for (ci, c) in CODES.iter().enumerate() {
+            for ci in 0..RESULTS {
+                let c = result_code(ci);
                 let total = sum(&|s| s.counters.requests[m as usize][ci]);
                 // Only series that happened: 5 methods x 14 codes would be mostly noise.
                 if total > 0 {
