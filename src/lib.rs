@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod import_coturn;
 pub mod metrics;
 pub mod probe;
 pub mod proto;
