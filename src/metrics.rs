@@ -2,17 +2,19 @@
 //! per-shard integers; a scrape asks each shard for a fresh copy and brings these families
 //! up to the summed totals, so the relay path never touches an atomic or a lock.
 
+pub mod labels;
+pub mod snapshot;
+
+use labels::{Refused, TlsFailure};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use snapshot::ShardSnapshot;
 
 use crate::auth::AuthError;
 use crate::relay::Transport;
 use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_code};
-use crate::runtime::ShardSnapshot;
-use crate::runtime::connections::Refused;
-use crate::runtime::tls::TlsFailure;
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 

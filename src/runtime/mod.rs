@@ -27,28 +27,11 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
 use crate::relay::quota::Quotas;
-use crate::relay::stats::Counters;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
 use shard::{Control, Limits, Listeners, Shard, tcp_listener, udp_socket};
 
-/// What a shard last published: its counters and gauges, copied on request and once a
-/// second, so that the relay path never touches shared state.
-#[derive(Debug, Default, Clone)]
-pub struct ShardSnapshot {
-    pub counters: Counters,
-    /// Gauges, [transport][family: 0 = IPv4, 1 = IPv6].
-    pub allocations: [[u64; 2]; Transport::COUNT],
-    pub permissions: [[u64; 2]; Transport::COUNT],
-    pub channels: [[u64; 2]; Transport::COUNT],
-    /// Open client connections, by transport (TCP, TLS).
-    pub connections: [u64; Transport::COUNT],
-    /// Relay ports held and the shard's slice size, by family (0 = IPv4, 1 = IPv6).
-    pub relay_ports_in_use: [u64; 2],
-    pub relay_ports_total: [u64; 2],
-    /// Failed TLS handshakes and refused connections.
-    pub streams: connections::StreamCounters,
-}
+pub use crate::metrics::snapshot::ShardSnapshot;
 
 #[derive(Debug, Default)]
 pub struct ShardStatus {
