@@ -31,6 +31,8 @@ pub struct Metrics {
     dropped: IntCounterVec,
     peer_denied: IntCounter,
     quota_rejections: IntCounter,
+    relay_ports_in_use: IntGaugeVec,
+    relay_ports_total: IntGaugeVec,
     tls_handshake_failures: IntCounterVec,
     connections_refused: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
@@ -139,6 +141,18 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            relay_ports_in_use: gauge_vec(
+                &r,
+                "turnpike_relay_ports_in_use",
+                "Relay ports held by allocations or EVEN-PORT reservations.",
+                &["family"],
+            ),
+            relay_ports_total: gauge_vec(
+                &r,
+                "turnpike_relay_ports_total",
+                "Relay ports in the configured range (0 for a family that is off).",
+                &["family"],
+            ),
             tls_handshake_failures: counter_vec(
                 &r,
                 "turnpike_tls_handshake_failures_total",
@@ -176,6 +190,13 @@ impl Metrics {
             &["version"],
         );
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // process_* (memory, open fds, CPU, start time), which admins' dashboards expect.
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
         // Create every labelled series up front, so a dashboard sees zeros, not gaps.
         m.update(&[ShardSnapshot::default()]);
         m
@@ -252,6 +273,14 @@ impl Metrics {
                 &self.dropped.with_label_values(&[r.label()]),
                 sum(&|s| s.counters.dropped[r as usize]),
             );
+        }
+        for (fi, fam) in FAMILIES.iter().enumerate() {
+            self.relay_ports_in_use
+                .with_label_values(&[fam])
+                .set(sum(&|s| s.relay_ports_in_use[fi]) as i64);
+            self.relay_ports_total
+                .with_label_values(&[fam])
+                .set(sum(&|s| s.relay_ports_total[fi]) as i64);
         }
         raise(&self.peer_denied, sum(&|s| s.counters.peer_denied));
         for r in TlsFailure::ALL {

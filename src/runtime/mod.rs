@@ -43,6 +43,9 @@ pub struct ShardSnapshot {
     pub channels: [[u64; 2]; Transport::COUNT],
     /// Open client connections, by transport (TCP, TLS).
     pub connections: [u64; Transport::COUNT],
+    /// Relay ports held and the shard's slice size, by family (0 = IPv4, 1 = IPv6).
+    pub relay_ports_in_use: [u64; 2],
+    pub relay_ports_total: [u64; 2],
     /// Failed TLS handshakes and refused connections.
     pub streams: connections::StreamCounters,
 }
@@ -79,6 +82,10 @@ impl ShardStatus {
             streams,
             ..Default::default()
         };
+        for (fi, (used, total)) in core.relay_port_usage().into_iter().enumerate() {
+            snap.relay_ports_in_use[fi] = used;
+            snap.relay_ports_total[fi] = total;
+        }
         for a in core.allocations() {
             let t = a.client.transport as usize;
             for (fi, relay) in [a.relay_v4, a.relay_v6].iter().enumerate() {
