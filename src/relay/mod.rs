@@ -566,9 +566,9 @@ impl Server {
 }
 
 /// The user id in a username: REST usernames are "<expiry>:<user-id>"; a static
-/// username is its own id.
+/// username (even one with a colon) is its own id. The same key quotas count by.
 pub fn user_id(username: &str) -> &str {
-    username.split_once(':').map_or(username, |(_, id)| id)
+    quota::quota_key(username)
 }
 
 #[cfg(test)]

@@ -430,8 +430,9 @@ impl Relay {
         }
     }
 
-    /// Applies a reloaded config's credentials, peer policy and TLS certificate;
-    /// allocations stay up. A certificate that fails to load keeps the old one.
+    /// Applies a reloaded config's credentials, peer policy, TLS certificate and
+    /// alternates; allocations stay up. All or nothing: a certificate that fails to load
+    /// fails the whole reload, and the running configuration stays in force.
     pub fn reload(&self, cfg: &Config, secrets: &[String]) -> anyhow::Result<()> {
         let tls = load_tls(cfg)?;
         self.send_all(|| {
