@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root): coturn's
 # client tools (the reference client and benchmark peer), Chromium + playwright-core and
 # aiortc for the browser tests, iproute2/iptables/nftables for the NAT namespaces,
-# systemd-analyze for the unit check. Idempotent and quiet; prints the log on failure.
+# systemd-analyze for the unit check, g++ to build libFuzzer for the fuzz step. Idempotent
+# and quiet; prints the log on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -10,7 +11,7 @@ trap 'rm -f "$log"' EXIT
 fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; exit 1; }
 
 apt_packages=(coturn chromium libnss3-tools openssl iproute2 iptables nftables python3-venv
-  systemd curl jq nodejs npm)
+  systemd curl jq nodejs npm g++)
 missing=()
 for p in "${apt_packages[@]}"; do
   # Node and npm may come from outside Debian (the machine image ships its own).
