@@ -1,6 +1,7 @@
 //! A TURN load generator for scripts/bench.sh: N clients allocate with a REST credential,
 //! bind a channel to an echo peer (in this process) and keep W ChannelData messages in
-//! flight each for a fixed time. Prints relayed packets per second and the server's CPU
+//! flight each for a fixed time (`--mode indication`: a permission instead of a channel,
+//! and Send/Data indications both ways, which is how Firefox relays). Prints relayed packets per second and the server's CPU
 //! time (from /proc/PID/stat) as one JSON line. Loopback only; bounded in time.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -25,6 +26,7 @@ struct Args {
     seconds: u64,
     window: usize,
     size: usize,
+    indications: bool,
 }
 
 fn args() -> Args {
@@ -37,6 +39,7 @@ fn args() -> Args {
         seconds: 5,
         window: 8,
         size: 200,
+        indications: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for p in v.chunks(2) {
@@ -50,6 +53,13 @@ fn args() -> Args {
             "--seconds" => a.seconds = val.parse::<u64>().expect("--seconds").min(60),
             "--window" => a.window = val.parse().expect("--window"),
             "--size" => a.size = val.parse().expect("--size"),
+            "--mode" => {
+                a.indications = match val.as_str() {
+                    "channel" => false,
+                    "indication" => true,
+                    m => panic!("--mode {m}: channel or indication"),
+                }
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -149,11 +159,19 @@ fn setup_client(a: &Args, peer: SocketAddr, i: usize) -> Client {
         ip: peer.ip(),
         port: peer.port(),
     };
-    let r = exchange(
-        &sock,
-        a.server,
-        &request(METHOD_CHANNEL_BIND, &[&ch, &pa], auth),
-    );
+    let r = if a.indications {
+        exchange(
+            &sock,
+            a.server,
+            &request(METHOD_CREATE_PERMISSION, &[&pa], auth),
+        )
+    } else {
+        exchange(
+            &sock,
+            a.server,
+            &request(METHOD_CHANNEL_BIND, &[&ch, &pa], auth),
+        )
+    };
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "channel bind {i}");
     sock.set_nonblocking(true).unwrap();
     Client {
@@ -180,9 +198,28 @@ fn main() {
         .map(|i| setup_client(&a, peer_addr, i))
         .collect();
     let clients: Vec<&UdpSocket> = setup.iter().map(|c| &c.sock).collect();
-    let mut frame = vec![0u8; 4 + a.size];
-    frame[0..2].copy_from_slice(&0x4000u16.to_be_bytes());
-    frame[2..4].copy_from_slice(&(a.size as u16).to_be_bytes());
+    let (frame, echo_len, echo_type) = if a.indications {
+        let mut m = Message::new();
+        m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        let pa = PeerAddress {
+            ip: peer_addr.ip(),
+            port: peer_addr.port(),
+        };
+        pa.add_to(&mut m).unwrap();
+        turn::proto::data::Data(vec![0u8; a.size])
+            .add_to(&mut m)
+            .unwrap();
+        // A Data indication from an IPv4 peer: header, XOR-PEER-ADDRESS, DATA, padding.
+        (m.raw, 20 + 12 + 4 + a.size.div_ceil(4) * 4, [0x00, 0x17])
+    } else {
+        let mut f = vec![0u8; 4 + a.size];
+        f[0..2].copy_from_slice(&0x4000u16.to_be_bytes());
+        f[2..4].copy_from_slice(&(a.size as u16).to_be_bytes());
+        let len = f.len();
+        (f, len, [0x40, 0x00])
+    };
     let mut in_flight = vec![0usize; clients.len()];
     let mut progress = vec![Instant::now(); clients.len()];
     // recvmmsg/sendmmsg everywhere, so the generator costs less per packet than the
@@ -222,7 +259,7 @@ fn main() {
                 let n = inb.recv(c.as_raw_fd(), 0).unwrap_or(0);
                 for k in 0..n {
                     let (slot, len, _) = inb.slot(k);
-                    if len == frame.len() && slot[..2] == frame[..2] {
+                    if len == echo_len && slot[..2] == echo_type {
                         echoed += 1;
                         in_flight[i] = in_flight[i].saturating_sub(1);
                         progress[i] = Instant::now();

@@ -11,6 +11,8 @@ SECS=${SECS:-4}
 CLIENTS=${CLIENTS:-50}
 WINDOW=${WINDOW:-8}
 SIZE=${SIZE:-200}
+# channel: ChannelData both ways; indication: Send/Data indications (Firefox's pattern).
+MODE=${MODE:-channel}
 
 cargo build --release --quiet --bin turnpike --example loadgen
 # TURNPIKE_BIN=path compares another build (e.g. an older commit) against coturn.
@@ -66,9 +68,9 @@ sleep 1
 
 load() {
   target/release/examples/loadgen --server "127.0.0.1:$1" --secret bench-secret --pid "$2" \
-    --clients "$CLIENTS" --seconds "$SECS" --window "$WINDOW" --size "$SIZE"
+    --clients "$CLIENTS" --seconds "$SECS" --window "$WINDOW" --size "$SIZE" --mode "$MODE"
 }
-echo "load: $CLIENTS clients x window $WINDOW x $SIZE-byte ChannelData, $SECS s a round, $ROUNDS rounds"
+echo "load: $CLIENTS clients x window $WINDOW x $SIZE-byte payloads, mode $MODE, $SECS s a round, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r turnpike $(load 36478 "$tp" | tee -a "$dir/turnpike.jsonl")"
   echo "round $r coturn   $(load 36479 "$ct" | tee -a "$dir/coturn.jsonl")"

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (run as root): coturn's
-# client tools (the reference client and benchmark peer), Chromium + playwright-core and
-# aiortc for the browser tests, iproute2/iptables/nftables for the NAT namespaces,
-# systemd-analyze for the unit check, g++ to build libFuzzer for the fuzz step. Idempotent
-# and quiet; prints the log on failure.
+# client tools (the reference client and benchmark peer), Chromium + playwright-core,
+# Firefox ESR + puppeteer-core and aiortc for the browser tests, iproute2/iptables/nftables
+# for the NAT namespaces, systemd-analyze for the unit check, g++ to build libFuzzer for
+# the fuzz step. Idempotent and quiet; prints the log on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; exit 1; }
 
-apt_packages=(coturn chromium libnss3-tools openssl iproute2 iptables nftables python3-venv
+apt_packages=(coturn chromium firefox-esr libnss3-tools openssl iproute2 iptables nftables
+  python3-venv faketime
   systemd curl jq nodejs npm g++)
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -31,9 +32,11 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/
 fi
 
 if [ -f tests/browser/package.json ]; then
-  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  if [ ! -d tests/browser/node_modules/playwright-core ] \
+    || [ ! -d tests/browser/node_modules/puppeteer-core ]; then
     echo "install-test-deps: npm install (tests/browser)"
-    (cd tests/browser && npm install --no-audit --no-fund --loglevel=error) >"$log" 2>&1 \
+    # puppeteer-core drives the system's firefox-esr: it must never download a browser.
+    (cd tests/browser && PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error) >"$log" 2>&1 \
       || fail "npm install"
   fi
 fi

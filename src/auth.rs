@@ -6,29 +6,44 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use stun::integrity::MessageIntegrity;
 
 type HmacSha1 = Hmac<Sha1>;
 
-/// Why a request failed authentication. The string is the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a request failed authentication. `label()` is the metric label and the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
-    #[error("no_integrity")]
-    NoIntegrity,
-    #[error("bad_integrity")]
+    NoIntegrity = 0,
     BadIntegrity,
-    #[error("expired")]
     Expired,
-    #[error("unknown_user")]
     UnknownUser,
-    #[error("stale_nonce")]
     StaleNonce,
+    /// A REST credential whose expiry lies further ahead than `auth.max_credential_ttl`.
+    TtlTooLong,
 }
 
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
 impl AuthError {
+    /// Every reason, in the order of their discriminants (the metric array's index).
+    pub const ALL: [AuthError; 6] = [
+        AuthError::NoIntegrity,
+        AuthError::BadIntegrity,
+        AuthError::Expired,
+        AuthError::UnknownUser,
+        AuthError::StaleNonce,
+        AuthError::TtlTooLong,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             AuthError::NoIntegrity => "no_integrity",
@@ -36,12 +51,52 @@ impl AuthError {
             AuthError::Expired => "expired",
             AuthError::UnknownUser => "unknown_user",
             AuthError::StaleNonce => "stale_nonce",
+            AuthError::TtlTooLong => "ttl_too_long",
         }
     }
 }
 
 /// A long-term credential key: MD5(username ":" realm ":" password).
 pub type Key = Vec<u8>;
+
+/// What happens to an allocation once the REST credential that created it expires.
+/// Browsers never fetch a new credential mid-call, so by default the allocation's own
+/// 5-tuple may keep signing with it, up to `max_session` after the allocation was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    /// Refuse every request signed with an expired credential and end allocations when
+    /// their credential expires.
+    pub strict: bool,
+    /// How long after its creation an allocation may outlive its credential.
+    pub max_session_secs: u64,
+    /// REST credentials expiring further ahead than this are refused (a year-9999 expiry
+    /// is a credential that can never be revoked by waiting).
+    pub max_ttl_secs: u64,
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        ExpiryPolicy {
+            strict: false,
+            max_session_secs: 12 * 3600,
+            max_ttl_secs: 30 * 86_400,
+        }
+    }
+}
+
+/// The keys a username may sign with, and when its credential expires (REST only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub keys: Vec<Key>,
+    /// Unix seconds; None for static users, whose credentials do not expire.
+    pub expiry: Option<u64>,
+}
+
+impl Credential {
+    pub fn expired(&self, now_unix: u64) -> bool {
+        self.expiry.is_some_and(|e| e < now_unix)
+    }
+}
 
 pub struct Authenticator {
     realm: String,
@@ -50,10 +105,13 @@ pub struct Authenticator {
     users: HashMap<String, Key>,
     nonce_key: [u8; 32],
     nonce_lifetime_secs: u64,
+    expiry: ExpiryPolicy,
 }
 
-/// Length of the nonce MAC, hex-encoded twice over.
-const NONCE_MAC_LEN: usize = 12;
+/// Length of the nonce MAC. A nonce is base64url(expiry as u32 seconds ‖ MAC): 16
+/// characters, so that the 401 an unauthenticated request gets stays small (amplification).
+const NONCE_MAC_LEN: usize = 8;
+const NONCE_LEN: usize = 16;
 
 impl Authenticator {
     pub fn new(
@@ -73,7 +131,17 @@ impl Authenticator {
             users,
             nonce_key,
             nonce_lifetime_secs,
+            expiry: ExpiryPolicy::default(),
         }
+    }
+
+    pub fn with_expiry_policy(mut self, expiry: ExpiryPolicy) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    pub fn expiry_policy(&self) -> ExpiryPolicy {
+        self.expiry
     }
 
     pub fn realm(&self) -> &str {
@@ -83,41 +151,29 @@ impl Authenticator {
     /// A nonce that is valid for this client address until `now + nonce_lifetime`. It
     /// carries its own expiry and a MAC, so the server remembers nothing.
     pub fn mint_nonce(&self, now_unix: u64, client: SocketAddr) -> String {
-        let expiry = now_unix + self.nonce_lifetime_secs;
-        let mac = self.nonce_mac(expiry, client);
-        let mut s = format!("{expiry:016x}");
-        for b in mac {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        let expiry = (now_unix + self.nonce_lifetime_secs).min(u32::MAX as u64) as u32;
+        let mut raw = [0u8; 4 + NONCE_MAC_LEN];
+        raw[..4].copy_from_slice(&expiry.to_be_bytes());
+        raw[4..].copy_from_slice(&self.nonce_mac(expiry, client));
+        URL_SAFE_NO_PAD.encode(raw)
     }
 
     pub fn check_nonce(&self, nonce: &str, now_unix: u64, client: SocketAddr) -> bool {
-        if nonce.len() != 16 + 2 * NONCE_MAC_LEN || !nonce.is_ascii() {
+        let mut raw = [0u8; 4 + NONCE_MAC_LEN];
+        if nonce.len() != NONCE_LEN
+            || URL_SAFE_NO_PAD.decode_slice(nonce, &mut raw) != Ok(raw.len())
+        {
             return false;
         }
-        let Ok(expiry) = u64::from_str_radix(&nonce[..16], 16) else {
+        let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        if (expiry as u64) < now_unix {
             return false;
-        };
-        if expiry < now_unix {
-            return false;
-        }
-        let expected = self.nonce_mac(expiry, client);
-        let mut got = [0u8; NONCE_MAC_LEN];
-        for (i, b) in got.iter_mut().enumerate() {
-            match u8::from_str_radix(&nonce[16 + 2 * i..18 + 2 * i], 16) {
-                Ok(v) => *b = v,
-                Err(_) => return false,
-            }
         }
         // Constant time, so the MAC cannot be learned byte by byte.
-        got.iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        subtle::ConstantTimeEq::ct_eq(&raw[4..], &self.nonce_mac(expiry, client)[..]).into()
     }
 
-    fn nonce_mac(&self, expiry: u64, client: SocketAddr) -> [u8; NONCE_MAC_LEN] {
+    fn nonce_mac(&self, expiry: u32, client: SocketAddr) -> [u8; NONCE_MAC_LEN] {
         let mut mac = HmacSha1::new_from_slice(&self.nonce_key).expect("any key length");
         mac.update(&expiry.to_be_bytes());
         match client.ip() {
@@ -133,22 +189,31 @@ impl Authenticator {
 
     /// The keys a request signed as `username` may have used: one per REST secret (so a
     /// secret can be rotated while old credentials still work), or the static user's key.
-    pub fn keys_for(&self, username: &str, now_unix: u64) -> Result<Vec<Key>, AuthError> {
+    /// An expired REST credential still yields its keys: whether it may be used on an
+    /// existing allocation is the core's decision (`ExpiryPolicy`).
+    pub fn keys_for(&self, username: &str, now_unix: u64) -> Result<Credential, AuthError> {
         if let Some(expiry) = rest_expiry(username)
             && !self.secrets.is_empty()
         {
-            if expiry < now_unix {
-                return Err(AuthError::Expired);
+            if expiry > now_unix.saturating_add(self.expiry.max_ttl_secs) {
+                return Err(AuthError::TtlTooLong);
             }
-            return Ok(self
+            let keys = self
                 .secrets
                 .iter()
                 .map(|s| long_term_key(username, &self.realm, &rest_password(s, username)))
-                .collect());
+                .collect();
+            return Ok(Credential {
+                keys,
+                expiry: Some(expiry),
+            });
         }
         self.users
             .get(username)
-            .map(|k| vec![k.clone()])
+            .map(|k| Credential {
+                keys: vec![k.clone()],
+                expiry: None,
+            })
             .ok_or(AuthError::UnknownUser)
     }
 }
@@ -214,6 +279,16 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_sits_at_its_own_index_with_a_distinct_label() {
+        for (i, e) in AuthError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+        let labels: std::collections::HashSet<_> =
+            AuthError::ALL.iter().map(|e| e.label()).collect();
+        assert_eq!(labels.len(), AuthError::ALL.len());
+    }
+
+    #[test]
     fn rest_password_matches_the_turn_rest_api_draft() {
         // Value computed independently: printf '1700000000:bob' | openssl dgst -sha1 -hmac s -binary | base64
         assert_eq!(
@@ -225,7 +300,7 @@ mod tests {
     #[test]
     fn every_configured_secret_yields_a_key_so_secrets_can_rotate() {
         let a = auth();
-        let keys = a.keys_for("2000000000:bob", 1_900_000_000).unwrap();
+        let keys = a.keys_for("2000000000:bob", 1_999_000_000).unwrap().keys;
         assert_eq!(keys.len(), 2);
         let old = long_term_key(
             "2000000000:bob",
@@ -236,11 +311,31 @@ mod tests {
     }
 
     #[test]
-    fn expired_rest_credential_is_refused() {
+    fn expired_rest_credential_is_flagged_for_the_core_to_judge() {
         let a = auth();
-        assert_eq!(a.keys_for("100:bob", 101), Err(AuthError::Expired));
-        assert_eq!(a.keys_for("100", 101), Err(AuthError::Expired));
-        assert!(a.keys_for("100", 100).is_ok());
+        assert!(a.keys_for("100:bob", 101).unwrap().expired(101));
+        assert!(a.keys_for("100", 101).unwrap().expired(101));
+        assert!(!a.keys_for("100", 100).unwrap().expired(100));
+        assert!(!a.keys_for("alice", 0).unwrap().expired(u64::MAX));
+    }
+
+    #[test]
+    fn rest_expiry_beyond_max_credential_ttl_is_refused() {
+        let a = auth().with_expiry_policy(ExpiryPolicy {
+            max_ttl_secs: 3600,
+            ..Default::default()
+        });
+        assert!(a.keys_for("4600:bob", 1000).is_ok());
+        assert_eq!(a.keys_for("4601:bob", 1000), Err(AuthError::TtlTooLong));
+        // Year 9999 and 2^63: the classic never-expiring credentials.
+        assert_eq!(
+            a.keys_for("253402300799:bob", 1000),
+            Err(AuthError::TtlTooLong)
+        );
+        assert_eq!(
+            a.keys_for("9223372036854775808:bob", 1000),
+            Err(AuthError::TtlTooLong)
+        );
     }
 
     #[test]
@@ -256,7 +351,7 @@ mod tests {
     fn static_users_and_unknown_users() {
         let a = auth();
         assert_eq!(
-            a.keys_for("alice", 0).unwrap(),
+            a.keys_for("alice", 0).unwrap().keys,
             vec![long_term_key("alice", "turnpike", "wonderland")]
         );
         assert_eq!(a.keys_for("mallory", 0), Err(AuthError::UnknownUser));
@@ -270,8 +365,10 @@ mod tests {
         assert!(a.check_nonce(&n, 1600, client()));
         assert!(!a.check_nonce(&n, 1601, client()), "expired nonce");
         assert!(!a.check_nonce(&n, 1000, "198.51.100.4:50001".parse().unwrap()));
-        let mut forged = n.clone();
-        forged.replace_range(0..16, &format!("{:016x}", 99_999u64));
+        assert_eq!(n.len(), 16, "small, so a 401 stays small");
+        let mut raw = URL_SAFE_NO_PAD.decode(&n).unwrap();
+        raw[..4].copy_from_slice(&99_999u32.to_be_bytes());
+        let forged = URL_SAFE_NO_PAD.encode(raw);
         assert!(!a.check_nonce(&forged, 1000, client()), "extended expiry");
         assert!(!a.check_nonce("garbage", 1000, client()));
         assert!(!a.check_nonce(&"é".repeat(20), 1000, client()));
@@ -281,7 +378,7 @@ mod tests {
     fn minted_credential_verifies() {
         let (u, p) = mint_credential("new-secret", "carol", 3600, 1_000);
         assert_eq!(u, "4600:carol");
-        let keys = auth().keys_for(&u, 1_000).unwrap();
+        let keys = auth().keys_for(&u, 1_000).unwrap().keys;
         assert_eq!(keys[0], long_term_key(&u, "turnpike", &p));
     }
 }

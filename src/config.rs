@@ -25,27 +25,42 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub realm: String,
+    /// Answers without authentication (401 challenges, Binding, 400) per second per UDP
+    /// source /24 or /56; 0 = no limit.
+    pub unauthenticated_rate: u32,
     pub listen_udp: Vec<SocketAddr>,
     pub listen_tcp: Vec<SocketAddr>,
     pub listen_tls: Vec<SocketAddr>,
     pub shards: usize,
     /// Most TCP/TLS client connections at once.
     pub max_connections: usize,
-    /// A TCP/TLS connection that holds no allocation is closed after this long.
+    /// A TCP/TLS connection that holds no allocation is closed after this long without
+    /// a complete message.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Most TCP/TLS connections from one IPv4 address or IPv6 /64.
+    pub max_connections_per_ip: usize,
+    /// A TLS handshake not finished this long after accept is abandoned.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Serve plain STUN/TURN arriving on a TLS listener (first byte decides), as coturn.
+    pub tls_accepts_plain: bool,
 }
 
 impl Default for Server {
     fn default() -> Self {
         Server {
             realm: "turnpike".into(),
+            unauthenticated_rate: 200,
             listen_udp: vec!["0.0.0.0:3478".parse().unwrap()],
             listen_tcp: vec![],
             listen_tls: vec![],
             shards: 0,
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(30),
+            max_connections_per_ip: 256,
+            tls_handshake_timeout: Duration::from_secs(10),
+            tls_accepts_plain: true,
         }
     }
 }
@@ -74,6 +89,10 @@ pub struct Relay {
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
     pub max_permissions_per_allocation: usize,
+    pub max_channels_per_allocation: usize,
+    /// Relayed bits per second per allocation / per user id, both directions (0 = off).
+    pub max_bps_per_allocation: u64,
+    pub max_bps_per_user: u64,
     pub strict_channel_numbers: bool,
 }
 
@@ -90,6 +109,9 @@ impl Default for Relay {
             max_allocations: 10_000,
             max_allocations_per_user: 100,
             max_permissions_per_allocation: 64,
+            max_channels_per_allocation: 64,
+            max_bps_per_allocation: 0,
+            max_bps_per_user: 0,
             strict_channel_numbers: false,
         }
     }
@@ -119,9 +141,26 @@ pub struct Auth {
     #[serde(with = "humantime_serde")]
     pub nonce_lifetime: Duration,
     pub users: Vec<User>,
+    /// Refuse requests signed with an expired REST credential, even on the allocation it
+    /// created, and end that allocation when its credential expires.
+    pub strict_expiry: bool,
+    /// How long after its creation an allocation may keep using an expired credential.
+    #[serde(with = "humantime_serde")]
+    pub max_session_duration: Duration,
+    /// REST credentials whose expiry lies further ahead are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_credential_ttl: Duration,
 }
 
 impl Auth {
+    pub fn expiry_policy(&self) -> crate::auth::ExpiryPolicy {
+        crate::auth::ExpiryPolicy {
+            strict: self.strict_expiry,
+            max_session_secs: self.max_session_duration.as_secs(),
+            max_ttl_secs: self.max_credential_ttl.as_secs(),
+        }
+    }
+
     /// The REST secrets as plain strings, for the authenticator.
     pub fn secret_strings(&self) -> Vec<String> {
         self.secrets.iter().map(|s| s.expose().to_owned()).collect()
@@ -134,6 +173,9 @@ impl Default for Auth {
             secrets: vec![],
             nonce_lifetime: Duration::from_secs(600),
             users: vec![],
+            strict_expiry: false,
+            max_session_duration: Duration::from_secs(12 * 3600),
+            max_credential_ttl: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -205,6 +247,10 @@ pub struct Http {
     pub uris: Vec<String>,
     /// Origins allowed to call the credential API from a browser (CORS); "*" for any.
     pub cors_origins: Vec<String>,
+    /// A second bearer token for the sessions API only (the credentials token works too).
+    pub admin_token: Option<Secret>,
+    /// Serve the self-test page at GET /selftest.
+    pub selftest: bool,
 }
 
 impl Default for Http {
@@ -217,6 +263,8 @@ impl Default for Http {
             credentials_max_ttl: Duration::from_secs(86400),
             uris: vec![],
             cors_origins: vec![],
+            admin_token: None,
+            selftest: false,
         }
     }
 }
@@ -254,6 +302,14 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
+        // An empty file is a truncated write or a wrong path far more often than a wish
+        // for every default (which would drop secrets and policy on a reload).
+        if text.trim().is_empty() {
+            bail!(
+                "config file {} is empty (run without --config for the built-in defaults)",
+                path.display()
+            );
+        }
         Config::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
     }
 
@@ -272,8 +328,12 @@ impl Config {
         if self.server.max_connections == 0 || self.server.idle_timeout.is_zero() {
             bail!("server.max_connections / idle_timeout: must be above 0");
         }
-        if self.server.realm.is_empty() || self.server.realm.len() > 763 {
-            bail!("server.realm: must be 1 to 763 bytes");
+        if self.server.max_connections_per_ip == 0 || self.server.tls_handshake_timeout.is_zero() {
+            bail!("server.max_connections_per_ip / tls_handshake_timeout: must be above 0");
+        }
+        // RFC 8489 allows 763 bytes; every one is sent to unauthenticated clients.
+        if self.server.realm.is_empty() || self.server.realm.len() > 64 {
+            bail!("server.realm: must be 1 to 64 bytes");
         }
         let r = &self.relay;
         if r.default_lifetime.is_zero() || r.max_lifetime < r.default_lifetime {
@@ -303,11 +363,16 @@ impl Config {
         if r.max_allocations == 0 || r.max_allocations_per_user == 0 {
             bail!("relay.max_allocations / max_allocations_per_user: must be above 0");
         }
-        if r.max_permissions_per_allocation == 0 {
-            bail!("relay.max_permissions_per_allocation: must be above 0");
+        if r.max_permissions_per_allocation == 0 || r.max_channels_per_allocation == 0 {
+            bail!(
+                "relay.max_permissions_per_allocation / max_channels_per_allocation: must be above 0"
+            );
         }
         if self.auth.nonce_lifetime < Duration::from_secs(30) {
             bail!("auth.nonce_lifetime: must be at least 30s");
+        }
+        if self.auth.max_session_duration.is_zero() || self.auth.max_credential_ttl.is_zero() {
+            bail!("auth.max_session_duration / max_credential_ttl: must be above 0");
         }
         for (i, s) in self.auth.secrets.iter().enumerate() {
             if s.expose().len() < 8 {
@@ -323,6 +388,11 @@ impl Config {
             && t.expose().len() < 16
         {
             bail!("http.credentials_token: must be at least 16 bytes");
+        }
+        if let Some(t) = &self.http.admin_token
+            && t.expose().len() < 16
+        {
+            bail!("http.admin_token: must be at least 16 bytes");
         }
         if self.http.credentials_ttl.is_zero()
             || self.http.credentials_ttl > self.http.credentials_max_ttl
@@ -374,6 +444,10 @@ mod tests {
             ("[server]\nlisten_udp = [\"nope\"]", "listen_udp"),
             ("[server]\nlisten_udp = []", "server.listen_udp"),
             ("[server]\nlisten_tls = [\"0.0.0.0:443\"]", "tls.cert"),
+            (
+                "[server]\nmax_connections_per_ip = 0",
+                "server.max_connections_per_ip",
+            ),
             ("[peers]\nallow = [\"10.0.0.0/33\"]", "allow"),
             ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
             ("[log]\nformat = \"xml\"", "format"),

@@ -1,5 +1,6 @@
-//! The operator/backend HTTP endpoint: /metrics, /healthz, /readyz, and the TURN REST API
-//! credential issuer GET /api/v1/credentials (bearer token, CORS for browser apps).
+//! The operator/backend HTTP endpoint: /metrics, /healthz, /readyz, the TURN REST API
+//! credential issuer GET /api/v1/credentials (bearer token, CORS for browser apps), the
+//! sessions API (/api/v1/sessions) and the self-test page (/selftest).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,8 @@ struct Api {
     max_ttl: Duration,
     uris: Vec<String>,
     cors_origins: Vec<String>,
+    admin_token: Option<String>,
+    selftest: bool,
 }
 
 pub struct HttpState {
@@ -97,6 +100,8 @@ impl HttpState {
                 cfg.http.uris.clone()
             },
             cors_origins: cfg.http.cors_origins.clone(),
+            admin_token: cfg.http.admin_token.as_ref().map(|t| t.expose().to_owned()),
+            selftest: cfg.http.selftest,
         }
     }
 
@@ -111,6 +116,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/credentials", get(credentials).options(preflight))
+        .route("/api/v1/sessions", get(list_sessions).delete(end_sessions))
+        .route("/selftest", get(selftest))
         .with_state(state)
 }
 
@@ -191,7 +198,7 @@ async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Respo
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 async fn credentials(
@@ -241,6 +248,107 @@ async fn credentials(
         body,
     );
     with_cors(r.into_response(), origin)
+}
+
+/// The self-test page: static HTML and JavaScript, no server-side state.
+const SELFTEST_PAGE: &str = include_str!("http/selftest.html");
+
+async fn selftest(State(s): State<Arc<HttpState>>) -> Response {
+    if !s.api.read().unwrap_or_else(|e| e.into_inner()).selftest {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        SELFTEST_PAGE,
+    )
+        .into_response()
+}
+
+/// The sessions API's gate: the refusal (404 when no token is configured, 401 without a
+/// right one), or None to go on.
+fn sessions_refusal(s: &HttpState, headers: &HeaderMap) -> Option<Response> {
+    let api = s.api.read().unwrap_or_else(|e| e.into_inner());
+    let tokens: Vec<&String> = [&api.token, &api.admin_token]
+        .into_iter()
+        .flatten()
+        .collect();
+    if tokens.is_empty() {
+        return Some(StatusCode::NOT_FOUND.into_response());
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare against every token so the time taken does not say which one exists.
+    let ok = tokens.iter().fold(false, |ok, t| {
+        ok | constant_time_eq(presented.as_bytes(), t.as_bytes())
+    });
+    (!ok).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response()
+    })
+}
+
+async fn list_sessions(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = sessions_refusal(&s, &headers) {
+        return r;
+    }
+    let relay = s.relay.clone();
+    // Waits (bounded) for every shard's answer: off the runtime.
+    let sessions = tokio::task::spawn_blocking(move || relay.sessions())
+        .await
+        .unwrap_or_default();
+    let body = json!({ "sessions": sessions });
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("{body:#}"),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct EndQuery {
+    user: Option<String>,
+}
+
+async fn end_sessions(
+    State(s): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    Query(q): Query<EndQuery>,
+) -> Response {
+    if let Some(r) = sessions_refusal(&s, &headers) {
+        return r;
+    }
+    let user = q.user.unwrap_or_default();
+    if user.is_empty() || user.len() > 128 {
+        return (
+            StatusCode::BAD_REQUEST,
+            "user: the user id to end, 1 to 128 bytes\n",
+        )
+            .into_response();
+    }
+    let relay = s.relay.clone();
+    let u = user.clone();
+    let ended = tokio::task::spawn_blocking(move || relay.end_sessions(&u))
+        .await
+        .unwrap_or(0);
+    tracing::info!(user = %user, ended, "sessions ended through the API");
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{}", json!({ "user": user, "ended": ended })),
+    )
+        .into_response()
 }
 
 /// Serves until `shutdown` resolves.

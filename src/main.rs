@@ -89,6 +89,86 @@ enum Command {
         #[arg(long)]
         uri: Vec<String>,
     },
+    /// Check a TURN server from the outside and name what is wrong: DNS, Binding,
+    /// Allocate, a relayed round trip, Refresh, TLS, clock skew. Works against any TURN
+    /// server (coturn too). Exit code 1 when a step fails.
+    Probe(ProbeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ProbeArgs {
+    /// TURN URIs, e.g. turn:turn.example.com:3478?transport=udp or
+    /// turns:turn.example.com:443?transport=tcp.
+    #[arg(required = true)]
+    uri: Vec<String>,
+    /// TURN REST secret to mint credentials with (default: the first auth.secrets entry of
+    /// --config, else TURNPIKE_SECRET).
+    #[arg(long, env = "TURNPIKE_PROBE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// A fixed username (instead of a secret).
+    #[arg(long, requires = "password")]
+    username: Option<String>,
+    #[arg(long, requires = "username")]
+    password: Option<String>,
+    /// User id in minted credentials.
+    #[arg(long, default_value = "turnpike-probe")]
+    user: String,
+    /// Lifetime of the minted credential, like an app backend's.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// Extra CA certificates (PEM) to trust for turns:, besides the public web roots.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// How long to wait for each answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn probe(args: &ProbeArgs, cfg: &Config) -> anyhow::Result<bool> {
+    use turnpike::probe::{Credentials, Options};
+    let credentials = match (&args.username, &args.password, &args.secret) {
+        (Some(u), Some(p), _) => Credentials::Fixed {
+            username: u.clone(),
+            password: p.clone(),
+        },
+        (_, _, Some(s)) => Credentials::Secret(s.clone()),
+        _ => {
+            let env_secret = std::env::var("TURNPIKE_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty());
+            match cfg
+                .auth
+                .secrets
+                .first()
+                .map(|s| s.expose().to_owned())
+                .or(env_secret)
+            {
+                Some(s) => Credentials::Secret(s),
+                None => bail!(
+                    "no credential: pass --secret, --username/--password, or --config with auth.secrets"
+                ),
+            }
+        }
+    };
+    let opts = Options {
+        credentials,
+        user: args.user.clone(),
+        ttl: args.ttl,
+        ca: args.ca.clone(),
+        timeout: args.timeout,
+    };
+    let reports = turnpike::probe::run(&args.uri, &opts)?;
+    if args.json {
+        println!("{}", turnpike::probe::json(&reports));
+    } else {
+        for r in &reports {
+            print!("{}", r.human());
+        }
+    }
+    Ok(reports.iter().all(|r| r.ok))
 }
 
 fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -221,6 +301,10 @@ fn main() -> anyhow::Result<()> {
                 credential_json(&username, &password, ttl.as_secs(), &uris)
             );
             return Ok(());
+        }
+        Some(Command::Probe(args)) => {
+            let ok = probe(args, &cfg)?;
+            std::process::exit(if ok { 0 } else { 1 });
         }
         None => {}
     }

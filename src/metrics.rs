@@ -7,9 +7,12 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::auth::AuthError;
 use crate::relay::Transport;
-use crate::relay::stats::{AUTH_FAILURES, CODES, Direction, DropReason, EndReason, METHODS};
+use crate::relay::stats::{CODES, Direction, DropReason, EndReason, METHODS};
 use crate::runtime::ShardSnapshot;
+use crate::runtime::connections::Refused;
+use crate::runtime::tls::TlsFailure;
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 
@@ -28,6 +31,8 @@ pub struct Metrics {
     dropped: IntCounterVec,
     peer_denied: IntCounter,
     quota_rejections: IntCounter,
+    tls_handshake_failures: IntCounterVec,
+    connections_refused: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
 }
@@ -134,6 +139,20 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            tls_handshake_failures: counter_vec(
+                &r,
+                "turnpike_tls_handshake_failures_total",
+                "TLS handshakes that failed on TLS listeners, by reason (bad_client_hello, \
+                 incompatible, alert, plaintext_refused, timeout, closed, other).",
+                &["reason"],
+            ),
+            connections_refused: counter_vec(
+                &r,
+                "turnpike_connections_refused_total",
+                "TCP/TLS connections closed at accept, by the limit they hit \
+                 (max_connections, max_connections_per_ip).",
+                &["reason"],
+            ),
             allocation_lifetime: {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
@@ -221,10 +240,10 @@ impl Metrics {
                 }
             }
         }
-        for (i, r) in AUTH_FAILURES.iter().enumerate() {
+        for r in AuthError::ALL {
             raise(
-                &self.auth_failures.with_label_values(&[r]),
-                sum(&|s| s.counters.auth_failures[i]),
+                &self.auth_failures.with_label_values(&[r.label()]),
+                sum(&|s| s.counters.auth_failures[r as usize]),
             );
         }
         for r in DropReason::ALL {
@@ -234,6 +253,18 @@ impl Metrics {
             );
         }
         raise(&self.peer_denied, sum(&|s| s.counters.peer_denied));
+        for r in TlsFailure::ALL {
+            raise(
+                &self.tls_handshake_failures.with_label_values(&[r.label()]),
+                sum(&|s| s.streams.tls_handshake_failures[r as usize]),
+            );
+        }
+        for r in Refused::ALL {
+            raise(
+                &self.connections_refused.with_label_values(&[r.label()]),
+                sum(&|s| s.streams.refused[r as usize]),
+            );
+        }
         raise(
             &self.quota_rejections,
             sum(&|s| s.counters.quota_rejections),
@@ -284,5 +315,11 @@ mod tests {
         assert!(text.contains("turnpike_allocations{family=\"ipv4\",transport=\"udp\"} 3"));
         assert!(text.contains("turnpike_build_info{version="));
         assert!(text.contains("turnpike_connections{transport=\"tls\"} 0"));
+        assert!(text.contains("turnpike_tls_handshake_failures_total{reason=\"timeout\"} 0"));
+        assert!(
+            text.contains(
+                "turnpike_connections_refused_total{reason=\"max_connections_per_ip\"} 0"
+            )
+        );
     }
 }

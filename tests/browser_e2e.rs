@@ -1,6 +1,8 @@
 //! End-to-end calls with real WebRTC stacks, driven from here so `cargo test` runs them:
 //! headless Chromium through turnpike on loopback (UDP, TCP, TLS, wrong credential), two
-//! Chromiums behind simulated NATs in network namespaces (root), and aiortc. The scripts
+//! Chromiums behind simulated NATs in network namespaces (root), headless Firefox (alone and
+//! with Chromium) in a namespace of its own, calls in both browsers whose credential expires
+//! mid-call (lenient, strict and max-session policies), and aiortc. The scripts
 //! live in tests/browser/ and start turnpike themselves (TURNPIKE_BIN).
 
 use std::path::Path;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 /// The browser tests share 2 cores: one at a time keeps their timings meaningful.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// How long one script may take before it is stopped (they take 7-40 s).
+/// How long one script may take before it is stopped (they take 7-90 s).
 const DEADLINE: Duration = Duration::from_secs(300);
 
 fn run(program: &str, script: &str) {
@@ -26,7 +28,9 @@ fn run(program: &str, script: &str) {
         program.into()
     };
     assert!(
-        dir.join("node_modules/playwright-core").exists() && dir.join(".venv/bin/python").exists(),
+        dir.join("node_modules/playwright-core").exists()
+            && dir.join("node_modules/puppeteer-core").exists()
+            && dir.join(".venv/bin/python").exists(),
         "browser test dependencies missing: run scripts/install-test-deps.sh"
     );
     let t = Instant::now();
@@ -67,6 +71,16 @@ fn chromium_calls_through_turnpike_on_loopback() {
 #[test]
 fn chromium_behind_symmetric_nats_connects_only_through_turnpike() {
     run("node", "nat.mjs");
+}
+
+#[test]
+fn firefox_calls_through_turnpike_and_with_chromium() {
+    run("node", "firefox.mjs");
+}
+
+#[test]
+fn calls_outlive_their_credential_unless_strict_chromium_and_firefox() {
+    run("node", "expiry.mjs");
 }
 
 #[test]

@@ -240,6 +240,46 @@ fn sighup_reload_swaps_the_secret_and_keeps_running() {
 }
 
 #[test]
+fn reload_with_an_empty_config_file_is_refused_and_keeps_the_running_one() {
+    let port = free_udp_port();
+    let cfg = write_config(&format!(
+        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n[relay]\nipv4 = \"127.0.0.1\"\nports = \"54300-54349\"\n[auth]\nsecrets = [\"kept-secret-1\"]\n[http]\nenabled = false\n"
+    ));
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg.0)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_binding(port);
+    std::fs::write(&cfg.0, "\n  \n").unwrap();
+    // SAFETY: kill(2) on the PID of a child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    let server = format!("127.0.0.1:{port}").parse().unwrap();
+    let (u, p) = turnpike::auth::mint_credential("kept-secret-1", "r", 600, support::unix_now());
+    let r = support::RawClient::new(server, u, p).allocate();
+    assert_eq!(
+        support::error_code(&r),
+        None,
+        "the running secret still works"
+    );
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("reload failed") && err.contains("is empty"),
+        "{err}"
+    );
+}
+
+#[test]
 fn session_log_line_is_structured_json_with_totals_and_redactable() {
     let port = free_udp_port();
     let echo = support::echo_peer();

@@ -1,11 +1,12 @@
 //! TURN over TCP and TLS (RFC 8656 §3.1 stream framing) over real sockets: allocation,
 //! ChannelData with padding both ways, allocation ended with the connection, idle and
-//! garbage connections closed.
+//! garbage connections closed; plain STUN on a TLS listener, failed handshakes counted in
+//! /metrics, the handshake deadline, trickling clients and the per-IP connection limit.
 
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -243,5 +244,318 @@ fn idle_connection_without_allocation_is_closed_and_garbage_too() {
         t.elapsed() < Duration::from_millis(900),
         "garbage closes at once"
     );
+    relay.shutdown();
+}
+
+/// A self-signed certificate for 127.0.0.1 / turn.test in a fresh directory.
+struct TestCert {
+    dir: std::path::PathBuf,
+    ck: rcgen::CertifiedKey<rcgen::KeyPair>,
+}
+
+impl TestCert {
+    fn new(tag: &str) -> TestCert {
+        let dir = std::env::temp_dir().join(format!("turnpike-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "turn.test".into()])
+            .unwrap();
+        std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+        TestCert { dir, ck }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n",
+            self.dir.join("cert.pem"),
+            self.dir.join("key.pem")
+        )
+    }
+
+    /// A TLS client that trusts this certificate (or nothing, when `trust` is false).
+    fn client(
+        &self,
+        port: u16,
+        trust: bool,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        if trust {
+            roots.add(self.ck.cert.der().clone()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("turn.test").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        rustls::StreamOwned::new(conn, tcp)
+    }
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Serves /metrics for `relay` on a free port, on its own runtime thread.
+fn start_http(relay: Arc<turnpike::runtime::Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
+    let state = turnpike::http::HttpState::new(relay, cfg, &[SECRET.to_owned()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let _ = turnpike::http::serve(l, state, std::future::pending()).await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// `turnpike_tls_handshake_failures_total{reason}` as scraped from /metrics.
+fn tls_failures(http: SocketAddr, reason: &str) -> u64 {
+    let (status, _, text) = http_get(http, "GET", "/metrics", &[]);
+    assert_eq!(status, 200);
+    let series = format!("turnpike_tls_handshake_failures_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// True when the server closes `s` (EOF or reset) within its read timeout.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A Binding over a stream, answered?
+fn stream_binding(s: &mut TcpStream) -> bool {
+    let m = build_request(METHOD_BINDING, &[], None);
+    if s.write_all(&m.raw).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 20];
+    if s.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let mut body = vec![0u8; u16::from_be_bytes([head[2], head[3]]) as usize];
+    s.read_exact(&mut body).is_ok() && head[8..20] == m.raw[8..20]
+}
+
+#[test]
+fn plain_stun_on_the_tls_port_relays_and_failed_handshakes_are_counted() {
+    let cert = TestCert::new("tls-plain");
+    let port = free_udp_port();
+    let (relay, _, cfg) = start_with(
+        true,
+        "55300-55399",
+        &format!("listen_tls = [\"127.0.0.1:{port}\"]"),
+        &cert.config(),
+    );
+    let http = start_http(relay.clone(), &cfg);
+
+    // A client that speaks TURN over plain TCP to the TLS port (libnice does) relays.
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (username, password) = creds();
+    let mut plain = StreamClient {
+        s: stream,
+        nonce: String::new(),
+        username,
+        password,
+    };
+    plain.allocate_and_bind(echo_peer());
+    plain.echo_channel_data(20);
+    // Counted as what it is: a TCP connection.
+    assert_eq!(tcp_connections(&relay), 1);
+
+    // A TLS client on the same port still gets TLS.
+    let (username, password) = creds();
+    let mut tls = StreamClient {
+        s: cert.client(port, true),
+        nonce: String::new(),
+        username,
+        password,
+    };
+    let r = tls.request(METHOD_BINDING, vec![], false);
+    assert_eq!(r.typ, BINDING_SUCCESS);
+
+    // Garbage: a TLS record header with a nonsense handshake, then a first byte that is
+    // neither TLS nor STUN. Both closed, both counted as bad_client_hello.
+    for junk in [
+        &[0x16, 0x03, 0x01, 0x00, 0x04, 0xEE, 0xEE, 0xEE, 0xEE][..],
+        &[0xFF, 0x00, 0x00, 0x00][..],
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(junk).unwrap();
+        assert!(closed_by_server(&mut s), "{junk:02x?} closed");
+    }
+    // A client that does not trust the certificate: its alert is counted.
+    let mut distrust = cert.client(port, false);
+    assert!(
+        distrust
+            .write_all(b"x")
+            .and_then(|_| distrust.flush())
+            .is_err()
+    );
+    drop(distrust);
+    wait_until("the failures in /metrics", || {
+        tls_failures(http, "bad_client_hello") == 2 && tls_failures(http, "alert") == 1
+    });
+    assert_eq!(tls_failures(http, "plaintext_refused"), 0);
+    assert_eq!(tls_failures(http, "timeout"), 0);
+    relay.shutdown();
+}
+
+#[test]
+fn plaintext_refused_when_disabled_and_slow_handshakes_time_out() {
+    let cert = TestCert::new("tls-strict");
+    let port = free_udp_port();
+    let (relay, _, cfg) = start_with(
+        true,
+        "55400-55499",
+        &format!(
+            "listen_tls = [\"127.0.0.1:{port}\"]\ntls_accepts_plain = false\n\
+             tls_handshake_timeout = \"1s\"\nidle_timeout = \"30s\""
+        ),
+        &cert.config(),
+    );
+    let http = start_http(relay.clone(), &cfg);
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(!stream_binding(&mut plain), "plain STUN refused");
+
+    // Half a ClientHello, then nothing: closed after the handshake deadline, not the
+    // 30 s idle timeout.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01])
+        .unwrap();
+    let t = Instant::now();
+    assert!(closed_by_server(&mut slow));
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+    wait_until("the failures in /metrics", || {
+        tls_failures(http, "plaintext_refused") == 1 && tls_failures(http, "timeout") == 1
+    });
+    assert_eq!(tls_failures(http, "bad_client_hello"), 0);
+    relay.shutdown();
+}
+
+#[test]
+fn trickling_client_cannot_hold_a_slot_but_whole_messages_keep_one() {
+    let port = free_udp_port();
+    let (relay, _, _) = start_with(
+        true,
+        "55500-55599",
+        &format!("listen_tcp = [\"127.0.0.1:{port}\"]\nidle_timeout = \"2s\""),
+        "",
+    );
+    // One byte of a large STUN message every second.
+    let trickler = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(950)))
+            .unwrap();
+        let start = Instant::now();
+        let msg = [0x00, 0x01, 0x10, 0x00, 0x21, 0x12, 0xA4, 0x42];
+        for i in 0..12 {
+            if s.write_all(&msg[i % msg.len()..][..1]).is_err() || closed_by_server(&mut s) {
+                return Some(start.elapsed());
+            }
+        }
+        None
+    });
+    // A client sending a whole Binding every second outlives the idle timeout.
+    let mut keeper = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    keeper
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    for i in 0..5 {
+        assert!(stream_binding(&mut keeper), "keeper answered at {i} s");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let closed_after = trickler.join().unwrap();
+    assert!(
+        closed_after
+            .is_some_and(|d| d >= Duration::from_millis(1800) && d < Duration::from_secs(6)),
+        "trickler closed after {closed_after:?} (idle_timeout 2s)"
+    );
+    assert!(stream_binding(&mut keeper), "keeper still open");
+    relay.shutdown();
+}
+
+/// A TCP connection to `port` from local address `from`.
+fn connect_from(from: IpAddr, port: u16) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    s.connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+#[test]
+fn one_source_over_the_per_ip_limit_is_refused_while_another_connects() {
+    let port = free_udp_port();
+    let (relay, _, _) = start_with(
+        true,
+        "55600-55699",
+        &format!("listen_tcp = [\"127.0.0.1:{port}\"]\nmax_connections_per_ip = 3"),
+        "",
+    );
+    let a: IpAddr = "127.0.0.1".parse().unwrap();
+    let b: IpAddr = "127.0.0.2".parse().unwrap();
+    let mut held: Vec<TcpStream> = (0..3).map(|_| connect_from(a, port)).collect();
+    for (i, s) in held.iter_mut().enumerate() {
+        assert!(stream_binding(s), "connection {i} from {a} served");
+    }
+    let mut over = connect_from(a, port);
+    assert!(
+        !stream_binding(&mut over),
+        "a 4th connection from {a} is refused"
+    );
+    assert!(closed_by_server(&mut over));
+    let per_ip = turnpike::runtime::connections::Refused::PerIp as usize;
+    let refused: u64 = relay
+        .snapshots()
+        .iter()
+        .map(|s| s.streams.refused[per_ip])
+        .sum();
+    assert_eq!(refused, 1, "counted in turnpike_connections_refused_total");
+    let mut other = connect_from(b, port);
+    assert!(stream_binding(&mut other), "{b} still connects");
+    // A slot comes back when a connection closes.
+    drop(held.pop());
+    wait_until("the freed slot", || {
+        stream_binding(&mut connect_from(a, port))
+    });
     relay.shutdown();
 }

@@ -52,8 +52,13 @@ fuzz_target!(|data: &[u8]| {
         max_allocations: 3,
         max_per_user: 3,
         max_permissions: 3,
+        max_channels: 3,
         strict_channels: false,
         ipv6: true,
+        two_shards: false,
+        unauthenticated_rate: 0,
+        bps_per_allocation: 0,
+        bps_per_user: 0,
         seed: 1,
     });
     d.establish();

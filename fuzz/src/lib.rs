@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
@@ -14,10 +15,15 @@ use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use turnpike::auth::{Authenticator, mint_credential};
+use turnpike::proto::indication;
+use turnpike::relay::allocation::Allocation;
+use turnpike::relay::bandwidth::UserBuckets;
 use turnpike::relay::peer_policy::PeerPolicy;
+use turnpike::relay::quota::Quotas;
 use turnpike::relay::stats::{Direction, DropReason};
 use turnpike::relay::{
     ClientAction, ClientId, Command, CoreConfig, PeerAction, RelayFamily, Server, Transport,
+    user_id,
 };
 
 pub const SECRET: &str = "fuzz-secret";
@@ -34,8 +40,16 @@ pub struct Setup {
     pub max_allocations: u8,
     pub max_per_user: u8,
     pub max_permissions: u8,
+    pub max_channels: u8,
     pub strict_channels: bool,
     pub ipv6: bool,
+    /// Two shards sharing the quotas and per-user buckets, as the runtime runs them.
+    pub two_shards: bool,
+    /// Unauthenticated answers per second per source prefix (0 = no limit).
+    pub unauthenticated_rate: u8,
+    /// Relayed bytes per second per allocation and per user (0 = no limit).
+    pub bps_per_allocation: u16,
+    pub bps_per_user: u16,
     pub seed: u64,
 }
 
@@ -176,24 +190,25 @@ fn relay_ip(i: u8) -> IpAddr {
 pub struct Tally {
     pub forwarded: u64,
     pub to_client: u64,
-    pub drops: [u64; 7],
+    pub drops: [u64; DropReason::ALL.len()],
     pub responses: u64,
     pub ended: u64,
 }
 
 pub struct Driver {
-    pub server: Server,
+    /// The shards: a client and a relay port each belong to exactly one.
+    pub shards: Vec<Server>,
     pub setup: Setup,
     max_allocations: usize,
     max_per_user: usize,
-    port_range: (u16, u16),
+    port_ranges: Vec<(u16, u16)>,
     auth: Authenticator,
     pub now: Instant,
     pub unix: u64,
     busy: HashSet<u16>,
     pub bound: HashSet<SocketAddr>,
     defer: bool,
-    deferred: VecDeque<(u64, SocketAddr)>,
+    deferred: VecDeque<(usize, u64, SocketAddr)>,
     last_token: Option<Vec<u8>>,
     pub tally: Tally,
 }
@@ -216,9 +231,15 @@ pub fn clients() -> [ClientId; 5] {
 impl Driver {
     pub fn new(setup: Setup) -> Self {
         let ports = 1 + setup.ports % 16;
-        let port_range = (PORT_BASE, PORT_BASE + ports as u16 - 1);
+        // Each shard its own slice of the port range, as the runtime splits it.
+        let port_ranges: Vec<(u16, u16)> = (0..1 + setup.two_shards as u16)
+            .map(|k| (PORT_BASE + 100 * k, PORT_BASE + 100 * k + ports as u16 - 1))
+            .collect();
         let max_allocations = 1 + setup.max_allocations as usize % 8;
         let max_per_user = 1 + setup.max_per_user as usize % 4;
+        // Shared by the shards, as in the runtime.
+        let quotas = Arc::new(Quotas::new(max_allocations, max_per_user));
+        let buckets = Arc::new(UserBuckets::default());
         let users = [("alice".to_string(), "alice-pw".to_string())];
         let auth = || {
             Authenticator::new(
@@ -229,7 +250,7 @@ impl Driver {
                 NONCE_LIFETIME,
             )
         };
-        let cfg = CoreConfig {
+        let cfg = |port_range: (u16, u16)| CoreConfig {
             auth: auth(),
             policy: PeerPolicy::default(),
             relay_v4: Some(RelayFamily {
@@ -243,18 +264,25 @@ impl Driver {
             ports: port_range.0..=port_range.1,
             default_lifetime: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
-            max_allocations,
-            max_allocations_per_user: max_per_user,
+            quotas: quotas.clone(),
+            max_channels: 1 + setup.max_channels as usize % 8,
+            unauthenticated_rate: setup.unauthenticated_rate as u32 % 8,
+            max_bytes_per_sec_per_allocation: (setup.bps_per_allocation > 0)
+                .then_some(setup.bps_per_allocation as u64),
+            max_bytes_per_sec_per_user: (setup.bps_per_user > 0)
+                .then(|| (setup.bps_per_user as u64, buckets.clone())),
             max_permissions: 1 + setup.max_permissions as usize % 6,
             strict_channel_numbers: setup.strict_channels,
             token_key: [5; 32],
         };
         Driver {
-            server: Server::new(cfg, setup.seed),
+            shards: (port_ranges.iter())
+                .map(|r| Server::new(cfg(*r), setup.seed ^ r.0 as u64))
+                .collect(),
             setup,
             max_allocations,
             max_per_user,
-            port_range,
+            port_ranges,
             auth: auth(),
             now: Instant::now(),
             unix: 1_800_000_000,
@@ -270,6 +298,30 @@ impl Driver {
     fn client(i: u8) -> ClientId {
         let all = clients();
         all[i as usize % all.len()]
+    }
+
+    /// The shard a client's packets go to (the runtime hashes the 5-tuple).
+    fn shard_of(&self, c: ClientId) -> usize {
+        c.addr.port() as usize % self.shards.len()
+    }
+
+    /// The shard owning a relay port (shard 0 for a port nobody owns).
+    fn shard_of_relay(&self, relay: SocketAddr) -> usize {
+        (self.port_ranges.iter())
+            .position(|r| (r.0..=r.1).contains(&relay.port()))
+            .unwrap_or(0)
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.shards.iter().map(|s| s.allocation_count()).sum()
+    }
+
+    fn allocations(&self) -> impl Iterator<Item = &Allocation> {
+        self.shards.iter().flat_map(|s| s.allocations())
+    }
+
+    fn has_allocation(&self, c: &ClientId) -> bool {
+        self.shards.iter().any(|s| s.has_allocation(c))
     }
 
     /// (username, password): alice is the static user; the others are REST credentials,
@@ -329,7 +381,7 @@ impl Driver {
             channel: 0x4000,
             peer,
         });
-        assert_eq!(self.server.allocation_count(), 1);
+        assert_eq!(self.allocation_count(), 1);
     }
 
     pub fn run(&mut self, ops: &[Op]) {
@@ -340,9 +392,11 @@ impl Driver {
         // Everything ends: nothing may stay bound.
         self.defer = false;
         self.answer_deferred();
-        self.server.shutdown(self.now);
+        for s in &mut self.shards {
+            s.shutdown(self.now);
+        }
         self.drain();
-        assert_eq!(self.server.allocation_count(), 0);
+        assert_eq!(self.allocation_count(), 0);
         assert!(
             self.bound.is_empty(),
             "relay sockets leaked: {:?}",
@@ -466,7 +520,6 @@ impl Driver {
                 payload,
             } => {
                 let relays: Vec<SocketAddr> = self
-                    .server
                     .allocations()
                     .flat_map(|a| [a.relay_v4, a.relay_v6])
                     .flatten()
@@ -489,7 +542,7 @@ impl Driver {
                 self.unix = self.unix.saturating_add_signed(*secs as i64);
             }
             Op::Timeout => {
-                if let Some(t) = self.server.poll_timeout()
+                if let Some(t) = self.shards.iter().filter_map(|s| s.poll_timeout()).min()
                     && t > self.now
                 {
                     self.unix += (t - self.now).as_secs();
@@ -498,13 +551,14 @@ impl Driver {
                 self.timeout();
             }
             Op::Disconnect { client, clean } => {
-                self.server
-                    .client_disconnected(self.now, Self::client(*client), *clean);
+                let c = Self::client(*client);
+                let s = self.shard_of(c);
+                self.shards[s].client_disconnected(self.now, c, *clean);
                 self.drain();
             }
             Op::BusyPort { offset } => {
-                let span = self.port_range.1 - self.port_range.0 + 1;
-                self.busy.insert(self.port_range.0 + *offset as u16 % span);
+                let r = self.port_ranges[*offset as usize % self.port_ranges.len()];
+                self.busy.insert(r.0 + *offset as u16 % (r.1 - r.0 + 1));
             }
             Op::DeferBinds(on) => {
                 self.defer = *on;
@@ -513,7 +567,9 @@ impl Driver {
                 }
             }
             Op::Shutdown => {
-                self.server.shutdown(self.now);
+                for s in &mut self.shards {
+                    s.shutdown(self.now);
+                }
                 self.drain();
             }
         }
@@ -521,9 +577,11 @@ impl Driver {
 
     /// A sweep leaves no allocation more than one sweep interval past its lifetime.
     fn timeout(&mut self) {
-        self.server.handle_timeout(self.now);
+        for s in &mut self.shards {
+            s.handle_timeout(self.now);
+        }
         self.drain();
-        for a in self.server.allocations() {
+        for a in self.allocations() {
             assert!(
                 a.expires + Duration::from_secs(1) > self.now,
                 "allocation outlived its lifetime"
@@ -539,7 +597,8 @@ impl Driver {
 
     pub fn client_packet(&mut self, client: ClientId, packet: &[u8]) {
         let (now, unix) = (self.now, self.unix);
-        match self.server.handle_client_packet(now, unix, client, packet) {
+        let s = self.shard_of(client);
+        match self.shards[s].handle_client_packet(now, unix, client, packet) {
             ClientAction::Forward {
                 relay,
                 peer,
@@ -573,19 +632,39 @@ impl Driver {
     }
 
     pub fn peer_packet(&mut self, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
-        match self
-            .server
-            .handle_peer_packet(self.now, relay, peer, payload)
-        {
+        let s = self.shard_of_relay(relay);
+        match self.shards[s].handle_peer_packet(self.now, relay, peer, payload) {
             PeerAction::ChannelData { client, channel } => {
                 self.tally.to_client += 1;
                 assert!(
                     (0x4000..=0x7FFE).contains(&channel),
                     "bad channel {channel:#x}"
                 );
-                assert!(self.server.has_allocation(&client));
+                assert!(self.has_allocation(&client));
             }
-            PeerAction::Handled => self.tally.to_client += 1,
+            PeerAction::DataIndication {
+                client,
+                transaction_id,
+            } => {
+                self.tally.to_client += 1;
+                assert!(self.has_allocation(&client));
+                // The shell frames the payload in place; the result must be a valid Data
+                // indication carrying exactly the payload.
+                let at = indication::DATA_INDICATION_HEADROOM;
+                let mut buf = vec![0u8; at + payload.len() + 3];
+                buf[at..at + payload.len()].copy_from_slice(payload);
+                let r = indication::frame_data_indication(
+                    &mut buf,
+                    at,
+                    payload.len(),
+                    peer,
+                    &transaction_id,
+                );
+                let mut m = Message::new();
+                m.raw = buf[r].to_vec();
+                m.decode().expect("a decodable Data indication");
+                assert_eq!(m.get(ATTR_DATA).unwrap(), payload);
+            }
             PeerAction::Drop(r) => self.tally.drops[r as usize] += 1,
         }
         self.drain();
@@ -593,7 +672,10 @@ impl Driver {
 
     /// Plays the shell: carries out every queued command.
     pub fn drain(&mut self) {
-        while let Some(cmd) = self.server.poll_command() {
+        // A bind answered may queue more commands on its shard: go round until all are idle.
+        while let Some((shard, cmd)) =
+            (0..self.shards.len()).find_map(|i| self.shards[i].poll_command().map(|c| (i, c)))
+        {
             match cmd {
                 Command::SendToClient { client: _, data } => {
                     let mut m = Message::new();
@@ -608,14 +690,15 @@ impl Driver {
                     }
                 }
                 Command::BindRelay { token, addr } => {
+                    let r = self.port_ranges[shard];
                     assert!(
-                        (self.port_range.0..=self.port_range.1).contains(&addr.port()),
-                        "bind outside the port range: {addr}"
+                        (r.0..=r.1).contains(&addr.port()),
+                        "bind outside shard {shard}'s port range: {addr}"
                     );
                     if self.defer {
-                        self.deferred.push_back((token, addr));
+                        self.deferred.push_back((shard, token, addr));
                     } else {
-                        self.bind(token, addr);
+                        self.bind(shard, token, addr);
                     }
                 }
                 Command::ReleaseRelay { addr } => {
@@ -629,22 +712,22 @@ impl Driver {
         }
     }
 
-    fn bind(&mut self, token: u64, addr: SocketAddr) {
+    fn bind(&mut self, shard: usize, token: u64, addr: SocketAddr) {
         // Like the OS: a port held by another socket, or one marked busy, fails to bind.
         let ok = !self.busy.remove(&addr.port()) && self.bound.insert(addr);
-        self.server.relay_bound(self.now, token, addr, ok);
+        self.shards[shard].relay_bound(self.now, token, addr, ok);
     }
 
     fn answer_deferred(&mut self) {
-        while let Some((token, addr)) = self.deferred.pop_front() {
-            self.bind(token, addr);
+        while let Some((shard, token, addr)) = self.deferred.pop_front() {
+            self.bind(shard, token, addr);
             self.drain();
         }
     }
 
     /// Invariants that hold between any two steps.
     pub fn check(&self) {
-        let n = self.server.allocation_count();
+        let n = self.allocation_count();
         assert!(
             n <= self.max_allocations,
             "{n} allocations > max {}",
@@ -653,8 +736,8 @@ impl Driver {
         let mut per_user: HashMap<&str, usize> = HashMap::new();
         let mut relays = HashSet::new();
         let mut clients = HashSet::new();
-        for a in self.server.allocations() {
-            *per_user.entry(&a.username).or_default() += 1;
+        for a in self.allocations() {
+            *per_user.entry(user_id(&a.username)).or_default() += 1;
             assert!(
                 clients.insert(a.client),
                 "two allocations for {:?}",
@@ -690,29 +773,34 @@ impl Driver {
     }
 
     fn check_counters(&self) {
-        let c = self.server.counters();
-        let relayed =
-            |d: Direction| -> u64 { c.relayed_packets.iter().map(|t| t[d as usize]).sum() };
+        let all = || self.shards.iter().map(|s| s.counters());
+        let relayed = |d: Direction| -> u64 {
+            all()
+                .flat_map(|c| c.relayed_packets.iter().map(move |t| t[d as usize]))
+                .sum()
+        };
         assert_eq!(relayed(Direction::ClientToPeer), self.tally.forwarded);
         assert_eq!(relayed(Direction::PeerToClient), self.tally.to_client);
         for r in DropReason::ALL {
-            let (got, seen) = (c.dropped[r as usize], self.tally.drops[r as usize]);
-            // Malformed STUN is also dropped inside the STUN path, which answers Handled.
-            if r == DropReason::Malformed {
+            let got: u64 = all().map(|c| c.dropped[r as usize]).sum();
+            let seen = self.tally.drops[r as usize];
+            // Malformed STUN and rate-limited answers are also dropped inside the STUN
+            // path, which returns Handled.
+            if matches!(r, DropReason::Malformed | DropReason::RateLimit) {
                 assert!(got >= seen, "{r:?}: counted {got} < seen {seen}");
             } else {
                 assert_eq!(got, seen, "{r:?} drops");
             }
         }
-        let requests: u64 = c.requests.iter().flatten().sum();
+        let requests: u64 = all().flat_map(|c| c.requests.iter().flatten()).sum();
         assert_eq!(
             requests, self.tally.responses,
             "requests counted != responses sent"
         );
-        let created: u64 = c.allocations_created.iter().sum();
-        let ended: u64 = c.allocations_ended.iter().sum();
+        let created: u64 = all().flat_map(|c| c.allocations_created.iter()).sum();
+        let ended: u64 = all().flat_map(|c| c.allocations_ended.iter()).sum();
         assert_eq!(ended, self.tally.ended);
-        assert_eq!(created - ended, self.server.allocation_count() as u64);
+        assert_eq!(created - ended, self.allocation_count() as u64);
     }
 }
 

@@ -23,6 +23,33 @@ pub const FAMILY_IPV6: u8 = 0x02;
 /// STUN header length.
 pub const STUN_HEADER_LEN: usize = 20;
 
+/// RFC 8489 §14.5: attributes after MESSAGE-INTEGRITY (but FINGERPRINT, already checked)
+/// are ignored. Cuts the decoded message right after MESSAGE-INTEGRITY, so no handler can
+/// read an attribute that an on-path attacker appended outside the integrity check. The
+/// integrity check still verifies: its HMAC covers exactly the kept bytes.
+pub fn ignore_after_integrity(m: &mut stun::message::Message) {
+    let Some(i) = m
+        .attributes
+        .0
+        .iter()
+        .position(|a| a.typ == stun::attributes::ATTR_MESSAGE_INTEGRITY)
+    else {
+        return;
+    };
+    let end = STUN_HEADER_LEN
+        + m.attributes.0[..=i]
+            .iter()
+            .map(|a| 4 + (a.length as usize).div_ceil(4) * 4)
+            .sum::<usize>();
+    if end >= m.raw.len() {
+        return;
+    }
+    m.attributes.0.truncate(i + 1);
+    m.raw.truncate(end);
+    m.length = (end - STUN_HEADER_LEN) as u32;
+    m.write_length();
+}
+
 /// Decodes an XOR-*-ADDRESS value (RFC 8489 §14.2) given the message's transaction id.
 pub fn decode_xor_address(value: &[u8], transaction_id: &[u8; 12]) -> Option<SocketAddr> {
     if value.len() < 4 {
@@ -51,6 +78,33 @@ pub fn decode_xor_address(value: &[u8], transaction_id: &[u8; 12]) -> Option<Soc
             Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port))
         }
         _ => None,
+    }
+}
+
+/// Writes an XOR-*-ADDRESS value (RFC 8489 §14.2) into `out` (8 bytes for IPv4, 20 for
+/// IPv6): the inverse of `decode_xor_address`.
+pub fn encode_xor_address(out: &mut [u8], addr: SocketAddr, transaction_id: &[u8; 12]) {
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    out[0] = 0;
+    out[2..4].copy_from_slice(&(addr.port() ^ (MAGIC_COOKIE >> 16) as u16).to_be_bytes());
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out[1] = FAMILY_IPV4;
+            for (i, b) in ip.octets().iter().enumerate() {
+                out[4 + i] = b ^ cookie[i];
+            }
+        }
+        IpAddr::V6(ip) => {
+            out[1] = FAMILY_IPV6;
+            for (i, b) in ip.octets().iter().enumerate() {
+                let key = if i < 4 {
+                    cookie[i]
+                } else {
+                    transaction_id[i - 4]
+                };
+                out[4 + i] = b ^ key;
+            }
+        }
     }
 }
 

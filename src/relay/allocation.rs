@@ -36,6 +36,14 @@ pub struct Allocation {
     pub relay_v6: Option<SocketAddr>,
     pub created: Instant,
     pub expires: Instant,
+    /// When the credential-expiry policy ends it regardless of refreshes, and why.
+    pub session_end: Option<(Instant, super::stats::EndReason)>,
+    /// Tells this allocation's timer entries from those of an earlier one in its slot.
+    pub serial: u64,
+    /// The time of its live entry in the core's deadline heap.
+    pub scheduled: Instant,
+    /// Bandwidth budgets, when configured (boxed: most servers set none).
+    pub limits: Option<Box<super::bandwidth::Limits>>,
     pub permissions: FastMap<IpAddr, Instant>,
     pub channels: FastMap<u16, ChannelBinding>,
     pub channel_by_peer: FastMap<SocketAddr, u16>,
@@ -128,6 +136,17 @@ impl Allocation {
             }
             keep
         });
+    }
+
+    /// The earliest time something in it is due: its own expiry or session end, a
+    /// permission's expiry, or a binding's end of cool-down.
+    pub fn next_deadline(&self) -> Instant {
+        let own = self
+            .session_end
+            .map_or(self.expires, |(end, _)| end.min(self.expires));
+        let permissions = self.permissions.values().copied();
+        let channels = self.channels.values().map(|b| b.expires + CHANNEL_COOLDOWN);
+        permissions.chain(channels).fold(own, Instant::min)
     }
 
     pub fn live_channels(&self, now: Instant) -> usize {

@@ -2,12 +2,16 @@
 //! shell feeds it packets with the current time and carries out the commands it queues.
 
 pub mod allocation;
+pub mod bandwidth;
 pub mod peer_policy;
 pub mod ports;
+pub mod quota;
+pub mod rate_limit;
 mod requests;
 pub mod stats;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
@@ -65,8 +69,16 @@ pub struct CoreConfig {
     pub ports: RangeInclusive<u16>,
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
-    pub max_allocations: usize,
-    pub max_allocations_per_user: usize,
+    /// `relay.max_allocations` and `max_allocations_per_user`, shared by every shard.
+    pub quotas: std::sync::Arc<quota::Quotas>,
+    /// Most channel bindings one allocation may hold (508 beyond).
+    pub max_channels: usize,
+    /// Answers without authentication per second per source prefix (0 = no limit).
+    pub unauthenticated_rate: u32,
+    /// Relayed bytes per second per allocation, both directions together (None = off).
+    pub max_bytes_per_sec_per_allocation: Option<u64>,
+    /// Relayed bytes per second per user id, over all its allocations on every shard.
+    pub max_bytes_per_sec_per_user: Option<(u64, std::sync::Arc<bandwidth::UserBuckets>)>,
     pub max_permissions: usize,
     /// Accept only RFC 8656 channel numbers (0x4000-0x4FFF), not RFC 5766's up to 0x7FFE.
     pub strict_channel_numbers: bool,
@@ -123,8 +135,13 @@ pub enum PeerAction {
         client: ClientId,
         channel: u16,
     },
-    /// A Data indication was queued (no channel bound to this peer yet).
-    Handled,
+    /// No channel is bound to this peer: frame the payload as a Data indication
+    /// (`proto::indication::frame_data_indication`) with this transaction id and send it
+    /// to `client`.
+    DataIndication {
+        client: ClientId,
+        transaction_id: [u8; 12],
+    },
     Drop(DropReason),
 }
 
@@ -134,10 +151,6 @@ pub enum PeerAction {
 /// DoS-resistant hash is fit for.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// How often timers are swept. Permissions and bindings live for minutes, so a second of
-/// slack costs nothing and keeps expiry O(allocations) per second.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
 pub struct Server {
     cfg: CoreConfig,
     allocations: Slab<Allocation>,
@@ -145,32 +158,55 @@ pub struct Server {
     /// Relay port -> allocation, one table per family.
     by_relay_v4: FastMap<u16, usize>,
     by_relay_v6: FastMap<u16, usize>,
-    per_user: HashMap<String, usize>,
     pending: HashMap<u64, requests::PendingAllocate>,
-    /// EVEN-PORT reservations: token -> (reserved relay address, expiry).
-    reservations: HashMap<[u8; 8], (SocketAddr, Instant)>,
+    /// EVEN-PORT reservations by token. Each holds a quota slot of its user.
+    reservations: HashMap<[u8; 8], requests::Reservation>,
+    /// Relay addresses held outside `by_relay_*`: reserved ones and those bound for a
+    /// pending Allocate, so that port picking asks one set instead of scanning both.
+    held: FastMap<SocketAddr, ()>,
     next_token: u64,
     rng: Rng,
     commands: VecDeque<Command>,
-    next_sweep: Option<Instant>,
+    /// Deadline heap: (when, allocation slot, allocation serial). Each allocation has one
+    /// live entry, at its earliest deadline; refreshes leave superseded entries behind,
+    /// which are skipped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Reservations in expiry order (they all live RESERVATION_LIFETIME).
+    reservation_timers: VecDeque<(Instant, [u8; 8])>,
     counters: Counters,
+    /// Budget for answers sent without authentication (see `rate_limit`).
+    limiter: rate_limit::PrefixLimiter,
+    /// The time of the request being handled, for code deep in the answer path.
+    clock: Option<Instant>,
+    /// Data indication transaction ids: a random prefix and a count.
+    indication_prefix: [u8; 12],
+    indications: u64,
 }
 
 impl Server {
     pub fn new(cfg: CoreConfig, seed: u64) -> Self {
+        let limiter = rate_limit::PrefixLimiter::new(cfg.unauthenticated_rate);
+        let mut rng = Rng::new(seed);
+        let mut indication_prefix = [0u8; 12];
+        indication_prefix[..4].copy_from_slice(&rng.next_u64().to_be_bytes()[..4]);
         Server {
+            indication_prefix,
+            indications: 0,
+            limiter,
+            clock: None,
             cfg,
             allocations: Slab::new(),
             by_client: FastMap::default(),
             by_relay_v4: FastMap::default(),
             by_relay_v6: FastMap::default(),
-            per_user: HashMap::new(),
             pending: HashMap::new(),
             reservations: HashMap::new(),
+            held: FastMap::default(),
             next_token: 1,
-            rng: Rng::new(seed),
+            rng,
             commands: VecDeque::new(),
-            next_sweep: None,
+            timers: BinaryHeap::new(),
+            reservation_timers: VecDeque::new(),
             counters: Counters::default(),
         }
     }
@@ -182,8 +218,8 @@ impl Server {
         self.cfg.auth = auth;
         for (_, a) in self.allocations.iter_mut() {
             a.permissions.retain(|ip, _| policy.permits(*ip));
-            a.channels.retain(|_, b| policy.permits(b.peer.ip()));
-            a.channel_by_peer.retain(|p, _| policy.permits(p.ip()));
+            a.channels.retain(|_, b| policy.permits_peer(b.peer));
+            a.channel_by_peer.retain(|p, _| policy.permits_peer(*p));
         }
         self.cfg.policy = policy;
     }
@@ -194,7 +230,9 @@ impl Server {
 
     /// When `handle_timeout` next wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_sweep
+        let alloc = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let reservation = self.reservation_timers.front().map(|(at, _)| *at);
+        alloc.into_iter().chain(reservation).min()
     }
 
     pub fn counters(&self) -> &Counters {
@@ -260,12 +298,15 @@ impl Server {
                 }
             },
         };
-        // Permissions are checked against the policy when installed, so one check here.
+        // Permissions are checked against the policy when installed, so one check here;
+        // a Send indication names a port, which must not be one of our own services
+        // (channels were checked when bound).
+        let own_service = channel == 0 && self.cfg.policy.is_own_service(peer);
         let relay = match alloc.relay_for(&peer) {
-            Some(r) if alloc.has_permission(now, peer.ip()) => r,
+            Some(r) if alloc.has_permission(now, peer.ip()) && !own_service => r,
             _ => {
                 // Only on the drop path: say whether policy is why no permission exists.
-                let reason = if self.cfg.policy.permits(peer.ip()) {
+                let reason = if self.cfg.policy.permits(peer.ip()) && !own_service {
                     DropReason::NoPermission
                 } else {
                     DropReason::DeniedPeer
@@ -274,6 +315,12 @@ impl Server {
                 return ClientAction::Drop(reason);
             }
         };
+        if let Some(l) = &mut alloc.limits
+            && !l.take(now, payload.len())
+        {
+            self.counters.drop(DropReason::RateLimit);
+            return ClientAction::Drop(DropReason::RateLimit);
+        }
         alloc.traffic.bytes_to_peer += payload.len() as u64;
         alloc.traffic.packets_to_peer += 1;
         self.counters
@@ -307,18 +354,36 @@ impl Server {
             self.counters.drop(DropReason::NoPermission);
             return PeerAction::Drop(DropReason::NoPermission);
         }
+        let channel = alloc.peer_channel(now, &peer);
+        if channel.is_none()
+            && payload.len() > crate::proto::indication::MAX_DATA_INDICATION_PAYLOAD
+        {
+            self.counters.drop(DropReason::Malformed);
+            return PeerAction::Drop(DropReason::Malformed);
+        }
+        if let Some(l) = &mut alloc.limits
+            && !l.take(now, payload.len())
+        {
+            self.counters.drop(DropReason::RateLimit);
+            return PeerAction::Drop(DropReason::RateLimit);
+        }
         alloc.traffic.bytes_to_client += payload.len() as u64;
         alloc.traffic.packets_to_client += 1;
         let client = alloc.client;
         self.counters
             .relayed(client.transport, Direction::PeerToClient, payload.len());
-        if let Some(channel) = alloc.peer_channel(now, &peer) {
+        if let Some(channel) = channel {
             return PeerAction::ChannelData { client, channel };
         }
-        let data = requests::data_indication(peer, payload);
-        self.commands
-            .push_back(Command::SendToClient { client, data });
-        PeerAction::Handled
+        // Unique per indication without a random draw per packet: a random prefix drawn
+        // once, then a counter.
+        self.indications += 1;
+        let mut transaction_id = self.indication_prefix;
+        transaction_id[4..].copy_from_slice(&self.indications.to_be_bytes());
+        PeerAction::DataIndication {
+            client,
+            transaction_id,
+        }
     }
 
     /// Count a packet the shell could not send (full buffer, unreachable peer). The
@@ -327,25 +392,51 @@ impl Server {
         self.counters.drop(reason);
     }
 
-    /// Expires allocations, permissions and channel bindings.
+    /// Expires allocations, permissions, channel bindings and reservations that are due:
+    /// only those, found through the deadline heap, never a walk over every allocation.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.next_sweep.is_some_and(|t| t > now) {
-            return;
+        while let Some(&Reverse((at, idx, serial))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(a) = self.allocations.get_mut(idx) else {
+                continue;
+            };
+            // An entry for an allocation that is gone (slot reused) or superseded.
+            if a.serial != serial || a.scheduled != at {
+                continue;
+            }
+            a.expire(now);
+            let end = match a.session_end {
+                Some((end, reason)) if end <= now => Some(reason),
+                _ => (a.expires <= now).then_some(EndReason::Expired),
+            };
+            match end {
+                Some(reason) => self.remove_allocation(now, idx, reason),
+                None => {
+                    let next = a.next_deadline();
+                    a.scheduled = next;
+                    self.timers.push(Reverse((next, idx, serial)));
+                }
+            }
         }
-        let expired: Vec<usize> = self
-            .allocations
-            .iter_mut()
-            .filter_map(|(idx, a)| {
-                a.expire(now);
-                (a.expires <= now).then_some(idx)
-            })
-            .collect();
-        for idx in expired {
-            self.remove_allocation(now, idx, EndReason::Expired);
+        while let Some(&(at, token)) = self.reservation_timers.front() {
+            if at > now {
+                break;
+            }
+            self.reservation_timers.pop_front();
+            self.end_reservation(&token);
         }
-        self.reservations.retain(|_, (_, exp)| *exp > now);
-        let idle = self.allocations.is_empty() && self.reservations.is_empty();
-        self.next_sweep = (!idle).then_some(now + SWEEP_INTERVAL);
+    }
+
+    /// Makes sure allocation `idx` is looked at by `at` (something in it is due then).
+    pub(super) fn schedule(&mut self, idx: usize, at: Instant) {
+        let a = &mut self.allocations[idx];
+        if at < a.scheduled {
+            a.scheduled = at;
+            self.timers.push(Reverse((at, idx, a.serial)));
+        }
     }
 
     /// A stream client's connection closed: its allocation goes with it (RFC 8656 §3.1).
@@ -382,6 +473,21 @@ impl Server {
         }
     }
 
+    /// Ends every allocation of user id `user` (the part after the expiry in a REST
+    /// username, or a static username) for the sessions API. Returns how many.
+    pub fn end_user_allocations(&mut self, now: Instant, user: &str) -> usize {
+        let idxs: Vec<usize> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| user_id(&a.username) == user)
+            .map(|(i, _)| i)
+            .collect();
+        for &idx in &idxs {
+            self.remove_allocation(now, idx, EndReason::Admin);
+        }
+        idxs.len()
+    }
+
     fn remove_allocation(&mut self, now: Instant, idx: usize, reason: EndReason) {
         let a = self.allocations.remove(idx);
         self.by_client.remove(&a.client);
@@ -393,12 +499,7 @@ impl Server {
             self.by_relay_v6.remove(&r.port());
             self.commands.push_back(Command::ReleaseRelay { addr: r });
         }
-        if let Some(n) = self.per_user.get_mut(&a.username) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_user.remove(&a.username);
-            }
-        }
+        self.cfg.quotas.release(&a.username);
         self.counters.allocations_ended[reason as usize] += 1;
         self.commands
             .push_back(Command::AllocationEnded(Box::new(SessionSummary {
@@ -413,6 +514,12 @@ impl Server {
                 reason,
             })));
     }
+}
+
+/// The user id in a username: REST usernames are "<expiry>:<user-id>"; a static
+/// username is its own id.
+pub fn user_id(username: &str) -> &str {
+    username.split_once(':').map_or(username, |(_, id)| id)
 }
 
 #[cfg(test)]

@@ -2,23 +2,20 @@
 
 use std::ops::RangeInclusive;
 
-/// A small xorshift generator: port choice must be hard to predict from outside, but the
-/// core takes its seed from the shell so tests stay deterministic.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// Port choice must be hard to predict from outside (a guessable relay port helps an
+/// attacker aim at a victim's allocation), so it comes from a CSPRNG; the core takes the
+/// seed from the shell so tests stay deterministic.
+#[derive(Debug)]
+pub struct Rng(rand::rngs::StdRng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed | 1)
+        use rand::SeedableRng;
+        Rng(rand::rngs::StdRng::seed_from_u64(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
+        rand::Rng::next_u64(&mut self.0)
     }
 }
 

@@ -32,8 +32,7 @@ fn cases(n: u32) -> ProptestConfig {
 fn small_config() -> CoreConfig {
     CoreConfig {
         ports: 50000..=50007,
-        max_allocations: 6,
-        max_allocations_per_user: 3,
+        quotas: std::sync::Arc::new(quota::Quotas::new(6, 3)),
         ..config()
     }
 }
@@ -135,7 +134,7 @@ proptest! {
             prop_assert!(h.server.allocation_count() <= 6);
             let mut per_user = std::collections::HashMap::<&str, usize>::new();
             for a in h.server.allocations() {
-                *per_user.entry(&a.username).or_default() += 1;
+                *per_user.entry(user_id(&a.username)).or_default() += 1;
             }
             prop_assert!(per_user.values().all(|&n| n <= 3), "{:?}", per_user);
         }
@@ -183,7 +182,19 @@ proptest! {
             h.take_responses();
             if live {
                 prop_assert!(matches!(to_peer, ClientAction::Forward { .. }), "{since_refresh}s: {to_peer:?}");
-                prop_assert_eq!(from_peer, PeerAction::Handled);
+                let PeerAction::DataIndication { client, transaction_id } = from_peer else {
+                    panic!("{since_refresh}s: {from_peer:?}");
+                };
+                prop_assert_eq!(client, c);
+                // What the shell sends: the payload framed in place, a valid Data indication.
+                let mut buf = [0u8; indication::DATA_INDICATION_HEADROOM + 4];
+                buf[indication::DATA_INDICATION_HEADROOM] = b'y';
+                let at = indication::DATA_INDICATION_HEADROOM;
+                let range = indication::frame_data_indication(&mut buf, at, 1, p, &transaction_id);
+                let mut m = Message::new();
+                m.raw = buf[range].to_vec();
+                m.decode().unwrap();
+                prop_assert_eq!(m.get(ATTR_DATA).unwrap(), b"y".to_vec());
             } else {
                 prop_assert_eq!(to_peer, ClientAction::Drop(DropReason::NoPermission));
                 prop_assert_eq!(from_peer, PeerAction::Drop(DropReason::NoPermission));
@@ -301,12 +312,8 @@ proptest! {
                     ClientAction::Handled => prop_assert!(false, "relay path answered Handled"),
                 }
             }
-            // Data indications are not responses; everything else sent is one.
-            responses += h
-                .take_responses()
-                .iter()
-                .filter(|(_, m)| m.typ.class != CLASS_INDICATION)
-                .count() as u64;
+            // Everything the core sends through the command queue is a response.
+            responses += h.take_responses().len() as u64;
         }
         let now = h.server.counters();
         let udp = Transport::Udp as usize;

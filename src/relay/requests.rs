@@ -14,17 +14,17 @@ use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
 use stun::xoraddr::XorMappedAddress;
 use turn::proto::channum::ChannelNumber;
-use turn::proto::data::Data;
 use turn::proto::lifetime::Lifetime;
-use turn::proto::peeraddr::PeerAddress;
 use turn::proto::relayaddr::RelayedAddress;
 use turn::proto::reqfamily::RequestedAddressFamily;
 use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
+use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
-use super::stats::{AUTH_FAILURES, DropReason, EndReason, code_index};
+use super::quota::quota_key;
+use super::stats::{DropReason, EndReason, code_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
@@ -75,27 +75,16 @@ pub fn is_send_indication(packet: &[u8]) -> bool {
         && is_message(packet)
 }
 
-/// A Data indication carrying `payload` from `peer` (the slow path, before a channel).
-pub fn data_indication(peer: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_DATA, CLASS_INDICATION));
-    let _ = m.new_transaction_id();
-    m.write_header();
-    let _ = PeerAddress {
-        ip: peer.ip(),
-        port: peer.port(),
-    }
-    .add_to(&mut m);
-    let _ = Data(payload.to_vec()).add_to(&mut m);
-    m.raw
-}
-
 /// An Allocate waiting for the shell to bind its relay socket(s).
 pub struct PendingAllocate {
     client: ClientId,
     request: RequestInfo,
     username: String,
     key: Key,
+    /// Unix seconds the credential expires at (REST), for the expiry policy.
+    credential_expiry: Option<u64>,
+    /// A second quota slot is held for the port an EVEN-PORT R bit reserves.
+    reserve_slot: bool,
     lifetime: Duration,
     want_v4: bool,
     want_v6: bool,
@@ -115,6 +104,24 @@ impl PendingAllocate {
     pub fn client(&self) -> ClientId {
         self.client
     }
+}
+
+/// A port held for an RTCP allocation by an EVEN-PORT R bit (RFC 8656 §7.1.2).
+pub struct Reservation {
+    pub addr: SocketAddr,
+    /// Whose quota slot it holds.
+    pub username: String,
+}
+
+/// RFC 8489 §14.3: USERNAME is a UTF-8 string under 513 bytes.
+const MAX_USERNAME_LEN: usize = 513;
+
+/// A request that passed authentication: who signed it, with which key, and when the
+/// credential expires (unix seconds; None for static users).
+struct Authenticated {
+    username: String,
+    key: Key,
+    expiry: Option<u64>,
 }
 
 /// What a response needs from its request.
@@ -142,6 +149,7 @@ fn method_index(m: Method) -> usize {
 
 impl Server {
     pub(super) fn handle_stun(&mut self, now: Instant, unix: u64, client: ClientId, packet: &[u8]) {
+        self.clock = Some(now);
         if !is_message(packet) {
             self.counters.drop(DropReason::Malformed);
             return;
@@ -167,6 +175,7 @@ impl Server {
             transaction_id: msg.transaction_id,
             fingerprint: msg.contains(ATTR_FINGERPRINT),
         };
+        crate::proto::ignore_after_integrity(&mut msg);
         let unknown: Vec<AttrType> = msg
             .attributes
             .0
@@ -194,11 +203,23 @@ impl Server {
                 self.respond(client, req, attrs, None);
             }
             METHOD_ALLOCATE | METHOD_REFRESH | METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
-                let Some((username, key)) = self.authenticate(&mut msg, req, unix, client) else {
+                let Some(Authenticated {
+                    username,
+                    key,
+                    expiry,
+                }) = self.authenticate(now, &mut msg, req, unix, client)
+                else {
                     return;
                 };
                 let result = match req.method {
-                    METHOD_ALLOCATE => self.allocate(now, unix, client, &msg, req, username, &key),
+                    METHOD_ALLOCATE => {
+                        let who = Authenticated {
+                            username,
+                            key: key.clone(),
+                            expiry,
+                        };
+                        self.allocate(now, unix, client, &msg, req, who)
+                    }
                     METHOD_REFRESH => self.refresh(now, client, &msg, req, &username, &key),
                     METHOD_CREATE_PERMISSION => {
                         self.create_permission(now, client, &msg, req, &username, &key)
@@ -213,15 +234,17 @@ impl Server {
         }
     }
 
-    /// The long-term credential check (RFC 8489 §9.2.4). Sends the 400/401/438 itself and
-    /// returns None on failure. Nothing is stored for a client that fails.
+    /// The long-term credential check (RFC 8489 §9.2.4) and the credential-expiry policy.
+    /// Sends the 400/401/438 itself and returns None on failure. Nothing is stored for a
+    /// client that fails.
     fn authenticate(
         &mut self,
+        now: Instant,
         msg: &mut Message,
         req: RequestInfo,
         unix: u64,
         client: ClientId,
-    ) -> Option<(String, Key)> {
+    ) -> Option<Authenticated> {
         if !msg.contains(ATTR_MESSAGE_INTEGRITY) {
             self.auth_failure(client, req, unix, AuthError::NoIntegrity);
             return None;
@@ -235,38 +258,96 @@ impl Server {
             self.respond_error(client, req, 400, "Bad Request", None, vec![]);
             return None;
         };
-        if !self.cfg.auth.check_nonce(&nonce, unix, client.addr) {
+        // RFC 8489 §14.3: USERNAME is under 513 bytes.
+        if username.len() > MAX_USERNAME_LEN {
+            self.respond_error(client, req, 400, "USERNAME too long", None, vec![]);
+            return None;
+        }
+        let nonce_ok = self.cfg.auth.check_nonce(&nonce, unix, client.addr);
+        // A stale nonce is answered before any HMAC work, except for a deletion: a
+        // Refresh(0) signed with the allocation's key is honoured, since answering 438 to a
+        // client that is leaving only makes its allocation linger (browsers do not retry).
+        if !nonce_ok && !self.is_own_deletion(msg, req, client, &username) {
             self.auth_failure(client, req, unix, AuthError::StaleNonce);
             return None;
         }
-        let keys = match self.cfg.auth.keys_for(&username, unix) {
-            Ok(k) => k,
+        let cred = match self.cfg.auth.keys_for(&username, unix) {
+            Ok(c) => c,
             Err(e) => {
                 self.auth_failure(client, req, unix, e);
                 return None;
             }
         };
-        match keys
+        let Some(key) = cred
+            .keys
             .into_iter()
             .find(|k| MessageIntegrity(k.clone()).check(msg).is_ok())
+        else {
+            let e = if nonce_ok {
+                AuthError::BadIntegrity
+            } else {
+                AuthError::StaleNonce
+            };
+            self.auth_failure(client, req, unix, e);
+            return None;
+        };
+        if cred.expiry.is_some_and(|e| e < unix)
+            && !self.may_outlive_credential(now, req, client, &username)
         {
-            Some(key) => Some((username, key)),
-            None => {
-                self.auth_failure(client, req, unix, AuthError::BadIntegrity);
-                None
-            }
+            self.auth_failure(client, req, unix, AuthError::Expired);
+            return None;
         }
+        Some(Authenticated {
+            username,
+            key,
+            expiry: cred.expiry,
+        })
+    }
+
+    /// Whether this request deletes the caller's own allocation (Refresh, LIFETIME 0).
+    fn is_own_deletion(
+        &self,
+        msg: &Message,
+        req: RequestInfo,
+        client: ClientId,
+        username: &str,
+    ) -> bool {
+        let mut l = Lifetime::default();
+        req.method == METHOD_REFRESH
+            && l.get_from(msg).is_ok()
+            && l.0.is_zero()
+            && self
+                .by_client
+                .get(&client)
+                .is_some_and(|&i| self.allocations[i].username == username)
+    }
+
+    /// The lenient expiry policy: an expired credential still works for requests on the
+    /// allocation it created, from that allocation's own 5-tuple, until the session limit.
+    fn may_outlive_credential(
+        &self,
+        now: Instant,
+        req: RequestInfo,
+        client: ClientId,
+        username: &str,
+    ) -> bool {
+        if self.cfg.auth.expiry_policy().strict || req.method == METHOD_ALLOCATE {
+            return false;
+        }
+        self.by_client.get(&client).is_some_and(|&i| {
+            let a = &self.allocations[i];
+            a.username == username && a.session_end.is_none_or(|(end, _)| now < end)
+        })
     }
 
     fn auth_failure(&mut self, client: ClientId, req: RequestInfo, unix: u64, e: AuthError) {
-        let idx = AUTH_FAILURES
-            .iter()
-            .position(|l| *l == e.label())
-            .unwrap_or(0);
-        self.counters.auth_failures[idx] += 1;
+        self.counters.auth_failures[e as usize] += 1;
         tracing::debug!(client = %client.addr, reason = e.label(), "authentication failed");
+        // No reason phrase on the challenge: the code says it all, and this is the answer
+        // every unauthenticated request gets, so every byte is amplification.
         let (code, reason) = match e {
             AuthError::StaleNonce => (438, "Stale Nonce"),
+            AuthError::NoIntegrity => (401, ""),
             _ => (401, "Unauthorized"),
         };
         let attrs: Attrs = vec![
@@ -282,7 +363,6 @@ impl Server {
         self.respond_error(client, req, code, reason, None, attrs);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn allocate(
         &mut self,
         now: Instant,
@@ -290,9 +370,13 @@ impl Server {
         client: ClientId,
         msg: &Message,
         req: RequestInfo,
-        username: String,
-        key: &Key,
+        who: Authenticated,
     ) -> Result<(), Reject> {
+        let Authenticated {
+            username,
+            key,
+            expiry,
+        } = who;
         if let Some(&idx) = self.by_client.get(&client) {
             let a = &self.allocations[idx];
             // A retransmission whose response was lost gets the same response again.
@@ -338,7 +422,8 @@ impl Server {
             let addr = self
                 .reservation_port(&token, unix)
                 .ok_or(Reject(508, "Unknown or expired RESERVATION-TOKEN"))?;
-            self.reservations.remove(&token);
+            // Redeemed: the new allocation takes a quota slot of its own.
+            self.end_reservation(&token);
             Some(addr)
         } else {
             None
@@ -378,19 +463,14 @@ impl Server {
         if v6_unavailable && !v6_optional {
             return Err(Reject(440, "Address Family not Supported"));
         }
-        if self.allocations.len() + self.pending.len() >= self.cfg.max_allocations {
-            self.counters.quota_rejections += 1;
-            return Err(Reject(486, "Allocation Quota Reached"));
-        }
-        let user_count = self.per_user.get(&username).copied().unwrap_or(0)
-            + self
-                .pending
-                .values()
-                .filter(|p| p.username == username)
-                .count();
-        if user_count >= self.cfg.max_allocations_per_user {
-            self.counters.quota_rejections += 1;
-            return Err(Reject(486, "Allocation Quota Reached"));
+        // Last check before the pending entry: every slot taken here is given back by
+        // fail_pending / drop_pending / remove_allocation / end_reservation. An EVEN-PORT
+        // R bit takes a second slot for the port it reserves.
+        self.take_quota(&username)?;
+        let reserve_slot = parity == PortParity::EvenPair;
+        if reserve_slot && let Err(e) = self.take_quota(&username) {
+            self.cfg.quotas.release(&username);
+            return Err(e);
         }
         let lifetime = self.granted_lifetime(msg);
         let token = self.next_token;
@@ -401,7 +481,9 @@ impl Server {
                 client,
                 request: req,
                 username,
-                key: key.clone(),
+                key,
+                credential_expiry: expiry,
+                reserve_slot,
                 lifetime,
                 want_v4,
                 want_v6: want_v6 && !v6_unavailable,
@@ -439,25 +521,14 @@ impl Server {
         if p.reserved.is_some() {
             return self.fail_pending(token);
         }
-        let taken_v4 = &self.by_relay_v4;
-        let taken_v6 = &self.by_relay_v6;
-        let pending = &self.pending;
-        let reservations = &self.reservations;
+        let taken = if family.bind.is_ipv4() {
+            &self.by_relay_v4
+        } else {
+            &self.by_relay_v6
+        };
+        let held = &self.held;
         let in_use = |port: u16| {
-            let held = if family.bind.is_ipv4() {
-                taken_v4.contains_key(&port)
-            } else {
-                taken_v6.contains_key(&port)
-            };
-            held || reservations
-                .values()
-                .any(|(a, _)| a.port() == port && a.is_ipv4() == family.bind.is_ipv4())
-                || pending.values().any(|q| {
-                    [q.bound_v4, q.bound_v6]
-                        .iter()
-                        .flatten()
-                        .any(|a| a.port() == port && a.is_ipv4() == family.bind.is_ipv4())
-                })
+            taken.contains_key(&port) || held.contains_key(&SocketAddr::new(family.bind, port))
         };
         let port = if p.attempts < BIND_ATTEMPTS {
             pick_port(&self.cfg.ports, &mut self.rng, p.parity, in_use)
@@ -487,6 +558,7 @@ impl Server {
             } else {
                 p.bound_v6 = Some(addr);
             }
+            self.held.insert(addr, ());
         } else {
             p.attempts += 1;
         }
@@ -496,9 +568,35 @@ impl Server {
     /// Forgets a pending Allocate whose client went away, releasing what it bound.
     pub(super) fn drop_pending(&mut self, token: u64) {
         if let Some(p) = self.pending.remove(&token) {
-            for addr in [p.bound_v4, p.bound_v6].into_iter().flatten() {
-                self.commands.push_back(Command::ReleaseRelay { addr });
-            }
+            self.abandon_pending(&p);
+        }
+    }
+
+    /// Gives back what a pending Allocate held: its relay sockets and quota slots.
+    fn abandon_pending(&mut self, p: &PendingAllocate) {
+        for addr in [p.bound_v4, p.bound_v6].into_iter().flatten() {
+            self.held.remove(&addr);
+            self.commands.push_back(Command::ReleaseRelay { addr });
+        }
+        self.cfg.quotas.release(&p.username);
+        if p.reserve_slot {
+            self.cfg.quotas.release(&p.username);
+        }
+    }
+
+    /// One quota slot for `username`, or 486.
+    fn take_quota(&mut self, username: &str) -> Result<(), Reject> {
+        self.cfg.quotas.acquire(username).map_err(|_| {
+            self.counters.quota_rejections += 1;
+            Reject(486, "Allocation Quota Reached")
+        })
+    }
+
+    /// Ends an EVEN-PORT reservation (expired or redeemed), giving back its slot.
+    pub(super) fn end_reservation(&mut self, token: &[u8; 8]) {
+        if let Some(r) = self.reservations.remove(token) {
+            self.held.remove(&r.addr);
+            self.cfg.quotas.release(&r.username);
         }
     }
 
@@ -506,9 +604,7 @@ impl Server {
         let Some(p) = self.pending.remove(&token) else {
             return;
         };
-        for addr in [p.bound_v4, p.bound_v6].into_iter().flatten() {
-            self.commands.push_back(Command::ReleaseRelay { addr });
-        }
+        self.abandon_pending(&p);
         self.respond_error(
             p.client,
             p.request,
@@ -550,9 +646,20 @@ impl Server {
         {
             let next = SocketAddr::new(addr.ip(), addr.port() + 1);
             let token = self.reservation_token(next, p.unix + RESERVATION_LIFETIME.as_secs());
-            self.reservations
-                .insert(token, (next, now + RESERVATION_LIFETIME));
+            self.held.insert(next, ());
+            self.reservation_timers
+                .push_back((now + RESERVATION_LIFETIME, token));
+            self.reservations.insert(
+                token,
+                Reservation {
+                    addr: next,
+                    username: p.username.clone(),
+                },
+            );
             attrs.push(Box::new(ReservationToken(token.to_vec())));
+        } else if p.reserve_slot {
+            // No port to reserve after all (no relay bound): give the slot back.
+            self.cfg.quotas.release(&p.username);
         }
         attrs.push(Box::new(Lifetime(p.lifetime)));
         attrs.push(Box::new(XorMappedAddress {
@@ -567,6 +674,11 @@ impl Server {
             relay_v6: p.bound_v6,
             created: now,
             expires: now + p.lifetime,
+            session_end: self.session_end(now, p.unix, p.credential_expiry),
+            serial: token,
+            limits: self.bandwidth_limits(now, &p.username),
+            // Far off, so that `schedule` below files its first real deadline.
+            scheduled: now + Duration::from_secs(u32::MAX as u64),
             permissions: Default::default(),
             channels: Default::default(),
             channel_by_peer: Default::default(),
@@ -579,12 +691,13 @@ impl Server {
         let idx = self.allocations.insert(alloc);
         self.by_client.insert(p.client, idx);
         if let Some(a) = p.bound_v4 {
+            self.held.remove(&a);
             self.by_relay_v4.insert(a.port(), idx);
         }
         if let Some(a) = p.bound_v6 {
+            self.held.remove(&a);
             self.by_relay_v6.insert(a.port(), idx);
         }
-        *self.per_user.entry(p.username.clone()).or_default() += 1;
         self.counters.allocations_created[p.client.transport as usize] += 1;
         self.count_request(p.request.method, 200);
         let relay: Vec<String> = [p.bound_v4, p.bound_v6]
@@ -602,9 +715,41 @@ impl Server {
             client: p.client,
             data,
         });
-        if self.next_sweep.is_none() {
-            self.next_sweep = Some(now + super::SWEEP_INTERVAL);
-        }
+        let due = self.allocations[idx].next_deadline();
+        self.schedule(idx, due);
+    }
+
+    /// The bandwidth budgets a new allocation of `username` relays under, if any.
+    fn bandwidth_limits(&self, now: Instant, username: &str) -> Option<Box<Limits>> {
+        let own = self
+            .cfg
+            .max_bytes_per_sec_per_allocation
+            .map(|r| Bucket::new(r, now));
+        let user = self
+            .cfg
+            .max_bytes_per_sec_per_user
+            .as_ref()
+            .map(|(r, users)| users.get(quota_key(username), *r, now));
+        (own.is_some() || user.is_some()).then(|| Box::new(Limits { own, user }))
+    }
+
+    /// When an allocation made now with a credential expiring at `expiry` must end, and
+    /// why: at the expiry under the strict policy, else once it has outlived its
+    /// credential by the session limit. Static users' allocations only expire.
+    fn session_end(
+        &self,
+        now: Instant,
+        unix: u64,
+        expiry: Option<u64>,
+    ) -> Option<(Instant, EndReason)> {
+        let policy = self.cfg.auth.expiry_policy();
+        let credential_end = now + Duration::from_secs(expiry?.saturating_sub(unix));
+        Some(if policy.strict {
+            (credential_end, EndReason::CredentialExpired)
+        } else {
+            let limit = now + Duration::from_secs(policy.max_session_secs);
+            (credential_end.max(limit), EndReason::MaxSession)
+        })
     }
 
     /// RESERVATION-TOKEN: the reserved port (2 bytes), the expiry's low 16 bits of unix
@@ -698,6 +843,7 @@ impl Server {
         } else {
             let l = self.granted_lifetime(msg);
             self.allocations[idx].expires = now + l;
+            self.schedule(idx, now + l);
             l
         };
         self.respond(client, req, vec![Box::new(Lifetime(lifetime))], Some(key));
@@ -719,10 +865,22 @@ impl Server {
         }
     }
 
-    /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy).
-    fn check_peer(&mut self, alloc_idx: usize, peer: &SocketAddr) -> Result<(), Reject> {
+    /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy). Permissions
+    /// are per IP, so CreatePermission checks the IP; ChannelBind names the peer's port
+    /// too, and the server's own services are refused there (`with_port`).
+    fn check_peer(
+        &mut self,
+        alloc_idx: usize,
+        peer: &SocketAddr,
+        with_port: bool,
+    ) -> Result<(), Reject> {
         // Policy first, so every attempt at a forbidden address is counted as one.
-        if !self.cfg.policy.permits(peer.ip()) {
+        let permitted = if with_port {
+            self.cfg.policy.permits_peer(*peer)
+        } else {
+            self.cfg.policy.permits(peer.ip())
+        };
+        if !permitted {
             self.counters.peer_denied += 1;
             tracing::debug!(peer = %peer, "peer address denied by policy");
             return Err(Reject(403, "Forbidden"));
@@ -746,7 +904,7 @@ impl Server {
         let peers = Self::peer_addresses(msg)?;
         // All or nothing (RFC 8656 §9.2): check every peer before installing any.
         for p in &peers {
-            self.check_peer(idx, p)?;
+            self.check_peer(idx, p, false)?;
         }
         let a = &mut self.allocations[idx];
         let new = peers
@@ -759,6 +917,7 @@ impl Server {
         for p in &peers {
             a.permit(now, p.ip());
         }
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }
@@ -784,16 +943,21 @@ impl Server {
         }
         let peers = Self::peer_addresses(msg)?;
         let peer = peers[0];
-        self.check_peer(idx, &peer)?;
+        self.check_peer(idx, &peer, true)?;
         let a = &mut self.allocations[idx];
         if !a.permissions.contains_key(&peer.ip())
             && a.permissions.len() >= self.cfg.max_permissions
         {
             return Err(Reject(508, "Too many permissions"));
         }
+        if !a.channels.contains_key(&ch.0) && a.channels.len() >= self.cfg.max_channels {
+            return Err(Reject(508, "Too many channels"));
+        }
         if !a.bind_channel(now, ch.0, peer) {
             return Err(Reject(400, "Channel already bound differently"));
         }
+        // The permission it installs is due first.
+        self.schedule(idx, now + super::allocation::PERMISSION_LIFETIME);
         self.respond(client, req, vec![], Some(key));
         Ok(())
     }
@@ -802,7 +966,25 @@ impl Server {
         self.counters.requests[method_index(method)][code_index(code)] += 1;
     }
 
+    /// Whether an answer without MESSAGE-INTEGRITY may go to `client` now: such answers
+    /// are what a spoofed UDP source would reflect, so each source prefix has a budget.
+    /// A TCP/TLS client completed a handshake, so it cannot be spoofed: no limit.
+    fn unauthenticated_budget(&mut self, client: ClientId, key: Option<&Key>) -> bool {
+        let udp = client.transport == super::Transport::Udp;
+        let Some(now) = self.clock.filter(|_| key.is_none() && udp) else {
+            return true;
+        };
+        if self.limiter.allow(now, client.addr.ip()) {
+            return true;
+        }
+        self.counters.drop(DropReason::RateLimit);
+        false
+    }
+
     fn respond(&mut self, client: ClientId, req: RequestInfo, attrs: Attrs, key: Option<&Key>) {
+        if !self.unauthenticated_budget(client, key) {
+            return;
+        }
         self.count_request(req.method, 200);
         let data = self.encode(req, CLASS_SUCCESS_RESPONSE, attrs, key);
         self.commands
@@ -818,6 +1000,9 @@ impl Server {
         key: Option<&Key>,
         mut extra: Attrs,
     ) {
+        if !self.unauthenticated_budget(client, key) {
+            return;
+        }
         self.count_request(req.method, code);
         tracing::debug!(client = %client.addr, code, reason, "request rejected");
         let mut attrs: Attrs = vec![Box::new(ErrorCodeAttribute {

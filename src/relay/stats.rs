@@ -2,6 +2,7 @@
 //! atomics or shared cache lines on the relay path. The shell publishes them to Prometheus.
 
 use super::Transport;
+use crate::auth::AuthError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -29,10 +30,12 @@ pub enum DropReason {
     Malformed,
     BufferFull,
     SendError,
+    /// Over a rate limit (unauthenticated answers per source prefix, bandwidth).
+    RateLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::NoAllocation,
         DropReason::NoPermission,
         DropReason::NoChannel,
@@ -40,6 +43,7 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::BufferFull,
         DropReason::SendError,
+        DropReason::RateLimit,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -50,6 +54,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::BufferFull => "buffer_full",
             DropReason::SendError => "send_error",
+            DropReason::RateLimit => "rate_limit",
         }
     }
 }
@@ -61,14 +66,23 @@ pub enum EndReason {
     Deleted,
     Error,
     Shutdown,
+    /// Strict expiry: the REST credential that created it expired.
+    CredentialExpired,
+    /// It outlived its credential by `auth.max_session_duration`.
+    MaxSession,
+    /// Ended through the sessions API (DELETE /api/v1/sessions).
+    Admin,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 4] = [
+    pub const ALL: [EndReason; 7] = [
         EndReason::Expired,
         EndReason::Deleted,
         EndReason::Error,
         EndReason::Shutdown,
+        EndReason::CredentialExpired,
+        EndReason::MaxSession,
+        EndReason::Admin,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -76,6 +90,9 @@ impl EndReason {
             EndReason::Deleted => "deleted",
             EndReason::Error => "error",
             EndReason::Shutdown => "shutdown",
+            EndReason::CredentialExpired => "credential_expired",
+            EndReason::MaxSession => "max_session",
+            EndReason::Admin => "admin",
         }
     }
 }
@@ -100,26 +117,19 @@ pub fn code_index(code: u16) -> usize {
         .unwrap_or(CODES.len() - 2)
 }
 
-pub const AUTH_FAILURES: [&str; 5] = [
-    "no_integrity",
-    "bad_integrity",
-    "expired",
-    "unknown_user",
-    "stale_nonce",
-];
-
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counters {
     /// [transport][direction]
     pub relayed_bytes: [[u64; 2]; Transport::COUNT],
     pub relayed_packets: [[u64; 2]; Transport::COUNT],
-    pub dropped: [u64; 7],
+    pub dropped: [u64; DropReason::ALL.len()],
     /// [method][code]
     pub requests: [[u64; CODES.len()]; METHODS.len()],
-    pub auth_failures: [u64; AUTH_FAILURES.len()],
+    /// Indexed by `AuthError as usize`.
+    pub auth_failures: [u64; AuthError::ALL.len()],
     /// [transport]
     pub allocations_created: [u64; Transport::COUNT],
-    pub allocations_ended: [u64; 4],
+    pub allocations_ended: [u64; EndReason::ALL.len()],
     pub peer_denied: u64,
     pub quota_rejections: u64,
 }

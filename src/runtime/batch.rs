@@ -7,8 +7,8 @@ use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 pub const BATCH: usize = 32;
-/// Largest UDP payload plus room for a ChannelData header in front.
-pub const SLOT: usize = 65536 + 4;
+/// Largest UDP payload plus room for a ChannelData or Data indication header and padding.
+pub const SLOT: usize = 65536 + 64;
 
 fn to_storage(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     // SAFETY: sockaddr_in/sockaddr_in6 fit in sockaddr_storage, which is what it is for.

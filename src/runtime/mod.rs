@@ -3,7 +3,9 @@
 
 pub mod batch;
 pub mod clock;
+pub mod connections;
 pub mod session_log;
+pub mod sessions;
 pub mod shard;
 pub mod stream;
 pub mod tls;
@@ -20,7 +22,8 @@ use anyhow::Context;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::relay::peer_policy::PeerPolicy;
+use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
+use crate::relay::quota::Quotas;
 use crate::relay::stats::Counters;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
@@ -37,6 +40,8 @@ pub struct ShardSnapshot {
     pub channels: [[u64; 2]; Transport::COUNT],
     /// Open client connections, by transport (TCP, TLS).
     pub connections: [u64; Transport::COUNT],
+    /// Failed TLS handshakes and refused connections.
+    pub streams: connections::StreamCounters,
 }
 
 #[derive(Debug, Default)]
@@ -49,10 +54,17 @@ pub struct ShardStatus {
 }
 
 impl ShardStatus {
-    pub fn publish(&self, core: &Server, now: Instant, connections: [u64; Transport::COUNT]) {
+    pub fn publish(
+        &self,
+        core: &Server,
+        now: Instant,
+        connections: [u64; Transport::COUNT],
+        streams: connections::StreamCounters,
+    ) {
         let mut snap = ShardSnapshot {
             counters: core.counters().clone(),
             connections,
+            streams,
             ..Default::default()
         };
         for a in core.allocations() {
@@ -103,6 +115,8 @@ pub struct Relay {
     pub status: Vec<Arc<ShardStatus>>,
     shards: Mutex<Vec<ShardHandle>>,
     nonce_key: [u8; 32],
+    /// The server's own addresses, fixed at start (listeners need a restart to change).
+    own: OwnAddresses,
     pub metrics: Arc<Metrics>,
 }
 
@@ -121,6 +135,7 @@ fn authenticator(cfg: &Config, secrets: &[String], nonce_key: [u8; 32]) -> Authe
         nonce_key,
         cfg.auth.nonce_lifetime.as_secs(),
     )
+    .with_expiry_policy(cfg.auth.expiry_policy())
 }
 
 /// The TLS server config for `server.listen_tls`, if there are TLS listeners.
@@ -135,8 +150,36 @@ fn load_tls(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     }
 }
 
-fn policy(cfg: &Config) -> PeerPolicy {
-    PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone())
+fn policy(cfg: &Config, own: &OwnAddresses) -> PeerPolicy {
+    PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()).with_own_addresses(own.clone())
+}
+
+/// The server's own addresses for the peer policy: listeners, interface addresses, relay
+/// and advertised addresses, and the whole relay port range.
+fn own_addresses(cfg: &Config, relay: [Option<RelayFamily>; 2]) -> OwnAddresses {
+    let s = &cfg.server;
+    let listeners = [&s.listen_udp, &s.listen_tcp, &s.listen_tls]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|v| v.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    for f in relay.into_iter().flatten() {
+        ips.extend(
+            [f.bind, f.advertised]
+                .into_iter()
+                .filter(|ip| !ip.is_unspecified()),
+        );
+    }
+    ips.sort();
+    ips.dedup();
+    OwnAddresses {
+        listeners,
+        ips,
+        relay_ports: cfg.relay.ports,
+    }
 }
 
 /// The IPv4 relay address when none is configured: a specific listen address if there is
@@ -204,7 +247,26 @@ impl Relay {
         let shards = shards.min(span).max(1);
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
+        let own = own_addresses(cfg, [relay_v4, relay_v6]);
+        let user_buckets = Arc::new(crate::relay::bandwidth::UserBuckets::default());
+        // One count for every shard: quotas are exact whichever shard a client hashes to.
+        let quotas = Arc::new(Quotas::new(
+            cfg.relay.max_allocations,
+            cfg.relay.max_allocations_per_user,
+        ));
+        let opened = policy(cfg, &own).allowed_own_addresses();
+        if !opened.is_empty() {
+            tracing::warn!(
+                addresses = ?opened,
+                "peers.allow covers this server's own addresses: clients may relay to its services outside the relay port range (listeners stay refused)"
+            );
+        }
         let tls_config = load_tls(cfg)?;
+        // One count for all shards: the connection limits are per server.
+        let limiter = Arc::new(connections::ConnLimiter::new(
+            cfg.server.max_connections,
+            cfg.server.max_connections_per_ip,
+        ));
         let sessions = SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
         };
@@ -213,6 +275,7 @@ impl Relay {
             status: Vec::new(),
             shards: Mutex::new(Vec::new()),
             nonce_key,
+            own: own.clone(),
             metrics: metrics.clone(),
         };
         for i in 0..shards {
@@ -222,14 +285,19 @@ impl Relay {
             let core = Server::new(
                 CoreConfig {
                     auth: authenticator(cfg, secrets, nonce_key),
-                    policy: policy(cfg),
+                    policy: policy(cfg, &own),
                     relay_v4,
                     relay_v6,
                     ports: start as u16..=end as u16,
                     default_lifetime: cfg.relay.default_lifetime,
                     max_lifetime: cfg.relay.max_lifetime,
-                    max_allocations: cfg.relay.max_allocations.div_ceil(shards),
-                    max_allocations_per_user: cfg.relay.max_allocations_per_user,
+                    quotas: quotas.clone(),
+                    max_channels: cfg.relay.max_channels_per_allocation,
+                    unauthenticated_rate: cfg.server.unauthenticated_rate,
+                    max_bytes_per_sec_per_allocation: (cfg.relay.max_bps_per_allocation > 0)
+                        .then_some(cfg.relay.max_bps_per_allocation / 8),
+                    max_bytes_per_sec_per_user: (cfg.relay.max_bps_per_user > 0)
+                        .then(|| (cfg.relay.max_bps_per_user / 8, user_buckets.clone())),
                     max_permissions: cfg.relay.max_permissions_per_allocation,
                     strict_channel_numbers: cfg.relay.strict_channel_numbers,
                     token_key: nonce_key,
@@ -264,8 +332,10 @@ impl Relay {
                 listeners,
                 tls_config.clone(),
                 Limits {
-                    max_connections: cfg.server.max_connections.div_ceil(shards),
+                    limiter: limiter.clone(),
                     idle_timeout: cfg.server.idle_timeout,
+                    tls_handshake_timeout: cfg.server.tls_handshake_timeout,
+                    tls_accepts_plain: cfg.server.tls_accepts_plain,
                 },
                 rx,
                 status.clone(),
@@ -312,7 +382,7 @@ impl Relay {
         self.send_all(|| {
             Control::Reconfigure(Box::new((
                 authenticator(cfg, secrets, self.nonce_key),
-                policy(cfg),
+                policy(cfg, &self.own),
             )))
         });
         if let Some(tls) = tls {
@@ -337,6 +407,37 @@ impl Relay {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         self.status.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// Every live allocation, asked of each shard (bounded wait, like `snapshots`).
+    pub fn sessions(&self) -> Vec<sessions::SessionInfo> {
+        let (tx, rx) = channel();
+        self.send_all(|| Control::Sessions(tx.clone()));
+        drop(tx);
+        self.collect(rx).into_iter().flatten().collect()
+    }
+
+    /// Ends every allocation of user id `user` (sessions API); returns how many ended.
+    pub fn end_sessions(&self, user: &str) -> usize {
+        let (tx, rx) = channel();
+        self.send_all(|| Control::EndSessions(user.to_owned(), tx.clone()));
+        drop(tx);
+        self.collect(rx).into_iter().sum()
+    }
+
+    /// One answer per running shard, waiting at most a second in all.
+    fn collect<T>(&self, rx: std::sync::mpsc::Receiver<T>) -> Vec<T> {
+        let deadline = clock::now() + std::time::Duration::from_secs(1);
+        let running = self.status.iter().filter(|s| s.is_running()).count();
+        let mut out = Vec::new();
+        while out.len() < running {
+            let left = deadline.saturating_duration_since(clock::now());
+            match rx.recv_timeout(left) {
+                Ok(v) => out.push(v),
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     /// Listeners are bound and every shard is running.

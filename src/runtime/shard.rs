@@ -3,12 +3,11 @@
 //! relay sockets of its port slice. It is the only place that reads the clock for the
 //! core. Nothing here decides protocol.
 
-use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, UdpSocket};
@@ -18,26 +17,31 @@ use slab::Slab;
 
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
-use crate::proto::channel_data;
+use crate::proto::{channel_data, indication};
 use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::DropReason;
 use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transport};
 
 use super::batch::{BATCH, Batch};
+use super::connections::Connections;
+pub use super::connections::Limits;
 use super::session_log::SessionLogger;
-use super::stream::{Closed, Conn};
+use super::sessions::{SessionInfo, describe};
 use super::{ShardStatus, clock};
 
 const WAKER: Token = Token(usize::MAX);
 // Token ranges: UDP listeners, TCP/TLS listeners, relay sockets, client connections.
-const TCP_LISTENER_BASE: usize = 1 << 12;
+pub(super) const TCP_LISTENER_BASE: usize = 1 << 12;
 const RELAY_BASE: usize = 1 << 16;
-const CONN_BASE: usize = 1 << 32;
+pub(super) const CONN_BASE: usize = 1 << 32;
 /// Packets read from one socket before the loop looks at the others: fairness between a
 /// busy relay and the listener that carries everyone's control traffic.
 const BUDGET: usize = 64;
 /// Largest UDP payload plus the ChannelData header written in front of it.
-const BUF_LEN: usize = 65536 + channel_data::HEADER_LEN;
+/// Room in front of a peer's payload for the largest header it may get (a Data
+/// indication from an IPv6 peer).
+const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
+const BUF_LEN: usize = HEADROOM + 65536 + PADDING.len();
 const SOCKET_BUFFER: usize = 4 << 20;
 const PADDING: [u8; 3] = [0; 3];
 const NONE: u32 = u32::MAX;
@@ -48,6 +52,10 @@ pub enum Control {
     Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
+    /// Describe the live allocations (sessions API).
+    Sessions(Sender<Vec<SessionInfo>>),
+    /// End every allocation of this user id and say how many (sessions API).
+    EndSessions(String, Sender<usize>),
     Shutdown,
 }
 
@@ -58,18 +66,13 @@ pub struct Listeners {
     pub tcp: Vec<(std::net::TcpListener, Transport)>,
 }
 
-pub struct Limits {
-    pub max_connections: usize,
-    pub idle_timeout: Duration,
-}
-
 struct RelaySocket {
     socket: UdpSocket,
     addr: SocketAddr,
 }
 
 /// This shard's relay sockets, found by port without hashing on the relay path.
-struct RelaySockets {
+pub(super) struct RelaySockets {
     sockets: Slab<RelaySocket>,
     /// Relay port -> slab key, per family.
     v4: Vec<u32>,
@@ -100,7 +103,7 @@ impl RelaySockets {
 
 /// Feeds one client packet to the core and forwards it when the core says so. True when
 /// the core queued commands (responses, relay binds) for the caller to run.
-fn client_packet(
+pub(super) fn client_packet(
     core: &mut Server,
     relays: &RelaySockets,
     now: Instant,
@@ -124,15 +127,13 @@ fn client_packet(
 
 pub struct Shard {
     pub index: usize,
-    core: Server,
-    poll: Poll,
+    pub(super) core: Server,
+    pub(super) poll: Poll,
     udp: Vec<UdpSocket>,
-    tcp: Vec<(TcpListener, Transport)>,
-    relays: RelaySockets,
-    conns: Slab<Conn>,
-    conn_by_client: HashMap<ClientId, usize>,
-    tls: Option<Arc<ServerConfig>>,
-    limits: Limits,
+    pub(super) tcp: Vec<(TcpListener, Transport)>,
+    pub(super) relays: RelaySockets,
+    /// TCP/TLS client connections (connections.rs).
+    pub(super) streams: Connections,
     control: Receiver<Control>,
     status: Arc<ShardStatus>,
     sessions: SessionLogger,
@@ -240,10 +241,7 @@ impl Shard {
                     v4: vec![NONE; 65536],
                     v6: vec![NONE; 65536],
                 },
-                conns: Slab::new(),
-                conn_by_client: HashMap::new(),
-                tls,
-                limits,
+                streams: Connections::new(tls, limits),
                 control,
                 status,
                 sessions,
@@ -263,14 +261,14 @@ impl Shard {
         let mut next_tick = clock::now();
         loop {
             let now = clock::now();
-            let timeout = if !ready.is_empty() {
+            let timeout = if !ready.is_empty() || self.streams.busy() {
                 Duration::ZERO
             } else {
                 let wake = self
                     .core
                     .poll_timeout()
                     .map_or(next_tick, |t| t.min(next_tick));
-                wake.saturating_duration_since(now)
+                self.streams.wake_at(wake).saturating_duration_since(now)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
@@ -287,18 +285,12 @@ impl Shard {
                     continue;
                 }
                 if t.0 >= CONN_BASE {
-                    // Streams are drained whole per event: no budget list needed.
-                    self.conn_event(
-                        t.0 - CONN_BASE,
-                        now,
-                        unix,
-                        ev.is_readable(),
-                        ev.is_writable(),
-                    );
+                    self.conn_event(t.0 - CONN_BASE, now, ev.is_readable(), ev.is_writable());
                 } else if !ready.contains(&t) {
                     ready.push(t);
                 }
             }
+            self.retry_accepts(now, &mut ready);
             let mut i = 0;
             while i < ready.len() {
                 if self.drain(ready[i], now, unix, &mut buf) {
@@ -307,7 +299,10 @@ impl Shard {
                     ready.swap_remove(i);
                 }
             }
+            // Each stream connection gets a bounded turn, like each socket above.
+            self.serve_connections(now, unix);
             self.flush_outbound();
+            self.flush_streams(now);
             if self.handle_control(now).is_err() {
                 return;
             }
@@ -317,8 +312,12 @@ impl Shard {
             }
             if now >= next_tick {
                 self.close_idle_connections(now);
-                self.status
-                    .publish(&self.core, now, self.connection_counts());
+                self.status.publish(
+                    &self.core,
+                    now,
+                    self.streams.counts(),
+                    self.streams.counters,
+                );
                 next_tick = now + Duration::from_secs(1);
             }
         }
@@ -331,16 +330,34 @@ impl Shard {
                     let (auth, policy) = *b;
                     self.core.reconfigure(auth, policy)
                 }
-                Ok(Control::Tls(cfg)) => self.tls = Some(cfg),
-                Ok(Control::Publish) => {
-                    self.status
-                        .publish(&self.core, now, self.connection_counts())
+                Ok(Control::Tls(cfg)) => self.streams.tls = Some(cfg),
+                Ok(Control::Publish) => self.status.publish(
+                    &self.core,
+                    now,
+                    self.streams.counts(),
+                    self.streams.counters,
+                ),
+                Ok(Control::Sessions(reply)) => {
+                    let _ = reply.send(describe(
+                        &self.core,
+                        now,
+                        self.sessions.redact_client_address,
+                    ));
+                }
+                Ok(Control::EndSessions(user, reply)) => {
+                    let n = self.core.end_user_allocations(now, &user);
+                    self.run_commands(now);
+                    let _ = reply.send(n);
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(now);
                     self.run_commands(now);
-                    self.status
-                        .publish(&self.core, now, self.connection_counts());
+                    self.status.publish(
+                        &self.core,
+                        now,
+                        self.streams.counts(),
+                        self.streams.counters,
+                    );
                     self.status.set_running(false);
                     return Err(());
                 }
@@ -416,14 +433,16 @@ impl Shard {
         }
     }
 
-    /// One packet from a peer, read 4 bytes into `buf` so the ChannelData header can be
-    /// written in front of it without a copy.
+    /// One packet from a peer, read `HEADROOM` bytes into `buf` so that the ChannelData or
+    /// Data indication header is written in front of it, and the padding after it, in
+    /// place: no copy and no allocation on either framing.
     fn relay_packet(&mut self, key: usize, now: Instant, buf: &mut [u8]) -> bool {
         let Some(relay) = self.relays.sockets.get(key) else {
             return false;
         };
-        let h = channel_data::HEADER_LEN;
-        let (n, from) = match relay.socket.recv_from(&mut buf[h..]) {
+        let h = HEADROOM;
+        let room = buf.len() - PADDING.len();
+        let (n, from) = match relay.socket.recv_from(&mut buf[h..room]) {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) => return keep_draining(&e),
@@ -434,195 +453,40 @@ impl Shard {
             .handle_peer_packet(now, relay_addr, from, &buf[h..h + n])
         {
             PeerAction::ChannelData { client, channel } => {
-                channel_data::write_header(buf, channel, n);
-                if client.transport == Transport::Udp {
-                    let li = client.listener as usize;
-                    if let Some(batch) = self.outbound.get_mut(li) {
-                        // Batched: one sendmmsg per BATCH datagrams to clients.
-                        batch.push(&[&buf[..h + n]], client.addr);
-                        if batch.is_full() {
-                            self.flush_outbound();
-                        }
-                    }
-                } else {
-                    // Streams need the padding to 4 bytes (RFC 8656 §12.5).
-                    let pad = channel_data::padded_len(n) - h - n;
-                    self.send_stream(now, client, &[&buf[..h + n], &PADDING[..pad]]);
-                }
+                let start = h - channel_data::HEADER_LEN;
+                channel_data::write_header(&mut buf[start..], channel, n);
+                // Streams need the padding to 4 bytes (RFC 8656 §12.5); datagrams do not.
+                let pad = channel_data::padded_len(n) - channel_data::HEADER_LEN - n;
+                self.send_to_client(client, &buf[start..h + n], pad);
             }
-            PeerAction::Handled => self.run_commands(now),
+            PeerAction::DataIndication {
+                client,
+                transaction_id,
+            } => {
+                let r = indication::frame_data_indication(buf, h, n, from, &transaction_id);
+                self.send_to_client(client, &buf[r], 0);
+            }
             PeerAction::Drop(_) => {}
         }
         true
     }
 
-    fn accept(&mut self, li: usize, now: Instant) -> bool {
-        let Some((listener, transport)) = self.tcp.get(li) else {
-            return false;
-        };
-        let transport = *transport;
-        let (mut stream, addr) = match listener.accept() {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) => return keep_draining(&e),
-        };
-        if self.conns.len() >= self.limits.max_connections {
-            tracing::debug!(client = %addr, "connection refused: too many connections");
-            return true; // dropping the stream closes it
-        }
-        let _ = stream.set_nodelay(true);
-        let client = ClientId {
-            transport,
-            listener: li as u16,
-            addr,
-        };
-        let tls = if transport == Transport::Tls {
-            self.tls.as_ref()
+    /// A framed message for a client: UDP ones join the sendmmsg batch, stream ones the
+    /// connection's queue (with `pad` zero bytes after it).
+    fn send_to_client(&mut self, client: ClientId, msg: &[u8], pad: usize) {
+        if client.transport == Transport::Udp {
+            if let Some(batch) = self.outbound.get_mut(client.listener as usize) {
+                batch.push(&[msg], client.addr);
+                if batch.is_full() {
+                    self.flush_outbound();
+                }
+            }
         } else {
-            None
-        };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(CONN_BASE + key), Interest::READABLE)
-            .is_err()
-        {
-            return true;
-        }
-        match Conn::new(stream, client, tls, now) {
-            Ok(conn) => {
-                entry.insert(conn);
-                self.conn_by_client.insert(client, key);
-            }
-            Err(e) => tracing::debug!(client = %addr, error = %e, "TLS session setup failed"),
-        }
-        true
-    }
-
-    fn conn_event(&mut self, key: usize, now: Instant, unix: u64, readable: bool, writable: bool) {
-        if writable {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
-            match conn.flush() {
-                Ok(true) => self.set_write_interest(key, false),
-                Ok(false) => {}
-                Err(c) => return self.close_conn(key, now, c),
-            }
-        }
-        if !readable {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        // Frames that arrived before a close are still handled.
-        let closed = conn.read(now).err();
-        let closed = self.handle_frames(key, now, unix).err().or(closed);
-        if let Some(c) = closed {
-            self.close_conn(key, now, c);
+            self.send_stream(client, &[msg, &PADDING[..pad]]);
         }
     }
 
-    /// Feeds every complete frame of a connection to the core.
-    fn handle_frames(&mut self, key: usize, now: Instant, unix: u64) -> Result<(), Closed> {
-        loop {
-            let Some(conn) = self.conns.get(key) else {
-                return Ok(());
-            };
-            // ChannelData from a client without an allocation is not TURN (an HTTP request
-            // looks like one): close now instead of waiting for a 20 kB "payload".
-            if conn.starts_with_channel_data() && !self.core.has_allocation(&conn.client) {
-                return Err(Closed::Error);
-            }
-            let Some(frame) = conn.next_frame()? else {
-                return Ok(());
-            };
-            let (len, client) = (frame.len(), conn.client);
-            let commands = client_packet(&mut self.core, &self.relays, now, unix, client, frame);
-            self.conns[key].consume(len);
-            if commands {
-                self.run_commands(now);
-            }
-        }
-    }
-
-    fn set_write_interest(&mut self, key: usize, on: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.write_interest == on {
-            return;
-        }
-        let interest = if on {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        if self
-            .poll
-            .registry()
-            .reregister(&mut conn.stream, Token(CONN_BASE + key), interest)
-            .is_ok()
-        {
-            conn.write_interest = on;
-        }
-    }
-
-    /// Queues a message on a stream client's connection; a full queue drops it.
-    fn send_stream(&mut self, now: Instant, client: ClientId, parts: &[&[u8]]) {
-        let Some(&key) = self.conn_by_client.get(&client) else {
-            self.core.record_send_failure(DropReason::SendError);
-            return;
-        };
-        if !self.conns[key].queue(parts) {
-            self.core.record_send_failure(DropReason::BufferFull);
-        }
-        match self.conns[key].flush() {
-            Ok(done) => self.set_write_interest(key, !done),
-            Err(c) => self.close_conn(key, now, c),
-        }
-    }
-
-    fn close_conn(&mut self, key: usize, now: Instant, how: Closed) {
-        let Some(mut conn) = self.conns.try_remove(key) else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.conn_by_client.remove(&conn.client);
-        self.core
-            .client_disconnected(now, conn.client, how == Closed::Clean);
-        self.run_commands(now);
-    }
-
-    fn connection_counts(&self) -> [u64; Transport::COUNT] {
-        let mut n = [0; Transport::COUNT];
-        for (_, c) in self.conns.iter() {
-            n[c.client.transport as usize] += 1;
-        }
-        n
-    }
-
-    /// Connections with no allocation cost memory and a socket: they get
-    /// `idle_timeout` to allocate or go.
-    fn close_idle_connections(&mut self, now: Instant) {
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                !self.core.has_allocation(&c.client)
-                    && now.saturating_duration_since(c.last_active) > self.limits.idle_timeout
-            })
-            .map(|(k, _)| k)
-            .collect();
-        for k in idle {
-            self.close_conn(k, now, Closed::Clean);
-        }
-    }
-
-    fn run_commands(&mut self, now: Instant) {
+    pub(super) fn run_commands(&mut self, now: Instant) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
@@ -633,7 +497,7 @@ impl Shard {
                             self.core.record_send_failure(send_drop_reason(&e));
                         }
                     } else {
-                        self.send_stream(now, client, &[&data]);
+                        self.send_stream(client, &[&data]);
                     }
                 }
                 Command::BindRelay { token, addr } => {

@@ -1,6 +1,11 @@
 //! A TCP or TLS client connection (RFC 8656 §3.1 stream framing): reads STUN messages and
 //! padded ChannelData from a byte stream, and queues what goes back with a bound, so a
 //! slow client loses packets instead of growing the server's memory.
+//!
+//! Input costs O(bytes): frames are read in place behind a consumed offset and the buffer
+//! is compacted only when a read needs room, so pipelined small frames never shift the
+//! rest of the buffer once per frame. The caller reads in bounded steps (`fill`) and
+//! decides how much one connection may do per loop turn.
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -9,35 +14,126 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
+use super::tls::TlsFailure;
 use crate::proto::{STUN_HEADER_LEN, channel_data};
 use crate::relay::ClientId;
 
 /// Most bytes queued towards one client before new packets are dropped.
 const MAX_QUEUED: usize = 1 << 20;
-/// How much to read at a time.
+/// Most bytes one `fill` reads.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a connection ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// The client closed it, or it idled out.
+    Clean,
+    /// I/O or framing error.
+    Error,
+    /// The TLS handshake failed; `detail` is rustls' reason, for the debug log.
+    Tls { reason: TlsFailure, detail: String },
+}
+
+impl Closed {
+    fn tls(reason: TlsFailure, detail: impl Into<String>) -> Closed {
+        Closed::Tls {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a `fill` got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Some bytes (possibly none after a TLS record that carried no data).
+    Data,
+    /// Nothing more until the socket is readable again.
+    Blocked,
+    /// The client finished sending.
+    Eof,
+}
+
+/// What the first byte on a TLS listener said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sniff {
+    /// Nothing arrived yet.
+    Waiting,
+    Tls,
+    /// STUN or ChannelData in the clear, accepted.
+    Plain,
+}
+
+enum Mode {
+    /// A TLS listener's connection before its first byte: a TLS ClientHello or plain STUN?
+    Sniff(Arc<ServerConfig>),
+    Plain,
+    Tls(Box<ServerConnection>),
+}
+
+/// Bytes received and not yet framed: `buf[start..end]`.
+#[derive(Default)]
+struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Free space for one read of READ_CHUNK. Moves what is left to the front only when
+    /// the tail is short, so every byte is copied at most a bounded number of times.
+    fn space(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.buf.len() - self.end < READ_CHUNK {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < READ_CHUNK {
+                self.buf.resize(self.end + READ_CHUNK, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn consume(&mut self, len: usize) {
+        self.start = (self.start + len).min(self.end);
+    }
+}
 
 pub struct Conn {
     pub stream: TcpStream,
     pub client: ClientId,
-    tls: Option<Box<ServerConnection>>,
-    /// Plaintext received and not yet framed.
-    rbuf: Vec<u8>,
-    /// Plain TCP: bytes not yet written. (rustls keeps its own buffer for TLS.)
+    mode: Mode,
+    rbuf: ReadBuf,
+    /// Plain TCP: bytes not yet written are `wbuf[wstart..]`. (rustls keeps its own
+    /// buffer for TLS.)
     wbuf: Vec<u8>,
+    wstart: usize,
     /// TLS: plaintext bytes handed to rustls since its buffer was last empty.
     tls_unsent: usize,
+    /// TLS: the socket reached EOF; what rustls still holds is read out first.
+    tls_eof: bool,
+    pub accepted: Instant,
+    /// When the last complete frame arrived: partial frames do not keep a connection.
     pub last_active: Instant,
     pub write_interest: bool,
-}
-
-/// Why a connection ends.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Closed {
-    /// The client closed it.
-    Clean,
-    /// I/O, TLS or framing error.
-    Error,
+    /// The socket may hold bytes: set by a readable event, cleared by a read that would
+    /// block (the poll is edge-triggered, so this is the only memory of readiness).
+    pub readable: bool,
+    /// The client finished sending; what is buffered is still handled.
+    pub eof: bool,
+    /// Listed in the shard's ready / to-flush lists.
+    pub queued: bool,
+    pub dirty: bool,
 }
 
 /// Length of the next complete frame at the start of `buf`: Ok(None) when more bytes are
@@ -56,141 +152,211 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Closed> {
     Ok((buf.len() >= len).then_some(len))
 }
 
+/// Writes what rustls has to send. Ok(true) when everything went out.
+fn flush_tls(tls: &mut ServerConnection, stream: &mut TcpStream) -> Result<bool, Closed> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(0) => return Err(Closed::Error),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(Closed::Error),
+        }
+    }
+    Ok(true)
+}
+
 impl Conn {
+    /// `tls`: the listener's TLS config; the first byte decides whether it is used.
     pub fn new(
         stream: TcpStream,
         client: ClientId,
         tls: Option<&Arc<ServerConfig>>,
         now: Instant,
-    ) -> Result<Conn, rustls::Error> {
-        let tls = match tls {
-            Some(cfg) => {
-                let mut c = ServerConnection::new(cfg.clone())?;
-                // Bounded by `tls_unsent` instead, which never splits a message.
-                c.set_buffer_limit(None);
-                Some(Box::new(c))
-            }
-            None => None,
-        };
-        Ok(Conn {
+    ) -> Conn {
+        Conn {
             stream,
             client,
-            tls,
-            rbuf: Vec::new(),
+            mode: tls.map_or(Mode::Plain, |c| Mode::Sniff(c.clone())),
+            rbuf: ReadBuf::default(),
             wbuf: Vec::new(),
+            wstart: 0,
             tls_unsent: 0,
+            tls_eof: false,
+            accepted: now,
             last_active: now,
             write_interest: false,
-        })
+            readable: true,
+            eof: false,
+            queued: false,
+            dirty: false,
+        }
     }
 
-    /// Reads everything the socket has into the frame buffer.
-    pub fn read(&mut self, now: Instant) -> Result<(), Closed> {
-        let mut eof = false;
-        match &mut self.tls {
-            None => loop {
-                let start = self.rbuf.len();
-                self.rbuf.resize(start + READ_CHUNK, 0);
-                match self.stream.read(&mut self.rbuf[start..]) {
-                    Ok(0) => {
-                        self.rbuf.truncate(start);
-                        eof = true;
-                        break;
+    pub fn sniffing(&self) -> bool {
+        matches!(self.mode, Mode::Sniff(_))
+    }
+
+    /// Still before the end of a TLS handshake (or before the first byte on a TLS
+    /// listener).
+    pub fn handshaking(&self) -> bool {
+        match &self.mode {
+            Mode::Sniff(_) => true,
+            Mode::Plain => false,
+            Mode::Tls(t) => t.is_handshaking(),
+        }
+    }
+
+    /// Looks at (without taking) the first byte on a TLS listener: a TLS handshake record
+    /// (0x16) goes to rustls; STUN (top bits 00) or ChannelData (0x40-0x7F) is served as
+    /// plain TURN over TCP when `accept_plain`, as coturn does (some clients, e.g.
+    /// libnice, send plaintext to a `turns:` port).
+    pub fn sniff(&mut self, accept_plain: bool) -> Result<Sniff, Closed> {
+        let mut b = [0u8; 1];
+        loop {
+            match self.stream.peek(&mut b) {
+                // Closed before saying anything: a port probe, not a handshake.
+                Ok(0) => return Err(Closed::Clean),
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Sniff::Waiting),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(Closed::Error),
+            }
+        }
+        let Mode::Sniff(cfg) = &self.mode else {
+            return Ok(Sniff::Tls);
+        };
+        match b[0] {
+            0x16 => {
+                let mut c = ServerConnection::new(cfg.clone())
+                    .map_err(|e| Closed::tls(TlsFailure::Other, e.to_string()))?;
+                // Bounded by `tls_unsent` instead, which never splits a message.
+                c.set_buffer_limit(None);
+                self.mode = Mode::Tls(Box::new(c));
+                Ok(Sniff::Tls)
+            }
+            0x00..=0x7F if accept_plain => {
+                self.mode = Mode::Plain;
+                Ok(Sniff::Plain)
+            }
+            0x00..=0x7F => Err(Closed::tls(
+                TlsFailure::PlaintextRefused,
+                "plain STUN on a TLS listener (server.tls_accepts_plain = false)",
+            )),
+            other => Err(Closed::tls(
+                TlsFailure::BadClientHello,
+                format!("first byte {other:#04x} is not a TLS handshake record"),
+            )),
+        }
+    }
+
+    /// Reads once (at most READ_CHUNK bytes of plaintext) into the frame buffer. TLS:
+    /// ciphertext is fed to rustls only when its plaintext is used up, so its buffers
+    /// stay bounded too.
+    pub fn fill(&mut self) -> Result<Fill, Closed> {
+        let Conn {
+            stream,
+            mode,
+            rbuf,
+            tls_eof,
+            ..
+        } = self;
+        match mode {
+            Mode::Sniff(_) => Ok(Fill::Blocked),
+            Mode::Plain => loop {
+                match stream.read(rbuf.space()) {
+                    Ok(0) => return Ok(Fill::Eof),
+                    Ok(n) => {
+                        rbuf.end += n;
+                        return Ok(Fill::Data);
                     }
-                    Ok(n) => self.rbuf.truncate(start + n),
-                    Err(e) => {
-                        self.rbuf.truncate(start);
-                        match e.kind() {
-                            ErrorKind::WouldBlock => break,
-                            ErrorKind::Interrupted => continue,
-                            _ => return Err(Closed::Error),
-                        }
-                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Fill::Blocked),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Err(Closed::Error),
                 }
             },
-            Some(tls) => {
-                // Ciphertext in, records processed, plaintext out, in turns: rustls
-                // refuses more ciphertext while its plaintext buffer is full.
+            Mode::Tls(tls) => {
+                // Plaintext rustls already holds first; else one read of ciphertext
+                // (rustls reads 4 kB at most), processed, and what it yields.
+                let mut fed = false;
                 loop {
-                    let mut drained = false;
-                    match tls.read_tls(&mut self.stream) {
-                        Ok(0) => eof = true,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => drained = true,
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    match tls.reader().read(rbuf.space()) {
+                        // close_notify: the client ended the session.
+                        Ok(0) => return Ok(Fill::Eof),
+                        Ok(n) => {
+                            rbuf.end += n;
+                            return Ok(Fill::Data);
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock && *tls_eof => {
+                            return Ok(Fill::Eof);
+                        }
+                        // Records without application data (handshake): nothing yet.
+                        Err(e) if e.kind() == ErrorKind::WouldBlock && fed => {
+                            return Ok(Fill::Data);
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        // TCP closed without close_notify, after the last plaintext.
+                        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Fill::Eof),
                         Err(_) => return Err(Closed::Error),
                     }
-                    if tls.process_new_packets().is_err() {
-                        // Best effort: tell the client why (an alert) before closing.
-                        let _ = tls.write_tls(&mut self.stream);
-                        return Err(Closed::Error);
-                    }
-                    loop {
-                        let start = self.rbuf.len();
-                        self.rbuf.resize(start + READ_CHUNK, 0);
-                        match tls.reader().read(&mut self.rbuf[start..]) {
-                            Ok(n) => {
-                                self.rbuf.truncate(start + n);
-                                if n == 0 {
-                                    // close_notify: the client ended the session.
-                                    eof = true;
-                                    break;
-                                }
+                    let handshaking = tls.is_handshaking();
+                    let eof = loop {
+                        match tls.read_tls(stream) {
+                            Ok(0) => break true,
+                            Ok(_) => break false,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                return Ok(Fill::Blocked);
                             }
-                            Err(e) => {
-                                self.rbuf.truncate(start);
-                                if e.kind() == ErrorKind::WouldBlock {
-                                    break;
-                                }
-                                return Err(Closed::Error);
-                            }
+                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                            Err(_) => return Err(Closed::Error),
                         }
+                    };
+                    if let Err(e) = tls.process_new_packets() {
+                        // Best effort: tell the client why (an alert) before closing.
+                        let _ = tls.write_tls(stream);
+                        return Err(if handshaking {
+                            Closed::tls(TlsFailure::of(&e), e.to_string())
+                        } else {
+                            Closed::Error
+                        });
                     }
-                    if eof || drained {
-                        break;
+                    if eof && tls.is_handshaking() {
+                        return Err(Closed::tls(
+                            TlsFailure::Closed,
+                            "connection closed during the handshake",
+                        ));
                     }
-                }
-                // The handshake itself produces bytes to send.
-                if self.flush().is_err() {
-                    return Err(Closed::Error);
+                    // The caller flushes handshake output (`wants_flush`).
+                    *tls_eof = eof;
+                    fed = true;
                 }
             }
         }
-        self.last_active = now;
-        if eof {
-            return Err(Closed::Clean);
-        }
-        Ok(())
     }
 
     /// The next complete frame, if the buffer holds one.
     pub fn next_frame(&self) -> Result<Option<&[u8]>, Closed> {
-        Ok(frame_len(&self.rbuf)?.map(|len| &self.rbuf[..len]))
+        let data = self.rbuf.data();
+        Ok(frame_len(data)?.map(|len| &data[..len]))
     }
 
     /// The buffer starts with a (possibly incomplete) ChannelData message.
     pub fn starts_with_channel_data(&self) -> bool {
-        self.rbuf.len() >= channel_data::HEADER_LEN && channel_data::is_channel_data(&self.rbuf)
+        let data = self.rbuf.data();
+        data.len() >= channel_data::HEADER_LEN && channel_data::is_channel_data(data)
     }
 
+    /// Marks `len` bytes at the front as handled: an offset, not a copy.
     pub fn consume(&mut self, len: usize) {
-        self.rbuf.drain(..len);
+        self.rbuf.consume(len);
     }
 
     /// Queues `parts` (written back to back) whole, or not at all: false when the queue
     /// is full and the message was dropped. `flush` writes it.
     pub fn queue(&mut self, parts: &[&[u8]]) -> bool {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        match &mut self.tls {
-            None => {
-                if self.wbuf.len() + len > MAX_QUEUED {
-                    return false;
-                }
-                for p in parts {
-                    self.wbuf.extend_from_slice(p);
-                }
-            }
-            Some(tls) => {
+        match &mut self.mode {
+            Mode::Tls(tls) => {
                 // Our own bound, checked before writing: rustls's buffer limit would take
                 // part of a message and cut the stream's framing.
                 if self.tls_unsent + len > MAX_QUEUED {
@@ -204,39 +370,64 @@ impl Conn {
                 }
                 self.tls_unsent += len;
             }
+            // Nothing is sent before the first byte decides the protocol.
+            Mode::Sniff(_) => return false,
+            Mode::Plain => {
+                if self.wbuf.len() - self.wstart + len > MAX_QUEUED {
+                    return false;
+                }
+                for p in parts {
+                    self.wbuf.extend_from_slice(p);
+                }
+            }
         }
         true
     }
 
+    /// Something is waiting to be written.
+    pub fn wants_flush(&self) -> bool {
+        match &self.mode {
+            Mode::Tls(tls) => tls.wants_write(),
+            Mode::Sniff(_) => false,
+            Mode::Plain => self.wstart < self.wbuf.len(),
+        }
+    }
+
     /// Writes what is queued. Ok(true) when everything went out.
     pub fn flush(&mut self) -> Result<bool, Closed> {
-        match &mut self.tls {
-            None => {
-                while !self.wbuf.is_empty() {
-                    match self.stream.write(&self.wbuf) {
-                        Ok(0) => return Err(Closed::Error),
-                        Ok(n) => {
-                            self.wbuf.drain(..n);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(_) => return Err(Closed::Error),
-                    }
+        match &mut self.mode {
+            Mode::Tls(tls) => {
+                let done = flush_tls(tls, &mut self.stream)?;
+                if done {
+                    self.tls_unsent = 0;
                 }
-                Ok(true)
+                Ok(done)
             }
-            Some(tls) => {
-                while tls.wants_write() {
-                    match tls.write_tls(&mut self.stream) {
+            Mode::Sniff(_) => Ok(true),
+            Mode::Plain => {
+                let mut result = Ok(true);
+                while self.wstart < self.wbuf.len() {
+                    match self.stream.write(&self.wbuf[self.wstart..]) {
                         Ok(0) => return Err(Closed::Error),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                        Ok(n) => self.wstart += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            result = Ok(false);
+                            break;
+                        }
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
                         Err(_) => return Err(Closed::Error),
                     }
                 }
-                self.tls_unsent = 0;
-                Ok(true)
+                // Reclaim the written front once it is at least half the buffer: each
+                // byte is moved at most once on average.
+                if self.wstart == self.wbuf.len() {
+                    self.wbuf.clear();
+                    self.wstart = 0;
+                } else if self.wstart >= self.wbuf.len() - self.wstart {
+                    self.wbuf.drain(..self.wstart);
+                    self.wstart = 0;
+                }
+                result
             }
         }
     }
@@ -244,7 +435,7 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    use super::{Closed, frame_len};
+    use super::{Closed, READ_CHUNK, ReadBuf, frame_len};
 
     #[test]
     fn stream_framing_of_stun_and_padded_channel_data() {
@@ -261,5 +452,34 @@ mod tests {
         assert_eq!(frame_len(&cd), Ok(Some(12)));
         assert_eq!(frame_len(&[0x80, 0, 0, 0]), Err(Closed::Error));
         assert_eq!(frame_len(&[0xC0, 0, 0, 0]), Err(Closed::Error));
+    }
+
+    /// Pipelined frames are consumed by offset; the buffer keeps its size and only the
+    /// unframed tail is ever moved.
+    #[test]
+    fn read_buffer_consumes_by_offset_and_stays_bounded() {
+        let mut b = ReadBuf::default();
+        let mut sent = 0u8;
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            let space = b.space();
+            let n = space.len().min(READ_CHUNK - 3);
+            for x in &mut space[..n] {
+                *x = sent;
+                sent = sent.wrapping_add(1);
+            }
+            b.end += n;
+            while b.data().len() >= 20 {
+                got.extend_from_slice(&b.data()[..20]);
+                b.consume(20);
+            }
+            assert!(
+                b.buf.len() <= 2 * READ_CHUNK,
+                "buffer grew to {}",
+                b.buf.len()
+            );
+        }
+        let expect: Vec<u8> = (0..got.len()).map(|i| i as u8).collect();
+        assert_eq!(got, expect, "bytes come out in order");
     }
 }

@@ -29,3 +29,94 @@ pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
         .context("tls.cert/tls.key: the key does not fit the certificate")?;
     Ok(Arc::new(cfg))
 }
+
+/// Why a TLS handshake failed: the `reason` label of
+/// `turnpike_tls_handshake_failures_total`. A small fixed set, so a flood of odd clients
+/// cannot grow the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Not a TLS record, or a handshake message rustls could not accept.
+    BadClientHello,
+    /// A valid hello with nothing in common (protocol version, cipher suite).
+    Incompatible,
+    /// The client sent an alert, e.g. it does not trust the certificate.
+    Alert,
+    /// Plain STUN on a TLS listener while `server.tls_accepts_plain` is false.
+    PlaintextRefused,
+    /// Not finished within `server.tls_handshake_timeout`.
+    Timeout,
+    /// The client closed the connection mid-handshake.
+    Closed,
+    Other,
+}
+
+impl TlsFailure {
+    pub const COUNT: usize = 7;
+    pub const ALL: [TlsFailure; TlsFailure::COUNT] = [
+        TlsFailure::BadClientHello,
+        TlsFailure::Incompatible,
+        TlsFailure::Alert,
+        TlsFailure::PlaintextRefused,
+        TlsFailure::Timeout,
+        TlsFailure::Closed,
+        TlsFailure::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsFailure::BadClientHello => "bad_client_hello",
+            TlsFailure::Incompatible => "incompatible",
+            TlsFailure::Alert => "alert",
+            TlsFailure::PlaintextRefused => "plaintext_refused",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+            TlsFailure::Other => "other",
+        }
+    }
+
+    /// The label for an error rustls reported during the handshake.
+    pub fn of(e: &rustls::Error) -> TlsFailure {
+        use rustls::Error as E;
+        match e {
+            E::AlertReceived(_) => TlsFailure::Alert,
+            E::PeerIncompatible(_) => TlsFailure::Incompatible,
+            E::InvalidMessage(_)
+            | E::InappropriateMessage { .. }
+            | E::InappropriateHandshakeMessage { .. }
+            | E::PeerMisbehaved(_)
+            | E::DecryptError => TlsFailure::BadClientHello,
+            _ => TlsFailure::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TlsFailure;
+    use rustls::{AlertDescription, Error, InvalidMessage, PeerIncompatible};
+
+    #[test]
+    fn rustls_errors_map_to_the_fixed_reasons() {
+        let cases = [
+            (
+                Error::AlertReceived(AlertDescription::UnknownCA),
+                TlsFailure::Alert,
+            ),
+            (
+                Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon),
+                TlsFailure::Incompatible,
+            ),
+            (
+                Error::InvalidMessage(InvalidMessage::InvalidContentType),
+                TlsFailure::BadClientHello,
+            ),
+            (Error::General("x".into()), TlsFailure::Other),
+        ];
+        for (e, want) in cases {
+            assert_eq!(TlsFailure::of(&e), want, "{e}");
+        }
+        let labels: std::collections::HashSet<_> =
+            TlsFailure::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), TlsFailure::COUNT, "labels are distinct");
+    }
+}

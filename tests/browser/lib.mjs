@@ -1,12 +1,16 @@
 // Shared by the browser tests: start turnpike, launch headless Chromium (optionally inside
-// a network namespace), and run a call between two pages with the test as signaling.
+// a network namespace) or Firefox, and run a call between two pages with the test as
+// signaling.
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PAGE = readFileSync(join(here, 'page.html'), 'utf8');
@@ -117,10 +121,12 @@ export async function launch({ netns, exclude = [], home } = {}) {
   return context;
 }
 
-export async function newPeer(context) {
-  const page = await context.newPage();
+/// A page with page.html in `browser` (a Playwright context or a Puppeteer browser).
+export async function newPeer(browser) {
+  const page = await browser.newPage();
   page.on('pageerror', (e) => log('page error:', e.message));
-  await page.goto('http://localhost/call.html');
+  // Playwright serves the page by route(); Puppeteer's Firefox loads it from a server.
+  await page.goto(browser.route ? 'http://localhost/call.html' : await pageUrl());
   return page;
 }
 
@@ -176,5 +182,164 @@ export async function cleanup() {
   for (const c of children) {
     if (c.exitCode === null) c.kill('SIGTERM');
   }
+  pageServer?.close();
   rmSync(scratch, { recursive: true, force: true });
+}
+
+/// A port free on 127.0.0.1 right now (asked of UDP; turnpike binds it moments later, and
+/// a clash would fail its start loudly).
+export async function freePort() {
+  const s = createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  s.close();
+  return port;
+}
+
+/// A test CA and a server certificate for 127.0.0.1 and TURN_HOST, and a browser HOME
+/// whose NSS database trusts that CA (Chromium): the real certificate path, no
+/// --ignore-certificate-errors. Firefox gets the CA in its profile (launchFirefox).
+export function makeTlsFixture() {
+  const dir = scratchDir('tls-');
+  const p = (f) => join(dir, f);
+  sh('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+    '-subj', '/CN=turnpike test CA', '-keyout', p('ca.key'), '-out', p('ca.crt'),
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  sh('openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
+    '-keyout', p('server.key'), '-out', p('server.csr'));
+  // Firefox gathers no turns: candidate for an IP literal: it gets TURN_HOST, which its
+  // network.dns.localDomains pref maps to 127.0.0.1.
+  writeFileSync(p('ext.cnf'), `subjectAltName=IP:127.0.0.1,DNS:${TURN_HOST}\nextendedKeyUsage=serverAuth\n`);
+  sh('openssl', 'x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'),
+    '-CAcreateserial', '-days', '2', '-extfile', p('ext.cnf'), '-out', p('server.crt'));
+  const home = p('home');
+  mkdirSync(join(home, '.pki', 'nssdb'), { recursive: true });
+  trustCa(`${home}/.pki/nssdb`, p('ca.crt'));
+  return { cert: p('server.crt'), key: p('server.key'), ca: p('ca.crt'), home };
+}
+
+/// Creates an NSS database in `dir` that trusts `ca` for TLS servers.
+function trustCa(dir, ca) {
+  sh('certutil', '-d', `sql:${dir}`, '-N', '--empty-password');
+  sh('certutil', '-d', `sql:${dir}`, '-A', '-t', 'C,,', '-n', 'turnpike-test-ca', '-i', ca);
+}
+
+/// Runs the calling script again inside a network namespace of its own and returns there;
+/// the outer process waits, removes the namespace and exits with the inner one's status.
+/// The namespace has `lo` and a dead-end default route (a veth pair whose both ends stay
+/// inside, 203.0.113.1/24 on one end, default via 203.0.113.2 that never answers):
+/// Firefox gathers no candidate without a default route, and nothing a browser sends on
+/// its own can leave the namespace.
+export async function inDeadEndNamespace(script) {
+  if (process.env.TURNPIKE_TEST_NETNS) return process.env.TURNPIKE_TEST_NETNS;
+  const ns = `tpdead${process.pid % 100000}`;
+  const teardown = () => {
+    let pids = '';
+    try { pids = sh('ip', 'netns', 'pids', ns).trim(); } catch { return; }
+    for (const pid of pids.split(/\s+/).filter(Boolean)) {
+      try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
+    }
+    try { sh('ip', 'netns', 'del', ns); } catch { /* not created */ }
+  };
+  try {
+    sh('ip', 'netns', 'add', ns);
+    const ip = (...a) => sh('ip', '-n', ns, ...a);
+    ip('link', 'set', 'lo', 'up');
+    ip('link', 'add', 'dead0', 'type', 'veth', 'peer', 'name', 'dead1');
+    ip('addr', 'add', '203.0.113.1/24', 'dev', 'dead0');
+    ip('link', 'set', 'dead0', 'up');
+    ip('link', 'set', 'dead1', 'up');
+    // A permanent fake neighbour: sends towards the route are dropped quietly, no ARP.
+    ip('neigh', 'add', '203.0.113.2', 'lladdr', '02:00:00:00:00:02', 'dev', 'dead0', 'nud', 'permanent');
+    ip('route', 'add', 'default', 'via', '203.0.113.2', 'dev', 'dead0');
+  } catch (e) {
+    teardown();
+    throw e;
+  }
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, script], {
+    stdio: 'inherit', env: { ...process.env, TURNPIKE_TEST_NETNS: ns },
+  });
+  const finish = async (code) => {
+    teardown();
+    await cleanup();
+    process.exit(code);
+  };
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+      child.kill('SIGTERM');
+      // The inner script gets a moment to close its browsers; then everything goes.
+      setTimeout(() => finish(130), 3000);
+    });
+  }
+  const code = await new Promise((r) => child.on('exit', (c) => r(c ?? 1)));
+  await finish(code);
+  return new Promise(() => {});
+}
+
+let pageServer;
+
+/// Serves page.html on 127.0.0.1 (for Firefox; Playwright serves Chromium's by route()).
+async function pageUrl() {
+  if (!pageServer) {
+    pageServer = createServer((_, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(PAGE);
+    });
+    await new Promise((r) => pageServer.listen(0, '127.0.0.1', r));
+  }
+  return `http://127.0.0.1:${pageServer.address().port}/call.html`;
+}
+
+export const FIREFOX = '/usr/bin/firefox-esr';
+/// A host name for turnpike that Firefox resolves to 127.0.0.1 by itself (no DNS).
+export const TURN_HOST = 'turn.test';
+
+/// Launches headless Firefox (the system's firefox-esr) through puppeteer-core over
+/// WebDriver BiDi, with a fresh profile whose NSS database trusts `ca` if given, fake
+/// camera and microphone, and loopback candidates allowed.
+export async function launchFirefox({ ca } = {}) {
+  const profile = mkdtempSync(join(scratch, 'firefox-'));
+  if (ca) trustCa(profile, ca);
+  return puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX,
+    headless: true,
+    userDataDir: profile,
+    env: { ...process.env, HOME: profile },
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.peerconnection.ice.loopback': true,
+      'network.dns.localDomains': TURN_HOST,
+    },
+  });
+}
+
+/// The per-session log lines (target turnpike::session) turnpike has printed so far;
+/// it must run with `[log] format = "json"`.
+export function sessionLines(turnpike) {
+  const out = [];
+  for (const line of turnpike.output().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let j;
+    try { j = JSON.parse(line); } catch { continue; }
+    if (j.target === 'turnpike::session') out.push({ ...j, ...(j.fields || {}) });
+  }
+  return out;
+}
+
+/// turnpike's /metrics at `addr`, as a function (name, { label: value }) -> the sum of the
+/// samples of `name` that carry those labels (0 if none).
+export async function metrics(addr) {
+  const text = await (await fetch(`http://${addr}/metrics`)).text();
+  const samples = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries([...(m[2] || '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return (name, want = {}) => samples
+    .filter((x) => x.name === name && Object.entries(want).every(([k, v]) => x.labels[k] === v))
+    .reduce((sum, x) => sum + x.value, 0);
 }

@@ -2,40 +2,10 @@
 // iceTransportPolicy 'relay': over UDP (data channel echo and fake camera/microphone),
 // over TCP, over TLS with a certificate the browser really checks, and a wrong credential
 // as the negative control.
-import { createSocket } from 'node:dgram';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import {
-  SECRET, call, check, cleanup, run, timings, credential, launch, log, logs, newPeer, scratchDir, sh, startTurnpike, stats,
+  SECRET, call, check, cleanup, run, timings, credential, freePort, launch, log, logs, makeTlsFixture, newPeer,
+  startTurnpike, stats,
 } from './lib.mjs';
-
-async function freePort() {
-  const s = createSocket('udp4');
-  await new Promise((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  s.close();
-  return port;
-}
-
-/// A test CA and a server certificate for 127.0.0.1 (IP SAN), and a browser HOME whose
-/// NSS database trusts that CA: the real certificate path, no --ignore-certificate-errors.
-function makeTlsFixture() {
-  const dir = scratchDir('tls-');
-  const p = (f) => join(dir, f);
-  sh('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-    '-subj', '/CN=turnpike test CA', '-keyout', p('ca.key'), '-out', p('ca.crt'),
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-  sh('openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
-    '-keyout', p('server.key'), '-out', p('server.csr'));
-  writeFileSync(p('ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  sh('openssl', 'x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'),
-    '-CAcreateserial', '-days', '2', '-extfile', p('ext.cnf'), '-out', p('server.crt'));
-  const home = p('home');
-  mkdirSync(join(home, '.pki', 'nssdb'), { recursive: true });
-  sh('certutil', '-d', `sql:${home}/.pki/nssdb`, '-N', '--empty-password');
-  sh('certutil', '-d', `sql:${home}/.pki/nssdb`, '-A', '-t', 'C,,', '-n', 'turnpike-test-ca', '-i', p('ca.crt'));
-  return { cert: p('server.crt'), key: p('server.key'), home };
-}
 
 async function main() {
   const [udp, tcp, tls] = [await freePort(), await freePort(), await freePort()];

@@ -1,0 +1,59 @@
+//! `turnpike probe`: checks a TURN server from the outside, the way a browser meets it,
+//! and names the mistake when there is one (wrong secret, clock skew, private or wrong
+//! relay address, closed relay ports, a certificate for another name, a closed TCP
+//! listener). A client of the public protocol only, so it checks coturn as well.
+
+pub mod client;
+pub mod report;
+pub mod steps;
+pub mod tls;
+pub mod uri;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use report::Report;
+use uri::TurnUri;
+
+/// Where the probe's credential comes from.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A TURN REST secret: the probe mints its own credentials (and can mint a long-lived
+    /// one to tell clock skew from a wrong secret).
+    Secret(String),
+    Fixed {
+        username: String,
+        password: String,
+    },
+}
+
+pub struct Options {
+    pub credentials: Credentials,
+    /// User id in minted usernames.
+    pub user: String,
+    /// Lifetime of the minted credential, as an app backend would issue it.
+    pub ttl: Duration,
+    /// Extra trusted CAs (PEM) for `turns:`.
+    pub ca: Option<PathBuf>,
+    /// How long to wait for each answer.
+    pub timeout: Duration,
+}
+
+/// Probes every URI in turn. Bad URIs are an error before anything is sent.
+pub fn run(uris: &[String], opts: &Options) -> anyhow::Result<Vec<Report>> {
+    let parsed: Vec<TurnUri> = uris
+        .iter()
+        .map(|u| TurnUri::parse(u).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    let roots = tls::roots(opts.ca.as_deref())?;
+    Ok(parsed
+        .iter()
+        .map(|u| steps::probe(u, opts, &roots))
+        .collect())
+}
+
+/// The JSON document `--json` prints.
+pub fn json(reports: &[Report]) -> String {
+    let ok = reports.iter().all(|r| r.ok);
+    format!("{:#}", serde_json::json!({"ok": ok, "results": reports}))
+}

@@ -1,0 +1,163 @@
+//! Bandwidth limits on the relay path: a token bucket per allocation (owned by its shard,
+//! plain integers) and one per user id shared by every shard (atomics). Both are absent
+//! when not configured, so an unlimited server pays one untaken branch per packet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Refill arithmetic shared by both kinds: `rate` bytes per second, a burst of one second.
+fn refill(tokens: u64, elapsed_us: u64, rate: u64) -> u64 {
+    (tokens + elapsed_us.saturating_mul(rate) / 1_000_000).min(rate)
+}
+
+/// One allocation's budget.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: u64,
+    tokens: u64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn new(bytes_per_sec: u64, now: Instant) -> Self {
+        Bucket {
+            rate: bytes_per_sec,
+            tokens: bytes_per_sec,
+            last: now,
+        }
+    }
+
+    /// Takes `len` bytes from the budget; false when there are not that many left.
+    pub fn take(&mut self, now: Instant, len: usize) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_micros() as u64;
+        if elapsed > 0 {
+            self.tokens = refill(self.tokens, elapsed, self.rate);
+            self.last = now;
+        }
+        let len = len as u64;
+        if self.tokens >= len {
+            self.tokens -= len;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One user id's budget, shared by the shards its allocations live on.
+#[derive(Debug)]
+pub struct SharedBucket {
+    rate: u64,
+    epoch: Instant,
+    tokens: AtomicU64,
+    /// Microseconds since `epoch` at the last refill.
+    last_us: AtomicU64,
+}
+
+impl SharedBucket {
+    fn new(bytes_per_sec: u64, now: Instant) -> Self {
+        SharedBucket {
+            rate: bytes_per_sec,
+            epoch: now,
+            tokens: AtomicU64::new(bytes_per_sec),
+            last_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn take(&self, now: Instant, len: usize) -> bool {
+        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        let last = self.last_us.load(Ordering::Relaxed);
+        // Whoever moves the refill mark adds the tokens for that interval, exactly once.
+        if now_us > last
+            && self
+                .last_us
+                .compare_exchange(last, now_us, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let add = (now_us - last).saturating_mul(self.rate) / 1_000_000;
+            let _ = self
+                .tokens
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
+                    Some((t + add).min(self.rate))
+                });
+        }
+        let len = len as u64;
+        self.tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| t.checked_sub(len))
+            .is_ok()
+    }
+}
+
+/// What limits one allocation: its own budget and its user's, either or both.
+#[derive(Debug)]
+pub struct Limits {
+    pub own: Option<Bucket>,
+    pub user: Option<Arc<SharedBucket>>,
+}
+
+impl Limits {
+    /// Both budgets must have room; a packet refused by the user's budget does not spend
+    /// the allocation's (the reverse order would need a refund).
+    pub fn take(&mut self, now: Instant, len: usize) -> bool {
+        if let Some(u) = &self.user
+            && !u.take(now, len)
+        {
+            return false;
+        }
+        self.own.as_mut().is_none_or(|b| b.take(now, len))
+    }
+}
+
+/// The per-user buckets, by quota key (user id). Looked up once per allocation.
+#[derive(Debug, Default)]
+pub struct UserBuckets {
+    buckets: Mutex<HashMap<String, Arc<SharedBucket>>>,
+}
+
+impl UserBuckets {
+    pub fn get(&self, user: &str, bytes_per_sec: u64, now: Instant) -> Arc<SharedBucket> {
+        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        // Buckets nobody holds any more are dropped here, so the map tracks live users.
+        map.retain(|_, b| Arc::strong_count(b) > 1);
+        map.entry(user.to_owned())
+            .or_insert_with(|| Arc::new(SharedBucket::new(bytes_per_sec, now)))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_passes_a_burst_of_one_second_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10_000, t0);
+        assert_eq!((0..20).filter(|_| b.take(t0, 1000)).count(), 10);
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!((0..20).filter(|_| b.take(t1, 1000)).count(), 5);
+    }
+
+    #[test]
+    fn shared_bucket_is_one_budget_for_every_holder() {
+        let t0 = Instant::now();
+        let users = UserBuckets::default();
+        let a = users.get("bob", 10_000, t0);
+        let b = users.get("bob", 10_000, t0);
+        let passed = (0..20)
+            .filter(|i| {
+                if i % 2 == 0 {
+                    a.take(t0, 1000)
+                } else {
+                    b.take(t0, 1000)
+                }
+            })
+            .count();
+        assert_eq!(passed, 10);
+        let t1 = t0 + Duration::from_millis(300);
+        assert_eq!((0..20).filter(|_| a.take(t1, 1000)).count(), 3);
+    }
+}

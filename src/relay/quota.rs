@@ -1,0 +1,142 @@
+//! Allocation quotas shared by every shard, so that `max_allocations` and
+//! `max_allocations_per_user` mean exactly what they say however clients hash onto shards.
+//! Taken once per Allocate (never on the relay path): an atomic for the total and a small
+//! locked map for the per-user counts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Which quota refused an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaExceeded {
+    Server,
+    User,
+}
+
+#[derive(Debug)]
+pub struct Quotas {
+    max_total: usize,
+    max_per_user: usize,
+    total: AtomicUsize,
+    per_user: Mutex<HashMap<String, usize>>,
+}
+
+/// The key a username's allocations are counted under: the user id after the colon of a
+/// REST username (`<expiry>:<user-id>`), so every credential minted for one user shares
+/// one count; the whole name for static users and id-less REST names.
+pub fn quota_key(username: &str) -> &str {
+    match username.split_once(':') {
+        Some((expiry, id))
+            if !id.is_empty()
+                && !expiry.is_empty()
+                && expiry.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            id
+        }
+        _ => username,
+    }
+}
+
+impl Quotas {
+    pub fn new(max_total: usize, max_per_user: usize) -> Self {
+        Quotas {
+            max_total,
+            max_per_user,
+            total: AtomicUsize::new(0),
+            per_user: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one slot for `username`, or says which quota is full. Exact at the cap.
+    pub fn acquire(&self, username: &str) -> Result<(), QuotaExceeded> {
+        self.total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_total).then_some(n + 1)
+            })
+            .map_err(|_| QuotaExceeded::Server)?;
+        let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let n = users.entry(quota_key(username).to_owned()).or_default();
+        if *n >= self.max_per_user {
+            if *n == 0 {
+                users.remove(quota_key(username));
+            }
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err(QuotaExceeded::User);
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Gives back a slot taken by `acquire`.
+    pub fn release(&self, username: &str) {
+        let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let key = quota_key(username);
+        if let Some(n) = users.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                users.remove(key);
+            }
+            self.total.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Slots in use, server-wide.
+    pub fn in_use(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// Slots `username`'s user id holds.
+    pub fn user_in_use(&self, username: &str) -> usize {
+        let users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        users.get(quota_key(username)).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn every_credential_of_one_user_id_shares_its_quota() {
+        let q = Quotas::new(100, 2);
+        assert_eq!(q.acquire("1000:alice"), Ok(()));
+        assert_eq!(q.acquire("2000:alice"), Ok(()));
+        assert_eq!(q.acquire("3000:alice"), Err(QuotaExceeded::User));
+        assert_eq!(q.acquire("3000:bob"), Ok(()));
+        q.release("1000:alice");
+        assert_eq!(q.acquire("4000:alice"), Ok(()));
+        assert_eq!(q.in_use(), 3);
+    }
+
+    #[test]
+    fn names_without_a_user_id_count_on_their_own() {
+        assert_eq!(quota_key("1000:alice"), "alice");
+        assert_eq!(quota_key("1000:a:b"), "a:b");
+        assert_eq!(quota_key("1000"), "1000");
+        assert_eq!(quota_key("alice"), "alice");
+        assert_eq!(quota_key("x:alice"), "x:alice");
+        assert_eq!(quota_key("1000:"), "1000:");
+    }
+
+    #[test]
+    fn server_quota_is_exact_under_contention() {
+        let q = Arc::new(Quotas::new(50, 1000));
+        let granted: usize = (0..4)
+            .map(|t| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    (0..100)
+                        .filter(|i| q.acquire(&format!("1:user{t}-{i}")).is_ok())
+                        .count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(granted, 50);
+        assert_eq!(q.in_use(), 50);
+    }
+}

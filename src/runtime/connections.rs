@@ -1,0 +1,536 @@
+//! A shard's TCP/TLS client connections: accepting (with a global and a per-source-IP
+//! limit), reading in bounded turns, the first-byte sniff on TLS listeners, deadlines for
+//! handshakes and idle connections, and batched writes.
+//!
+//! Fairness: a readable connection handles at most FRAME_BUDGET frames and READ_BUDGET
+//! reads per loop turn, then waits in `ready` for the next turn, so one client sending
+//! megabytes of pipelined requests shares the shard with everyone else.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Token};
+use rustls::ServerConfig;
+use slab::Slab;
+
+use super::shard::{CONN_BASE, Shard, TCP_LISTENER_BASE, client_packet};
+use super::stream::{Closed, Conn, Fill, Sniff};
+use super::tls::TlsFailure;
+use crate::relay::stats::DropReason;
+use crate::relay::{ClientId, Transport};
+
+/// Frames one connection may hand to the core per loop turn.
+const FRAME_BUDGET: usize = 64;
+/// Reads (of up to 16 kB each) one connection may do per loop turn.
+const READ_BUDGET: usize = 4;
+/// How soon to try accepting again after running out of file descriptors: the listener
+/// reports no new readiness for connections already waiting.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+pub struct Limits {
+    /// Shared by every shard: the connection limits are for the whole server.
+    pub limiter: Arc<ConnLimiter>,
+    pub idle_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub tls_accepts_plain: bool,
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Total,
+    PerIp,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 2] = [Refused::Total, Refused::PerIp];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::Total => "max_connections",
+            Refused::PerIp => "max_connections_per_ip",
+        }
+    }
+}
+
+/// A shard's connection counters, published with its snapshot.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamCounters {
+    /// Failed TLS handshakes, by `TlsFailure`.
+    pub tls_handshake_failures: [u64; TlsFailure::COUNT],
+    /// Connections closed at accept, by `Refused`.
+    pub refused: [u64; 2],
+}
+
+/// Open connections in the whole server, and per source: an IPv4 address or an IPv6 /64
+/// (one host or subscriber usually holds a whole /64, so counting single IPv6 addresses
+/// would not limit anyone). Touched only on accept and close, never per packet.
+pub struct ConnLimiter {
+    max_total: usize,
+    max_per_source: u32,
+    state: Mutex<(usize, HashMap<IpAddr, u32>)>,
+}
+
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = a.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+impl ConnLimiter {
+    pub fn new(max_total: usize, max_per_source: usize) -> ConnLimiter {
+        ConnLimiter {
+            max_total,
+            max_per_source: max_per_source.min(u32::MAX as usize) as u32,
+            state: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    pub fn acquire(&self, ip: IpAddr) -> Result<(), Refused> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *st;
+        if *total >= self.max_total {
+            return Err(Refused::Total);
+        }
+        let n = per.entry(source_key(ip)).or_insert(0);
+        if *n >= self.max_per_source {
+            return Err(Refused::PerIp);
+        }
+        *n += 1;
+        *total += 1;
+        Ok(())
+    }
+
+    pub fn release(&self, ip: IpAddr) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *st;
+        let key = source_key(ip);
+        if let Some(n) = per.get_mut(&key) {
+            *n -= 1;
+            *total -= 1;
+            if *n == 0 {
+                per.remove(&key);
+            }
+        }
+    }
+}
+
+/// A shard's stream connections and the state of their turns.
+pub struct Connections {
+    conns: Slab<Conn>,
+    by_client: HashMap<ClientId, usize>,
+    /// Certificate for connections accepted from now on.
+    pub tls: Option<Arc<ServerConfig>>,
+    limits: Limits,
+    pub counters: StreamCounters,
+    /// Connections that may have more to read or frames to handle (slab keys; a stale key
+    /// is dropped when served).
+    ready: Vec<usize>,
+    /// Connections with queued output, written at the end of the loop turn.
+    dirty: Vec<usize>,
+    /// When to try the listeners again after accept failed for lack of resources.
+    accept_retry: Option<Instant>,
+    /// Accept is failing: warn once, not on every retry.
+    accept_failing: bool,
+}
+
+impl Connections {
+    pub fn new(tls: Option<Arc<ServerConfig>>, limits: Limits) -> Connections {
+        Connections {
+            conns: Slab::new(),
+            by_client: HashMap::new(),
+            tls,
+            limits,
+            counters: StreamCounters::default(),
+            ready: Vec::new(),
+            dirty: Vec::new(),
+            accept_retry: None,
+            accept_failing: false,
+        }
+    }
+
+    /// Some connection has work left from an earlier turn (or output queued after this
+    /// turn's flush, e.g. by a timer): poll without waiting.
+    pub fn busy(&self) -> bool {
+        !self.ready.is_empty() || !self.dirty.is_empty()
+    }
+
+    /// The earliest time the loop must wake for the connections.
+    pub fn wake_at(&self, wake: Instant) -> Instant {
+        self.accept_retry.map_or(wake, |t| t.min(wake))
+    }
+
+    pub fn counts(&self) -> [u64; Transport::COUNT] {
+        let mut n = [0; Transport::COUNT];
+        for (_, c) in self.conns.iter() {
+            n[c.client.transport as usize] += 1;
+        }
+        n
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    fn mark_ready(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key)
+            && !c.queued
+        {
+            c.queued = true;
+            self.ready.push(key);
+        }
+    }
+}
+
+impl Shard {
+    /// Accepts one connection from TCP listener `li`. False when the listener is drained
+    /// or must wait (out of file descriptors: retried on a timer).
+    pub(super) fn accept(&mut self, li: usize, now: Instant) -> bool {
+        let Some((listener, transport)) = self.tcp.get(li) else {
+            return false;
+        };
+        let transport = *transport;
+        let (mut stream, addr) = match listener.accept() {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            // One connection went away before we took it; others may wait.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionAborted
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::Interrupted
+                ) =>
+            {
+                return true;
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS...: the waiting connections stay queued and the
+                // listener will not signal them again, so look again soon.
+                if !self.streams.accept_failing {
+                    tracing::warn!(shard = self.index, error = %e, "accept failed; retrying every 100 ms");
+                    self.streams.accept_failing = true;
+                }
+                self.streams.accept_retry = Some(now + ACCEPT_RETRY);
+                return false;
+            }
+        };
+        self.streams.accept_failing = false;
+        if let Err(why) = self.streams.limits.limiter.acquire(addr.ip()) {
+            self.streams.counters.refused[why as usize] += 1;
+            tracing::debug!(client = %addr, reason = why.label(), "connection refused: too many connections");
+            return true; // dropping the stream closes it
+        }
+        let _ = stream.set_nodelay(true);
+        let client = ClientId {
+            transport,
+            listener: li as u16,
+            addr,
+        };
+        let tls = if transport == Transport::Tls {
+            self.streams.tls.as_ref()
+        } else {
+            None
+        };
+        if transport == Transport::Tls && tls.is_none() {
+            self.streams.limits.limiter.release(addr.ip());
+            return true;
+        }
+        let entry = self.streams.conns.vacant_entry();
+        let key = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(CONN_BASE + key), Interest::READABLE)
+            .is_err()
+        {
+            self.streams.limits.limiter.release(addr.ip());
+            return true;
+        }
+        entry.insert(Conn::new(stream, client, tls, now));
+        self.streams.by_client.insert(client, key);
+        // Bytes may have arrived with the handshake: edge-triggered, so look now.
+        self.streams.mark_ready(key);
+        true
+    }
+
+    /// A readiness event: writes go out at once, reads wait for this turn's service.
+    pub(super) fn conn_event(&mut self, key: usize, now: Instant, readable: bool, writable: bool) {
+        if writable {
+            self.flush_conn(key, now);
+        }
+        if readable && let Some(c) = self.streams.conns.get_mut(key) {
+            c.readable = true;
+            self.streams.mark_ready(key);
+        }
+    }
+
+    /// Gives each ready connection one turn.
+    pub(super) fn serve_connections(&mut self, now: Instant, unix: u64) {
+        let mut i = 0;
+        while i < self.streams.ready.len() {
+            let key = self.streams.ready[i];
+            if self.serve_conn(key, now, unix) {
+                i += 1;
+            } else {
+                self.streams.ready.swap_remove(i);
+                if let Some(c) = self.streams.conns.get_mut(key) {
+                    c.queued = false;
+                }
+            }
+        }
+    }
+
+    /// One turn of a connection: frames to the core, reads when it needs bytes, within
+    /// the budgets. True when it has more to do.
+    fn serve_conn(&mut self, key: usize, now: Instant, unix: u64) -> bool {
+        let (mut frames, mut reads) = (0, 0);
+        let accept_plain = self.streams.limits.tls_accepts_plain;
+        let outcome = loop {
+            let Some(conn) = self.streams.conns.get_mut(key) else {
+                return false;
+            };
+            if conn.sniffing() {
+                match conn.sniff(accept_plain) {
+                    Ok(Sniff::Waiting) => {
+                        conn.readable = false;
+                        break Ok(false);
+                    }
+                    Ok(Sniff::Tls) => {}
+                    Ok(Sniff::Plain) => {
+                        // Served and counted as what it is: TURN over TCP.
+                        tracing::debug!(client = %conn.client.addr, "plain STUN on a TLS listener");
+                        let old = conn.client;
+                        conn.client.transport = Transport::Tcp;
+                        let new = conn.client;
+                        self.streams.by_client.remove(&old);
+                        self.streams.by_client.insert(new, key);
+                        continue;
+                    }
+                    Err(c) => break Err(c),
+                }
+            }
+            // ChannelData from a client without an allocation is not TURN (an HTTP request
+            // looks like one): close now instead of waiting for a 20 kB "payload".
+            if conn.starts_with_channel_data() && !self.core.has_allocation(&conn.client) {
+                break Err(Closed::Error);
+            }
+            match conn.next_frame() {
+                Err(c) => break Err(c),
+                Ok(Some(_)) if frames == FRAME_BUDGET => break Ok(true),
+                Ok(Some(frame)) => {
+                    frames += 1;
+                    let (len, client) = (frame.len(), conn.client);
+                    let commands =
+                        client_packet(&mut self.core, &self.relays, now, unix, client, frame);
+                    let conn = &mut self.streams.conns[key];
+                    conn.consume(len);
+                    // Only whole frames count as activity: a trickle of bytes does not.
+                    conn.last_active = now;
+                    if commands {
+                        self.run_commands(now);
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            if conn.eof {
+                break Err(Closed::Clean);
+            }
+            if !conn.readable {
+                break Ok(false);
+            }
+            if reads == READ_BUDGET {
+                break Ok(true);
+            }
+            reads += 1;
+            match conn.fill() {
+                Ok(Fill::Data) => {}
+                Ok(Fill::Blocked) => conn.readable = false,
+                Ok(Fill::Eof) => conn.eof = true,
+                Err(c) => break Err(c),
+            }
+            if conn.wants_flush() {
+                // TLS handshake output.
+                self.streams.mark_dirty(key);
+            }
+        };
+        match outcome {
+            Ok(more) => more,
+            Err(c) => {
+                self.close_conn(key, now, c);
+                false
+            }
+        }
+    }
+
+    /// Writes every connection's queued output (once per loop turn, not per message).
+    pub(super) fn flush_streams(&mut self, now: Instant) {
+        while let Some(key) = self.streams.dirty.pop() {
+            if let Some(c) = self.streams.conns.get_mut(key) {
+                c.dirty = false;
+                self.flush_conn(key, now);
+            }
+        }
+    }
+
+    fn flush_conn(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.streams.conns.get_mut(key) else {
+            return;
+        };
+        match conn.flush() {
+            Ok(done) => self.set_write_interest(key, !done),
+            Err(c) => self.close_conn(key, now, c),
+        }
+    }
+
+    fn set_write_interest(&mut self, key: usize, on: bool) {
+        let Some(conn) = self.streams.conns.get_mut(key) else {
+            return;
+        };
+        if conn.write_interest == on {
+            return;
+        }
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if self
+            .poll
+            .registry()
+            .reregister(&mut conn.stream, Token(CONN_BASE + key), interest)
+            .is_ok()
+        {
+            conn.write_interest = on;
+        }
+    }
+
+    /// Queues a message on a stream client's connection, written at the end of the turn;
+    /// a full queue drops it.
+    pub(super) fn send_stream(&mut self, client: ClientId, parts: &[&[u8]]) {
+        let Some(&key) = self.streams.by_client.get(&client) else {
+            self.core.record_send_failure(DropReason::SendError);
+            return;
+        };
+        if !self.streams.conns[key].queue(parts) {
+            self.core.record_send_failure(DropReason::BufferFull);
+        }
+        self.streams.mark_dirty(key);
+    }
+
+    pub(super) fn close_conn(&mut self, key: usize, now: Instant, how: Closed) {
+        let Some(mut conn) = self.streams.conns.try_remove(key) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.streams.by_client.remove(&conn.client);
+        self.streams.limits.limiter.release(conn.client.addr.ip());
+        if let Closed::Tls { reason, detail } = &how {
+            self.streams.counters.tls_handshake_failures[*reason as usize] += 1;
+            tracing::debug!(client = %conn.client.addr, reason = reason.label(), error = %detail, "TLS handshake failed");
+        }
+        self.core
+            .client_disconnected(now, conn.client, how == Closed::Clean);
+        self.run_commands(now);
+    }
+
+    /// Once a second: a handshake gets `tls_handshake_timeout` to finish, and a
+    /// connection with no allocation gets `idle_timeout` between complete frames.
+    pub(super) fn close_idle_connections(&mut self, now: Instant) {
+        let limits = &self.streams.limits;
+        let expired: Vec<(usize, bool)> = self
+            .streams
+            .conns
+            .iter()
+            .filter_map(|(k, c)| {
+                let hs = c.handshaking();
+                let late =
+                    hs && now.saturating_duration_since(c.accepted) > limits.tls_handshake_timeout;
+                let idle = !self.core.has_allocation(&c.client)
+                    && now.saturating_duration_since(c.last_active) > limits.idle_timeout;
+                (late || idle).then_some((k, hs))
+            })
+            .collect();
+        for (k, handshaking) in expired {
+            let how = if handshaking {
+                Closed::Tls {
+                    reason: TlsFailure::Timeout,
+                    detail: "handshake not finished in time".into(),
+                }
+            } else {
+                Closed::Clean
+            };
+            self.close_conn(k, now, how);
+        }
+    }
+
+    /// After an accept failed for lack of resources, puts the listeners back on the
+    /// ready list when the retry is due.
+    pub(super) fn retry_accepts(&mut self, now: Instant, ready: &mut Vec<Token>) {
+        if self.streams.accept_retry.is_some_and(|t| t <= now) {
+            self.streams.accept_retry = None;
+            for i in 0..self.tcp.len() {
+                let t = Token(TCP_LISTENER_BASE + i);
+                if !ready.contains(&t) {
+                    ready.push(t);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_counts_per_source_and_in_total() {
+        let l = ConnLimiter::new(5, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(l.acquire(a), Ok(()));
+        assert_eq!(l.acquire(a), Ok(()));
+        assert_eq!(l.acquire(a), Err(Refused::PerIp));
+        // The same IPv4 address spelled as IPv4-mapped IPv6 is the same source.
+        assert_eq!(
+            l.acquire("::ffff:192.0.2.1".parse().unwrap()),
+            Err(Refused::PerIp)
+        );
+        assert_eq!(l.acquire(b), Ok(()));
+        l.release(a);
+        assert_eq!(l.acquire(a), Ok(()));
+        // IPv6: one /64 is one source.
+        assert_eq!(l.acquire("2001:db8::1".parse().unwrap()), Ok(()));
+        assert_eq!(l.acquire("2001:db8::2".parse().unwrap()), Ok(()));
+        assert_eq!(
+            l.acquire("2001:db8:0:1::1".parse().unwrap()),
+            Err(Refused::Total)
+        );
+        l.release("2001:db8::1".parse().unwrap());
+        assert_eq!(
+            l.acquire("2001:db8::3".parse().unwrap()),
+            Ok(()),
+            "released"
+        );
+        assert_eq!(
+            l.acquire("2001:db8::4".parse().unwrap()),
+            Err(Refused::Total)
+        );
+    }
+}
