@@ -36,7 +36,7 @@ for t in "${targets[@]}"; do
       -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" \
       "$corpus" "${seeds[@]}" >"$log" 2>&1; then
     tail -n 60 "$log"
-    echo "fuzz: $t crashed; reproducer in $artifacts/" >&2
+    echo "fuzz: $t crashed; reproducer in $artifacts/ (replay: (cd fuzz && $out/$triple/fuzz/$t FILE))" >&2
     exit 1
   fi
   grep -E '^stat::number_of_executed_units|^stat::new_units_added|^#[0-9]+.*DONE' "$log" || tail -n 5 "$log"
