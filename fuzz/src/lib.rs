@@ -3,12 +3,14 @@
 //! handlers), binds relay "sockets" in a set, and checks the core's invariants after every
 //! step. A failed check panics, which libFuzzer reports as a crash with its input.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
+use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
@@ -165,6 +167,8 @@ pub enum Op {
     },
     /// Binds are answered later (or now), so disconnects and timeouts race them.
     DeferBinds(bool),
+    /// The last request again, as a client whose answer was lost sends it.
+    Retransmit,
     Shutdown,
 }
 
@@ -206,10 +210,14 @@ pub struct Driver {
     pub now: Instant,
     pub unix: u64,
     busy: HashSet<u16>,
-    pub bound: HashSet<SocketAddr>,
+    /// The relay sockets the shell holds, and the shard that bound each one.
+    pub bound: HashMap<SocketAddr, usize>,
     defer: bool,
     deferred: VecDeque<(usize, u64, SocketAddr)>,
     last_token: Option<Vec<u8>>,
+    /// The last signed request, for retransmissions.
+    last_request: Option<(ClientId, Vec<u8>)>,
+    transactions: Cell<u64>,
     pub tally: Tally,
 }
 
@@ -287,10 +295,12 @@ impl Driver {
             now: Instant::now(),
             unix: 1_800_000_000,
             busy: HashSet::new(),
-            bound: HashSet::new(),
+            bound: HashMap::new(),
             defer: false,
             deferred: VecDeque::new(),
             last_token: None,
+            last_request: None,
+            transactions: Cell::new(0),
             tally: Tally::default(),
         }
     }
@@ -305,11 +315,14 @@ impl Driver {
         c.addr.port() as usize % self.shards.len()
     }
 
-    /// The shard owning a relay port (shard 0 for a port nobody owns).
+    /// The shard whose socket a relay address is (else the one owning the port's slice,
+    /// else shard 0).
     fn shard_of_relay(&self, relay: SocketAddr) -> usize {
-        (self.port_ranges.iter())
-            .position(|r| (r.0..=r.1).contains(&relay.port()))
-            .unwrap_or(0)
+        self.bound.get(&relay).copied().unwrap_or_else(|| {
+            (self.port_ranges.iter())
+                .position(|r| (r.0..=r.1).contains(&relay.port()))
+                .unwrap_or(0)
+        })
     }
 
     pub fn allocation_count(&self) -> usize {
@@ -335,10 +348,19 @@ impl Driver {
         }
     }
 
+    /// A fresh transaction id; counted, not random, so a crash replays exactly.
+    fn transaction_id(&self) -> TransactionId {
+        let n = self.transactions.get() + 1;
+        self.transactions.set(n);
+        let mut t = [0u8; 12];
+        t[4..].copy_from_slice(&n.to_be_bytes());
+        TransactionId(t)
+    }
+
     pub fn signed(&self, client: ClientId, user: u8, typ: MessageType, attrs: &[Attr]) -> Vec<u8> {
         let mut m = Message::new();
         m.set_type(typ);
-        let _ = m.new_transaction_id();
+        m.transaction_id = self.transaction_id();
         m.write_header();
         for a in attrs {
             match a {
@@ -505,7 +527,7 @@ impl Driver {
             } => {
                 let mut m = Message::new();
                 m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-                let _ = m.new_transaction_id();
+                m.transaction_id = self.transaction_id();
                 m.write_header();
                 let (t, v) = xor_peer_tid(peer.addr(), &m.transaction_id.0);
                 m.add(AttrType(t), &v);
@@ -566,6 +588,11 @@ impl Driver {
                     self.answer_deferred();
                 }
             }
+            Op::Retransmit => {
+                if let Some((c, p)) = self.last_request.clone() {
+                    self.client_packet(c, &p);
+                }
+            }
             Op::Shutdown => {
                 for s in &mut self.shards {
                     s.shutdown(self.now);
@@ -593,6 +620,7 @@ impl Driver {
         let c = Self::client(client);
         let p = self.signed(c, user, typ, attrs);
         self.client_packet(c, &p);
+        self.last_request = Some((c, p));
     }
 
     pub fn client_packet(&mut self, client: ClientId, packet: &[u8]) {
@@ -605,9 +633,10 @@ impl Driver {
                 payload,
             } => {
                 self.tally.forwarded += 1;
-                assert!(
-                    self.bound.contains(&relay),
-                    "forwarded from unbound {relay}"
+                assert_eq!(
+                    self.bound.get(&relay),
+                    Some(&s),
+                    "forwarded from {relay}, not a socket of shard {s}"
                 );
                 assert_eq!(
                     relay.is_ipv4(),
@@ -690,10 +719,11 @@ impl Driver {
                     }
                 }
                 Command::BindRelay { token, addr } => {
-                    let r = self.port_ranges[shard];
+                    // A shard picks from its own slice, but a RESERVATION-TOKEN is redeemed
+                    // by whichever shard the Allocate lands on: any slice then.
                     assert!(
-                        (r.0..=r.1).contains(&addr.port()),
-                        "bind outside shard {shard}'s port range: {addr}"
+                        (self.port_ranges.iter()).any(|r| (r.0..=r.1).contains(&addr.port())),
+                        "bind outside the port range: {addr}"
                     );
                     if self.defer {
                         self.deferred.push_back((shard, token, addr));
@@ -702,10 +732,8 @@ impl Driver {
                     }
                 }
                 Command::ReleaseRelay { addr } => {
-                    assert!(
-                        self.bound.remove(&addr),
-                        "released {addr}, which is not bound"
-                    );
+                    let owner = self.bound.remove(&addr);
+                    assert_eq!(owner, Some(shard), "shard {shard} released {addr}");
                 }
                 Command::AllocationEnded(_) => self.tally.ended += 1,
             }
@@ -714,7 +742,10 @@ impl Driver {
 
     fn bind(&mut self, shard: usize, token: u64, addr: SocketAddr) {
         // Like the OS: a port held by another socket, or one marked busy, fails to bind.
-        let ok = !self.busy.remove(&addr.port()) && self.bound.insert(addr);
+        let ok = !self.busy.remove(&addr.port()) && !self.bound.contains_key(&addr);
+        if ok {
+            self.bound.insert(addr, shard);
+        }
         self.shards[shard].relay_bound(self.now, token, addr, ok);
     }
 
@@ -736,7 +767,9 @@ impl Driver {
         let mut per_user: HashMap<&str, usize> = HashMap::new();
         let mut relays = HashSet::new();
         let mut clients = HashSet::new();
-        for a in self.allocations() {
+        let all = (self.shards.iter().enumerate())
+            .flat_map(|(k, s)| s.allocations().map(move |a| (k, a)));
+        for (k, a) in all {
             *per_user.entry(user_id(&a.username)).or_default() += 1;
             assert!(
                 clients.insert(a.client),
@@ -752,7 +785,11 @@ impl Driver {
                     relays.insert(r),
                     "relay address {r} shared by two allocations"
                 );
-                assert!(self.bound.contains(&r), "allocation uses unbound relay {r}");
+                assert_eq!(
+                    self.bound.get(&r),
+                    Some(&k),
+                    "shard {k}'s allocation uses {r}, which it did not bind"
+                );
             }
         }
         for (u, c) in per_user {
@@ -764,8 +801,9 @@ impl Driver {
         }
         if self.deferred.is_empty() {
             // With every bind answered, the only sockets bound are live allocations'.
+            let bound: HashSet<SocketAddr> = self.bound.keys().copied().collect();
             assert_eq!(
-                relays, self.bound,
+                relays, bound,
                 "bound sockets != allocations' relay addresses"
             );
         }
