@@ -259,7 +259,13 @@ fn main() {
                 let n = inb.recv(c.as_raw_fd(), 0).unwrap_or(0);
                 for k in 0..n {
                     let (slot, len, _) = inb.slot(k);
-                    if len == echo_len && slot[..2] == echo_type {
+                    // coturn appends attributes (FINGERPRINT) to its Data indications.
+                    let fits = if a.indications {
+                        len >= echo_len
+                    } else {
+                        len == echo_len
+                    };
+                    if fits && slot[..2] == echo_type {
                         echoed += 1;
                         in_flight[i] = in_flight[i].saturating_sub(1);
                         progress[i] = Instant::now();

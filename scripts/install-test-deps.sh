@@ -2,8 +2,9 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root): coturn's
 # client tools (the reference client and benchmark peer), Chromium + playwright-core,
 # Firefox ESR + puppeteer-core and aiortc for the browser tests, iproute2/iptables/nftables
-# for the NAT namespaces, systemd-analyze for the unit check, g++ to build libFuzzer for
-# the fuzz step. Idempotent and quiet; prints the log on failure.
+# for the NAT namespaces, systemd-analyze for the unit check, systemd-nspawn and cargo-deb
+# for the package test, g++ to build libFuzzer for the fuzz step. Idempotent and quiet;
+# prints the log on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -12,7 +13,7 @@ fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; e
 
 apt_packages=(coturn chromium firefox-esr libnss3-tools openssl iproute2 iptables nftables
   python3-venv faketime
-  systemd curl jq nodejs npm g++)
+  systemd systemd-container curl jq nodejs npm g++)
 missing=()
 for p in "${apt_packages[@]}"; do
   # Node and npm may come from outside Debian (the machine image ships its own).
@@ -29,6 +30,13 @@ fi
 # The coturn package must not run a server of its own beside the tests.
 if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then
   systemctl stop coturn >/dev/null 2>&1 || true
+fi
+
+# cargo-deb builds the .deb (Debian 12 does not package it). Pinned: the package test
+# builds from the test run's own dev-profile binary, which later versions may refuse.
+if ! cargo deb --version 2>/dev/null | grep -q '3\.8\.0'; then
+  echo "install-test-deps: cargo install cargo-deb"
+  cargo install cargo-deb --version 3.8.0 --locked >"$log" 2>&1 || fail "cargo install cargo-deb"
 fi
 
 if [ -f tests/browser/package.json ]; then

@@ -38,6 +38,11 @@ pub struct Server {
     /// a complete message.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// On SIGTERM, how long existing allocations may keep relaying before the server exits.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Other nodes to send new clients to (300 Try Alternate) while draining or full.
+    pub alternate: Vec<SocketAddr>,
     /// Most TCP/TLS connections from one IPv4 address or IPv6 /64.
     pub max_connections_per_ip: usize,
     /// A TLS handshake not finished this long after accept is abandoned.
@@ -58,6 +63,8 @@ impl Default for Server {
             shards: 0,
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+            alternate: vec![],
             max_connections_per_ip: 256,
             tls_handshake_timeout: Duration::from_secs(10),
             tls_accepts_plain: true,
@@ -141,6 +148,8 @@ pub struct Auth {
     #[serde(with = "humantime_serde")]
     pub nonce_lifetime: Duration,
     pub users: Vec<User>,
+    /// A file with one REST secret per line (after those in `secrets`), reread on reload.
+    pub secrets_file: Option<PathBuf>,
     /// Refuse requests signed with an expired REST credential, even on the allocation it
     /// created, and end that allocation when its credential expires.
     pub strict_expiry: bool,
@@ -173,6 +182,7 @@ impl Default for Auth {
             secrets: vec![],
             nonce_lifetime: Duration::from_secs(600),
             users: vec![],
+            secrets_file: None,
             strict_expiry: false,
             max_session_duration: Duration::from_secs(12 * 3600),
             max_credential_ttl: Duration::from_secs(30 * 86_400),
@@ -404,10 +414,101 @@ impl Config {
                 bail!("http.uris: {u:?} is not a turn:, turns: or stun: URI");
             }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+        validate_log_level(&self.log.level)?;
+        self.validate_listeners()?;
+        for a in &self.server.alternate {
+            if a.ip().is_unspecified() || a.port() == 0 {
+                bail!("server.alternate: {a} must be a concrete address and port");
+            }
+        }
         Ok(())
     }
+
+    /// A listener named twice would bind twice; UDP and TCP ports are separate spaces,
+    /// TCP and TLS listeners share one.
+    fn validate_listeners(&self) -> anyhow::Result<()> {
+        let s = &self.server;
+        let udp = s.listen_udp.iter().map(|a| ("server.listen_udp", a, 0));
+        let tcp = s.listen_tcp.iter().map(|a| ("server.listen_tcp", a, 1));
+        let tls = s.listen_tls.iter().map(|a| ("server.listen_tls", a, 1));
+        let all: Vec<_> = udp.chain(tcp).chain(tls).collect();
+        for (i, (key, a, proto)) in all.iter().enumerate() {
+            if let Some((other, _, _)) = all[..i]
+                .iter()
+                .find(|(_, b, p)| p == proto && b == a && a.port() != 0)
+            {
+                bail!("{key}: {a} is listed twice (also in {other})");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `auth.secrets_file` (one secret per line; blank lines and `#` comments
+    /// skipped) and appends its secrets. A file every user can read is refused: it holds
+    /// the key to every credential.
+    pub fn load_secrets_file(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(path) = &self.auth.secrets_file else {
+            return Ok(());
+        };
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("auth.secrets_file: {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            bail!(
+                "auth.secrets_file: {} is readable by every user (mode {mode:04o}); \
+                 run chmod o-rwx on it (0640 root:turnpike is the packaged layout)",
+                path.display()
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("auth.secrets_file: reading {}", path.display()))?;
+        let start = self.auth.secrets.len();
+        self.auth.secrets.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| Secret(l.to_owned())),
+        );
+        for (i, s) in self.auth.secrets[start..].iter().enumerate() {
+            if s.expose().len() < 8 {
+                bail!(
+                    "auth.secrets_file: the secret on line {} of {} is shorter than 8 bytes",
+                    i + 1,
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `log.level` is a tracing filter, where a bare word that is no level is a target name:
+/// "warning" would silently mean "everything from a module named warning" and so nothing.
+/// Bare words must be levels; targets are written `target=level`.
+pub fn validate_log_level(filter: &str) -> anyhow::Result<()> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for d in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = d
+            .rsplit_once('=')
+            .map_or(d, |(_, l)| l)
+            .to_ascii_lowercase();
+        if !LEVELS.contains(&level.as_str()) {
+            let hint = match level.as_str() {
+                "warning" => " (did you mean \"warn\"?)",
+                "err" | "fatal" | "critical" => " (did you mean \"error\"?)",
+                "verbose" => " (did you mean \"debug\"?)",
+                _ => "",
+            };
+            bail!(
+                "log.level: {d:?} is not a level{hint}; use one of {} or \"target=level\"",
+                LEVELS.join(", ")
+            );
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -451,6 +552,21 @@ mod tests {
             ("[peers]\nallow = [\"10.0.0.0/33\"]", "allow"),
             ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
             ("[log]\nformat = \"xml\"", "format"),
+            ("[log]\nlevel = \"warning\"", "did you mean \"warn\""),
+            ("[log]\nlevel = \"turnpike=loud\"", "log.level"),
+            (
+                "[server]\nlisten_udp = [\"0.0.0.0:3478\", \"0.0.0.0:3478\"]",
+                "listed twice",
+            ),
+            (
+                "[server]\nlisten_tcp = [\"0.0.0.0:443\"]\nlisten_tls = [\"0.0.0.0:443\"]\n\
+                 [tls]\ncert = \"c\"\nkey = \"k\"",
+                "server.listen_tls",
+            ),
+            (
+                "[server]\nalternate = [\"0.0.0.0:3478\"]",
+                "server.alternate",
+            ),
         ] {
             let err = format!("{:#}", Config::from_toml(text).unwrap_err());
             assert!(err.contains(needle), "{text}: {err}");

@@ -13,8 +13,8 @@ use turnpike::auth::mint_credential;
 use turnpike::config::{Config, LogFormat, parse_port_range};
 use turnpike::http::{HttpState, credential_json, default_uris};
 use turnpike::metrics::Metrics;
-use turnpike::runtime::Relay;
 use turnpike::runtime::clock::unix_now;
+use turnpike::runtime::{Relay, checks, journal, notify};
 
 /// turnpike: a TURN/STUN relay server for WebRTC.
 ///
@@ -69,14 +69,22 @@ struct Cli {
     /// Overrides log.level (a tracing filter such as "info" or "turnpike=debug").
     #[arg(long)]
     log_level: Option<String>,
+    /// File of REST secrets, one per line. Overrides auth.secrets_file.
+    #[arg(long, env = "TURNPIKE_SECRETS_FILE", global = true)]
+    secrets_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validate the configuration and print the effective settings.
-    CheckConfig,
+    /// Validate the configuration (and that its files, relay address and ports are usable)
+    /// and print the effective settings.
+    CheckConfig {
+        /// Print nothing on success (for ExecReload).
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Print a TURN REST credential (JSON) minted with the first configured secret.
     Credentials {
         /// User id embedded in the username ("<expiry>:<user>").
@@ -224,6 +232,10 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
     }
+    if let Some(f) = &cli.secrets_file {
+        cfg.auth.secrets_file = Some(f.clone());
+    }
+    cfg.load_secrets_file()?;
     cfg.validate().context("invalid settings")?;
     Ok(cfg)
 }
@@ -252,8 +264,15 @@ fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
 }
 
 fn init_logging(cfg: &Config) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal; the journal gets `<N>` priorities instead.
+    let writer = journal::Stderr {
+        journal: journal::stderr_is_journal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal());
     match cfg.log.format {
         LogFormat::Text => builder.with_env_filter(filter).init(),
         LogFormat::Json => builder.json().with_env_filter(filter).init(),
@@ -261,7 +280,7 @@ fn init_logging(cfg: &Config) {
             use tracing_subscriber::prelude::*;
             tracing_subscriber::registry()
                 .with(filter)
-                .with(tracing_logfmt::layer())
+                .with(tracing_logfmt::builder().layer().with_writer(writer))
                 .init()
         }
     }
@@ -271,8 +290,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = effective_config(&cli)?;
     match &cli.command {
-        Some(Command::CheckConfig) => {
-            println!("{cfg:#?}");
+        Some(Command::CheckConfig { quiet }) => {
+            checks::check_config(&cfg)?;
+            if !quiet {
+                println!("{cfg:#?}");
+            }
             return Ok(());
         }
         Some(Command::Credentials { user, ttl, uri }) => {
@@ -329,6 +351,8 @@ fn reloaded_secrets(new: &Config, running: &[String]) -> Vec<String> {
 
 async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    // Refuse to start on what would only show later as 508s or a silently shared port.
+    checks::startup(&cfg)?;
     let metrics = Arc::new(Metrics::new());
     let relay = Arc::new(Relay::start(&cfg, &secrets, metrics)?);
     let http = HttpState::new(relay.clone(), &cfg, &secrets);
@@ -336,7 +360,7 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
     let http_task = if cfg.http.enabled {
         let listener = tokio::net::TcpListener::bind(cfg.http.listen)
             .await
-            .with_context(|| format!("binding HTTP endpoint {}", cfg.http.listen))?;
+            .with_context(|| format!("http.listen: binding {}", cfg.http.listen))?;
         let bound = listener.local_addr().unwrap_or(cfg.http.listen);
         tracing::info!(listen = %bound, "HTTP endpoint up (/metrics, /healthz, /readyz)");
         let state = http.clone();
@@ -354,28 +378,55 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    loop {
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    // Every listener and the relay range were bound above: now systemd may call us started.
+    notify::ready("relaying");
+    notify::spawn_watchdog(relay.clone());
+    let mut drain_timeout = cfg.server.drain_timeout;
+    let drain = loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break true,
+            // Ctrl-C: a person at a terminal wants it stopped now.
+            _ = int.recv() => break false,
+            _ = usr1.recv() => {
+                set_draining(&relay, true).await;
+                notify::status("draining (SIGUSR1): new allocations refused");
+                tracing::info!("draining on SIGUSR1: /readyz reports 503, new Allocates are refused; SIGUSR2 resumes");
+            }
+            _ = usr2.recv() => {
+                set_draining(&relay, false).await;
+                notify::status("relaying");
+                tracing::info!("drain ended on SIGUSR2: accepting new allocations");
+            }
             _ = hup.recv() => {
+                notify::reloading();
                 // Reload keeps every allocation: credentials, peer policy and the
                 // credential API change; listeners and port ranges need a restart.
-                match effective_config(&cli) {
-                    Ok(new) => {
-                        let new_secrets = reloaded_secrets(&new, &secrets);
-                        match relay.reload(&new, &new_secrets) {
-                            Ok(()) => {
-                                http.reload(&new, &new_secrets);
-                                tracing::info!("configuration reloaded");
-                            }
-                            Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
-                        }
+                let result = effective_config(&cli).and_then(|new| {
+                    let new_secrets = reloaded_secrets(&new, &secrets);
+                    relay.reload(&new, &new_secrets)?;
+                    http.reload(&new, &new_secrets);
+                    Ok(new.server.drain_timeout)
+                });
+                match result {
+                    Ok(t) => {
+                        drain_timeout = t;
+                        tracing::info!("configuration reloaded");
+                        notify::ready("relaying; configuration reloaded");
                     }
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration");
+                        notify::ready("relaying; last reload failed, running configuration kept");
+                    }
                 }
             }
         }
+    };
+    if drain {
+        drain_then_stop(&relay, drain_timeout, &mut term, &mut int).await;
+    } else {
+        notify::stopping("stopping");
     }
     tracing::info!("shutting down");
     let _ = stop_http.send(());
@@ -384,4 +435,51 @@ async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()
     }
     tokio::task::spawn_blocking(move || relay.shutdown()).await?;
     Ok(())
+}
+
+/// Starts or ends draining; returns once every shard applied it.
+async fn set_draining(relay: &Arc<Relay>, on: bool) {
+    let r = relay.clone();
+    let _ = tokio::task::spawn_blocking(move || r.drain(on)).await;
+}
+
+/// SIGTERM: /readyz turns 503 and new Allocates go elsewhere at once; existing allocations
+/// keep relaying until they end or `timeout` passes (or a second SIGTERM/SIGINT comes).
+async fn drain_then_stop(
+    relay: &Arc<Relay>,
+    timeout: Duration,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
+    set_draining(relay, true).await;
+    notify::stopping("draining");
+    let deadline = tokio::time::Instant::now() + timeout;
+    let count = || {
+        let r = relay.clone();
+        async move {
+            tokio::task::spawn_blocking(move || r.allocation_count())
+                .await
+                .unwrap_or(0)
+        }
+    };
+    let n = count().await;
+    tracing::info!(
+        allocations = n,
+        timeout_s = timeout.as_secs_f64(),
+        "draining: new allocations refused, existing ones keep relaying"
+    );
+    let mut n = n;
+    while n > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::info!(allocations = n, "drain timeout: ending the remaining allocations");
+                return;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+        }
+        n = count().await;
+    }
+    tracing::info!("drained: no allocation left");
 }

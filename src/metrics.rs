@@ -9,7 +9,7 @@ use prometheus::{
 
 use crate::auth::AuthError;
 use crate::relay::Transport;
-use crate::relay::stats::{CODES, Direction, DropReason, EndReason, METHODS};
+use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_code};
 use crate::runtime::ShardSnapshot;
 use crate::runtime::connections::Refused;
 use crate::runtime::tls::TlsFailure;
@@ -226,15 +226,16 @@ impl Metrics {
                 sum(&|s| s.counters.allocations_ended[r as usize]),
             );
         }
-        for (mi, m) in METHODS.iter().enumerate() {
-            for (ci, c) in CODES.iter().enumerate() {
-                let total = sum(&|s| s.counters.requests[mi][ci]);
+        for m in RequestMethod::ALL {
+            for ci in 0..RESULTS {
+                let c = result_code(ci);
+                let total = sum(&|s| s.counters.requests[m as usize][ci]);
                 // Only series that happened: 5 methods x 14 codes would be mostly noise.
                 if total > 0 {
                     raise(
                         &self
                             .requests
-                            .with_label_values(&[*m, c.to_string().as_str()]),
+                            .with_label_values(&[m.label(), c.to_string().as_str()]),
                         total,
                     );
                 }

@@ -197,7 +197,7 @@ fn sighup_reload_swaps_the_secret_and_keeps_running() {
     let port = free_udp_port();
     let body = |secret: &str| {
         format!(
-            "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n[relay]\nipv4 = \"127.0.0.1\"\nports = \"54100-54199\"\n[auth]\nsecrets = [\"{secret}\"]\n[http]\nenabled = false\n"
+            "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\ndrain_timeout = \"0s\"\n[relay]\nipv4 = \"127.0.0.1\"\nports = \"54100-54199\"\n[auth]\nsecrets = [\"{secret}\"]\n[http]\nenabled = false\n"
         )
     };
     let cfg = write_config(&body("first-secret-1"));
@@ -243,7 +243,7 @@ fn sighup_reload_swaps_the_secret_and_keeps_running() {
 fn reload_with_an_empty_config_file_is_refused_and_keeps_the_running_one() {
     let port = free_udp_port();
     let cfg = write_config(&format!(
-        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n[relay]\nipv4 = \"127.0.0.1\"\nports = \"54300-54349\"\n[auth]\nsecrets = [\"kept-secret-1\"]\n[http]\nenabled = false\n"
+        "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\ndrain_timeout = \"0s\"\n[relay]\nipv4 = \"127.0.0.1\"\nports = \"54300-54349\"\n[auth]\nsecrets = [\"kept-secret-1\"]\n[http]\nenabled = false\n"
     ));
     let mut child = Command::new(BIN)
         .arg("--config")

@@ -13,7 +13,7 @@ fn systemd_unit_verifies_and_is_hardened() {
     ))
     .unwrap()
     // verify checks that ExecStart exists: point it at the binary this test built.
-    .replace("/usr/local/bin/turnpike", env!("CARGO_BIN_EXE_turnpike"));
+    .replace("/usr/bin/turnpike", env!("CARGO_BIN_EXE_turnpike"));
     let path = dir.join("turnpike.service");
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")
@@ -37,4 +37,224 @@ fn systemd_unit_verifies_and_is_hardened() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
     assert!(level <= 2.0, "exposure {level} (want <= 2.0):\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Builds the .deb with cargo-deb from the binary this test run built (no second, release
+/// build: the package layout is what is under test) and prints its contents.
+fn build_deb(dir: &std::path::Path) -> std::path::PathBuf {
+    let deb = dir.join("turnpike.deb");
+    let out = Command::new("cargo")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "deb",
+            "--profile",
+            "dev",
+            "--no-build",
+            "--strip",
+            "--fast",
+            "-q",
+            "-o",
+        ])
+        .arg(&deb)
+        .output()
+        .expect("cargo-deb (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "cargo deb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    // Straight to stderr, past the test harness's capture: the package listing belongs in
+    // the test output.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "dpkg-deb -c turnpike.deb:\n{list}");
+    for path in [
+        "./usr/bin/turnpike",
+        "./etc/turnpike/turnserver.toml",
+        "./usr/lib/systemd/system/turnpike.service",
+    ] {
+        assert!(list.contains(path), "{path} missing from the package");
+    }
+    deb
+}
+
+/// A tmpfs with an overlay of the machine's root inside, unmounted and removed on drop.
+struct Overlay {
+    base: std::path::PathBuf,
+    merged: std::path::PathBuf,
+}
+
+impl Overlay {
+    fn new() -> Overlay {
+        let base = std::env::temp_dir().join(format!("turnpike-nspawn-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        sh(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=1g",
+                "tmpfs",
+                base.to_str().unwrap(),
+            ],
+        );
+        for d in ["upper", "work", "merged"] {
+            std::fs::create_dir(base.join(d)).unwrap();
+        }
+        let merged = base.join("merged");
+        let opts = format!(
+            "lowerdir=/,upperdir={0}/upper,workdir={0}/work",
+            base.display()
+        );
+        let o = Overlay { base, merged };
+        sh(
+            "mount",
+            &[
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                &opts,
+                o.merged.to_str().unwrap(),
+            ],
+        );
+        o
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.merged).status();
+        let _ = Command::new("umount").arg(&self.base).status();
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+#[track_caller]
+fn sh(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The package under real systemd as PID 1 (systemd-nspawn over an overlay of this
+/// machine's root, private network: traffic stays on the container's loopback):
+/// `dpkg -i`, the service is active only once it relays, a bad reload fails and the old
+/// config keeps serving, a start that cannot relay fails, and `systemctl stop` drains.
+#[test]
+fn deb_installs_and_runs_under_systemd_as_pid1() {
+    let overlay = Overlay::new();
+    let root = &overlay.merged;
+    let deb = build_deb(&overlay.base);
+    let probe = root.join("opt/probe");
+    let results = root.join("opt/results");
+    std::fs::create_dir_all(&probe).unwrap();
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::copy(&deb, probe.join("turnpike.deb")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/deploy/probe.sh"),
+        probe.join("probe.sh"),
+    )
+    .unwrap();
+    // Whatever the machine has installed at these paths must not get in the way. Container
+    // images ship a policy-rc.d that forbids starting services, which a real host has not;
+    // a machine id of its own keeps the container's journal apart from the host's.
+    let _ = std::fs::remove_dir_all(root.join("etc/turnpike"));
+    let _ = std::fs::remove_file(root.join("usr/sbin/policy-rc.d"));
+    let id: [u8; 16] = std::array::from_fn(|i| {
+        (std::process::id() as u8)
+            .wrapping_mul(31)
+            .wrapping_add(i as u8 * 17)
+    });
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(root.join("etc/machine-id"), format!("{id}\n")).unwrap();
+    let units = root.join("etc/systemd/system");
+    std::fs::create_dir_all(units.join("multi-user.target.wants")).unwrap();
+    std::fs::write(
+        units.join("turnpike-probe.service"),
+        "[Unit]\nAfter=multi-user.target\n[Service]\nType=oneshot\nTimeoutStartSec=200\n\
+         ExecStart=/opt/probe/probe.sh\nExecStopPost=/bin/systemctl --no-block poweroff\n\
+         [Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/turnpike-probe.service",
+        units.join("multi-user.target.wants/turnpike-probe.service"),
+    )
+    .unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "10",
+            "240",
+            "systemd-nspawn",
+            "-q",
+            "--boot",
+            "--private-network",
+        ])
+        .args(["--register=no", "--keep-unit", "-D"])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("systemd-nspawn (package systemd-container) must be installed");
+    let log = std::fs::read_to_string(results.join("probe.log")).unwrap_or_default();
+    assert!(
+        log.contains("PROBE-DONE"),
+        "probe did not finish (nspawn {:?}):\n{log}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let step = |name: &str| -> String {
+        log.lines()
+            .find_map(|l| l.strip_prefix(&format!("STEP {name} ")))
+            .unwrap_or_else(|| panic!("no step {name} in:\n{log}"))
+            .to_owned()
+    };
+    let expect = [
+        ("install", "0"),
+        ("active", "0"),
+        ("secrets_mode", "root:turnpike:640"),
+        ("service_user", "turnpike"),
+        ("binding", "0"),
+        ("reload_good", "0"),
+        ("relay", "0"),
+        ("relay_lost", "0"),
+        ("active_after_bad_reload", "0"),
+        ("relay_after_bad_reload", "0"),
+        ("relay_after_bad_reload_lost", "0"),
+        ("restart_good", "0"),
+        ("stopping_state", "deactivating"),
+        ("long_relay", "0"),
+        ("long_relay_lost", "0"),
+        ("stopped", "inactive"),
+        ("main_status", "0"),
+        ("tls_credential_start", "0"),
+        ("tls_handshake", "0"),
+        ("journal_ansi", "0"),
+        ("journal_dump", "0"),
+    ];
+    for (name, want) in expect {
+        assert_eq!(step(name), want, "step {name}:\n{log}");
+    }
+    for name in ["reload_bad", "restart_unrelayable", "new_allocate"] {
+        assert_ne!(step(name), "0", "step {name} should fail:\n{log}");
+    }
+    let warnings: u32 = step("journal_warnings").parse().unwrap();
+    assert!(
+        warnings >= 1,
+        "no warning at priority 4 in the journal:\n{log}"
+    );
+    // The call that was up kept the node draining past its own end, until the timeout.
+    let drain: u64 = step("drain_seconds").parse().unwrap();
+    assert!((5..=30).contains(&drain), "drain took {drain} s:\n{log}");
 }

@@ -13,38 +13,7 @@ use support::*;
 use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::peeraddr::PeerAddress;
-use turnpike::http::HttpState;
 use turnpike::runtime::Relay;
-
-/// Starts the HTTP endpoint for `relay` on a free port, on its own runtime thread.
-fn start_http(relay: Arc<Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
-    let state = HttpState::new(relay, cfg, &[SECRET.to_owned()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            let _ = turnpike::http::serve(l, state, std::future::pending()).await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
-/// The value of the series whose line starts with `series` (name and labels).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn metrics_show_exact_relayed_totals_and_gauges_return_to_zero() {
@@ -303,6 +272,38 @@ fn credential_api_is_off_without_a_token() {
     assert_eq!(
         http_get(http, "GET", "/api/v1/credentials?user=x", &[]).0,
         404
+    );
+    relay.shutdown();
+}
+
+#[test]
+fn a_request_with_an_unknown_method_is_counted_as_other_not_as_a_real_method() {
+    let (relay, server, cfg) = start_with(true, "53100-53149", "", "");
+    let http = start_http(relay.clone(), &cfg);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    // CONNECT (RFC 6062): a method this server does not serve.
+    let m = build_request(METHOD_CONNECT, &[], None);
+    s.send_to(&m.raw, server).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = s.recv(&mut buf).unwrap();
+    let mut r = Message::new();
+    r.raw = buf[..n].to_vec();
+    r.decode().unwrap();
+    assert_eq!(error_code(&r), Some(400));
+    let (status, _, text) = http_get(http, "GET", "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &text,
+            "turnpike_requests_total{code=\"400\",method=\"other\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !text.contains("method=\"channel_bind\""),
+        "no ChannelBind was ever sent:\n{text}"
     );
     relay.shutdown();
 }

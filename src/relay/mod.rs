@@ -1,6 +1,27 @@
 //! The sans-IO relay core: every STUN/TURN decision, no sockets and no clock reads. The
-//! shell feeds it packets with the current time and carries out the commands it queues.
+//! shell feeds it packets with the current time and carries out what it decides.
+//!
+//! The drive loop (one per shard, in `runtime::shard`):
+//!
+//! 1. A client packet: `handle_client_packet(now, unix, client, bytes)`. ChannelData and
+//!    Send indications come back at once as `ClientAction::Forward { relay, peer, payload }`
+//!    (a borrowed slice: the shell sends it from that relay socket) or `Drop(reason)`.
+//!    Everything else is a STUN request; its answers and side effects are queued as
+//!    `Command`s and the call returns `Handled`.
+//! 2. A peer packet on a relay socket: `handle_peer_packet(now, relay, peer, payload)`
+//!    answers `PeerAction::ChannelData` or `DataIndication` (the shell frames it in place
+//!    with `proto`, no allocation) or `Drop`.
+//! 3. After either, and after timers: drain `poll_command()` until it is empty. Commands
+//!    send a STUN message, bind a relay socket (answer with `relay_bound`, which may queue
+//!    further commands: keep draining), release one, or report an ended session.
+//! 4. Timers: sleep until `poll_timeout()`, then call `handle_timeout(now)`; it expires
+//!    only what is due (a deadline heap), never walks every allocation.
+//! 5. A TCP/TLS connection closed: `client_disconnected` (its allocation ends with it).
+//!
+//! `now` is the shell's monotonic clock, `unix` its wall clock in seconds (credential and
+//! nonce expiry); the core never reads either itself, so tests move time by hand.
 
+pub mod admission;
 pub mod allocation;
 pub mod bandwidth;
 pub mod peer_policy;
@@ -174,6 +195,7 @@ pub struct Server {
     /// Reservations in expiry order (they all live RESERVATION_LIFETIME).
     reservation_timers: VecDeque<(Instant, [u8; 8])>,
     counters: Counters,
+    admission: admission::Admission,
     /// Budget for answers sent without authentication (see `rate_limit`).
     limiter: rate_limit::PrefixLimiter,
     /// The time of the request being handled, for code deep in the answer path.
@@ -208,6 +230,7 @@ impl Server {
             timers: BinaryHeap::new(),
             reservation_timers: VecDeque::new(),
             counters: Counters::default(),
+            admission: Default::default(),
         }
     }
 

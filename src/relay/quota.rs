@@ -86,6 +86,11 @@ impl Quotas {
         self.total.load(Ordering::Acquire)
     }
 
+    /// Every allocation slot of the server is taken (`relay.max_allocations`).
+    pub fn is_full(&self) -> bool {
+        self.in_use() >= self.max_total
+    }
+
     /// Slots `username`'s user id holds.
     pub fn user_in_use(&self, username: &str) -> usize {
         let users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());

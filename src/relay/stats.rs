@@ -3,6 +3,7 @@
 
 use super::Transport;
 use crate::auth::AuthError;
+use crate::proto::error_code::StunError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -97,24 +98,64 @@ impl EndReason {
     }
 }
 
-/// STUN/TURN methods counted in request metrics.
-pub const METHODS: [&str; 5] = [
-    "binding",
-    "allocate",
-    "refresh",
-    "create_permission",
-    "channel_bind",
-];
-/// Result codes counted in request metrics; 200 means success.
-pub const CODES: [u16; 14] = [
-    200, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
-];
+/// STUN/TURN methods counted in request metrics. A method this server does not know gets
+/// its own label, so a 400 for it is not counted under a real method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestMethod {
+    Binding = 0,
+    Allocate,
+    Refresh,
+    CreatePermission,
+    ChannelBind,
+    Other,
+}
 
-pub fn code_index(code: u16) -> usize {
-    CODES
-        .iter()
-        .position(|&c| c == code)
-        .unwrap_or(CODES.len() - 2)
+impl RequestMethod {
+    pub const ALL: [RequestMethod; 6] = [
+        RequestMethod::Binding,
+        RequestMethod::Allocate,
+        RequestMethod::Refresh,
+        RequestMethod::CreatePermission,
+        RequestMethod::ChannelBind,
+        RequestMethod::Other,
+    ];
+
+    pub fn of(m: stun::message::Method) -> Self {
+        use stun::message::*;
+        match m {
+            METHOD_BINDING => RequestMethod::Binding,
+            METHOD_ALLOCATE => RequestMethod::Allocate,
+            METHOD_REFRESH => RequestMethod::Refresh,
+            METHOD_CREATE_PERMISSION => RequestMethod::CreatePermission,
+            METHOD_CHANNEL_BIND => RequestMethod::ChannelBind,
+            _ => RequestMethod::Other,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestMethod::Binding => "binding",
+            RequestMethod::Allocate => "allocate",
+            RequestMethod::Refresh => "refresh",
+            RequestMethod::CreatePermission => "create_permission",
+            RequestMethod::ChannelBind => "channel_bind",
+            RequestMethod::Other => "other",
+        }
+    }
+}
+/// Request outcomes counted in metrics: index 0 is success (code 200), then one slot per
+/// `StunError`, in its order.
+pub const RESULTS: usize = 1 + StunError::ALL.len();
+
+pub fn result_index(error: Option<StunError>) -> usize {
+    error.map_or(0, |e| 1 + e as usize)
+}
+
+/// The `code` label of a result slot.
+pub fn result_code(index: usize) -> u16 {
+    index
+        .checked_sub(1)
+        .map_or(200, |i| StunError::ALL[i].code())
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -124,7 +165,7 @@ pub struct Counters {
     pub relayed_packets: [[u64; 2]; Transport::COUNT],
     pub dropped: [u64; DropReason::ALL.len()],
     /// [method][code]
-    pub requests: [[u64; CODES.len()]; METHODS.len()],
+    pub requests: [[u64; RESULTS]; RequestMethod::ALL.len()],
     /// Indexed by `AuthError as usize`.
     pub auth_failures: [u64; AuthError::ALL.len()],
     /// [transport]

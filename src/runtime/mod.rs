@@ -2,8 +2,11 @@
 //! shard) and carries out what they decide.
 
 pub mod batch;
+pub mod checks;
 pub mod clock;
 pub mod connections;
+pub mod journal;
+pub mod notify;
 pub mod session_log;
 pub mod sessions;
 pub mod shard;
@@ -51,7 +54,16 @@ pub struct ShardStatus {
     generation: AtomicU64,
     /// False once the shard thread has stopped.
     running: AtomicBool,
+    /// Bumped by every turn of the shard's loop (at least once a second): the watchdog
+    /// pings systemd only while every shard's count moves.
+    heartbeat: AtomicU64,
+    /// Relay binds failed in a row for a reason other than a port in use (address not
+    /// local, port not permitted): at the threshold every recent Allocate failed.
+    bind_failures: AtomicU64,
 }
+
+/// Consecutive failed relay binds after which a shard counts as unable to relay.
+pub const BIND_FAILURES_NOT_READY: u64 = 8;
 
 impl ShardStatus {
     pub fn publish(
@@ -103,6 +115,32 @@ impl ShardStatus {
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }
+
+    pub fn beat(&self) {
+        self.heartbeat.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// Records a relay bind's outcome; logs once when the shard starts failing every bind.
+    pub fn note_bind(&self, shard: usize, addr: SocketAddr, result: &std::io::Result<()>) {
+        match result {
+            Ok(()) => self.bind_failures.store(0, Ordering::Relaxed),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => {
+                let n = self.bind_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == BIND_FAILURES_NOT_READY {
+                    tracing::error!(shard, relay = %addr, error = %e, "relay sockets cannot be bound: Allocates fail with 508 and /readyz reports 503");
+                }
+            }
+        }
+    }
+
+    pub fn binds_failing(&self) -> bool {
+        self.bind_failures.load(Ordering::Relaxed) >= BIND_FAILURES_NOT_READY
+    }
 }
 
 /// How the shell reaches a shard thread: its control queue, the waker that interrupts its
@@ -118,6 +156,8 @@ pub struct Relay {
     /// The server's own addresses, fixed at start (listeners need a restart to change).
     own: OwnAddresses,
     pub metrics: Arc<Metrics>,
+    /// Set by `drain`: /readyz says 503 and new Allocates go elsewhere.
+    draining: AtomicBool,
 }
 
 /// Everything the cores share that a reload may change.
@@ -183,7 +223,9 @@ fn own_addresses(cfg: &Config, relay: [Option<RelayFamily>; 2]) -> OwnAddresses 
 }
 
 /// The IPv4 relay address when none is configured: a specific listen address if there is
-/// one, else the first non-loopback interface address, else loopback.
+/// one, else an address of the interface that carries the default route (not the first
+/// interface in kernel order: a docker0 bridge must not win over eth0), else the first
+/// non-loopback interface address, else loopback.
 fn default_relay_ipv4(cfg: &Config) -> IpAddr {
     if let Some(a) = cfg
         .server
@@ -193,14 +235,18 @@ fn default_relay_ipv4(cfg: &Config) -> IpAddr {
     {
         return a.ip();
     }
-    if_addrs::get_if_addrs()
+    let ifs = if_addrs::get_if_addrs().unwrap_or_default();
+    let candidates = || {
+        ifs.iter()
+            .filter(|i| i.ip().is_ipv4() && !i.ip().is_loopback())
+    };
+    let route_if = std::fs::read_to_string("/proc/self/net/route")
         .ok()
-        .and_then(|ifs| {
-            ifs.into_iter()
-                .map(|i| i.ip())
-                .find(|ip| ip.is_ipv4() && !ip.is_loopback())
-        })
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .and_then(|t| checks::default_route_interface_v4(&t));
+    route_if
+        .and_then(|name| candidates().find(|i| i.name == name))
+        .or_else(|| candidates().next())
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |i| i.ip())
 }
 
 /// The IPv4 address clients are told to use for relays (and the server, for URIs).
@@ -211,7 +257,7 @@ pub fn advertised_ipv4(cfg: &Config) -> IpAddr {
         .unwrap_or_else(|| default_relay_ipv4(cfg))
 }
 
-fn relay_families(cfg: &Config) -> (Option<RelayFamily>, Option<RelayFamily>) {
+pub fn relay_families(cfg: &Config) -> (Option<RelayFamily>, Option<RelayFamily>) {
     let v4_bind = cfg.relay.ipv4.unwrap_or_else(|| default_relay_ipv4(cfg));
     let v4 = RelayFamily {
         bind: v4_bind,
@@ -277,12 +323,13 @@ impl Relay {
             nonce_key,
             own: own.clone(),
             metrics: metrics.clone(),
+            draining: AtomicBool::new(false),
         };
         for i in 0..shards {
             // Disjoint port slices: shards never contend for a relay port.
             let start = lo as usize + span * i / shards;
             let end = lo as usize + span * (i + 1) / shards - 1;
-            let core = Server::new(
+            let mut core = Server::new(
                 CoreConfig {
                     auth: authenticator(cfg, secrets, nonce_key),
                     policy: policy(cfg, &own),
@@ -304,6 +351,7 @@ impl Relay {
                 },
                 rand::random(),
             );
+            core.set_alternates(cfg.server.alternate.clone());
             let mut listeners = Listeners {
                 udp: Vec::new(),
                 tcp: Vec::new(),
@@ -388,7 +436,30 @@ impl Relay {
         if let Some(tls) = tls {
             self.send_all(|| Control::Tls(tls.clone()));
         }
+        self.send_all(|| Control::Alternates(cfg.server.alternate.clone()));
         Ok(())
+    }
+
+    /// Starts (or ends) draining: /readyz turns 503 at once and new Allocates are refused
+    /// or redirected, while existing allocations keep relaying and refreshing.
+    /// Returns once every running shard has applied it (bounded wait).
+    pub fn drain(&self, on: bool) {
+        self.draining.store(on, Ordering::Release);
+        self.send_all(|| Control::Draining(on));
+        // Control messages are handled in order: a fresh snapshot means it was applied.
+        self.snapshots();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Allocations alive in every shard (fresh snapshots).
+    pub fn allocation_count(&self) -> u64 {
+        self.snapshots()
+            .iter()
+            .map(|s| s.allocations.iter().flatten().sum::<u64>())
+            .sum()
     }
 
     /// Fresh snapshots from every shard: asks each to publish and waits (bounded) for it,
@@ -440,9 +511,15 @@ impl Relay {
         out
     }
 
-    /// Listeners are bound and every shard is running.
+    /// Listeners are bound, every shard is running and can bind relay sockets, and the
+    /// node is not draining.
     pub fn is_ready(&self) -> bool {
-        !self.status.is_empty() && self.status.iter().all(|s| s.is_running())
+        !self.status.is_empty()
+            && !self.is_draining()
+            && self
+                .status
+                .iter()
+                .all(|s| s.is_running() && !s.binds_failing())
     }
 
     /// Ends every allocation (each gets its log line) and stops the shards.

@@ -52,6 +52,10 @@ pub enum Control {
     Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
+    /// Start or stop draining (see `Server::set_draining`).
+    Draining(bool),
+    /// Nodes for ALTERNATE-SERVER (reload).
+    Alternates(Vec<SocketAddr>),
     /// Describe the live allocations (sessions API).
     Sessions(Sender<Vec<SessionInfo>>),
     /// End every allocation of this user id and say how many (sessions API).
@@ -311,6 +315,7 @@ impl Shard {
                 self.run_commands(now);
             }
             if now >= next_tick {
+                self.status.beat();
                 self.close_idle_connections(now);
                 self.status.publish(
                     &self.core,
@@ -331,6 +336,8 @@ impl Shard {
                     self.core.reconfigure(auth, policy)
                 }
                 Ok(Control::Tls(cfg)) => self.streams.tls = Some(cfg),
+                Ok(Control::Draining(on)) => self.core.set_draining(on),
+                Ok(Control::Alternates(a)) => self.core.set_alternates(a),
                 Ok(Control::Publish) => self.status.publish(
                     &self.core,
                     now,
@@ -501,8 +508,9 @@ impl Shard {
                     }
                 }
                 Command::BindRelay { token, addr } => {
-                    let ok = self.bind_relay(addr).is_ok();
-                    self.core.relay_bound(now, token, addr, ok);
+                    let result = self.bind_relay(addr);
+                    self.status.note_bind(self.index, addr, &result);
+                    self.core.relay_bound(now, token, addr, result.is_ok());
                 }
                 Command::ReleaseRelay { addr } => self.release_relay(addr),
                 Command::AllocationEnded(summary) => {

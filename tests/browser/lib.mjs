@@ -83,7 +83,7 @@ export async function startTurnpike(config, netns) {
     async stop() {
       if (child.exitCode !== null) return;
       const done = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
+      child.kill('SIGINT'); // stop at once: SIGTERM would drain live allocations first
       await done;
       children.delete(child);
     },

@@ -86,7 +86,7 @@ async function startTurnpike(config, netns) {
     async stop() {
       if (child.exitCode !== null) return;
       const done = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
+      child.kill('SIGINT'); // stop at once: SIGTERM would drain live allocations first
       await done;
       children.delete(child);
     },

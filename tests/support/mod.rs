@@ -203,3 +203,33 @@ impl RawClient {
         )
     }
 }
+
+/// Starts the HTTP endpoint for `relay` on a free port, on its own runtime thread.
+pub fn start_http(relay: Arc<Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
+    let state = turnpike::http::HttpState::new(relay, cfg, &[SECRET.to_owned()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let _ = turnpike::http::serve(l, state, std::future::pending()).await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// The value of the series whose line starts with `series` (name and labels).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

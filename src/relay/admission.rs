@@ -1,0 +1,174 @@
+//! Whether a new allocation may be made here: a draining node and a full one send new
+//! clients elsewhere (RFC 8489 §10, 300 Try Alternate with ALTERNATE-SERVER) while every
+//! existing allocation keeps relaying and refreshing.
+
+use std::net::SocketAddr;
+
+use crate::proto::error_code::StunError;
+
+use stun::attributes::ATTR_ALTERNATE_SERVER;
+use stun::message::{Message, Setter};
+
+use super::Server;
+
+#[derive(Debug, Default)]
+pub struct Admission {
+    draining: bool,
+    alternates: Vec<SocketAddr>,
+}
+
+/// Why a new allocation goes elsewhere: the error code, its reason, and the node named in
+/// ALTERNATE-SERVER (300 only).
+pub type Refusal = (StunError, &'static str, Option<SocketAddr>);
+
+impl Server {
+    /// Draining: new Allocates are refused, existing allocations carry on.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.admission.draining = draining;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.admission.draining
+    }
+
+    /// The nodes named in ALTERNATE-SERVER (config `server.alternate`).
+    pub fn set_alternates(&mut self, alternates: Vec<SocketAddr>) {
+        self.admission.alternates = alternates;
+    }
+
+    /// Checked first in Allocate. A draining node answers 300 with an alternate, else 403
+    /// (an administrative refusal: 486 would tell the client its user hit a quota, 508
+    /// that a retry might succeed). A full node redirects when it has somewhere to send
+    /// the client; otherwise Allocate goes on to its usual 486.
+    pub(super) fn refuse_new_allocation(&mut self, client: SocketAddr) -> Option<Refusal> {
+        let full = self.cfg.quotas.is_full();
+        if !self.admission.draining && !full {
+            return None;
+        }
+        match self.alternate_for(client) {
+            Some(alt) => {
+                if !self.admission.draining {
+                    self.counters.quota_rejections += 1;
+                }
+                Some((
+                    StunError::TryAlternate,
+                    StunError::TryAlternate.reason(),
+                    Some(alt),
+                ))
+            }
+            None if self.admission.draining => {
+                Some((StunError::Forbidden, "Server Draining", None))
+            }
+            None => None,
+        }
+    }
+
+    /// One of the alternates, preferring the client's address family, spread over the
+    /// list by the client's port so that one node does not take every redirected client.
+    fn alternate_for(&self, client: SocketAddr) -> Option<SocketAddr> {
+        let alts = &self.admission.alternates;
+        let same: Vec<_> = alts
+            .iter()
+            .filter(|a| a.is_ipv4() == client.is_ipv4())
+            .collect();
+        let pool: Vec<_> = if same.is_empty() {
+            alts.iter().collect()
+        } else {
+            same
+        };
+        (!pool.is_empty()).then(|| *pool[client.port() as usize % pool.len()])
+    }
+}
+
+/// ALTERNATE-SERVER (0x8023): plain STUN address encoding, not XOR'd (RFC 8489 §14.15).
+pub struct AlternateServer(pub SocketAddr);
+
+impl Setter for AlternateServer {
+    fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
+        stun::addr::MappedAddress {
+            ip: self.0.ip(),
+            port: self.0.port(),
+        }
+        .add_to_as(m, ATTR_ALTERNATE_SERVER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use stun::addr::MappedAddress;
+    use stun::attributes::ATTR_ALTERNATE_SERVER;
+    use stun::integrity::MessageIntegrity;
+    use stun::message::*;
+    use turn::proto::lifetime::Lifetime;
+
+    use crate::relay::tests::*;
+
+    fn alternate(m: &Message) -> Option<SocketAddr> {
+        let mut a = MappedAddress::default();
+        a.get_from_as(m, ATTR_ALTERNATE_SERVER).ok()?;
+        Some(SocketAddr::new(a.ip, a.port))
+    }
+
+    fn try_allocate(h: &mut Harness, n: u16, user: &str) -> Message {
+        let c = h.creds(user);
+        h.request(
+            h.client(n),
+            METHOD_ALLOCATE,
+            Harness::allocate_attrs(),
+            Some(&c),
+        )
+    }
+
+    #[test]
+    fn draining_refuses_new_allocate_with_300_and_alternate_server_signed() {
+        let mut h = harness();
+        let alts: Vec<SocketAddr> = vec![peer("[2001:db8::9]:3478"), peer("192.0.2.9:3478")];
+        h.server.set_alternates(alts);
+        h.server.set_draining(true);
+        let r = try_allocate(&mut h, 1, "u1");
+        assert_eq!(error_code(&r), Some(300));
+        // Same family as the (IPv4) client, in the plain (not XOR) encoding.
+        assert_eq!(alternate(&r), Some(peer("192.0.2.9:3478")));
+        let raw = r.get(stun::attributes::ATTR_ALTERNATE_SERVER).unwrap();
+        assert_eq!(&raw[4..8], &[192, 0, 2, 9]);
+        // Authenticated, so the client may trust the redirect (RFC 8489 §10).
+        let c = h.creds("u1");
+        let mut r = r;
+        MessageIntegrity::new_long_term_integrity(c.username, REALM.into(), c.password)
+            .check(&mut r)
+            .expect("300 carries a valid MESSAGE-INTEGRITY");
+    }
+
+    #[test]
+    fn draining_without_alternates_gets_403_and_existing_allocation_refreshes() {
+        let mut h = harness();
+        h.allocate(h.client(1), "u1");
+        h.server.set_draining(true);
+        assert_eq!(error_code(&try_allocate(&mut h, 2, "u2")), Some(403));
+        let c = h.creds("u1");
+        let r = h.request(
+            h.client(1),
+            METHOD_REFRESH,
+            vec![Box::new(Lifetime(std::time::Duration::from_secs(600)))],
+            Some(&c),
+        );
+        assert_success(&r);
+        h.server.set_draining(false);
+        h.allocate(h.client(2), "u2");
+    }
+
+    #[test]
+    fn full_node_redirects_when_it_has_alternates_else_486() {
+        let mut cfg = config();
+        cfg.quotas = std::sync::Arc::new(crate::relay::quota::Quotas::new(1, 5));
+        let mut h = harness_with(cfg);
+        h.allocate(h.client(1), "u1");
+        assert_eq!(error_code(&try_allocate(&mut h, 2, "u2")), Some(486));
+        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        let r = try_allocate(&mut h, 3, "u3");
+        assert_eq!(error_code(&r), Some(300));
+        assert_eq!(alternate(&r), Some(peer("192.0.2.9:3478")));
+    }
+}

@@ -1,0 +1,153 @@
+//! Startup checks that only the host can answer: can the relay bind its address and ports,
+//! are the listener ports free, are the TLS files readable. Each error names its config key,
+//! so a misconfigured node refuses to start instead of answering every Allocate with 508.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+
+use anyhow::bail;
+
+use super::shard::udp_socket;
+use crate::config::Config;
+
+/// The interface of the IPv4 default route in /proc/net/route's text (destination and
+/// mask 0, lowest metric first).
+pub fn default_route_interface_v4(route: &str) -> Option<String> {
+    route
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+            let up = u32::from_str_radix(f.get(3)?, 16).ok()? & 1 == 1;
+            (up && *f.get(1)? == "00000000" && *f.get(7)? == "00000000")
+                .then(|| Some((f.get(6)?.parse::<u32>().ok()?, f[0].to_owned())))?
+        })
+        .min()
+        .map(|(_, name)| name)
+}
+
+fn why(e: &std::io::Error, port: u16) -> &'static str {
+    match e.kind() {
+        ErrorKind::PermissionDenied if port < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        }
+        ErrorKind::AddrNotAvailable => " (not an address of this host)",
+        ErrorKind::AddrInUse => " (already in use by another process)",
+        _ => "",
+    }
+}
+
+/// Proves each relay family can bind a port of `relay.ports`: tries ports spread over the
+/// range until one binds. A port in use moves on; any other error is the answer.
+pub fn relay_range(cfg: &Config) -> anyhow::Result<()> {
+    let (lo, hi) = cfg.relay.ports;
+    let span = (hi - lo) as u32 + 1;
+    let v4 = cfg
+        .relay
+        .ipv4
+        .unwrap_or_else(|| super::default_relay_ipv4(cfg));
+    for (key, ip) in [("relay.ipv4", Some(v4)), ("relay.ipv6", cfg.relay.ipv6)] {
+        let Some(ip) = ip else { continue };
+        let mut bound = false;
+        for i in 0..32u32.min(span) {
+            // Spread over the range: a busy start of the range says nothing about the rest.
+            let port = lo + ((i as u64 * 7919) % span as u64) as u16;
+            match udp_socket(SocketAddr::new(ip, port), false) {
+                Ok(_) => {
+                    bound = true;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::AddrInUse => continue,
+                Err(e) if e.kind() == ErrorKind::AddrNotAvailable => bail!(
+                    "{key}: {ip} is not an address of this host ({e}); behind a 1:1 NAT \
+                     put the public address in relay.advertised_{} and a local one here",
+                    if ip.is_ipv4() { "ipv4" } else { "ipv6" }
+                ),
+                Err(e) => bail!(
+                    "relay.ports: cannot bind a relay socket at {}: {e}{}",
+                    SocketAddr::new(ip, port),
+                    why(&e, port)
+                ),
+            }
+        }
+        if !bound {
+            bail!(
+                "relay.ports: every port tried in {lo}-{hi} on {ip} is in use by another process"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A TCP bind without SO_REUSEPORT: fails while another socket holds the port.
+fn tcp_test_bind(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // A previous instance's TIME_WAIT connections must not count as "in use".
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())
+}
+
+/// Every listener port is free. The server binds with SO_REUSEPORT (one socket per shard),
+/// which would silently share a port with a second instance: test-bind without it first.
+pub fn listeners_free(cfg: &Config) -> anyhow::Result<()> {
+    let s = &cfg.server;
+    for a in &s.listen_udp {
+        if let Err(e) = udp_socket(*a, false) {
+            bail!(
+                "server.listen_udp: cannot bind {a}: {e}{}",
+                why(&e, a.port())
+            );
+        }
+    }
+    for (key, addrs) in [
+        ("server.listen_tcp", &s.listen_tcp),
+        ("server.listen_tls", &s.listen_tls),
+    ] {
+        for a in addrs {
+            if let Err(e) = tcp_test_bind(*a) {
+                bail!("{key}: cannot bind {a}: {e}{}", why(&e, a.port()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The TLS certificate and key load (readable by this user, parseable, matching).
+pub fn tls_files(cfg: &Config) -> anyhow::Result<()> {
+    super::load_tls(cfg).map(|_| ())
+}
+
+/// Everything `turnpike check-config` can prove without the running server's sockets.
+pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
+    tls_files(cfg)?;
+    relay_range(cfg)
+}
+
+/// Before binding for real: the checks above plus free listener ports.
+pub fn startup(cfg: &Config) -> anyhow::Result<()> {
+    check_config(cfg)?;
+    listeners_free(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_route_interface_is_the_one_with_the_zero_route_not_the_first() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+            wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+            eth0\t00000000\t010010AC\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+            eth0\t000010AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        assert_eq!(default_route_interface_v4(route).as_deref(), Some("eth0"));
+        let none = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+            docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\n";
+        assert_eq!(default_route_interface_v4(none), None);
+    }
+}
