@@ -277,6 +277,54 @@ fn credential_api_is_off_without_a_token() {
 }
 
 #[test]
+fn relay_port_pool_and_process_metrics_are_exported() {
+    // 10 relay ports over 2 shards; no IPv6 relay, so its pool is empty.
+    let (relay, server, cfg) = start_with(true, "53900-53909", "", "");
+    let http = start_http(relay.clone(), &cfg);
+    let (user, pass) = turnpike::auth::mint_credential(SECRET, "p", 600, unix_now());
+    let mut c = RawClient::new(server, user, pass);
+    assert!(c.allocate().contains(ATTR_XOR_RELAYED_ADDRESS));
+    let (_, _, text) = http_get(http, "GET", "/metrics", &[]);
+    let v4 = "{family=\"ipv4\"}";
+    let v6 = "{family=\"ipv6\"}";
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_total{v4}")),
+        10.0
+    );
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_total{v6}")),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_in_use{v4}")),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_in_use{v6}")),
+        0.0
+    );
+    // The process collector reads /proc/self: a live process has memory and open fds.
+    assert!(metric(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(metric(&text, "process_open_fds") > 2.0);
+    assert!(metric(&text, "process_max_fds") > 0.0);
+    assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+    assert!(metric(&text, "process_start_time_seconds") > 1.0e9);
+
+    let r = c.exchange(
+        METHOD_REFRESH,
+        vec![Box::new(Lifetime(Duration::ZERO))],
+        true,
+    );
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    let (_, _, text) = http_get(http, "GET", "/metrics", &[]);
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_in_use{v4}")),
+        0.0
+    );
+    relay.shutdown();
+}
+
+#[test]
 fn a_request_with_an_unknown_method_is_counted_as_other_not_as_a_real_method() {
     let (relay, server, cfg) = start_with(true, "53100-53149", "", "");
     let http = start_http(relay.clone(), &cfg);

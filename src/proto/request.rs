@@ -80,9 +80,11 @@ impl AllocateRequest {
             Ok(_) => return Err((StunError::BadRequest, "Bad ADDITIONAL-ADDRESS-FAMILY")),
             Err(_) => false,
         };
-        // RFC 8656 §7.2: a token excludes EVEN-PORT and REQUESTED-ADDRESS-FAMILY, which
-        // excludes ADDITIONAL-ADDRESS-FAMILY.
-        if (reservation_token.is_some() && (even_port.is_some() || family.is_some()))
+        // RFC 8656 §7.2: a token excludes EVEN-PORT and both address-family attributes
+        // (the reserved port has one family); REQUESTED-ADDRESS-FAMILY excludes
+        // ADDITIONAL-ADDRESS-FAMILY.
+        if (reservation_token.is_some()
+            && (even_port.is_some() || family.is_some() || additional_v6))
             || (family.is_some() && additional_v6)
         {
             return Err((StunError::BadRequest, "Conflicting attributes"));

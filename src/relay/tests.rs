@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use stun::attributes::*;
-use stun::error_code::ErrorCodeAttribute;
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
 use stun::message::*;
@@ -99,10 +98,7 @@ pub fn assert_success(m: &Message) {
     );
 }
 
-pub fn error_code(m: &Message) -> Option<u16> {
-    let mut e = ErrorCodeAttribute::default();
-    e.get_from(m).ok().map(|_| e.code.0)
-}
+pub use crate::testkit::{channel_data, error_code, send_indication};
 
 pub struct Creds {
     pub username: String,
@@ -243,32 +239,16 @@ impl Harness {
         creds: Option<&Creds>,
         nonce: Option<String>,
     ) -> Message {
-        let mut m = Message::new();
-        m.set_type(MessageType::new(method, CLASS_REQUEST));
-        m.new_transaction_id().unwrap();
-        m.write_header();
-        for a in &attrs {
-            a.add_to(&mut m).unwrap();
-        }
-        if let Some(c) = creds {
-            let nonce = nonce.unwrap_or_else(|| self.nonce(client));
-            TextAttribute::new(ATTR_USERNAME, c.username.clone())
-                .add_to(&mut m)
-                .unwrap();
-            TextAttribute::new(ATTR_REALM, REALM.into())
-                .add_to(&mut m)
-                .unwrap();
-            TextAttribute::new(ATTR_NONCE, nonce)
-                .add_to(&mut m)
-                .unwrap();
-            MessageIntegrity::new_long_term_integrity(
-                c.username.clone(),
-                REALM.into(),
-                c.password.clone(),
-            )
-            .add_to(&mut m)
-            .unwrap();
-        }
+        let nonce = creds.map(|_| nonce.unwrap_or_else(|| self.nonce(client)));
+        let sign = creds
+            .zip(nonce.as_deref())
+            .map(|(c, nonce)| crate::testkit::Signer {
+                username: &c.username,
+                password: &c.password,
+                realm: REALM,
+                nonce,
+            });
+        let mut m = crate::testkit::request(method, &attrs, sign);
         FINGERPRINT.add_to(&mut m).unwrap();
         m
     }
@@ -391,29 +371,6 @@ fn lifetime(m: &Message) -> u64 {
     let mut l = Lifetime::default();
     l.get_from(m).unwrap();
     l.0.as_secs()
-}
-
-pub fn channel_data(ch: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0; 4];
-    v[0..2].copy_from_slice(&ch.to_be_bytes());
-    v[2..4].copy_from_slice(&(payload.len() as u16).to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
-fn send_indication(p: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    PeerAddress {
-        ip: p.ip(),
-        port: p.port(),
-    }
-    .add_to(&mut m)
-    .unwrap();
-    Data(data.to_vec()).add_to(&mut m).unwrap();
-    m.raw
 }
 
 /// EVEN-PORT with the R bit: reserve the next port too.

@@ -27,25 +27,11 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
 use crate::relay::quota::Quotas;
-use crate::relay::stats::Counters;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
 use shard::{Control, Limits, Listeners, Shard, tcp_listener, udp_socket};
 
-/// What a shard last published: its counters and gauges, copied on request and once a
-/// second, so that the relay path never touches shared state.
-#[derive(Debug, Default, Clone)]
-pub struct ShardSnapshot {
-    pub counters: Counters,
-    /// Gauges, [transport][family: 0 = IPv4, 1 = IPv6].
-    pub allocations: [[u64; 2]; Transport::COUNT],
-    pub permissions: [[u64; 2]; Transport::COUNT],
-    pub channels: [[u64; 2]; Transport::COUNT],
-    /// Open client connections, by transport (TCP, TLS).
-    pub connections: [u64; Transport::COUNT],
-    /// Failed TLS handshakes and refused connections.
-    pub streams: connections::StreamCounters,
-}
+pub use crate::metrics::snapshot::ShardSnapshot;
 
 #[derive(Debug, Default)]
 pub struct ShardStatus {
@@ -79,6 +65,10 @@ impl ShardStatus {
             streams,
             ..Default::default()
         };
+        for (fi, (used, total)) in core.relay_port_usage().into_iter().enumerate() {
+            snap.relay_ports_in_use[fi] = used;
+            snap.relay_ports_total[fi] = total;
+        }
         for a in core.allocations() {
             let t = a.client.transport as usize;
             for (fi, relay) in [a.relay_v4, a.relay_v6].iter().enumerate() {
@@ -423,8 +413,9 @@ impl Relay {
         }
     }
 
-    /// Applies a reloaded config's credentials, peer policy and TLS certificate;
-    /// allocations stay up. A certificate that fails to load keeps the old one.
+    /// Applies a reloaded config's credentials, peer policy, TLS certificate and
+    /// alternates; allocations stay up. All or nothing: a certificate that fails to load
+    /// fails the whole reload, and the running configuration stays in force.
     pub fn reload(&self, cfg: &Config, secrets: &[String]) -> anyhow::Result<()> {
         let tls = load_tls(cfg)?;
         self.send_all(|| {

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stun::attributes::*;
-use stun::error_code::ErrorCodeAttribute;
-use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use turn::proto::reqtrans::RequestedTransport;
@@ -114,36 +112,16 @@ pub fn build_request(
     attrs: &[Box<dyn Setter>],
     auth: Option<(&str, &str, &str)>,
 ) -> Message {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(method, CLASS_REQUEST));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    for a in attrs {
-        a.add_to(&mut m).unwrap();
-    }
-    if let Some((username, nonce, password)) = auth {
-        for (t, v) in [
-            (ATTR_USERNAME, username),
-            (ATTR_REALM, "turnpike"),
-            (ATTR_NONCE, nonce),
-        ] {
-            TextAttribute::new(t, v.to_owned()).add_to(&mut m).unwrap();
-        }
-        MessageIntegrity::new_long_term_integrity(
-            username.into(),
-            "turnpike".into(),
-            password.into(),
-        )
-        .add_to(&mut m)
-        .unwrap();
-    }
-    m
+    let sign = auth.map(|(username, nonce, password)| turnpike::testkit::Signer {
+        username,
+        password,
+        realm: "turnpike",
+        nonce,
+    });
+    turnpike::testkit::request(method, attrs, sign)
 }
 
-pub fn error_code(m: &Message) -> Option<u16> {
-    let mut e = ErrorCodeAttribute::default();
-    e.get_from(m).ok().map(|_| e.code.0)
-}
+pub use turnpike::testkit::error_code;
 
 /// A raw STUN client: does the 401 round trip itself so the tests can see error codes.
 pub struct RawClient {

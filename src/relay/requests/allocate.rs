@@ -231,12 +231,13 @@ impl Server {
         })
     }
 
-    /// Ends an EVEN-PORT reservation (expired or redeemed), giving back its slot.
+    /// Ends an EVEN-PORT reservation (expired, or redeemed on this or another shard),
+    /// giving back its slot.
     pub(in crate::relay) fn end_reservation(&mut self, token: &[u8; 8]) {
         if let Some(r) = self.reservations.remove(token) {
             self.held.remove(&r.addr);
-            self.cfg.quotas.release(&r.username);
         }
+        self.cfg.quotas.end_reservation(token);
     }
 
     pub(super) fn fail_pending(&mut self, token: u64) {
@@ -265,6 +266,7 @@ impl Server {
             relay_v4: p.bound_v4,
             relay_v6: p.bound_v6,
             created: now,
+            created_unix: p.unix,
             expires: now + p.lifetime,
             session_end: self.session_end(now, p.unix, p.credential_expiry),
             serial: token,
@@ -342,13 +344,8 @@ impl Server {
             self.held.insert(next, ());
             self.reservation_timers
                 .push_back((now + RESERVATION_LIFETIME, token));
-            self.reservations.insert(
-                token,
-                Reservation {
-                    addr: next,
-                    username: p.username.clone(),
-                },
-            );
+            self.reservations.insert(token, Reservation { addr: next });
+            self.cfg.quotas.hold_reservation(token, &p.username);
             attrs.push(Box::new(ReservationToken(token.to_vec())));
         } else if p.reserve_slot {
             // No port to reserve after all (no relay bound): give the slot back.

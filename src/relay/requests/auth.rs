@@ -46,11 +46,14 @@ impl Server {
             );
             return None;
         }
-        let nonce_ok = self.cfg.auth.check_nonce(&nonce, unix, client.addr);
+        let nonce_expiry = self.cfg.auth.nonce_expiry(&nonce, client.addr);
+        let nonce_ok = nonce_expiry.is_some_and(|e| e >= unix);
         // A stale nonce is answered before any HMAC work, except for a deletion: a
         // Refresh(0) signed with the allocation's key is honoured, since answering 438 to a
         // client that is leaving only makes its allocation linger (browsers do not retry).
-        if !nonce_ok && !self.is_own_deletion(msg, req, client, &username) {
+        // Its nonce must still be one we minted for this client while this allocation
+        // lived, so a Refresh(0) recorded from an earlier allocation cannot be replayed.
+        if !nonce_ok && !self.is_own_deletion(msg, req, client, &username, nonce_expiry) {
             self.auth_failure(client, req, unix, AuthError::StaleNonce);
             return None;
         }
@@ -87,20 +90,25 @@ impl Server {
         })
     }
 
-    /// Whether this request deletes the caller's own allocation (Refresh, LIFETIME 0).
+    /// Whether this request deletes the caller's own allocation (Refresh, LIFETIME 0) with
+    /// a nonce minted for it that was valid at some time during the allocation's life.
     pub(super) fn is_own_deletion(
         &self,
         msg: &Message,
         req: RequestInfo,
         client: ClientId,
         username: &str,
+        nonce_expiry: Option<u64>,
     ) -> bool {
+        let Some(nonce_expiry) = nonce_expiry else {
+            return false;
+        };
         req.method == METHOD_REFRESH
             && request::lifetime(msg).is_some_and(|l| l.is_zero())
-            && self
-                .by_client
-                .get(&client)
-                .is_some_and(|&i| self.allocations[i].username == username)
+            && self.by_client.get(&client).is_some_and(|&i| {
+                let a = &self.allocations[i];
+                a.username == username && nonce_expiry >= a.created_unix
+            })
     }
 
     /// The lenient expiry policy: an expired credential still works for requests on the

@@ -109,8 +109,6 @@ impl PendingAllocate {
 /// A port held for an RTCP allocation by an EVEN-PORT R bit (RFC 8656 §7.1.2).
 pub struct Reservation {
     pub addr: SocketAddr,
-    /// Whose quota slot it holds.
-    pub username: String,
 }
 
 /// RFC 8489 §14.3: USERNAME is a UTF-8 string under 513 bytes.

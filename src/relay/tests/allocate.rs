@@ -292,3 +292,28 @@ fn even_port_with_reservation_gives_a_token_for_the_next_port() {
         Some(508)
     );
 }
+
+/// RFC 8656 §7.2: RESERVATION-TOKEN with ADDITIONAL-ADDRESS-FAMILY is a 400. Here it is
+/// accepted and the reserved IPv4 address is bound a second time for the IPv6 half.
+#[test]
+fn reservation_token_with_additional_family_is_400() {
+    let mut cfg = config();
+    cfg.relay_v6 = Some(RelayFamily {
+        bind: "2001:db8::5".parse().unwrap(),
+        advertised: "2001:db8::5".parse().unwrap(),
+    });
+    let mut h = harness_with(cfg);
+    let creds = h.creds("bob");
+    let mut attrs = Harness::allocate_attrs();
+    attrs.push(Box::new(EvenPortR));
+    let r = h.request(h.client(1), METHOD_ALLOCATE, attrs, Some(&creds));
+    let token = r.get(ATTR_RESERVATION_TOKEN).unwrap();
+    let mut attrs = Harness::allocate_attrs();
+    attrs.push(Box::new(turn::proto::rsrvtoken::ReservationToken(token)));
+    attrs.push(Box::new(RawAttr(
+        ATTR_ADDITIONAL_ADDRESS_FAMILY,
+        vec![2, 0, 0, 0],
+    )));
+    let r = h.request(h.client(2), METHOD_ALLOCATE, attrs, Some(&creds));
+    assert_eq!(error_code(&r), Some(400));
+}
