@@ -572,4 +572,6 @@ pub fn user_id(username: &str) -> &str {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 pub(crate) mod tests;
