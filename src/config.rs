@@ -9,6 +9,9 @@ use anyhow::{Context, bail};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+mod validate;
+pub use validate::validate_log_level;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -323,126 +326,6 @@ impl Config {
         Config::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
     }
 
-    /// Checks the rules serde cannot express; each error names its key.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.server.listen_udp.is_empty()
-            && self.server.listen_tcp.is_empty()
-            && self.server.listen_tls.is_empty()
-        {
-            bail!("server.listen_udp: at least one listener (UDP, TCP or TLS) is needed");
-        }
-        if !self.server.listen_tls.is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none())
-        {
-            bail!("tls.cert, tls.key: server.listen_tls needs a certificate and a key");
-        }
-        if self.server.max_connections == 0 || self.server.idle_timeout.is_zero() {
-            bail!("server.max_connections / idle_timeout: must be above 0");
-        }
-        if self.server.max_connections_per_ip == 0 || self.server.tls_handshake_timeout.is_zero() {
-            bail!("server.max_connections_per_ip / tls_handshake_timeout: must be above 0");
-        }
-        // RFC 8489 allows 763 bytes; every one is sent to unauthenticated clients.
-        if self.server.realm.is_empty() || self.server.realm.len() > 64 {
-            bail!("server.realm: must be 1 to 64 bytes");
-        }
-        let r = &self.relay;
-        if r.default_lifetime.is_zero() || r.max_lifetime < r.default_lifetime {
-            bail!("relay.default_lifetime: must be above 0 and at most relay.max_lifetime");
-        }
-        if r.max_lifetime > Duration::from_secs(u32::MAX as u64) {
-            bail!("relay.max_lifetime: too long");
-        }
-        for (key, ip, v4) in [
-            ("relay.ipv4", r.ipv4, true),
-            ("relay.advertised_ipv4", r.advertised_ipv4, true),
-            ("relay.ipv6", r.ipv6, false),
-            ("relay.advertised_ipv6", r.advertised_ipv6, false),
-        ] {
-            if let Some(ip) = ip {
-                if ip.is_ipv4() != v4 {
-                    bail!(
-                        "{key}: {ip} is not an IPv{} address",
-                        if v4 { 4 } else { 6 }
-                    );
-                }
-                if ip.is_unspecified() && key.starts_with("relay.advertised") {
-                    bail!("{key}: must be a concrete address, not {ip}");
-                }
-            }
-        }
-        if r.max_allocations == 0 || r.max_allocations_per_user == 0 {
-            bail!("relay.max_allocations / max_allocations_per_user: must be above 0");
-        }
-        if r.max_permissions_per_allocation == 0 || r.max_channels_per_allocation == 0 {
-            bail!(
-                "relay.max_permissions_per_allocation / max_channels_per_allocation: must be above 0"
-            );
-        }
-        if self.auth.nonce_lifetime < Duration::from_secs(30) {
-            bail!("auth.nonce_lifetime: must be at least 30s");
-        }
-        if self.auth.max_session_duration.is_zero() || self.auth.max_credential_ttl.is_zero() {
-            bail!("auth.max_session_duration / max_credential_ttl: must be above 0");
-        }
-        for (i, s) in self.auth.secrets.iter().enumerate() {
-            if s.expose().len() < 8 {
-                bail!("auth.secrets[{i}]: a secret must be at least 8 bytes");
-            }
-        }
-        for (i, u) in self.auth.users.iter().enumerate() {
-            if u.username.is_empty() || u.password.is_empty() {
-                bail!("auth.users[{i}]: username and password must not be empty");
-            }
-        }
-        if let Some(t) = &self.http.credentials_token
-            && t.expose().len() < 16
-        {
-            bail!("http.credentials_token: must be at least 16 bytes");
-        }
-        if let Some(t) = &self.http.admin_token
-            && t.expose().len() < 16
-        {
-            bail!("http.admin_token: must be at least 16 bytes");
-        }
-        if self.http.credentials_ttl.is_zero()
-            || self.http.credentials_ttl > self.http.credentials_max_ttl
-        {
-            bail!("http.credentials_ttl: must be above 0 and at most http.credentials_max_ttl");
-        }
-        for u in &self.http.uris {
-            if !(u.starts_with("turn:") || u.starts_with("turns:") || u.starts_with("stun:")) {
-                bail!("http.uris: {u:?} is not a turn:, turns: or stun: URI");
-            }
-        }
-        validate_log_level(&self.log.level)?;
-        self.validate_listeners()?;
-        for a in &self.server.alternate {
-            if a.ip().is_unspecified() || a.port() == 0 {
-                bail!("server.alternate: {a} must be a concrete address and port");
-            }
-        }
-        Ok(())
-    }
-
-    /// A listener named twice would bind twice; UDP and TCP ports are separate spaces,
-    /// TCP and TLS listeners share one.
-    fn validate_listeners(&self) -> anyhow::Result<()> {
-        let s = &self.server;
-        let udp = s.listen_udp.iter().map(|a| ("server.listen_udp", a, 0));
-        let tcp = s.listen_tcp.iter().map(|a| ("server.listen_tcp", a, 1));
-        let tls = s.listen_tls.iter().map(|a| ("server.listen_tls", a, 1));
-        let all: Vec<_> = udp.chain(tcp).chain(tls).collect();
-        for (i, (key, a, proto)) in all.iter().enumerate() {
-            if let Some((other, _, _)) = all[..i]
-                .iter()
-                .find(|(_, b, p)| p == proto && b == a && a.port() != 0)
-            {
-                bail!("{key}: {a} is listed twice (also in {other})");
-            }
-        }
-        Ok(())
-    }
-
     /// Reads `auth.secrets_file` (one secret per line; blank lines and `#` comments
     /// skipped) and appends its secrets. A file every user can read is refused: it holds
     /// the key to every credential.
@@ -481,34 +364,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// `log.level` is a tracing filter, where a bare word that is no level is a target name:
-/// "warning" would silently mean "everything from a module named warning" and so nothing.
-/// Bare words must be levels; targets are written `target=level`.
-pub fn validate_log_level(filter: &str) -> anyhow::Result<()> {
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-    for d in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let level = d
-            .rsplit_once('=')
-            .map_or(d, |(_, l)| l)
-            .to_ascii_lowercase();
-        if !LEVELS.contains(&level.as_str()) {
-            let hint = match level.as_str() {
-                "warning" => " (did you mean \"warn\"?)",
-                "err" | "fatal" | "critical" => " (did you mean \"error\"?)",
-                "verbose" => " (did you mean \"debug\"?)",
-                _ => "",
-            };
-            bail!(
-                "log.level: {d:?} is not a level{hint}; use one of {} or \"target=level\"",
-                LEVELS.join(", ")
-            );
-        }
-    }
-    tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
-    Ok(())
 }
 
 #[cfg(test)]

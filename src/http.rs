@@ -267,26 +267,21 @@ async fn selftest(State(s): State<Arc<HttpState>>) -> Response {
         .into_response()
 }
 
-/// The sessions API's gate: the refusal (404 when no token is configured, 401 without a
-/// right one), or None to go on.
+/// The sessions API's gate: the refusal (404 when no admin token is configured, 401
+/// without the right one), or None to go on. Only `http.admin_token` opens it: the
+/// credentials token is made to be handed to browser apps (CORS), and must not list
+/// everyone's sessions or end them.
 fn sessions_refusal(s: &HttpState, headers: &HeaderMap) -> Option<Response> {
     let api = s.api.read().unwrap_or_else(|e| e.into_inner());
-    let tokens: Vec<&String> = [&api.token, &api.admin_token]
-        .into_iter()
-        .flatten()
-        .collect();
-    if tokens.is_empty() {
+    let Some(token) = &api.admin_token else {
         return Some(StatusCode::NOT_FOUND.into_response());
-    }
+    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Compare against every token so the time taken does not say which one exists.
-    let ok = tokens.iter().fold(false, |ok, t| {
-        ok | constant_time_eq(presented.as_bytes(), t.as_bytes())
-    });
+    let ok = constant_time_eq(presented.as_bytes(), token.as_bytes());
     (!ok).then(|| {
         (
             StatusCode::UNAUTHORIZED,

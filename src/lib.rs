@@ -15,13 +15,17 @@
 //!   relay sockets and TCP/TLS connections and owns its core; tokio runs signals and HTTP.
 //! - [`config`]: `turnserver.toml` into typed values (unknown keys are errors).
 //! - [`metrics`], [`http`]: Prometheus metrics, health, the credential and sessions APIs.
+//! - [`testkit`]: request and indication builders shared by the tests and the load
+//!   generator.
 //! - [`probe`]: `turnpike probe`, a client of the public protocol that names what is wrong
 //!   with a deployment.
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod import_coturn;
 pub mod metrics;
 pub mod probe;
 pub mod proto;
 pub mod relay;
 pub mod runtime;
+pub mod testkit;

@@ -97,6 +97,18 @@ enum Command {
         #[arg(long)]
         uri: Vec<String>,
     },
+    /// Convert a coturn turnserver.conf into a turnserver.toml (stdout, or -o FILE) and
+    /// list on stderr every option that could not be converted.
+    ImportCoturn {
+        /// The coturn configuration, e.g. /etc/turnserver.conf.
+        coturn_conf: PathBuf,
+        /// Write here (mode 0600: it holds secrets) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Exit 0 if the running server's GET /readyz (at http.listen) answers 200, else 1:
+    /// a container HEALTHCHECK for images that have no curl.
+    Healthcheck,
     /// Check a TURN server from the outside and name what is wrong: DNS, Binding,
     /// Allocate, a relayed round trip, Refresh, TLS, clock skew. Works against any TURN
     /// server (coturn too). Exit code 1 when a step fails.
@@ -253,10 +265,22 @@ fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
     let secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
     if announce {
+        // The running binary's own path: after `cargo run`, `turnpike` is not on PATH.
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "turnpike".into());
+        let exe = if exe
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+        {
+            exe
+        } else {
+            format!("'{}'", exe.replace('\'', r"'\''"))
+        };
         // Printed once on stdout (not the log) because nobody could use the server otherwise.
         println!(
             "No auth secret configured; generated one for this run.\n\
-             Mint a credential with:  TURNPIKE_SECRET='{secret}' turnpike credentials --user alice\n\
+             Mint a credential with:  TURNPIKE_SECRET='{secret}' {exe} credentials --user alice\n\
              or set auth.secrets in the config (or TURNPIKE_SECRET) to keep it across restarts."
         );
     }
@@ -288,6 +312,14 @@ fn init_logging(cfg: &Config) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Needs no turnpike config: it makes one.
+    if let Some(Command::ImportCoturn {
+        coturn_conf,
+        output,
+    }) = &cli.command
+    {
+        return import_coturn(coturn_conf, output.as_deref());
+    }
     let cfg = effective_config(&cli)?;
     match &cli.command {
         Some(Command::CheckConfig { quiet }) => {
@@ -324,6 +356,8 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Some(Command::ImportCoturn { .. }) => unreachable!("handled before loading a config"),
+        Some(Command::Healthcheck) => return healthcheck(cfg.http.listen),
         Some(Command::Probe(args)) => {
             let ok = probe(args, &cfg)?;
             std::process::exit(if ok { 0 } else { 1 });
@@ -337,6 +371,67 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting tokio runtime")?;
     rt.block_on(serve(cli, cfg, secrets))
+}
+
+/// GET /readyz at `listen` (loopback when it is a wildcard address), 3 s at most.
+fn healthcheck(listen: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to the HTTP endpoint {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    // One write: a server that answers early must not see the request in pieces.
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut head = Vec::new();
+    s.take(4096).read_to_end(&mut head)?;
+    let head = String::from_utf8_lossy(&head);
+    let status = head.split_whitespace().nth(1).unwrap_or("none");
+    if status != "200" {
+        bail!("GET http://{addr}/readyz answered {status}, not 200");
+    }
+    Ok(())
+}
+
+fn import_coturn(path: &std::path::Path, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading coturn config {}", path.display()))?;
+    let imp = turnpike::import_coturn::convert(&text, &path.display().to_string())?;
+    for u in &imp.notes {
+        eprintln!("import-coturn: note: {u}");
+    }
+    for u in &imp.unmapped {
+        eprintln!("import-coturn: not converted: {u}");
+    }
+    eprintln!(
+        "import-coturn: {} option(s) not converted",
+        imp.unmapped.len()
+    );
+    match output {
+        Some(out) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            f.write_all(imp.toml.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+        None => std::io::stdout().write_all(imp.toml.as_bytes())?,
+    }
+    Ok(())
 }
 
 /// The REST secrets a reloaded config brings; one without any keeps those in force

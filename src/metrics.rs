@@ -2,17 +2,19 @@
 //! per-shard integers; a scrape asks each shard for a fresh copy and brings these families
 //! up to the summed totals, so the relay path never touches an atomic or a lock.
 
+pub mod labels;
+pub mod snapshot;
+
+use labels::{Refused, TlsFailure};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use snapshot::ShardSnapshot;
 
 use crate::auth::AuthError;
 use crate::relay::Transport;
-use crate::relay::stats::{CODES, Direction, DropReason, EndReason, RequestMethod};
-use crate::runtime::ShardSnapshot;
-use crate::runtime::connections::Refused;
-use crate::runtime::tls::TlsFailure;
+use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_code};
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 
@@ -31,6 +33,8 @@ pub struct Metrics {
     dropped: IntCounterVec,
     peer_denied: IntCounter,
     quota_rejections: IntCounter,
+    relay_ports_in_use: IntGaugeVec,
+    relay_ports_total: IntGaugeVec,
     tls_handshake_failures: IntCounterVec,
     connections_refused: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
@@ -139,6 +143,18 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            relay_ports_in_use: gauge_vec(
+                &r,
+                "turnpike_relay_ports_in_use",
+                "Relay ports held by allocations or EVEN-PORT reservations.",
+                &["family"],
+            ),
+            relay_ports_total: gauge_vec(
+                &r,
+                "turnpike_relay_ports_total",
+                "Relay ports in the configured range (0 for a family that is off).",
+                &["family"],
+            ),
             tls_handshake_failures: counter_vec(
                 &r,
                 "turnpike_tls_handshake_failures_total",
@@ -176,6 +192,13 @@ impl Metrics {
             &["version"],
         );
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // process_* (memory, open fds, CPU, start time), which admins' dashboards expect.
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
         // Create every labelled series up front, so a dashboard sees zeros, not gaps.
         m.update(&[ShardSnapshot::default()]);
         m
@@ -227,7 +250,8 @@ impl Metrics {
             );
         }
         for m in RequestMethod::ALL {
-            for (ci, c) in CODES.iter().enumerate() {
+            for ci in 0..RESULTS {
+                let c = result_code(ci);
                 let total = sum(&|s| s.counters.requests[m as usize][ci]);
                 // Only series that happened: 5 methods x 14 codes would be mostly noise.
                 if total > 0 {
@@ -251,6 +275,14 @@ impl Metrics {
                 &self.dropped.with_label_values(&[r.label()]),
                 sum(&|s| s.counters.dropped[r as usize]),
             );
+        }
+        for (fi, fam) in FAMILIES.iter().enumerate() {
+            self.relay_ports_in_use
+                .with_label_values(&[fam])
+                .set(sum(&|s| s.relay_ports_in_use[fi]) as i64);
+            self.relay_ports_total
+                .with_label_values(&[fam])
+                .set(sum(&|s| s.relay_ports_total[fi]) as i64);
         }
         raise(&self.peer_denied, sum(&|s| s.counters.peer_denied));
         for r in TlsFailure::ALL {

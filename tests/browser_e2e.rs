@@ -2,7 +2,8 @@
 //! headless Chromium through turnpike on loopback (UDP, TCP, TLS, wrong credential), two
 //! Chromiums behind simulated NATs in network namespaces (root), headless Firefox (alone and
 //! with Chromium) in a namespace of its own, calls in both browsers whose credential expires
-//! mid-call (lenient, strict and max-session policies), and aiortc. The scripts
+//! mid-call (lenient, strict and max-session policies), the self-test page (GET /selftest)
+//! against a healthy server and one whose relay range nftables blocks, and aiortc. The scripts
 //! live in tests/browser/ and start turnpike themselves (TURNPIKE_BIN).
 
 use std::path::Path;
@@ -17,6 +18,11 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const DEADLINE: Duration = Duration::from_secs(300);
 
 fn run(program: &str, script: &str) {
+    run_with(program, script, &[]);
+}
+
+/// `run` with extra environment variables for the script.
+fn run_with(program: &str, script: &str, env: &[(&str, &std::ffi::OsStr)]) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let bin =
@@ -39,6 +45,7 @@ fn run(program: &str, script: &str) {
         .arg(dir.join(script))
         .current_dir(&dir)
         .env("TURNPIKE_BIN", bin)
+        .envs(env.iter().copied())
         .spawn()
         .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
     let status = loop {
@@ -86,4 +93,26 @@ fn calls_outlive_their_credential_unless_strict_chromium_and_firefox() {
 #[test]
 fn aiortc_relay_only_call() {
     run(".venv/bin/python", "aiortc_relay.py");
+}
+
+/// "works" for UDP, TCP and TLS against a healthy turnpike, and the failure in words against
+/// one whose relay port range is blocked by nftables in a network namespace (root). Its
+/// screenshots land in target/tmp/.
+#[test]
+fn selftest_page_reads_works_for_a_healthy_server_and_names_a_blocked_relay_range() {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    const SHOTS: [&str; 2] = ["selftest-healthy.png", "selftest-blocked-relay-range.png"];
+    // Old screenshots must not pass for new ones.
+    for shot in SHOTS {
+        let _ = std::fs::remove_file(shots.join(shot));
+    }
+    run_with(
+        "node",
+        "selftest.mjs",
+        &[("SCREENSHOT_DIR", shots.as_os_str())],
+    );
+    for shot in SHOTS {
+        let len = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
+        assert!(len > 10_000, "screenshot {shot} missing or empty");
+    }
 }

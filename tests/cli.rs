@@ -189,7 +189,27 @@ fn starts_on_the_embedded_default_with_a_generated_secret_and_stops_on_sigterm()
         .read_to_string(&mut out)
         .unwrap();
     assert!(out.contains("generated one for this run"), "{out}");
-    assert!(out.contains("turnpike credentials --user"), "{out}");
+    // The hint names this binary by path (not on PATH after `cargo run`) and works as given.
+    let hint = out
+        .lines()
+        .find_map(|l| l.split("Mint a credential with:  ").nth(1))
+        .unwrap_or_else(|| panic!("no hint in {out}"));
+    assert!(
+        hint.contains(&format!(" {BIN} credentials --user")),
+        "{hint}"
+    );
+    let minted = Command::new("sh")
+        .args(["-c", hint])
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("TURNPIKE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(minted.status.success(), "{hint}: {minted:?}");
+    let json: serde_json::Value = serde_json::from_slice(&minted.stdout).unwrap();
+    assert!(
+        json["username"].as_str().unwrap().ends_with(":alice"),
+        "{json}"
+    );
 }
 
 #[test]

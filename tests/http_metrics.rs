@@ -13,38 +13,7 @@ use support::*;
 use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::peeraddr::PeerAddress;
-use turnpike::http::HttpState;
 use turnpike::runtime::Relay;
-
-/// Starts the HTTP endpoint for `relay` on a free port, on its own runtime thread.
-fn start_http(relay: Arc<Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
-    let state = HttpState::new(relay, cfg, &[SECRET.to_owned()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            let _ = turnpike::http::serve(l, state, std::future::pending()).await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
-/// The value of the series whose line starts with `series` (name and labels).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn metrics_show_exact_relayed_totals_and_gauges_return_to_zero() {
@@ -303,6 +272,54 @@ fn credential_api_is_off_without_a_token() {
     assert_eq!(
         http_get(http, "GET", "/api/v1/credentials?user=x", &[]).0,
         404
+    );
+    relay.shutdown();
+}
+
+#[test]
+fn relay_port_pool_and_process_metrics_are_exported() {
+    // 10 relay ports over 2 shards; no IPv6 relay, so its pool is empty.
+    let (relay, server, cfg) = start_with(true, "53900-53909", "", "");
+    let http = start_http(relay.clone(), &cfg);
+    let (user, pass) = turnpike::auth::mint_credential(SECRET, "p", 600, unix_now());
+    let mut c = RawClient::new(server, user, pass);
+    assert!(c.allocate().contains(ATTR_XOR_RELAYED_ADDRESS));
+    let (_, _, text) = http_get(http, "GET", "/metrics", &[]);
+    let v4 = "{family=\"ipv4\"}";
+    let v6 = "{family=\"ipv6\"}";
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_total{v4}")),
+        10.0
+    );
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_total{v6}")),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_in_use{v4}")),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_in_use{v6}")),
+        0.0
+    );
+    // The process collector reads /proc/self: a live process has memory and open fds.
+    assert!(metric(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(metric(&text, "process_open_fds") > 2.0);
+    assert!(metric(&text, "process_max_fds") > 0.0);
+    assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+    assert!(metric(&text, "process_start_time_seconds") > 1.0e9);
+
+    let r = c.exchange(
+        METHOD_REFRESH,
+        vec![Box::new(Lifetime(Duration::ZERO))],
+        true,
+    );
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    let (_, _, text) = http_get(http, "GET", "/metrics", &[]);
+    assert_eq!(
+        metric(&text, &format!("turnpike_relay_ports_in_use{v4}")),
+        0.0
     );
     relay.shutdown();
 }

@@ -14,6 +14,7 @@ use turn::proto::data::Data;
 use turn::proto::peeraddr::PeerAddress;
 use turn::proto::relayaddr::RelayedAddress;
 use turnpike::auth::mint_credential;
+use turnpike::testkit::send_indication;
 
 fn client(server: SocketAddr, user: &str) -> (RawClient, SocketAddr) {
     let (u, p) = mint_credential(SECRET, user, 600, unix_now());
@@ -30,16 +31,6 @@ fn peer(p: SocketAddr) -> Box<dyn Setter> {
         ip: p.ip(),
         port: p.port(),
     })
-}
-
-fn send_indication(to: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    peer(to).add_to(&mut m).unwrap();
-    Data(payload.to_vec()).add_to(&mut m).unwrap();
-    m.raw
 }
 
 /// The next datagram `c` receives within `wait`, if any.

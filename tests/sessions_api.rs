@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use stun::message::*;
 use support::*;
-use turn::proto::data::Data;
 use turn::proto::peeraddr::PeerAddress;
 
 const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
@@ -84,18 +83,8 @@ fn wait_for(s: &Server, needle: &str) -> String {
 }
 
 fn send_indication(c: &RawClient, peer: SocketAddr, payload: &[u8]) {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    PeerAddress {
-        ip: peer.ip(),
-        port: peer.port(),
-    }
-    .add_to(&mut m)
-    .unwrap();
-    Data(payload.to_vec()).add_to(&mut m).unwrap();
-    c.sock.send_to(&m.raw, c.server).unwrap();
+    let m = turnpike::testkit::send_indication(peer, payload);
+    c.sock.send_to(&m, c.server).unwrap();
 }
 
 /// The DATA of the next Data indication, or None within the socket's timeout.
@@ -158,8 +147,9 @@ fn list_shows_exact_traffic_and_delete_ends_the_users_allocation() {
         "{a:#}"
     );
     assert!(a["age_s"].as_u64().unwrap() < 30);
-    // The credentials token opens it too; none or a wrong one does not.
-    assert_eq!(sessions(http, Some(TOKEN)).0, 200);
+    // Only the admin token opens it: the credentials token (handed to browser apps) does
+    // not, nor does none or a wrong one.
+    assert_eq!(sessions(http, Some(TOKEN)).0, 401);
     assert_eq!(sessions(http, None).0, 401);
     assert_eq!(sessions(http, Some("wrong-token-0123456789")).0, 401);
     let (status, _, _) = http_get(http, "DELETE", "/api/v1/sessions?user=alice", &[]);

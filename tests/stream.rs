@@ -303,24 +303,6 @@ impl Drop for TestCert {
     }
 }
 
-/// Serves /metrics for `relay` on a free port, on its own runtime thread.
-fn start_http(relay: Arc<turnpike::runtime::Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
-    let state = turnpike::http::HttpState::new(relay, cfg, &[SECRET.to_owned()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            let _ = turnpike::http::serve(l, state, std::future::pending()).await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
 /// `turnpike_tls_handshake_failures_total{reason}` as scraped from /metrics.
 fn tls_failures(http: SocketAddr, reason: &str) -> u64 {
     let (status, _, text) = http_get(http, "GET", "/metrics", &[]);

@@ -3,7 +3,9 @@
 //! zero-copy readers the relay path needs.
 
 pub mod channel_data;
+pub mod error_code;
 pub mod indication;
+pub mod request;
 #[cfg(test)]
 mod rfc5769;
 

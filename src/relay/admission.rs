@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use crate::proto::error_code::StunError;
+
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use stun::message::{Message, Setter};
 
@@ -17,7 +19,7 @@ pub struct Admission {
 
 /// Why a new allocation goes elsewhere: the error code, its reason, and the node named in
 /// ALTERNATE-SERVER (300 only).
-pub type Refusal = (u16, &'static str, Option<SocketAddr>);
+pub type Refusal = (StunError, &'static str, Option<SocketAddr>);
 
 impl Server {
     /// Draining: new Allocates are refused, existing allocations carry on.
@@ -48,9 +50,15 @@ impl Server {
                 if !self.admission.draining {
                     self.counters.quota_rejections += 1;
                 }
-                Some((300, "Try Alternate", Some(alt)))
+                Some((
+                    StunError::TryAlternate,
+                    StunError::TryAlternate.reason(),
+                    Some(alt),
+                ))
             }
-            None if self.admission.draining => Some((403, "Server Draining", None)),
+            None if self.admission.draining => {
+                Some((StunError::Forbidden, "Server Draining", None))
+            }
             None => None,
         }
     }

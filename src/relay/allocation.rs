@@ -35,6 +35,9 @@ pub struct Allocation {
     pub relay_v4: Option<SocketAddr>,
     pub relay_v6: Option<SocketAddr>,
     pub created: Instant,
+    /// Unix seconds at creation: a stale nonce may still delete this allocation only if it
+    /// was minted during its life.
+    pub created_unix: u64,
     pub expires: Instant,
     /// When the credential-expiry policy ends it regardless of refreshes, and why.
     pub session_end: Option<(Instant, super::stats::EndReason)>,

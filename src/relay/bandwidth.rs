@@ -7,16 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Refill arithmetic shared by both kinds: `rate` bytes per second, a burst of one second.
-fn refill(tokens: u64, elapsed_us: u64, rate: u64) -> u64 {
-    (tokens + elapsed_us.saturating_mul(rate) / 1_000_000).min(rate)
-}
+/// Budgets count in byte-microseconds: a byte costs 1,000,000 units and every
+/// microsecond adds `rate` units, so refills are exact (no remainder lost between
+/// frequent packets). The burst is one second's worth.
+const UNIT: u64 = 1_000_000;
 
 /// One allocation's budget.
 #[derive(Debug, Clone)]
 pub struct Bucket {
     rate: u64,
-    tokens: u64,
+    units: u64,
     last: Instant,
 }
 
@@ -24,25 +24,38 @@ impl Bucket {
     pub fn new(bytes_per_sec: u64, now: Instant) -> Self {
         Bucket {
             rate: bytes_per_sec,
-            tokens: bytes_per_sec,
+            units: bytes_per_sec.saturating_mul(UNIT),
             last: now,
         }
     }
 
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_micros() as u64;
+        self.units = self
+            .units
+            .saturating_add(elapsed.saturating_mul(self.rate))
+            .min(self.rate.saturating_mul(UNIT));
+        self.last = now;
+    }
+
     /// Takes `len` bytes from the budget; false when there are not that many left.
     pub fn take(&mut self, now: Instant, len: usize) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_micros() as u64;
-        if elapsed > 0 {
-            self.tokens = refill(self.tokens, elapsed, self.rate);
-            self.last = now;
-        }
-        let len = len as u64;
-        if self.tokens >= len {
-            self.tokens -= len;
+        self.refill(now);
+        let cost = (len as u64).saturating_mul(UNIT);
+        if self.units >= cost {
+            self.units -= cost;
             true
         } else {
             false
         }
+    }
+
+    /// Gives back what `take` took (the user's budget refused the packet after all).
+    fn refund(&mut self, len: usize) {
+        self.units = self
+            .units
+            .saturating_add((len as u64).saturating_mul(UNIT))
+            .min(self.rate.saturating_mul(UNIT));
     }
 }
 
@@ -51,7 +64,7 @@ impl Bucket {
 pub struct SharedBucket {
     rate: u64,
     epoch: Instant,
-    tokens: AtomicU64,
+    units: AtomicU64,
     /// Microseconds since `epoch` at the last refill.
     last_us: AtomicU64,
 }
@@ -61,7 +74,7 @@ impl SharedBucket {
         SharedBucket {
             rate: bytes_per_sec,
             epoch: now,
-            tokens: AtomicU64::new(bytes_per_sec),
+            units: AtomicU64::new(bytes_per_sec.saturating_mul(UNIT)),
             last_us: AtomicU64::new(0),
         }
     }
@@ -69,23 +82,24 @@ impl SharedBucket {
     pub fn take(&self, now: Instant, len: usize) -> bool {
         let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
         let last = self.last_us.load(Ordering::Relaxed);
-        // Whoever moves the refill mark adds the tokens for that interval, exactly once.
+        let cap = self.rate.saturating_mul(UNIT);
+        // Whoever moves the refill mark adds the units for that interval, exactly once.
         if now_us > last
             && self
                 .last_us
                 .compare_exchange(last, now_us, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            let add = (now_us - last).saturating_mul(self.rate) / 1_000_000;
+            let add = (now_us - last).saturating_mul(self.rate);
             let _ = self
-                .tokens
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
-                    Some((t + add).min(self.rate))
+                .units
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
+                    Some(u.saturating_add(add).min(cap))
                 });
         }
-        let len = len as u64;
-        self.tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| t.checked_sub(len))
+        let cost = (len as u64).saturating_mul(UNIT);
+        self.units
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| u.checked_sub(cost))
             .is_ok()
     }
 }
@@ -98,15 +112,24 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Both budgets must have room; a packet refused by the user's budget does not spend
-    /// the allocation's (the reverse order would need a refund).
+    /// Both budgets must have room. The allocation's own (a plain integer) is asked first
+    /// and refunded if the user's refuses, so a packet one budget refuses spends neither:
+    /// a capped allocation being flooded must not drain its user's other allocations.
     pub fn take(&mut self, now: Instant, len: usize) -> bool {
-        if let Some(u) = &self.user
-            && !u.take(now, len)
+        if let Some(own) = &mut self.own
+            && !own.take(now, len)
         {
             return false;
         }
-        self.own.as_mut().is_none_or(|b| b.take(now, len))
+        if let Some(u) = &self.user
+            && !u.take(now, len)
+        {
+            if let Some(own) = &mut self.own {
+                own.refund(len);
+            }
+            return false;
+        }
+        true
     }
 }
 

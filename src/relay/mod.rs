@@ -270,6 +270,32 @@ impl Server {
         self.allocations.iter().map(|(_, a)| a)
     }
 
+    /// Relay ports this shard holds per family [IPv4, IPv6] (bound to an allocation,
+    /// reserved by EVEN-PORT or being bound), and the size of its slice (0 for a family
+    /// that is off).
+    pub fn relay_port_usage(&self) -> [(u64, u64); 2] {
+        let slice = self.cfg.ports.clone().count() as u64;
+        let reserved = |v4: bool| self.held.keys().filter(|a| a.is_ipv4() == v4).count() as u64;
+        [
+            (
+                self.by_relay_v4.len() as u64 + reserved(true),
+                if self.cfg.relay_v4.is_some() {
+                    slice
+                } else {
+                    0
+                },
+            ),
+            (
+                self.by_relay_v6.len() as u64 + reserved(false),
+                if self.cfg.relay_v6.is_some() {
+                    slice
+                } else {
+                    0
+                },
+            ),
+        ]
+    }
+
     /// A packet from a client. ChannelData and Send indications are answered with a
     /// routing decision and nothing allocated; everything else goes through the STUN path.
     pub fn handle_client_packet<'a>(
@@ -540,10 +566,12 @@ impl Server {
 }
 
 /// The user id in a username: REST usernames are "<expiry>:<user-id>"; a static
-/// username is its own id.
+/// username (even one with a colon) is its own id. The same key quotas count by.
 pub fn user_id(username: &str) -> &str {
-    username.split_once(':').map_or(username, |(_, id)| id)
+    quota::quota_key(username)
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 pub(crate) mod tests;

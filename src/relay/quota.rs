@@ -20,6 +20,9 @@ pub struct Quotas {
     max_per_user: usize,
     total: AtomicUsize,
     per_user: Mutex<HashMap<String, usize>>,
+    /// EVEN-PORT reservations holding a slot, by token, with the user they count for.
+    /// Shared because the Allocate that redeems a token often lands on another shard.
+    reservations: Mutex<HashMap<[u8; 8], String>>,
 }
 
 /// The key a username's allocations are counted under: the user id after the colon of a
@@ -45,6 +48,7 @@ impl Quotas {
             max_per_user,
             total: AtomicUsize::new(0),
             per_user: Mutex::new(HashMap::new()),
+            reservations: Mutex::new(HashMap::new()),
         }
     }
 
@@ -78,6 +82,23 @@ impl Quotas {
                 users.remove(key);
             }
             self.total.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Files a slot `username` already acquired under a reservation token.
+    pub fn hold_reservation(&self, token: [u8; 8], username: &str) {
+        let mut r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        r.insert(token, username.to_owned());
+    }
+
+    /// Ends a reservation (redeemed on any shard, or expired), giving back its slot once.
+    pub fn end_reservation(&self, token: &[u8; 8]) {
+        let user = {
+            let mut r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+            r.remove(token)
+        };
+        if let Some(user) = user {
+            self.release(&user);
         }
     }
 

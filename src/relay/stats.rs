@@ -3,6 +3,7 @@
 
 use super::Transport;
 use crate::auth::AuthError;
+use crate::proto::error_code::StunError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -142,16 +143,19 @@ impl RequestMethod {
         }
     }
 }
-/// Result codes counted in request metrics; 200 means success.
-pub const CODES: [u16; 15] = [
-    200, 300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
-];
+/// Request outcomes counted in metrics: index 0 is success (code 200), then one slot per
+/// `StunError`, in its order.
+pub const RESULTS: usize = 1 + StunError::ALL.len();
 
-pub fn code_index(code: u16) -> usize {
-    CODES
-        .iter()
-        .position(|&c| c == code)
-        .unwrap_or(CODES.len() - 2)
+pub fn result_index(error: Option<StunError>) -> usize {
+    error.map_or(0, |e| 1 + e as usize)
+}
+
+/// The `code` label of a result slot.
+pub fn result_code(index: usize) -> u16 {
+    index
+        .checked_sub(1)
+        .map_or(200, |i| StunError::ALL[i].code())
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -161,7 +165,7 @@ pub struct Counters {
     pub relayed_packets: [[u64; 2]; Transport::COUNT],
     pub dropped: [u64; DropReason::ALL.len()],
     /// [method][code]
-    pub requests: [[u64; CODES.len()]; RequestMethod::ALL.len()],
+    pub requests: [[u64; RESULTS]; RequestMethod::ALL.len()],
     /// Indexed by `AuthError as usize`.
     pub auth_failures: [u64; AuthError::ALL.len()],
     /// [transport]

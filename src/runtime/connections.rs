@@ -38,32 +38,8 @@ pub struct Limits {
     pub tls_accepts_plain: bool,
 }
 
-/// Why a connection was refused at accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    Total,
-    PerIp,
-}
-
-impl Refused {
-    pub const ALL: [Refused; 2] = [Refused::Total, Refused::PerIp];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Refused::Total => "max_connections",
-            Refused::PerIp => "max_connections_per_ip",
-        }
-    }
-}
-
-/// A shard's connection counters, published with its snapshot.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StreamCounters {
-    /// Failed TLS handshakes, by `TlsFailure`.
-    pub tls_handshake_failures: [u64; TlsFailure::COUNT],
-    /// Connections closed at accept, by `Refused`.
-    pub refused: [u64; 2],
-}
+pub use crate::metrics::labels::Refused;
+pub use crate::metrics::snapshot::StreamCounters;
 
 /// Open connections in the whole server, and per source: an IPv4 address or an IPv6 /64
 /// (one host or subscriber usually holds a whole /64, so counting single IPv6 addresses

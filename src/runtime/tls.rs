@@ -31,49 +31,9 @@ pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
 }
 
 /// Why a TLS handshake failed: the `reason` label of
-/// `turnpike_tls_handshake_failures_total`. A small fixed set, so a flood of odd clients
-/// cannot grow the metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsFailure {
-    /// Not a TLS record, or a handshake message rustls could not accept.
-    BadClientHello,
-    /// A valid hello with nothing in common (protocol version, cipher suite).
-    Incompatible,
-    /// The client sent an alert, e.g. it does not trust the certificate.
-    Alert,
-    /// Plain STUN on a TLS listener while `server.tls_accepts_plain` is false.
-    PlaintextRefused,
-    /// Not finished within `server.tls_handshake_timeout`.
-    Timeout,
-    /// The client closed the connection mid-handshake.
-    Closed,
-    Other,
-}
+pub use crate::metrics::labels::TlsFailure;
 
 impl TlsFailure {
-    pub const COUNT: usize = 7;
-    pub const ALL: [TlsFailure; TlsFailure::COUNT] = [
-        TlsFailure::BadClientHello,
-        TlsFailure::Incompatible,
-        TlsFailure::Alert,
-        TlsFailure::PlaintextRefused,
-        TlsFailure::Timeout,
-        TlsFailure::Closed,
-        TlsFailure::Other,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            TlsFailure::BadClientHello => "bad_client_hello",
-            TlsFailure::Incompatible => "incompatible",
-            TlsFailure::Alert => "alert",
-            TlsFailure::PlaintextRefused => "plaintext_refused",
-            TlsFailure::Timeout => "timeout",
-            TlsFailure::Closed => "closed",
-            TlsFailure::Other => "other",
-        }
-    }
-
     /// The label for an error rustls reported during the handshake.
     pub fn of(e: &rustls::Error) -> TlsFailure {
         use rustls::Error as E;

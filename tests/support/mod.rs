@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stun::attributes::*;
-use stun::error_code::ErrorCodeAttribute;
-use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use turn::proto::reqtrans::RequestedTransport;
@@ -114,36 +112,16 @@ pub fn build_request(
     attrs: &[Box<dyn Setter>],
     auth: Option<(&str, &str, &str)>,
 ) -> Message {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(method, CLASS_REQUEST));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    for a in attrs {
-        a.add_to(&mut m).unwrap();
-    }
-    if let Some((username, nonce, password)) = auth {
-        for (t, v) in [
-            (ATTR_USERNAME, username),
-            (ATTR_REALM, "turnpike"),
-            (ATTR_NONCE, nonce),
-        ] {
-            TextAttribute::new(t, v.to_owned()).add_to(&mut m).unwrap();
-        }
-        MessageIntegrity::new_long_term_integrity(
-            username.into(),
-            "turnpike".into(),
-            password.into(),
-        )
-        .add_to(&mut m)
-        .unwrap();
-    }
-    m
+    let sign = auth.map(|(username, nonce, password)| turnpike::testkit::Signer {
+        username,
+        password,
+        realm: "turnpike",
+        nonce,
+    });
+    turnpike::testkit::request(method, attrs, sign)
 }
 
-pub fn error_code(m: &Message) -> Option<u16> {
-    let mut e = ErrorCodeAttribute::default();
-    e.get_from(m).ok().map(|_| e.code.0)
-}
+pub use turnpike::testkit::error_code;
 
 /// A raw STUN client: does the 401 round trip itself so the tests can see error codes.
 pub struct RawClient {
@@ -202,4 +180,34 @@ impl RawClient {
             true,
         )
     }
+}
+
+/// Starts the HTTP endpoint for `relay` on a free port, on its own runtime thread.
+pub fn start_http(relay: Arc<Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
+    let state = turnpike::http::HttpState::new(relay, cfg, &[SECRET.to_owned()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let _ = turnpike::http::serve(l, state, std::future::pending()).await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// The value of the series whose line starts with `series` (name and labels).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }

@@ -315,3 +315,54 @@ fn rest_expiry_far_in_the_future_gets_401() {
         2
     );
 }
+
+fn zero() -> Vec<Box<dyn Setter>> {
+    vec![Box::new(Lifetime(Duration::ZERO))]
+}
+
+/// The stale-nonce deletion path never looks at the nonce: any string passes, and a
+/// Refresh(0) recorded once deletes every later allocation of that 5-tuple + username.
+#[test]
+fn stale_nonce_deletion_still_needs_a_nonce_we_minted() {
+    let mut h = harness_with_policy(ExpiryPolicy::default());
+    let c = h.client(1);
+    let creds = h.creds("bob");
+    assert_success(&h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds)));
+    let m = h.build(
+        c,
+        METHOD_REFRESH,
+        zero(),
+        Some(&creds),
+        Some("not-a-nonce-at-all".into()),
+    );
+    let r = h.exchange(c, &m);
+    assert_eq!(
+        error_code(&r),
+        Some(438),
+        "a nonce we never minted must not pass"
+    );
+}
+
+#[test]
+fn recorded_refresh_zero_cannot_be_replayed_against_a_later_allocation() {
+    let mut h = harness_with_policy(ExpiryPolicy::default());
+    let c = h.client(1);
+    let creds = h.creds("bob");
+    assert_success(&h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds)));
+    // The client leaves; an on-path attacker records its Refresh(0) (plain UDP).
+    let n = h.nonce(c);
+    let recorded = h.build(c, METHOD_REFRESH, zero(), Some(&creds), Some(n));
+    assert_success(&h.exchange(c, &recorded));
+    // An hour later the same 5-tuple allocates again (NAT mapping / fixed port).
+    h.advance(Duration::from_secs(3600));
+    assert_success(&h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds)));
+    assert_eq!(h.server.allocation_count(), 1);
+    // Replayed byte for byte from a spoofed source.
+    let r = h.send_raw(c, &recorded.raw);
+    assert_eq!(
+        h.server.allocation_count(),
+        1,
+        "replay deleted the allocation: {:?}",
+        error_code(&r[0].1)
+    );
+}

@@ -2,6 +2,7 @@
 //! allocation, and quota slots held by EVEN-PORT reservations.
 
 use super::*;
+use crate::relay::bandwidth::Bucket;
 
 #[test]
 fn channel_bindings_beyond_the_cap_get_508() {
@@ -213,4 +214,72 @@ fn without_a_cap_nothing_is_limited() {
     assert_success(&h.bind_channel(c, "bob", 0x4001, peer("198.51.100.9:5000")));
     assert_eq!(forwarded(&mut h, c, 1000, 1200), 1000);
     assert!(h.server.allocations().next().unwrap().limits.is_none());
+}
+
+/// Bucket::take floors elapsed*rate/1e6 and then moves `last`: the remainder is lost on
+/// every call, so frequent small packets never refill a low-rate bucket.
+#[test]
+fn bandwidth_bucket_refills_at_its_rate_under_frequent_packets() {
+    let t0 = Instant::now();
+    let mut b = Bucket::new(12_500, t0); // 100 kbit/s
+    assert!(b.take(t0, 12_500)); // burst spent
+    let mut passed = 0u64;
+    for i in 1..=20_000u64 {
+        // One second of 100-byte packets, one every 50 us.
+        if b.take(t0 + Duration::from_micros(50 * i), 100) {
+            passed += 100;
+        }
+    }
+    assert!(
+        passed >= 12_000,
+        "only {passed} bytes passed in 1 s at 12500 B/s"
+    );
+}
+
+/// A token redeemed on another shard (the RTCP Allocate comes from another source port)
+/// does not give back the reservation's quota slot: with 2 per user, RTP + RTCP fails.
+#[test]
+fn reservation_redeemed_on_another_shard_transfers_its_quota_slot() {
+    let quotas = std::sync::Arc::new(super::quota::Quotas::new(100, 2));
+    let mut a = config();
+    a.quotas = quotas.clone();
+    a.ports = 50000..=50049;
+    let mut b = config();
+    b.quotas = quotas.clone();
+    b.ports = 50050..=50099;
+    let (mut ha, mut hb) = (harness_with(a), harness_with(b));
+    let creds = ha.creds("bob");
+    let mut attrs = Harness::allocate_attrs();
+    attrs.push(Box::new(EvenPortR));
+    let r = ha.request(ha.client(1), METHOD_ALLOCATE, attrs, Some(&creds));
+    assert_success(&r);
+    let token = r.get(ATTR_RESERVATION_TOKEN).unwrap();
+    let mut attrs = Harness::allocate_attrs();
+    attrs.push(Box::new(turn::proto::rsrvtoken::ReservationToken(token)));
+    let r = hb.request(hb.client(2), METHOD_ALLOCATE, attrs, Some(&creds));
+    assert_success(&r);
+}
+
+/// Limits::take spends the user's shared budget before asking the allocation's own: a
+/// packet the allocation's cap refuses still drains the user's budget, so one capped
+/// allocation (or a peer flooding it) starves the user's other allocations.
+#[test]
+fn packets_refused_by_the_allocation_cap_do_not_spend_the_users_budget() {
+    use crate::relay::bandwidth::{Limits, UserBuckets};
+    let t0 = Instant::now();
+    let users = UserBuckets::default();
+    let mut flooded = Limits {
+        own: Some(Bucket::new(1_000, t0)),
+        user: Some(users.get("bob", 10_000, t0)),
+    };
+    let mut other = Limits {
+        own: None,
+        user: Some(users.get("bob", 10_000, t0)),
+    };
+    let passed = (0..10).filter(|_| flooded.take(t0, 1_000)).count();
+    assert_eq!(passed, 1, "the allocation's own cap");
+    assert!(
+        other.take(t0, 9_000),
+        "9 kB of bob's 10 kB were never relayed"
+    );
 }

@@ -1,0 +1,51 @@
+//! ChannelBind (RFC 8656 §12).
+
+use super::*;
+
+impl Server {
+    pub(super) fn channel_bind(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        msg: &Message,
+        req: RequestInfo,
+        username: &str,
+        key: &Key,
+    ) -> Result<(), Reject> {
+        let idx = self.own_allocation(client, username)?;
+        let mut ch = ChannelNumber::default();
+        let max = if self.cfg.strict_channel_numbers {
+            MAX_CHANNEL
+        } else {
+            MAX_CHANNEL_RFC5766
+        };
+        if ch.get_from(msg).is_err() || !(MIN_CHANNEL..=max).contains(&ch.0) {
+            return Err(Reject(StunError::BadRequest, "Bad CHANNEL-NUMBER"));
+        }
+        let peers = Self::peer_addresses(msg)?;
+        let peer = peers[0];
+        self.check_peer(idx, &peer, true)?;
+        let a = &mut self.allocations[idx];
+        if !a.permissions.contains_key(&peer.ip())
+            && a.permissions.len() >= self.cfg.max_permissions
+        {
+            return Err(Reject(
+                StunError::InsufficientCapacity,
+                "Too many permissions",
+            ));
+        }
+        if !a.channels.contains_key(&ch.0) && a.channels.len() >= self.cfg.max_channels {
+            return Err(Reject(StunError::InsufficientCapacity, "Too many channels"));
+        }
+        if !a.bind_channel(now, ch.0, peer) {
+            return Err(Reject(
+                StunError::BadRequest,
+                "Channel already bound differently",
+            ));
+        }
+        // The permission it installs is due first.
+        self.schedule(idx, now + crate::relay::allocation::PERMISSION_LIFETIME);
+        self.respond(client, req, vec![], Some(key));
+        Ok(())
+    }
+}

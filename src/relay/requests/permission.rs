@@ -1,0 +1,83 @@
+//! CreatePermission (RFC 8656 §9) and the peer checks ChannelBind shares.
+
+use super::*;
+
+impl Server {
+    /// Every XOR-PEER-ADDRESS in the request, in order.
+    pub(super) fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, Reject> {
+        let peers: Option<Vec<SocketAddr>> = msg
+            .attributes
+            .0
+            .iter()
+            .filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS)
+            .map(|a| decode_xor_address(&a.value, &msg.transaction_id.0))
+            .collect();
+        match peers {
+            Some(p) if !p.is_empty() => Ok(p),
+            _ => Err(Reject(
+                StunError::BadRequest,
+                "Missing or bad XOR-PEER-ADDRESS",
+            )),
+        }
+    }
+
+    /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy). Permissions
+    /// are per IP, so CreatePermission checks the IP; ChannelBind names the peer's port
+    /// too, and the server's own services are refused there (`with_port`).
+    pub(super) fn check_peer(
+        &mut self,
+        alloc_idx: usize,
+        peer: &SocketAddr,
+        with_port: bool,
+    ) -> Result<(), Reject> {
+        // Policy first, so every attempt at a forbidden address is counted as one.
+        let permitted = if with_port {
+            self.cfg.policy.permits_peer(*peer)
+        } else {
+            self.cfg.policy.permits(peer.ip())
+        };
+        if !permitted {
+            self.counters.peer_denied += 1;
+            tracing::debug!(peer = %peer, "peer address denied by policy");
+            return Err(Reject::of(StunError::Forbidden));
+        }
+        if self.allocations[alloc_idx].relay_for(peer).is_none() {
+            return Err(Reject::of(StunError::PeerAddressFamilyMismatch));
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_permission(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        msg: &Message,
+        req: RequestInfo,
+        username: &str,
+        key: &Key,
+    ) -> Result<(), Reject> {
+        let idx = self.own_allocation(client, username)?;
+        let peers = Self::peer_addresses(msg)?;
+        // All or nothing (RFC 8656 §9.2): check every peer before installing any.
+        for p in &peers {
+            self.check_peer(idx, p, false)?;
+        }
+        let a = &mut self.allocations[idx];
+        let new = peers
+            .iter()
+            .filter(|p| !a.permissions.contains_key(&p.ip()))
+            .count();
+        if a.permissions.len() + new > self.cfg.max_permissions {
+            return Err(Reject(
+                StunError::InsufficientCapacity,
+                "Too many permissions",
+            ));
+        }
+        for p in &peers {
+            a.permit(now, p.ip());
+        }
+        self.schedule(idx, now + crate::relay::allocation::PERMISSION_LIFETIME);
+        self.respond(client, req, vec![], Some(key));
+        Ok(())
+    }
+}

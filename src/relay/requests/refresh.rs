@@ -1,0 +1,55 @@
+//! Refresh (RFC 8656 §8): extend or delete the caller's allocation.
+
+use super::*;
+
+impl Server {
+    /// The caller's allocation, or 437 / 441.
+    pub(super) fn own_allocation(&self, client: ClientId, username: &str) -> Result<usize, Reject> {
+        let &idx = self
+            .by_client
+            .get(&client)
+            .ok_or(Reject::of(StunError::AllocationMismatch))?;
+        if self.allocations[idx].username != username {
+            return Err(Reject::of(StunError::WrongCredentials));
+        }
+        Ok(idx)
+    }
+
+    pub(super) fn refresh(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        msg: &Message,
+        req: RequestInfo,
+        username: &str,
+        key: &Key,
+    ) -> Result<(), Reject> {
+        let idx = self.own_allocation(client, username)?;
+        let asked = request::lifetime(msg);
+        let zero = asked.is_some_and(|l| l.is_zero());
+        if msg.contains(ATTR_REQUESTED_ADDRESS_FAMILY) {
+            let mut f = RequestedAddressFamily::default();
+            let a = &self.allocations[idx];
+            let matches = f.get_from(msg).is_ok()
+                && match f.0 {
+                    FAMILY_IPV4 => a.relay_v4.is_some(),
+                    FAMILY_IPV6 => a.relay_v6.is_some(),
+                    _ => false,
+                };
+            if !matches {
+                return Err(Reject::of(StunError::PeerAddressFamilyMismatch));
+            }
+        }
+        let lifetime = if zero {
+            self.remove_allocation(now, idx, EndReason::Deleted);
+            Duration::ZERO
+        } else {
+            let l = self.granted_lifetime(asked);
+            self.allocations[idx].expires = now + l;
+            self.schedule(idx, now + l);
+            l
+        };
+        self.respond(client, req, vec![Box::new(Lifetime(lifetime))], Some(key));
+        Ok(())
+    }
+}
