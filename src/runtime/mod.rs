@@ -7,6 +7,7 @@ pub mod clock;
 pub mod connections;
 pub mod journal;
 pub mod notify;
+pub mod service;
 pub mod session_log;
 pub mod sessions;
 pub mod settings;
