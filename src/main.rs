@@ -153,23 +153,12 @@ fn probe(args: &ProbeArgs, cfg: &Config) -> anyhow::Result<bool> {
             password: p.clone(),
         },
         (_, _, Some(s)) => Credentials::Secret(s.clone()),
-        _ => {
-            let env_secret = std::env::var("TURNPIKE_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty());
-            match cfg
-                .auth
-                .secrets
-                .first()
-                .map(|s| s.expose().to_owned())
-                .or(env_secret)
-            {
-                Some(s) => Credentials::Secret(s),
-                None => bail!(
-                    "no credential: pass --secret, --username/--password, or --config with auth.secrets"
-                ),
-            }
-        }
+        _ => match cfg.auth.minting_secret() {
+            Some(s) => Credentials::Secret(s),
+            None => bail!(
+                "no credential: pass --secret, --username/--password, or --config with auth.secrets"
+            ),
+        },
     };
     let opts = Options {
         credentials,
@@ -252,13 +241,8 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
 
 /// The REST secrets in force: the config's, else TURNPIKE_SECRET, else a fresh one.
 fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
-    if !cfg.auth.secrets.is_empty() || !cfg.auth.users.is_empty() {
-        return cfg.auth.secret_strings();
-    }
-    if let Ok(s) = std::env::var("TURNPIKE_SECRET")
-        && !s.is_empty()
-    {
-        return vec![s];
+    if let Some(secrets) = cfg.auth.secrets_in_force() {
+        return secrets;
     }
     let secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
@@ -328,16 +312,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Credentials { user, ttl, uri }) => {
-            let env_secret = std::env::var("TURNPIKE_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty());
-            let Some(secret) = cfg
-                .auth
-                .secrets
-                .first()
-                .map(|s| s.expose().to_owned())
-                .or(env_secret)
-            else {
+            let Some(secret) = cfg.auth.minting_secret() else {
                 bail!("no secret: set auth.secrets in the config or TURNPIKE_SECRET");
             };
             let (username, password) = mint_credential(&secret, user, ttl.as_secs(), unix_now());

@@ -12,7 +12,7 @@ use crate::http::HttpState;
 use crate::metrics::Metrics;
 
 /// The REST secrets a reloaded config brings; one without any keeps those in force
-/// (from TURNPIKE_SECRET or generated at start).
+/// (generated at start, or TURNPIKE_SECRET as it was then).
 fn reloaded_secrets(new: &Config, running: &[String]) -> Vec<String> {
     if new.auth.secrets.is_empty() && new.auth.users.is_empty() {
         running.to_vec()
