@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::auth::Authenticator;
-use crate::proto::{channel_data, indication};
 use allocation::{Allocation, Traffic};
 use peer_policy::PeerPolicy;
 use ports::Rng;

@@ -2,6 +2,7 @@
 //! No allocation and no lock per packet; the answer is a routing decision.
 
 use super::*;
+use crate::proto::ClientMessage;
 
 impl Server {
     /// A packet from a client. ChannelData and Send indications are answered with a
@@ -13,22 +14,20 @@ impl Server {
         client: ClientId,
         packet: &'a [u8],
     ) -> ClientAction<'a> {
-        if channel_data::is_channel_data(packet) {
-            let Some(cd) = channel_data::parse(packet) else {
+        match crate::proto::decode(packet) {
+            ClientMessage::ChannelData(cd) => {
+                self.relay_to_peer(now, client, cd.channel, None, cd.payload)
+            }
+            ClientMessage::Send(s) => self.relay_to_peer(now, client, 0, Some(s.peer), s.data),
+            ClientMessage::Malformed => {
                 self.counters.drop(DropReason::Malformed);
-                return ClientAction::Drop(DropReason::Malformed);
-            };
-            return self.relay_to_peer(now, client, cd.channel, None, cd.payload);
+                ClientAction::Drop(DropReason::Malformed)
+            }
+            ClientMessage::Stun => {
+                self.handle_stun(now, unix, client, packet);
+                ClientAction::Handled
+            }
         }
-        if requests::is_send_indication(packet) {
-            let Some(s) = indication::parse_send(packet) else {
-                self.counters.drop(DropReason::Malformed);
-                return ClientAction::Drop(DropReason::Malformed);
-            };
-            return self.relay_to_peer(now, client, 0, Some(s.peer), s.data);
-        }
-        self.handle_stun(now, unix, client, packet);
-        ClientAction::Handled
     }
 
     /// `channel` is used when `peer` is None (ChannelData); otherwise a Send indication.

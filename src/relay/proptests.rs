@@ -18,6 +18,8 @@ use turn::proto::peeraddr::PeerAddress;
 use super::stats::{Direction, DropReason};
 use super::tests::{Creds, Harness, config, error_code, harness_with, peer};
 use super::*;
+use crate::proto::indication;
+use crate::testkit::{channel_data, send_indication};
 
 /// Few cases with short sessions: the whole module runs in a few seconds.
 fn cases(n: u32) -> ProptestConfig {
@@ -38,28 +40,6 @@ fn small_config() -> CoreConfig {
 }
 
 const USERS: [&str; 3] = ["bob", "carol", "dave"];
-
-fn send_indication(p: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    PeerAddress {
-        ip: p.ip(),
-        port: p.port(),
-    }
-    .add_to(&mut m)
-    .unwrap();
-    m.add(ATTR_DATA, data);
-    m.raw
-}
-
-fn channel_data(ch: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = ch.to_be_bytes().to_vec();
-    v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
 
 /// Refresh with the given LIFETIME (0 deletes the allocation).
 fn refresh(h: &mut Harness, c: ClientId, creds: &Creds, secs: u64) -> Message {

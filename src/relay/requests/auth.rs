@@ -103,7 +103,7 @@ impl Server {
             return false;
         };
         req.method == METHOD_REFRESH
-            && request::lifetime(msg).is_some_and(|l| l.is_zero())
+            && RefreshRequest::parse(msg).deletes()
             && self.by_client.get(&client).is_some_and(|&i| {
                 let a = &self.allocations[i];
                 a.username == username && nonce_expiry >= a.created_unix

@@ -13,10 +13,8 @@ use stun::message::*;
 use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
 use stun::xoraddr::XorMappedAddress;
-use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::relayaddr::RelayedAddress;
-use turn::proto::reqfamily::RequestedAddressFamily;
 use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
@@ -26,14 +24,11 @@ use super::quota::quota_key;
 use super::stats::{DropReason, EndReason, RequestMethod, result_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
-use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
+use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
 use crate::proto::error_code::StunError;
-use crate::proto::request::{self, AllocateRequest, Family};
-use crate::proto::{
-    ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6, STUN_HEADER_LEN, decode_xor_address,
-};
+use crate::proto::request::{self, AllocateRequest, ChannelBindRequest, Family, RefreshRequest};
+use crate::proto::{ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV6};
 
-const SEND_INDICATION: u16 = 0x0016;
 const PROTO_UDP: u8 = 17;
 /// How long a port reserved by EVEN-PORT's R bit waits for its RESERVATION-TOKEN.
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
@@ -68,12 +63,6 @@ const KNOWN_REQUIRED: &[AttrType] = &[
     AttrType(0x001C),
     AttrType(0x001D),
 ];
-
-pub fn is_send_indication(packet: &[u8]) -> bool {
-    packet.len() >= STUN_HEADER_LEN
-        && u16::from_be_bytes([packet[0], packet[1]]) == SEND_INDICATION
-        && is_message(packet)
-}
 
 /// An Allocate waiting for the shell to bind its relay socket(s).
 pub struct PendingAllocate {
