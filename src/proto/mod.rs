@@ -6,6 +6,7 @@ pub mod channel_data;
 pub mod error_code;
 pub mod indication;
 pub mod request;
+pub mod response;
 #[cfg(test)]
 mod rfc5769;
 

@@ -24,10 +24,11 @@ use super::quota::quota_key;
 use super::stats::{DropReason, EndReason, RequestMethod, result_index};
 use super::{ClientId, Command, Server};
 use crate::auth::{AuthError, Key};
+use crate::proto::FAMILY_IPV6;
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
 use crate::proto::error_code::StunError;
 use crate::proto::request::{self, AllocateRequest, ChannelBindRequest, Family, RefreshRequest};
-use crate::proto::{ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV6};
+use crate::proto::response::AddressErrorCode;
 
 const PROTO_UDP: u8 = 17;
 /// How long a port reserved by EVEN-PORT's R bit waits for its RESERVATION-TOKEN.
@@ -309,35 +310,12 @@ impl Server {
         attrs: Attrs,
         key: Option<&Key>,
     ) -> Vec<u8> {
-        let mut m = Message::new();
-        m.set_type(MessageType::new(req.method, class));
-        m.transaction_id = req.transaction_id;
-        m.write_header();
-        for a in &attrs {
-            let _ = a.add_to(&mut m);
-        }
-        if let Some(k) = key {
-            let _ = MessageIntegrity(k.clone()).add_to(&mut m);
-        }
-        if req.fingerprint {
-            let _ = FINGERPRINT.add_to(&mut m);
-        }
-        m.raw
-    }
-}
-
-/// ADDRESS-ERROR-CODE (RFC 8656 §18.12), which `turn::proto` does not have.
-struct AddressErrorCode {
-    family: u8,
-    error: StunError,
-}
-
-impl Setter for AddressErrorCode {
-    fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
-        let code = self.error.code();
-        let mut v = vec![self.family, 0, (code / 100) as u8, (code % 100) as u8];
-        v.extend_from_slice(self.error.reason().as_bytes());
-        m.add(ATTR_ADDRESS_ERROR_CODE, &v);
-        Ok(())
+        crate::proto::response::encode(
+            MessageType::new(req.method, class),
+            req.transaction_id,
+            &attrs,
+            key.map(|k| k.as_slice()),
+            req.fingerprint,
+        )
     }
 }
