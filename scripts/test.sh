@@ -8,6 +8,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
+# Coverage-guided fuzzing of the decoder and the core, bounded: fails on any crash.
+echo "== fuzz (45 s per target)"
+bash scripts/fuzz.sh 45
 echo "== cargo test"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -7,13 +7,15 @@ pub mod clock;
 pub mod connections;
 pub mod journal;
 pub mod notify;
+pub mod service;
 pub mod session_log;
 pub mod sessions;
+pub mod settings;
 pub mod shard;
 pub mod stream;
 pub mod tls;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -22,16 +24,17 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
+use crate::relay::peer_policy::OwnAddresses;
 use crate::relay::quota::Quotas;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
 use shard::{Control, Limits, Listeners, Shard, tcp_listener, udp_socket};
 
 pub use crate::metrics::snapshot::ShardSnapshot;
+pub use settings::{advertised_ipv4, relay_families};
+use settings::{authenticator, load_tls, own_addresses, policy};
 
 #[derive(Debug, Default)]
 pub struct ShardStatus {
@@ -150,146 +153,141 @@ pub struct Relay {
     draining: AtomicBool,
 }
 
-/// Everything the cores share that a reload may change.
-fn authenticator(cfg: &Config, secrets: &[String], nonce_key: [u8; 32]) -> Authenticator {
-    let users: Vec<(String, String)> = cfg
-        .auth
-        .users
-        .iter()
-        .map(|u| (u.username.clone(), u.password.clone()))
-        .collect();
-    Authenticator::new(
-        &cfg.server.realm,
-        secrets.to_vec(),
-        &users,
-        nonce_key,
-        cfg.auth.nonce_lifetime.as_secs(),
-    )
-    .with_expiry_policy(cfg.auth.expiry_policy())
+/// What every shard shares: quotas, bandwidth and connection counts, the TLS config,
+/// the nonce key, the server's own addresses and the relay families.
+struct Shared {
+    quotas: Arc<Quotas>,
+    user_buckets: Arc<crate::relay::bandwidth::UserBuckets>,
+    limiter: Arc<connections::ConnLimiter>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    nonce_key: [u8; 32],
+    own: OwnAddresses,
+    families: (Option<RelayFamily>, Option<RelayFamily>),
 }
 
-/// The TLS server config for `server.listen_tls`, if there are TLS listeners.
-fn load_tls(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    match (
-        &cfg.tls.cert,
-        &cfg.tls.key,
-        cfg.server.listen_tls.is_empty(),
-    ) {
-        (Some(c), Some(k), false) => Ok(Some(tls::load(c, k)?)),
-        _ => Ok(None),
-    }
-}
-
-fn policy(cfg: &Config, own: &OwnAddresses) -> PeerPolicy {
-    PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()).with_own_addresses(own.clone())
-}
-
-/// The server's own addresses for the peer policy: listeners, interface addresses, relay
-/// and advertised addresses, and the whole relay port range.
-fn own_addresses(cfg: &Config, relay: [Option<RelayFamily>; 2]) -> OwnAddresses {
-    let s = &cfg.server;
-    let listeners = [&s.listen_udp, &s.listen_tcp, &s.listen_tls]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect();
-    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .map(|v| v.into_iter().map(|i| i.ip()).collect())
-        .unwrap_or_default();
-    for f in relay.into_iter().flatten() {
-        ips.extend(
-            [f.bind, f.advertised]
-                .into_iter()
-                .filter(|ip| !ip.is_unspecified()),
-        );
-    }
-    ips.sort();
-    ips.dedup();
-    OwnAddresses {
-        listeners,
-        ips,
-        relay_ports: cfg.relay.ports,
-    }
-}
-
-/// The IPv4 relay address when none is configured: a specific listen address if there is
-/// one, else an address of the interface that carries the default route (not the first
-/// interface in kernel order: a docker0 bridge must not win over eth0), else the first
-/// non-loopback interface address, else loopback.
-fn default_relay_ipv4(cfg: &Config) -> IpAddr {
-    if let Some(a) = cfg
-        .server
-        .listen_udp
-        .iter()
-        .find(|a| a.is_ipv4() && !a.ip().is_unspecified())
-    {
-        return a.ip();
-    }
-    let ifs = if_addrs::get_if_addrs().unwrap_or_default();
-    let candidates = || {
-        ifs.iter()
-            .filter(|i| i.ip().is_ipv4() && !i.ip().is_loopback())
+/// The shard count (0 = one per core, never more than relay ports) and each shard's
+/// disjoint slice of the relay port range, so shards never contend for a port.
+fn port_slices(cfg: &Config) -> Vec<std::ops::RangeInclusive<u16>> {
+    let shards = if cfg.server.shards == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.server.shards
     };
-    let route_if = std::fs::read_to_string("/proc/self/net/route")
-        .ok()
-        .and_then(|t| checks::default_route_interface_v4(&t));
-    route_if
-        .and_then(|name| candidates().find(|i| i.name == name))
-        .or_else(|| candidates().next())
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |i| i.ip())
+    let (lo, hi) = cfg.relay.ports;
+    let span = (hi - lo) as usize + 1;
+    let shards = shards.min(span).max(1);
+    (0..shards)
+        .map(|i| {
+            let start = lo as usize + span * i / shards;
+            let end = lo as usize + span * (i + 1) / shards - 1;
+            start as u16..=end as u16
+        })
+        .collect()
 }
 
-/// The IPv4 address clients are told to use for relays (and the server, for URIs).
-pub fn advertised_ipv4(cfg: &Config) -> IpAddr {
-    cfg.relay
-        .advertised_ipv4
-        .or(cfg.relay.ipv4)
-        .unwrap_or_else(|| default_relay_ipv4(cfg))
+/// One shard's relay core, owning the relay ports `ports`.
+fn shard_core(
+    cfg: &Config,
+    secrets: &[String],
+    shared: &Shared,
+    ports: std::ops::RangeInclusive<u16>,
+) -> Server {
+    let r = &cfg.relay;
+    let per_user =
+        (r.max_bps_per_user > 0).then(|| (r.max_bps_per_user / 8, shared.user_buckets.clone()));
+    let mut core = Server::new(
+        CoreConfig {
+            auth: authenticator(cfg, secrets, shared.nonce_key),
+            policy: policy(cfg, &shared.own),
+            relay_v4: shared.families.0,
+            relay_v6: shared.families.1,
+            ports,
+            default_lifetime: r.default_lifetime,
+            max_lifetime: r.max_lifetime,
+            quotas: shared.quotas.clone(),
+            max_channels: r.max_channels_per_allocation,
+            unauthenticated_rate: cfg.server.unauthenticated_rate,
+            max_bytes_per_sec_per_allocation: (r.max_bps_per_allocation > 0)
+                .then_some(r.max_bps_per_allocation / 8),
+            max_bytes_per_sec_per_user: per_user,
+            max_permissions: r.max_permissions_per_allocation,
+            strict_channel_numbers: r.strict_channel_numbers,
+            token_key: shared.nonce_key,
+        },
+        rand::random(),
+    );
+    core.set_alternates(cfg.server.alternate.clone());
+    core
 }
 
-pub fn relay_families(cfg: &Config) -> (Option<RelayFamily>, Option<RelayFamily>) {
-    let v4_bind = cfg.relay.ipv4.unwrap_or_else(|| default_relay_ipv4(cfg));
-    let v4 = RelayFamily {
-        bind: v4_bind,
-        advertised: cfg.relay.advertised_ipv4.unwrap_or(v4_bind),
+/// Every listener, bound for one shard (SO_REUSEPORT spreads clients over the shards).
+fn bind_listeners(cfg: &Config) -> anyhow::Result<Listeners> {
+    let mut listeners = Listeners {
+        udp: Vec::new(),
+        tcp: Vec::new(),
     };
-    let v6 = cfg.relay.ipv6.map(|bind| RelayFamily {
-        bind,
-        advertised: cfg.relay.advertised_ipv6.unwrap_or(bind),
-    });
-    for f in std::iter::once(v4).chain(v6) {
-        if f.advertised.is_unspecified() {
-            tracing::warn!(relay = %f.advertised, "relay address is unspecified: set relay.ipv4/ipv6 to a concrete address");
-        } else if !PeerPolicy::default().permits(f.advertised) {
-            tracing::warn!(
-                relay = %f.advertised,
-                "advertised relay address is private or loopback: clients outside this network cannot reach it (set relay.advertised_ipv4/ipv6 behind a 1:1 NAT)"
-            );
+    for a in &cfg.server.listen_udp {
+        listeners
+            .udp
+            .push(udp_socket(*a, true).with_context(|| format!("binding UDP listener {a}"))?);
+    }
+    for (addrs, t) in [
+        (&cfg.server.listen_tcp, Transport::Tcp),
+        (&cfg.server.listen_tls, Transport::Tls),
+    ] {
+        for a in addrs {
+            let l =
+                tcp_listener(*a).with_context(|| format!("binding {} listener {a}", t.label()))?;
+            listeners.tcp.push((l, t));
         }
     }
-    (Some(v4), v6)
+    Ok(listeners)
+}
+
+/// Binds shard `i`'s listeners and starts its thread around `core`.
+fn spawn_shard(
+    cfg: &Config,
+    i: usize,
+    core: Server,
+    shared: &Shared,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<ShardStatus>, ShardHandle)> {
+    let (tx, rx) = channel();
+    let status = Arc::new(ShardStatus::default());
+    status.set_running(true);
+    let (shard, waker) = Shard::new(
+        i,
+        core,
+        bind_listeners(cfg)?,
+        shared.tls.clone(),
+        Limits {
+            limiter: shared.limiter.clone(),
+            idle_timeout: cfg.server.idle_timeout,
+            tls_handshake_timeout: cfg.server.tls_handshake_timeout,
+            tls_accepts_plain: cfg.server.tls_accepts_plain,
+        },
+        rx,
+        status.clone(),
+        SessionLogger {
+            redact_client_address: cfg.log.redact_client_address,
+        },
+        metrics,
+    )
+    .context("creating shard event loop")?;
+    let handle = std::thread::Builder::new()
+        .name(format!("turnpike-shard-{i}"))
+        .spawn(move || shard.run())
+        .context("spawning shard thread")?;
+    Ok((status, (tx, waker, Some(handle))))
 }
 
 impl Relay {
     /// Binds every listener and starts the shards. `secrets` are the effective REST secrets.
     pub fn start(cfg: &Config, secrets: &[String], metrics: Arc<Metrics>) -> anyhow::Result<Relay> {
-        let shards = if cfg.server.shards == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            cfg.server.shards
-        };
-        let (lo, hi) = cfg.relay.ports;
-        let span = (hi - lo) as usize + 1;
-        let shards = shards.min(span).max(1);
+        let slices = port_slices(cfg);
         let nonce_key: [u8; 32] = rand::random();
         let (relay_v4, relay_v6) = relay_families(cfg);
         let own = own_addresses(cfg, [relay_v4, relay_v6]);
-        let user_buckets = Arc::new(crate::relay::bandwidth::UserBuckets::default());
-        // One count for every shard: quotas are exact whichever shard a client hashes to.
-        let quotas = Arc::new(Quotas::new(
-            cfg.relay.max_allocations,
-            cfg.relay.max_allocations_per_user,
-        ));
         let opened = policy(cfg, &own).allowed_own_addresses();
         if !opened.is_empty() {
             tracing::warn!(
@@ -297,100 +295,40 @@ impl Relay {
                 "peers.allow covers this server's own addresses: clients may relay to its services outside the relay port range (listeners stay refused)"
             );
         }
-        let tls_config = load_tls(cfg)?;
-        // One count for all shards: the connection limits are per server.
-        let limiter = Arc::new(connections::ConnLimiter::new(
-            cfg.server.max_connections,
-            cfg.server.max_connections_per_ip,
-        ));
-        let sessions = SessionLogger {
-            redact_client_address: cfg.log.redact_client_address,
+        let shared = Shared {
+            // One count for every shard: quotas and connection limits are per server.
+            quotas: Arc::new(Quotas::new(
+                cfg.relay.max_allocations,
+                cfg.relay.max_allocations_per_user,
+            )),
+            user_buckets: Arc::new(crate::relay::bandwidth::UserBuckets::default()),
+            limiter: Arc::new(connections::ConnLimiter::new(
+                cfg.server.max_connections,
+                cfg.server.max_connections_per_ip,
+            )),
+            tls: load_tls(cfg)?,
+            nonce_key,
+            own: own.clone(),
+            families: (relay_v4, relay_v6),
         };
         let mut relay = Relay {
             listen_udp: cfg.server.listen_udp.clone(),
             status: Vec::new(),
             shards: Mutex::new(Vec::new()),
             nonce_key,
-            own: own.clone(),
+            own,
             metrics: metrics.clone(),
             draining: AtomicBool::new(false),
         };
-        for i in 0..shards {
-            // Disjoint port slices: shards never contend for a relay port.
-            let start = lo as usize + span * i / shards;
-            let end = lo as usize + span * (i + 1) / shards - 1;
-            let mut core = Server::new(
-                CoreConfig {
-                    auth: authenticator(cfg, secrets, nonce_key),
-                    policy: policy(cfg, &own),
-                    relay_v4,
-                    relay_v6,
-                    ports: start as u16..=end as u16,
-                    default_lifetime: cfg.relay.default_lifetime,
-                    max_lifetime: cfg.relay.max_lifetime,
-                    quotas: quotas.clone(),
-                    max_channels: cfg.relay.max_channels_per_allocation,
-                    unauthenticated_rate: cfg.server.unauthenticated_rate,
-                    max_bytes_per_sec_per_allocation: (cfg.relay.max_bps_per_allocation > 0)
-                        .then_some(cfg.relay.max_bps_per_allocation / 8),
-                    max_bytes_per_sec_per_user: (cfg.relay.max_bps_per_user > 0)
-                        .then(|| (cfg.relay.max_bps_per_user / 8, user_buckets.clone())),
-                    max_permissions: cfg.relay.max_permissions_per_allocation,
-                    strict_channel_numbers: cfg.relay.strict_channel_numbers,
-                    token_key: nonce_key,
-                },
-                rand::random(),
-            );
-            core.set_alternates(cfg.server.alternate.clone());
-            let mut listeners = Listeners {
-                udp: Vec::new(),
-                tcp: Vec::new(),
-            };
-            for a in &cfg.server.listen_udp {
-                listeners.udp.push(
-                    udp_socket(*a, true).with_context(|| format!("binding UDP listener {a}"))?,
-                );
-            }
-            for (addrs, t) in [
-                (&cfg.server.listen_tcp, Transport::Tcp),
-                (&cfg.server.listen_tls, Transport::Tls),
-            ] {
-                for a in addrs {
-                    let l = tcp_listener(*a)
-                        .with_context(|| format!("binding {} listener {a}", t.label()))?;
-                    listeners.tcp.push((l, t));
-                }
-            }
-            let (tx, rx) = channel();
-            let status = Arc::new(ShardStatus::default());
-            status.set_running(true);
-            let (shard, waker) = Shard::new(
-                i,
-                core,
-                listeners,
-                tls_config.clone(),
-                Limits {
-                    limiter: limiter.clone(),
-                    idle_timeout: cfg.server.idle_timeout,
-                    tls_handshake_timeout: cfg.server.tls_handshake_timeout,
-                    tls_accepts_plain: cfg.server.tls_accepts_plain,
-                },
-                rx,
-                status.clone(),
-                sessions,
-                metrics.clone(),
-            )
-            .context("creating shard event loop")?;
-            let handle = std::thread::Builder::new()
-                .name(format!("turnpike-shard-{i}"))
-                .spawn(move || shard.run())
-                .context("spawning shard thread")?;
+        for (i, ports) in slices.into_iter().enumerate() {
+            let core = shard_core(cfg, secrets, &shared, ports);
+            let (status, handle) = spawn_shard(cfg, i, core, &shared, metrics.clone())?;
             relay.status.push(status);
             relay
                 .shards
                 .get_mut()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((tx, waker, Some(handle)));
+                .push(handle);
         }
         tracing::info!(
             listen_udp = ?cfg.server.listen_udp,
@@ -398,7 +336,7 @@ impl Relay {
             listen_tls = ?cfg.server.listen_tls,
             relay_v4 = %relay_v4.map_or("none".into(), |f| f.advertised.to_string()),
             relay_v6 = %relay_v6.map_or("none".into(), |f| f.advertised.to_string()),
-            shards,
+            shards = relay.status.len(),
             realm = %cfg.server.realm,
             "turnpike started"
         );

@@ -1,0 +1,69 @@
+//! Raw client bytes through every decoder a packet meets: ChannelData framing, the Send
+//! indication reader, `stun::message` and the attribute getters the request handlers use,
+//! and finally the core itself (which must answer or drop, never panic).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stun::attributes::*;
+use stun::message::{Getter, Message};
+use stun::textattrs::TextAttribute;
+use turn::proto::channum::ChannelNumber;
+use turn::proto::lifetime::Lifetime;
+use turn::proto::reqfamily::RequestedAddressFamily;
+use turn::proto::reqtrans::RequestedTransport;
+use turnpike::proto::{channel_data, decode_xor_address, indication};
+use turnpike_fuzz::{Driver, Setup, clients};
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(cd) = channel_data::parse(data) {
+        let len = u16::from_be_bytes([data[2], data[3]]) as usize;
+        assert_eq!(cd.payload.len(), len);
+        assert_eq!(cd.payload, &data[4..4 + len]);
+        assert!(channel_data::is_channel_data(data));
+    }
+    if let Some(s) = indication::parse_send(data) {
+        let range = data.as_ptr_range();
+        assert!(s.data.is_empty() || range.contains(&s.data.as_ptr()));
+    }
+    if data.len() >= 12 {
+        let tid: [u8; 12] = data[..12].try_into().unwrap();
+        let _ = decode_xor_address(&data[12..], &tid);
+    }
+    let mut m = Message::new();
+    m.raw = data.to_vec();
+    if m.decode().is_ok() {
+        // Every getter a handler may call on a request, on whatever attributes came.
+        for t in [ATTR_USERNAME, ATTR_REALM, ATTR_NONCE] {
+            let _ = TextAttribute::get_from_as(&m, t);
+        }
+        let _ = ChannelNumber::default().get_from(&m);
+        let _ = Lifetime::default().get_from(&m);
+        let _ = RequestedTransport::default().get_from(&m);
+        let _ = RequestedAddressFamily::default().get_from(&m);
+        for a in &m.attributes.0 {
+            if a.typ == ATTR_XOR_PEER_ADDRESS {
+                let _ = decode_xor_address(&a.value, &m.transaction_id.0);
+            }
+        }
+    }
+    // The core, with one live allocation so ChannelData and Send take the relay path.
+    let mut d = Driver::new(Setup {
+        ports: 3,
+        max_allocations: 3,
+        max_per_user: 3,
+        max_permissions: 3,
+        max_channels: 3,
+        strict_channels: false,
+        ipv6: true,
+        two_shards: false,
+        unauthenticated_rate: 0,
+        bps_per_allocation: 0,
+        bps_per_user: 0,
+        seed: 1,
+    });
+    d.establish();
+    for c in clients().into_iter().take(2) {
+        d.client_packet(c, data);
+        d.check();
+    }
+});
