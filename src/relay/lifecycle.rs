@@ -6,7 +6,8 @@ use super::*;
 impl Server {
     /// Expires allocations, permissions, channel bindings and reservations that are due:
     /// only those, found through the deadline heap, never a walk over every allocation.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, time: Time) {
+        let now = time.mono;
         while let Some(&Reverse((at, idx, serial))) = self.timers.peek() {
             if at > now {
                 break;
@@ -53,7 +54,8 @@ impl Server {
 
     /// A stream client's connection closed: its allocation goes with it (RFC 8656 §3.1).
     /// `clean` is false when the connection failed (I/O or framing error).
-    pub fn client_disconnected(&mut self, now: Instant, client: ClientId, clean: bool) {
+    pub fn client_disconnected(&mut self, time: Time, client: ClientId, clean: bool) {
+        let now = time.mono;
         if let Some(&idx) = self.by_client.get(&client) {
             let reason = if clean {
                 EndReason::Deleted
@@ -78,7 +80,8 @@ impl Server {
     }
 
     /// Ends every allocation (server shutdown), so each gets its log line.
-    pub fn shutdown(&mut self, now: Instant) {
+    pub fn shutdown(&mut self, time: Time) {
+        let now = time.mono;
         let all: Vec<usize> = self.allocations.iter().map(|(i, _)| i).collect();
         for idx in all {
             self.remove_allocation(now, idx, EndReason::Shutdown);
@@ -87,7 +90,8 @@ impl Server {
 
     /// Ends every allocation of user id `user` (the part after the expiry in a REST
     /// username, or a static username) for the sessions API. Returns how many.
-    pub fn end_user_allocations(&mut self, now: Instant, user: &str) -> usize {
+    pub fn end_user_allocations(&mut self, time: Time, user: &str) -> usize {
+        let now = time.mono;
         let idxs: Vec<usize> = self
             .allocations
             .iter()

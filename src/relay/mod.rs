@@ -3,23 +3,24 @@
 //!
 //! The drive loop (one per shard, in `runtime::shard`):
 //!
-//! 1. A client packet: `handle_client_packet(now, unix, client, bytes)`. ChannelData and
+//! 1. A client packet: `handle_client_packet(time, client, bytes)`. ChannelData and
 //!    Send indications come back at once as `ClientAction::Forward { relay, peer, payload }`
 //!    (a borrowed slice: the shell sends it from that relay socket) or `Drop(reason)`.
 //!    Everything else is a STUN request; its answers and side effects are queued as
 //!    `Command`s and the call returns `Handled`.
-//! 2. A peer packet on a relay socket: `handle_peer_packet(now, relay, peer, payload)`
+//! 2. A peer packet on a relay socket: `handle_peer_packet(time, relay, peer, payload)`
 //!    answers `PeerAction::ChannelData` or `DataIndication` (the shell frames it in place
 //!    with `proto`, no allocation) or `Drop`.
 //! 3. After either, and after timers: drain `poll_command()` until it is empty. Commands
 //!    send a STUN message, bind a relay socket (answer with `relay_bound`, which may queue
 //!    further commands: keep draining), release one, or report an ended session.
-//! 4. Timers: sleep until `poll_timeout()`, then call `handle_timeout(now)`; it expires
+//! 4. Timers: sleep until `poll_timeout()`, then call `handle_timeout(time)`; it expires
 //!    only what is due (a deadline heap), never walks every allocation.
 //! 5. A TCP/TLS connection closed: `client_disconnected` (its allocation ends with it).
 //!
-//! `now` is the shell's monotonic clock, `unix` its wall clock in seconds (credential and
-//! nonce expiry); the core never reads either itself, so tests move time by hand.
+//! Every input carries one `Time` (the shell's monotonic clock and its wall clock in
+//! seconds, read once per event); the core never reads a clock, so tests move time by
+//! hand.
 
 pub mod admission;
 pub mod allocation;
@@ -64,6 +65,14 @@ impl Transport {
             Transport::Tls => "tls",
         }
     }
+}
+
+/// The time, as the shell reads it once per event: monotonic for timers and unix
+/// seconds for credential and nonce expiry. The core never reads a clock itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    pub mono: Instant,
+    pub unix: u64,
 }
 
 /// A client's 5-tuple as the shell knows it: the transport, which listener (or accepted

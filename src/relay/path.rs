@@ -9,11 +9,11 @@ impl Server {
     /// routing decision and nothing allocated; everything else goes through the STUN path.
     pub fn handle_client_packet<'a>(
         &mut self,
-        now: Instant,
-        unix: u64,
+        time: Time,
         client: ClientId,
         packet: &'a [u8],
     ) -> ClientAction<'a> {
+        let (now, unix) = (time.mono, time.unix);
         match crate::proto::decode(packet) {
             ClientMessage::ChannelData(cd) => {
                 self.relay_to_peer(now, client, cd.channel, None, cd.payload)
@@ -91,11 +91,12 @@ impl Server {
     /// A packet that arrived on relay socket `relay` from `peer`.
     pub fn handle_peer_packet(
         &mut self,
-        now: Instant,
+        time: Time,
         relay: SocketAddr,
         peer: SocketAddr,
         payload: &[u8],
     ) -> PeerAction {
+        let now = time.mono;
         let table = if relay.is_ipv4() {
             &self.by_relay_v4
         } else {

@@ -120,10 +120,18 @@ impl Harness {
         Creds { username, password }
     }
 
+    /// The harness's time as the one value the core takes.
+    pub fn time(&self) -> Time {
+        Time {
+            mono: self.now,
+            unix: self.unix,
+        }
+    }
+
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
         self.unix += d.as_secs();
-        self.server.handle_timeout(self.now);
+        self.server.handle_timeout(self.time());
         self.run_shell();
     }
 
@@ -135,7 +143,7 @@ impl Harness {
                 Command::SendToClient { client, data } => out.push((client, data)),
                 Command::BindRelay { token, addr } => {
                     let ok = !self.busy_ports.contains(&addr.port()) && self.bound.insert(addr);
-                    self.server.relay_bound(self.now, token, addr, ok);
+                    self.server.relay_bound(self.time(), token, addr, ok);
                 }
                 Command::ReleaseRelay { addr } => {
                     assert!(self.bound.remove(&addr), "released {addr} twice");
@@ -166,7 +174,9 @@ impl Harness {
 
     pub fn send_raw(&mut self, client: ClientId, data: &[u8]) -> Vec<(ClientId, Message)> {
         let (now, unix) = (self.now, self.unix);
-        let _ = self.server.handle_client_packet(now, unix, client, data);
+        let _ = self
+            .server
+            .handle_client_packet(Time { mono: now, unix }, client, data);
         self.take_responses()
     }
 

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::proto::{channel_data, indication};
 use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::DropReason;
-use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transport};
+use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Time, Transport};
 
 use super::batch::{BATCH, Batch};
 use super::connections::Connections;
@@ -110,12 +110,11 @@ impl RelaySockets {
 pub(super) fn client_packet(
     core: &mut Server,
     relays: &RelaySockets,
-    now: Instant,
-    unix: u64,
+    time: Time,
     client: ClientId,
     packet: &[u8],
 ) -> bool {
-    match core.handle_client_packet(now, unix, client, packet) {
+    match core.handle_client_packet(time, client, packet) {
         ClientAction::Forward {
             relay,
             peer,
@@ -146,6 +145,8 @@ pub struct Shard {
     inbound: Batch,
     /// sendmmsg batches of ChannelData towards UDP clients, one per listener.
     outbound: Vec<Batch>,
+    /// The time as read once per loop turn: every call into the core passes this value.
+    pub(super) time: Time,
 }
 
 pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
@@ -252,6 +253,7 @@ impl Shard {
                 metrics,
                 inbound: Batch::default(),
                 outbound: (0..listener_count).map(|_| Batch::default()).collect(),
+                time: clock::time(),
             },
             waker,
         ))
@@ -281,15 +283,15 @@ impl Shard {
                 self.status.set_running(false);
                 return;
             }
-            let now = clock::now();
-            let unix = clock::unix_now();
+            self.time = clock::time();
+            let now = self.time.mono;
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
                     continue;
                 }
                 if t.0 >= CONN_BASE {
-                    self.conn_event(t.0 - CONN_BASE, now, ev.is_readable(), ev.is_writable());
+                    self.conn_event(t.0 - CONN_BASE, ev.is_readable(), ev.is_writable());
                 } else if !ready.contains(&t) {
                     ready.push(t);
                 }
@@ -297,22 +299,22 @@ impl Shard {
             self.retry_accepts(now, &mut ready);
             let mut i = 0;
             while i < ready.len() {
-                if self.drain(ready[i], now, unix, &mut buf) {
+                if self.drain(ready[i], now, &mut buf) {
                     i += 1;
                 } else {
                     ready.swap_remove(i);
                 }
             }
             // Each stream connection gets a bounded turn, like each socket above.
-            self.serve_connections(now, unix);
+            self.serve_connections(now);
             self.flush_outbound();
-            self.flush_streams(now);
+            self.flush_streams();
             if self.handle_control(now).is_err() {
                 return;
             }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
-                self.core.handle_timeout(now);
-                self.run_commands(now);
+                self.core.handle_timeout(self.time);
+                self.run_commands();
             }
             if now >= next_tick {
                 self.status.beat();
@@ -352,13 +354,13 @@ impl Shard {
                     ));
                 }
                 Ok(Control::EndSessions(user, reply)) => {
-                    let n = self.core.end_user_allocations(now, &user);
-                    self.run_commands(now);
+                    let n = self.core.end_user_allocations(self.time, &user);
+                    self.run_commands();
                     let _ = reply.send(n);
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
-                    self.core.shutdown(now);
-                    self.run_commands(now);
+                    self.core.shutdown(self.time);
+                    self.run_commands();
                     self.status.publish(
                         &self.core,
                         now,
@@ -375,15 +377,15 @@ impl Shard {
 
     /// Reads up to BUDGET packets (or connections) from one socket. True when it may
     /// have more.
-    fn drain(&mut self, token: Token, now: Instant, unix: u64, buf: &mut [u8]) -> bool {
+    fn drain(&mut self, token: Token, now: Instant, buf: &mut [u8]) -> bool {
         if token.0 < TCP_LISTENER_BASE {
-            return (0..BUDGET / BATCH).all(|_| self.listener_batch(token.0, now, unix));
+            return (0..BUDGET / BATCH).all(|_| self.listener_batch(token.0));
         }
         for _ in 0..BUDGET {
             let got = if token.0 < RELAY_BASE {
                 self.accept(token.0 - TCP_LISTENER_BASE, now)
             } else {
-                self.relay_packet(token.0 - RELAY_BASE, now, buf)
+                self.relay_packet(token.0 - RELAY_BASE, buf)
             };
             if !got {
                 return false;
@@ -394,7 +396,7 @@ impl Shard {
 
     /// Up to BATCH datagrams from UDP clients in one recvmmsg. False when the socket is
     /// drained.
-    fn listener_batch(&mut self, li: usize, now: Instant, unix: u64) -> bool {
+    fn listener_batch(&mut self, li: usize) -> bool {
         let Some(listener) = self.udp.get(li) else {
             return false;
         };
@@ -413,13 +415,12 @@ impl Shard {
             let commands = client_packet(
                 &mut self.core,
                 &self.relays,
-                now,
-                unix,
+                self.time,
                 client,
                 &slot[..len],
             );
             if commands {
-                self.run_commands(now);
+                self.run_commands();
             }
         }
         n == BATCH
@@ -443,7 +444,7 @@ impl Shard {
     /// One packet from a peer, read `HEADROOM` bytes into `buf` so that the ChannelData or
     /// Data indication header is written in front of it, and the padding after it, in
     /// place: no copy and no allocation on either framing.
-    fn relay_packet(&mut self, key: usize, now: Instant, buf: &mut [u8]) -> bool {
+    fn relay_packet(&mut self, key: usize, buf: &mut [u8]) -> bool {
         let Some(relay) = self.relays.sockets.get(key) else {
             return false;
         };
@@ -457,7 +458,7 @@ impl Shard {
         let relay_addr = relay.addr;
         match self
             .core
-            .handle_peer_packet(now, relay_addr, from, &buf[h..h + n])
+            .handle_peer_packet(self.time, relay_addr, from, &buf[h..h + n])
         {
             PeerAction::ChannelData { client, channel } => {
                 let start = h - channel_data::HEADER_LEN;
@@ -493,7 +494,7 @@ impl Shard {
         }
     }
 
-    pub(super) fn run_commands(&mut self, now: Instant) {
+    pub(super) fn run_commands(&mut self) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
@@ -510,7 +511,8 @@ impl Shard {
                 Command::BindRelay { token, addr } => {
                     let result = self.bind_relay(addr);
                     self.status.note_bind(self.index, addr, &result);
-                    self.core.relay_bound(now, token, addr, result.is_ok());
+                    self.core
+                        .relay_bound(self.time, token, addr, result.is_ok());
                 }
                 Command::ReleaseRelay { addr } => self.release_relay(addr),
                 Command::AllocationEnded(summary) => {

@@ -184,7 +184,8 @@ impl Server {
     }
 
     /// The shell's answer to `Command::BindRelay`.
-    pub fn relay_bound(&mut self, now: Instant, token: u64, addr: SocketAddr, ok: bool) {
+    pub fn relay_bound(&mut self, time: Time, token: u64, addr: SocketAddr, ok: bool) {
+        let now = time.mono;
         let Some(p) = self.pending.get_mut(&token) else {
             if ok {
                 self.commands.push_back(Command::ReleaseRelay { addr });

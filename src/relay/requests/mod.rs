@@ -22,7 +22,7 @@ use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
 use super::quota::quota_key;
 use super::stats::{DropReason, EndReason, RequestMethod, result_index};
-use super::{ClientId, Command, Server};
+use super::{ClientId, Command, Server, Time};
 use crate::auth::{AuthError, Key};
 use crate::proto::FAMILY_IPV6;
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
