@@ -135,23 +135,32 @@ impl Harness {
         self.run_shell();
     }
 
-    /// Plays the shell: binds relay sockets (failing on busy ports) and collects responses.
+    /// Plays the shell as runtime::shard does: drains the queue, binding relay sockets
+    /// (failing on busy ports) and collecting responses, then reports the binds.
     fn run_shell(&mut self) -> Vec<(ClientId, Vec<u8>)> {
         let mut out = Vec::new();
-        while let Some(cmd) = self.server.poll_command() {
-            match cmd {
-                Command::SendToClient { client, data } => out.push((client, data)),
-                Command::BindRelay { token, addr } => {
-                    let ok = !self.busy_ports.contains(&addr.port()) && self.bound.insert(addr);
-                    self.server.relay_bound(self.time(), token, addr, ok);
+        loop {
+            let mut binds = Vec::new();
+            while let Some(cmd) = self.server.poll_command() {
+                match cmd {
+                    Command::SendToClient { client, data } => out.push((client, data)),
+                    Command::BindRelay { token, addr } => {
+                        let ok = !self.busy_ports.contains(&addr.port()) && self.bound.insert(addr);
+                        binds.push((token, addr, ok));
+                    }
+                    Command::ReleaseRelay { addr } => {
+                        assert!(self.bound.remove(&addr), "released {addr} twice");
+                    }
+                    Command::AllocationEnded(s) => self.ended.push(*s),
                 }
-                Command::ReleaseRelay { addr } => {
-                    assert!(self.bound.remove(&addr), "released {addr} twice");
-                }
-                Command::AllocationEnded(s) => self.ended.push(*s),
+            }
+            if binds.is_empty() {
+                return out;
+            }
+            for (token, addr, ok) in binds {
+                self.server.relay_bound(self.time(), token, addr, ok);
             }
         }
-        out
     }
 
     pub fn take_responses(&mut self) -> Vec<(ClientId, Message)> {

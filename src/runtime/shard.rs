@@ -147,6 +147,8 @@ pub struct Shard {
     outbound: Vec<Batch>,
     /// The time as read once per loop turn: every call into the core passes this value.
     pub(super) time: Time,
+    /// Reused buffer of relay binds carried out, to be reported to the core.
+    bind_results: Vec<(u64, SocketAddr, bool)>,
 }
 
 pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
@@ -254,6 +256,7 @@ impl Shard {
                 inbound: Batch::default(),
                 outbound: (0..listener_count).map(|_| Batch::default()).collect(),
                 time: clock::time(),
+                bind_results: Vec::new(),
             },
             waker,
         ))
@@ -494,7 +497,25 @@ impl Shard {
         }
     }
 
+    /// Carries out everything the core queued. Bind results go back to the core only once
+    /// the queue is empty (never from inside the loop that drains it); what they queue in
+    /// turn is carried out by the next round.
     pub(super) fn run_commands(&mut self) {
+        let mut binds = std::mem::take(&mut self.bind_results);
+        loop {
+            self.run_queued(&mut binds);
+            if binds.is_empty() {
+                break;
+            }
+            for (token, addr, ok) in binds.drain(..) {
+                self.core.relay_bound(self.time, token, addr, ok);
+            }
+        }
+        self.bind_results = binds;
+    }
+
+    /// One round of `run_commands`: drains the core's queue, collecting bind results.
+    fn run_queued(&mut self, binds: &mut Vec<(u64, SocketAddr, bool)>) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
@@ -511,8 +532,7 @@ impl Shard {
                 Command::BindRelay { token, addr } => {
                     let result = self.bind_relay(addr);
                     self.status.note_bind(self.index, addr, &result);
-                    self.core
-                        .relay_bound(self.time, token, addr, result.is_ok());
+                    binds.push((token, addr, result.is_ok()));
                 }
                 Command::ReleaseRelay { addr } => self.release_relay(addr),
                 Command::AllocationEnded(summary) => {
