@@ -3,15 +3,9 @@
 use super::*;
 
 impl Server {
-    pub(super) fn channel_bind(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        msg: &Message,
-        req: RequestInfo,
-        username: &str,
-        key: &Key,
-    ) -> Result<(), Reject> {
+    pub(super) fn channel_bind(&mut self, ctx: &Ctx) -> Result<(), Reject> {
+        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
+        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
         let idx = self.own_allocation(client, username)?;
         let max = if self.cfg.strict_channel_numbers {
             MAX_CHANNEL

@@ -112,6 +112,17 @@ struct Authenticated {
     expiry: Option<u64>,
 }
 
+/// An authenticated request as the method handlers see it: when and from whom it came,
+/// the decoded message, what its response needs, and who signed it.
+struct Ctx<'a> {
+    now: Instant,
+    unix: u64,
+    client: ClientId,
+    msg: &'a Message,
+    req: RequestInfo,
+    who: &'a Authenticated,
+}
+
 /// What a response needs from its request.
 #[derive(Clone, Copy)]
 struct RequestInfo {
@@ -210,31 +221,25 @@ impl Server {
                 self.respond(client, req, attrs, None);
             }
             METHOD_ALLOCATE | METHOD_REFRESH | METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
-                let Some(Authenticated {
-                    username,
-                    key,
-                    expiry,
-                }) = self.authenticate(now, &mut msg, req, unix, client)
-                else {
+                let Some(who) = self.authenticate(now, &mut msg, req, unix, client) else {
                     return;
                 };
+                let ctx = Ctx {
+                    now,
+                    unix,
+                    client,
+                    msg: &msg,
+                    req,
+                    who: &who,
+                };
                 let result = match req.method {
-                    METHOD_ALLOCATE => {
-                        let who = Authenticated {
-                            username,
-                            key: key.clone(),
-                            expiry,
-                        };
-                        self.allocate(now, unix, client, &msg, req, who)
-                    }
-                    METHOD_REFRESH => self.refresh(now, client, &msg, req, &username, &key),
-                    METHOD_CREATE_PERMISSION => {
-                        self.create_permission(now, client, &msg, req, &username, &key)
-                    }
-                    _ => self.channel_bind(now, client, &msg, req, &username, &key),
+                    METHOD_ALLOCATE => self.allocate(&ctx),
+                    METHOD_REFRESH => self.refresh(&ctx),
+                    METHOD_CREATE_PERMISSION => self.create_permission(&ctx),
+                    _ => self.channel_bind(&ctx),
                 };
                 if let Err(Reject(code, reason)) = result {
-                    self.respond_error(client, req, code, reason, Some(&key), vec![]);
+                    self.respond_error(client, req, code, reason, Some(&who.key), vec![]);
                 }
             }
             _ => self.respond_error(

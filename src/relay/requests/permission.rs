@@ -29,15 +29,9 @@ impl Server {
         Ok(())
     }
 
-    pub(super) fn create_permission(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        msg: &Message,
-        req: RequestInfo,
-        username: &str,
-        key: &Key,
-    ) -> Result<(), Reject> {
+    pub(super) fn create_permission(&mut self, ctx: &Ctx) -> Result<(), Reject> {
+        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
+        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
         let idx = self.own_allocation(client, username)?;
         let peers = request::peer_addresses(msg).map_err(|(e, why)| Reject(e, why))?;
         // All or nothing (RFC 8656 §9.2): check every peer before installing any.

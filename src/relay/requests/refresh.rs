@@ -15,15 +15,9 @@ impl Server {
         Ok(idx)
     }
 
-    pub(super) fn refresh(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        msg: &Message,
-        req: RequestInfo,
-        username: &str,
-        key: &Key,
-    ) -> Result<(), Reject> {
+    pub(super) fn refresh(&mut self, ctx: &Ctx) -> Result<(), Reject> {
+        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
+        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
         let idx = self.own_allocation(client, username)?;
         let r = RefreshRequest::parse(msg);
         let zero = r.deletes();
