@@ -8,12 +8,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
+# Coverage-guided fuzzing of the decoder and the core, bounded: fails on any crash.
+echo "== fuzz (45 s per target)"
+bash scripts/fuzz.sh 45
 echo "== cargo test"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 # Library, binary and tests/ (examples hold no tests). The output is kept to total it.
 cargo test --lib --bins --tests 2>&1 | tee "$out"
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$out"
-# Coverage-guided fuzzing of the decoder and the core, bounded: fails on any crash.
-echo "== fuzz (45 s per target)"
-bash scripts/fuzz.sh 45

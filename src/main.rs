@@ -1,6 +1,5 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,10 +10,9 @@ use tracing_subscriber::EnvFilter;
 
 use turnpike::auth::mint_credential;
 use turnpike::config::{Config, LogFormat, parse_port_range};
-use turnpike::http::{HttpState, credential_json, default_uris};
-use turnpike::metrics::Metrics;
+use turnpike::http::{credential_json, default_uris};
 use turnpike::runtime::clock::unix_now;
-use turnpike::runtime::{Relay, checks, journal, notify};
+use turnpike::runtime::{checks, journal};
 
 /// turnpike: a TURN/STUN relay server for WebRTC.
 ///
@@ -155,23 +153,12 @@ fn probe(args: &ProbeArgs, cfg: &Config) -> anyhow::Result<bool> {
             password: p.clone(),
         },
         (_, _, Some(s)) => Credentials::Secret(s.clone()),
-        _ => {
-            let env_secret = std::env::var("TURNPIKE_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty());
-            match cfg
-                .auth
-                .secrets
-                .first()
-                .map(|s| s.expose().to_owned())
-                .or(env_secret)
-            {
-                Some(s) => Credentials::Secret(s),
-                None => bail!(
-                    "no credential: pass --secret, --username/--password, or --config with auth.secrets"
-                ),
-            }
-        }
+        _ => match cfg.auth.minting_secret() {
+            Some(s) => Credentials::Secret(s),
+            None => bail!(
+                "no credential: pass --secret, --username/--password, or --config with auth.secrets"
+            ),
+        },
     };
     let opts = Options {
         credentials,
@@ -254,13 +241,8 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
 
 /// The REST secrets in force: the config's, else TURNPIKE_SECRET, else a fresh one.
 fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
-    if !cfg.auth.secrets.is_empty() || !cfg.auth.users.is_empty() {
-        return cfg.auth.secret_strings();
-    }
-    if let Ok(s) = std::env::var("TURNPIKE_SECRET")
-        && !s.is_empty()
-    {
-        return vec![s];
+    if let Some(secrets) = cfg.auth.secrets_in_force() {
+        return secrets;
     }
     let secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
@@ -330,16 +312,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Credentials { user, ttl, uri }) => {
-            let env_secret = std::env::var("TURNPIKE_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty());
-            let Some(secret) = cfg
-                .auth
-                .secrets
-                .first()
-                .map(|s| s.expose().to_owned())
-                .or(env_secret)
-            else {
+            let Some(secret) = cfg.auth.minting_secret() else {
                 bail!("no secret: set auth.secrets in the config or TURNPIKE_SECRET");
             };
             let (username, password) = mint_credential(&secret, user, ttl.as_secs(), unix_now());
@@ -370,7 +343,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting tokio runtime")?;
-    rt.block_on(serve(cli, cfg, secrets))
+    rt.block_on(turnpike::runtime::service::run(cfg, secrets, || {
+        effective_config(&cli)
+    }))
 }
 
 /// GET /readyz at `listen` (loopback when it is a wildcard address), 3 s at most.
@@ -432,149 +407,4 @@ fn import_coturn(path: &std::path::Path, output: Option<&std::path::Path>) -> an
         None => std::io::stdout().write_all(imp.toml.as_bytes())?,
     }
     Ok(())
-}
-
-/// The REST secrets a reloaded config brings; one without any keeps those in force
-/// (from TURNPIKE_SECRET or generated at start).
-fn reloaded_secrets(new: &Config, running: &[String]) -> Vec<String> {
-    if new.auth.secrets.is_empty() && new.auth.users.is_empty() {
-        running.to_vec()
-    } else {
-        new.auth.secret_strings()
-    }
-}
-
-async fn serve(cli: Cli, cfg: Config, secrets: Vec<String>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Refuse to start on what would only show later as 508s or a silently shared port.
-    checks::startup(&cfg)?;
-    let metrics = Arc::new(Metrics::new());
-    let relay = Arc::new(Relay::start(&cfg, &secrets, metrics)?);
-    let http = HttpState::new(relay.clone(), &cfg, &secrets);
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = if cfg.http.enabled {
-        let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-            .await
-            .with_context(|| format!("http.listen: binding {}", cfg.http.listen))?;
-        let bound = listener.local_addr().unwrap_or(cfg.http.listen);
-        tracing::info!(listen = %bound, "HTTP endpoint up (/metrics, /healthz, /readyz)");
-        let state = http.clone();
-        Some(tokio::spawn(async move {
-            let stop = async {
-                let _ = http_stopped.await;
-            };
-            if let Err(e) = turnpike::http::serve(listener, state, stop).await {
-                tracing::error!(error = %e, "HTTP endpoint failed");
-            }
-        }))
-    } else {
-        None
-    };
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
-    // Every listener and the relay range were bound above: now systemd may call us started.
-    notify::ready("relaying");
-    notify::spawn_watchdog(relay.clone());
-    let mut drain_timeout = cfg.server.drain_timeout;
-    let drain = loop {
-        tokio::select! {
-            _ = term.recv() => break true,
-            // Ctrl-C: a person at a terminal wants it stopped now.
-            _ = int.recv() => break false,
-            _ = usr1.recv() => {
-                set_draining(&relay, true).await;
-                notify::status("draining (SIGUSR1): new allocations refused");
-                tracing::info!("draining on SIGUSR1: /readyz reports 503, new Allocates are refused; SIGUSR2 resumes");
-            }
-            _ = usr2.recv() => {
-                set_draining(&relay, false).await;
-                notify::status("relaying");
-                tracing::info!("drain ended on SIGUSR2: accepting new allocations");
-            }
-            _ = hup.recv() => {
-                notify::reloading();
-                // Reload keeps every allocation: credentials, peer policy and the
-                // credential API change; listeners and port ranges need a restart.
-                let result = effective_config(&cli).and_then(|new| {
-                    let new_secrets = reloaded_secrets(&new, &secrets);
-                    relay.reload(&new, &new_secrets)?;
-                    http.reload(&new, &new_secrets);
-                    Ok(new.server.drain_timeout)
-                });
-                match result {
-                    Ok(t) => {
-                        drain_timeout = t;
-                        tracing::info!("configuration reloaded");
-                        notify::ready("relaying; configuration reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration");
-                        notify::ready("relaying; last reload failed, running configuration kept");
-                    }
-                }
-            }
-        }
-    };
-    if drain {
-        drain_then_stop(&relay, drain_timeout, &mut term, &mut int).await;
-    } else {
-        notify::stopping("stopping");
-    }
-    tracing::info!("shutting down");
-    let _ = stop_http.send(());
-    if let Some(t) = http_task {
-        let _ = t.await;
-    }
-    tokio::task::spawn_blocking(move || relay.shutdown()).await?;
-    Ok(())
-}
-
-/// Starts or ends draining; returns once every shard applied it.
-async fn set_draining(relay: &Arc<Relay>, on: bool) {
-    let r = relay.clone();
-    let _ = tokio::task::spawn_blocking(move || r.drain(on)).await;
-}
-
-/// SIGTERM: /readyz turns 503 and new Allocates go elsewhere at once; existing allocations
-/// keep relaying until they end or `timeout` passes (or a second SIGTERM/SIGINT comes).
-async fn drain_then_stop(
-    relay: &Arc<Relay>,
-    timeout: Duration,
-    term: &mut tokio::signal::unix::Signal,
-    int: &mut tokio::signal::unix::Signal,
-) {
-    set_draining(relay, true).await;
-    notify::stopping("draining");
-    let deadline = tokio::time::Instant::now() + timeout;
-    let count = || {
-        let r = relay.clone();
-        async move {
-            tokio::task::spawn_blocking(move || r.allocation_count())
-                .await
-                .unwrap_or(0)
-        }
-    };
-    let n = count().await;
-    tracing::info!(
-        allocations = n,
-        timeout_s = timeout.as_secs_f64(),
-        "draining: new allocations refused, existing ones keep relaying"
-    );
-    let mut n = n;
-    while n > 0 {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {
-                tracing::info!(allocations = n, "drain timeout: ending the remaining allocations");
-                return;
-            }
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-        }
-        n = count().await;
-    }
-    tracing::info!("drained: no allocation left");
 }

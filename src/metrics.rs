@@ -2,9 +2,11 @@
 //! per-shard integers; a scrape asks each shard for a fresh copy and brings these families
 //! up to the summed totals, so the relay path never touches an atomic or a lock.
 
+mod families;
 pub mod labels;
 pub mod snapshot;
 
+use families::{self as f, Family};
 use labels::{Refused, TlsFailure};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -41,21 +43,53 @@ pub struct Metrics {
     pub allocation_lifetime: Histogram,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+fn counter_vec(r: &Registry, f: &Family) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(f.name, f.help), f.labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+fn gauge_vec(r: &Registry, f: &Family) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(f.name, f.help), f.labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
+}
+
+fn counter(r: &Registry, f: &Family) -> IntCounter {
+    let c = IntCounter::new(f.name, f.help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(r: &Registry, f: &Family, buckets: &[f64]) -> Histogram {
+    let opts = HistogramOpts::new(f.name, f.help).buckets(buckets.to_vec());
+    let h = Histogram::with_opts(opts).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
 }
 
 /// Raises a counter to `total`. Shard counters only grow, so the difference is >= 0.
 fn raise(c: &IntCounter, total: u64) {
     c.inc_by(total.saturating_sub(c.get()));
+}
+
+/// Raises one labelled series of `c` to `total`.
+fn raise_series(c: &IntCounterVec, labels: &[&str], total: u64) {
+    raise(&c.with_label_values(labels), total);
+}
+
+/// Sets one labelled series of `g` to `total`.
+fn set_series(g: &IntGaugeVec, labels: &[&str], total: u64) {
+    g.with_label_values(labels).set(total as i64);
+}
+
+/// The shards' latest snapshots, summed one value at a time.
+struct Totals<'a>(&'a [ShardSnapshot]);
+
+impl Totals<'_> {
+    fn of(&self, f: impl Fn(&ShardSnapshot) -> u64) -> u64 {
+        self.0.iter().map(f).sum()
+    }
 }
 
 impl Default for Metrics {
@@ -67,130 +101,28 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let tf = &["transport", "family"];
         let m = Metrics {
-            allocations: gauge_vec(&r, "turnpike_allocations", "Active allocations.", tf),
-            permissions: gauge_vec(&r, "turnpike_permissions", "Active permissions.", tf),
-            channels: gauge_vec(
-                &r,
-                "turnpike_channel_bindings",
-                "Active channel bindings.",
-                tf,
-            ),
-            connections: gauge_vec(
-                &r,
-                "turnpike_connections",
-                "Open TCP/TLS client connections.",
-                &["transport"],
-            ),
-            allocations_created: counter_vec(
-                &r,
-                "turnpike_allocations_created_total",
-                "Allocations created.",
-                &["transport"],
-            ),
-            allocations_ended: counter_vec(
-                &r,
-                "turnpike_allocations_ended_total",
-                "Allocations ended, by reason (expired, deleted, error, shutdown).",
-                &["reason"],
-            ),
-            relayed_bytes: counter_vec(
-                &r,
-                "turnpike_relayed_bytes_total",
-                "Application bytes relayed (payload, without TURN framing).",
-                &["direction", "transport"],
-            ),
-            relayed_packets: counter_vec(
-                &r,
-                "turnpike_relayed_packets_total",
-                "Packets relayed.",
-                &["direction", "transport"],
-            ),
-            requests: counter_vec(
-                &r,
-                "turnpike_requests_total",
-                "STUN/TURN requests answered, by method and result code (200 = success).",
-                &["method", "code"],
-            ),
-            auth_failures: counter_vec(
-                &r,
-                "turnpike_auth_failures_total",
-                "Requests that failed authentication, by reason.",
-                &["reason"],
-            ),
-            dropped: counter_vec(
-                &r,
-                "turnpike_dropped_packets_total",
-                "Packets not relayed, by reason.",
-                &["reason"],
-            ),
-            peer_denied: {
-                let c = IntCounter::new(
-                    "turnpike_peer_denied_total",
-                    "CreatePermission/ChannelBind refused (403) by the peer policy.",
-                )
-                .expect("valid metric");
-                r.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
-            quota_rejections: {
-                let c = IntCounter::new(
-                    "turnpike_quota_rejections_total",
-                    "Allocations refused (486) by a quota.",
-                )
-                .expect("valid metric");
-                r.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
-            relay_ports_in_use: gauge_vec(
-                &r,
-                "turnpike_relay_ports_in_use",
-                "Relay ports held by allocations or EVEN-PORT reservations.",
-                &["family"],
-            ),
-            relay_ports_total: gauge_vec(
-                &r,
-                "turnpike_relay_ports_total",
-                "Relay ports in the configured range (0 for a family that is off).",
-                &["family"],
-            ),
-            tls_handshake_failures: counter_vec(
-                &r,
-                "turnpike_tls_handshake_failures_total",
-                "TLS handshakes that failed on TLS listeners, by reason (bad_client_hello, \
-                 incompatible, alert, plaintext_refused, timeout, closed, other).",
-                &["reason"],
-            ),
-            connections_refused: counter_vec(
-                &r,
-                "turnpike_connections_refused_total",
-                "TCP/TLS connections closed at accept, by the limit they hit \
-                 (max_connections, max_connections_per_ip).",
-                &["reason"],
-            ),
-            allocation_lifetime: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "turnpike_allocation_lifetime_seconds",
-                        "How long ended allocations lived.",
-                    )
-                    .buckets(vec![
-                        1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
-                    ]),
-                )
-                .expect("valid metric");
-                r.register(Box::new(h.clone())).expect("unique metric");
-                h
-            },
+            allocations: gauge_vec(&r, &f::ALLOCATIONS),
+            permissions: gauge_vec(&r, &f::PERMISSIONS),
+            channels: gauge_vec(&r, &f::CHANNELS),
+            connections: gauge_vec(&r, &f::CONNECTIONS),
+            allocations_created: counter_vec(&r, &f::ALLOCATIONS_CREATED),
+            allocations_ended: counter_vec(&r, &f::ALLOCATIONS_ENDED),
+            relayed_bytes: counter_vec(&r, &f::RELAYED_BYTES),
+            relayed_packets: counter_vec(&r, &f::RELAYED_PACKETS),
+            requests: counter_vec(&r, &f::REQUESTS),
+            auth_failures: counter_vec(&r, &f::AUTH_FAILURES),
+            dropped: counter_vec(&r, &f::DROPPED),
+            peer_denied: counter(&r, &f::PEER_DENIED),
+            quota_rejections: counter(&r, &f::QUOTA_REJECTIONS),
+            relay_ports_in_use: gauge_vec(&r, &f::RELAY_PORTS_IN_USE),
+            relay_ports_total: gauge_vec(&r, &f::RELAY_PORTS_TOTAL),
+            tls_handshake_failures: counter_vec(&r, &f::TLS_HANDSHAKE_FAILURES),
+            connections_refused: counter_vec(&r, &f::CONNECTIONS_REFUSED),
+            allocation_lifetime: histogram(&r, &f::ALLOCATION_LIFETIME, &f::LIFETIME_BUCKETS),
             registry: r,
         };
-        let info = gauge_vec(
-            &m.registry,
-            "turnpike_build_info",
-            "Always 1; labels carry the build.",
-            &["version"],
-        );
+        let info = gauge_vec(&m.registry, &f::BUILD_INFO);
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         // process_* (memory, open fds, CPU, start time), which admins' dashboards expect.
         #[cfg(target_os = "linux")]
@@ -206,101 +138,99 @@ impl Metrics {
 
     /// Brings every family up to the sum of the shards' latest snapshots.
     pub fn update(&self, shards: &[ShardSnapshot]) {
-        let sum = |f: &dyn Fn(&ShardSnapshot) -> u64| shards.iter().map(f).sum::<u64>();
+        let sum = Totals(shards);
         for t in Transport::ALL {
-            let ti = t as usize;
-            for (fi, fam) in FAMILIES.iter().enumerate() {
-                let l = [t.label(), fam];
-                self.allocations
-                    .with_label_values(&l)
-                    .set(sum(&|s| s.allocations[ti][fi]) as i64);
-                self.permissions
-                    .with_label_values(&l)
-                    .set(sum(&|s| s.permissions[ti][fi]) as i64);
-                self.channels
-                    .with_label_values(&l)
-                    .set(sum(&|s| s.channels[ti][fi]) as i64);
-            }
-            if t != Transport::Udp {
-                self.connections
-                    .with_label_values(&[t.label()])
-                    .set(sum(&|s| s.connections[ti]) as i64);
-            }
-            raise(
-                &self.allocations_created.with_label_values(&[t.label()]),
-                sum(&|s| s.counters.allocations_created[ti]),
-            );
-            for d in Direction::ALL {
-                let l = [d.label(), t.label()];
-                let di = d as usize;
-                raise(
-                    &self.relayed_bytes.with_label_values(&l),
-                    sum(&|s| s.counters.relayed_bytes[ti][di]),
-                );
-                raise(
-                    &self.relayed_packets.with_label_values(&l),
-                    sum(&|s| s.counters.relayed_packets[ti][di]),
-                );
-            }
+            self.update_transport(t, &sum);
         }
+        self.update_outcomes(&sum);
+        self.update_requests(&sum);
+        for (fi, fam) in FAMILIES.iter().enumerate() {
+            let l = [*fam];
+            set_series(
+                &self.relay_ports_in_use,
+                &l,
+                sum.of(|s| s.relay_ports_in_use[fi]),
+            );
+            set_series(
+                &self.relay_ports_total,
+                &l,
+                sum.of(|s| s.relay_ports_total[fi]),
+            );
+        }
+        raise(&self.peer_denied, sum.of(|s| s.counters.peer_denied));
+        self.update_streams(&sum);
+        raise(
+            &self.quota_rejections,
+            sum.of(|s| s.counters.quota_rejections),
+        );
+    }
+
+    /// The gauges and counters labelled by transport.
+    fn update_transport(&self, t: Transport, sum: &Totals<'_>) {
+        let ti = t as usize;
+        for (fi, fam) in FAMILIES.iter().enumerate() {
+            let l = [t.label(), *fam];
+            set_series(&self.allocations, &l, sum.of(|s| s.allocations[ti][fi]));
+            set_series(&self.permissions, &l, sum.of(|s| s.permissions[ti][fi]));
+            set_series(&self.channels, &l, sum.of(|s| s.channels[ti][fi]));
+        }
+        if t != Transport::Udp {
+            set_series(
+                &self.connections,
+                &[t.label()],
+                sum.of(|s| s.connections[ti]),
+            );
+        }
+        let created = sum.of(|s| s.counters.allocations_created[ti]);
+        raise_series(&self.allocations_created, &[t.label()], created);
+        for d in Direction::ALL {
+            let (l, di) = ([d.label(), t.label()], d as usize);
+            let bytes = sum.of(|s| s.counters.relayed_bytes[ti][di]);
+            raise_series(&self.relayed_bytes, &l, bytes);
+            let packets = sum.of(|s| s.counters.relayed_packets[ti][di]);
+            raise_series(&self.relayed_packets, &l, packets);
+        }
+    }
+
+    /// Ended allocations, authentication failures and dropped packets, by reason.
+    fn update_outcomes(&self, sum: &Totals<'_>) {
         for r in EndReason::ALL {
-            raise(
-                &self.allocations_ended.with_label_values(&[r.label()]),
-                sum(&|s| s.counters.allocations_ended[r as usize]),
-            );
+            let total = sum.of(|s| s.counters.allocations_ended[r as usize]);
+            raise_series(&self.allocations_ended, &[r.label()], total);
         }
+        for r in AuthError::ALL {
+            let total = sum.of(|s| s.counters.auth_failures[r as usize]);
+            raise_series(&self.auth_failures, &[r.label()], total);
+        }
+        for r in DropReason::ALL {
+            let total = sum.of(|s| s.counters.dropped[r as usize]);
+            raise_series(&self.dropped, &[r.label()], total);
+        }
+    }
+
+    fn update_requests(&self, sum: &Totals<'_>) {
         for m in RequestMethod::ALL {
             for ci in 0..RESULTS {
                 let c = result_code(ci);
-                let total = sum(&|s| s.counters.requests[m as usize][ci]);
+                let total = sum.of(|s| s.counters.requests[m as usize][ci]);
                 // Only series that happened: 5 methods x 14 codes would be mostly noise.
                 if total > 0 {
-                    raise(
-                        &self
-                            .requests
-                            .with_label_values(&[m.label(), c.to_string().as_str()]),
-                        total,
-                    );
+                    raise_series(&self.requests, &[m.label(), c.to_string().as_str()], total);
                 }
             }
         }
-        for r in AuthError::ALL {
-            raise(
-                &self.auth_failures.with_label_values(&[r.label()]),
-                sum(&|s| s.counters.auth_failures[r as usize]),
-            );
-        }
-        for r in DropReason::ALL {
-            raise(
-                &self.dropped.with_label_values(&[r.label()]),
-                sum(&|s| s.counters.dropped[r as usize]),
-            );
-        }
-        for (fi, fam) in FAMILIES.iter().enumerate() {
-            self.relay_ports_in_use
-                .with_label_values(&[fam])
-                .set(sum(&|s| s.relay_ports_in_use[fi]) as i64);
-            self.relay_ports_total
-                .with_label_values(&[fam])
-                .set(sum(&|s| s.relay_ports_total[fi]) as i64);
-        }
-        raise(&self.peer_denied, sum(&|s| s.counters.peer_denied));
+    }
+
+    /// The TLS and TCP connection counters.
+    fn update_streams(&self, sum: &Totals<'_>) {
         for r in TlsFailure::ALL {
-            raise(
-                &self.tls_handshake_failures.with_label_values(&[r.label()]),
-                sum(&|s| s.streams.tls_handshake_failures[r as usize]),
-            );
+            let total = sum.of(|s| s.streams.tls_handshake_failures[r as usize]);
+            raise_series(&self.tls_handshake_failures, &[r.label()], total);
         }
         for r in Refused::ALL {
-            raise(
-                &self.connections_refused.with_label_values(&[r.label()]),
-                sum(&|s| s.streams.refused[r as usize]),
-            );
+            let total = sum.of(|s| s.streams.refused[r as usize]);
+            raise_series(&self.connections_refused, &[r.label()], total);
         }
-        raise(
-            &self.quota_rejections,
-            sum(&|s| s.counters.quota_rejections),
-        );
     }
 
     /// The Prometheus text exposition of every family.

@@ -237,6 +237,14 @@ pub fn clients() -> [ClientId; 5] {
 }
 
 impl Driver {
+    /// The driver's time as the one value the core takes.
+    fn time(&self) -> turnpike::relay::Time {
+        turnpike::relay::Time {
+            mono: self.now,
+            unix: self.unix,
+        }
+    }
+
     pub fn new(setup: Setup) -> Self {
         let ports = 1 + setup.ports % 16;
         // Each shard its own slice of the port range, as the runtime splits it.
@@ -414,8 +422,9 @@ impl Driver {
         // Everything ends: nothing may stay bound.
         self.defer = false;
         self.answer_deferred();
+        let time = self.time();
         for s in &mut self.shards {
-            s.shutdown(self.now);
+            s.shutdown(time);
         }
         self.drain();
         assert_eq!(self.allocation_count(), 0);
@@ -575,7 +584,8 @@ impl Driver {
             Op::Disconnect { client, clean } => {
                 let c = Self::client(*client);
                 let s = self.shard_of(c);
-                self.shards[s].client_disconnected(self.now, c, *clean);
+                let time = self.time();
+                self.shards[s].client_disconnected(time, c, *clean);
                 self.drain();
             }
             Op::BusyPort { offset } => {
@@ -594,8 +604,9 @@ impl Driver {
                 }
             }
             Op::Shutdown => {
+                let time = self.time();
                 for s in &mut self.shards {
-                    s.shutdown(self.now);
+                    s.shutdown(time);
                 }
                 self.drain();
             }
@@ -604,8 +615,9 @@ impl Driver {
 
     /// A sweep leaves no allocation more than one sweep interval past its lifetime.
     fn timeout(&mut self) {
+        let time = self.time();
         for s in &mut self.shards {
-            s.handle_timeout(self.now);
+            s.handle_timeout(time);
         }
         self.drain();
         for a in self.allocations() {
@@ -626,7 +638,11 @@ impl Driver {
     pub fn client_packet(&mut self, client: ClientId, packet: &[u8]) {
         let (now, unix) = (self.now, self.unix);
         let s = self.shard_of(client);
-        match self.shards[s].handle_client_packet(now, unix, client, packet) {
+        match self.shards[s].handle_client_packet(
+            turnpike::relay::Time { mono: now, unix },
+            client,
+            packet,
+        ) {
             ClientAction::Forward {
                 relay,
                 peer,
@@ -662,7 +678,8 @@ impl Driver {
 
     pub fn peer_packet(&mut self, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
         let s = self.shard_of_relay(relay);
-        match self.shards[s].handle_peer_packet(self.now, relay, peer, payload) {
+        let time = self.time();
+        match self.shards[s].handle_peer_packet(time, relay, peer, payload) {
             PeerAction::ChannelData { client, channel } => {
                 self.tally.to_client += 1;
                 assert!(
@@ -746,7 +763,8 @@ impl Driver {
         if ok {
             self.bound.insert(addr, shard);
         }
-        self.shards[shard].relay_bound(self.now, token, addr, ok);
+        let time = self.time();
+        self.shards[shard].relay_bound(time, token, addr, ok);
     }
 
     fn answer_deferred(&mut self) {

@@ -8,6 +8,16 @@ use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
 
 use super::{STUN_HEADER_LEN, decode_xor_address, encode_xor_address, transaction_id};
 
+/// Message type of a Send indication (method 0x006, class indication).
+const SEND_INDICATION: u16 = 0x0016;
+
+/// True for a STUN message whose type is Send indication.
+pub fn is_send_indication(packet: &[u8]) -> bool {
+    packet.len() >= STUN_HEADER_LEN
+        && u16::from_be_bytes([packet[0], packet[1]]) == SEND_INDICATION
+        && stun::message::is_message(packet)
+}
+
 /// Room a peer's payload needs in front of it for a Data indication header: the STUN
 /// header, XOR-PEER-ADDRESS for an IPv6 peer, and the DATA attribute header.
 pub const DATA_INDICATION_HEADROOM: usize = STUN_HEADER_LEN + 4 + 20 + 4;

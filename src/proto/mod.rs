@@ -6,6 +6,7 @@ pub mod channel_data;
 pub mod error_code;
 pub mod indication;
 pub mod request;
+pub mod response;
 #[cfg(test)]
 mod rfc5769;
 
@@ -24,6 +25,31 @@ pub const FAMILY_IPV6: u8 = 0x02;
 
 /// STUN header length.
 pub const STUN_HEADER_LEN: usize = 20;
+
+/// What a client sent, told apart by its first bytes. The relay path's two messages are
+/// borrowed views of the packet (no copy); everything else is STUN for the control path,
+/// which decodes it with `stun::message` and reads it through `request`'s typed structs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientMessage<'a> {
+    ChannelData(channel_data::ChannelData<'a>),
+    Send(indication::SendIndication<'a>),
+    Stun,
+    /// Looked like ChannelData or a Send indication but is not a valid one.
+    Malformed,
+}
+
+/// Classifies and, for the relay path, parses a client's packet.
+pub fn decode(packet: &[u8]) -> ClientMessage<'_> {
+    if channel_data::is_channel_data(packet) {
+        return channel_data::parse(packet)
+            .map_or(ClientMessage::Malformed, ClientMessage::ChannelData);
+    }
+    if indication::is_send_indication(packet) {
+        return indication::parse_send(packet)
+            .map_or(ClientMessage::Malformed, ClientMessage::Send);
+    }
+    ClientMessage::Stun
+}
 
 /// RFC 8489 §14.5: attributes after MESSAGE-INTEGRITY (but FINGERPRINT, already checked)
 /// are ignored. Cuts the decoded message right after MESSAGE-INTEGRITY, so no handler can

@@ -2,16 +2,21 @@
 //! conflicting attributes turned into the error response they deserve. The core's method
 //! handlers decide on these values; they do not read attributes themselves.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use stun::attributes::{ATTR_EVEN_PORT, ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_RESERVATION_TOKEN};
+use stun::attributes::{
+    ATTR_EVEN_PORT, ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_RESERVATION_TOKEN, ATTR_XOR_PEER_ADDRESS,
+};
 use stun::message::{Getter, Message};
+use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::reqfamily::RequestedAddressFamily;
 use turn::proto::reqtrans::RequestedTransport;
 
+use super::channel_data::MIN_CHANNEL;
 use super::error_code::StunError;
-use super::{ATTR_ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV4, FAMILY_IPV6};
+use super::{ATTR_ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV4, FAMILY_IPV6, decode_xor_address};
 
 /// Why a request could not be read: the error to answer and its reason phrase.
 pub type Malformed = (StunError, &'static str);
@@ -96,6 +101,73 @@ impl AllocateRequest {
             family,
             additional_v6,
             lifetime: lifetime(msg),
+        })
+    }
+}
+
+/// A Refresh request (RFC 8656 §8, RFC 6156 §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRequest {
+    pub lifetime: Option<Duration>,
+    /// REQUESTED-ADDRESS-FAMILY: None when absent, Err(()) when unreadable or unknown.
+    pub family: Option<Result<Family, ()>>,
+}
+
+impl RefreshRequest {
+    pub fn parse(msg: &Message) -> Self {
+        let family = msg.contains(ATTR_REQUESTED_ADDRESS_FAMILY).then(|| {
+            let mut f = RequestedAddressFamily::default();
+            match (f.get_from(msg), f.0) {
+                (Ok(()), FAMILY_IPV4) => Ok(Family::V4),
+                (Ok(()), FAMILY_IPV6) => Ok(Family::V6),
+                _ => Err(()),
+            }
+        });
+        RefreshRequest {
+            lifetime: lifetime(msg),
+            family,
+        }
+    }
+
+    /// A deletion: LIFETIME 0.
+    pub fn deletes(&self) -> bool {
+        self.lifetime.is_some_and(|l| l.is_zero())
+    }
+}
+
+/// Every XOR-PEER-ADDRESS in a request, in order (CreatePermission may name several).
+pub fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, Malformed> {
+    let peers: Option<Vec<SocketAddr>> = msg
+        .attributes
+        .0
+        .iter()
+        .filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS)
+        .map(|a| decode_xor_address(&a.value, &msg.transaction_id.0))
+        .collect();
+    match peers {
+        Some(p) if !p.is_empty() => Ok(p),
+        _ => Err((StunError::BadRequest, "Missing or bad XOR-PEER-ADDRESS")),
+    }
+}
+
+/// A ChannelBind request (RFC 8656 §11.1): the channel and the (first) peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelBindRequest {
+    pub channel: u16,
+    pub peer: SocketAddr,
+}
+
+impl ChannelBindRequest {
+    /// `max_channel` is RFC 8656's 0x4FFF or RFC 5766's 0x7FFE.
+    pub fn parse(msg: &Message, max_channel: u16) -> Result<Self, Malformed> {
+        let mut ch = ChannelNumber::default();
+        if ch.get_from(msg).is_err() || !(MIN_CHANNEL..=max_channel).contains(&ch.0) {
+            return Err((StunError::BadRequest, "Bad CHANNEL-NUMBER"));
+        }
+        let peer = peer_addresses(msg)?[0];
+        Ok(ChannelBindRequest {
+            channel: ch.0,
+            peer,
         })
     }
 }

@@ -97,7 +97,7 @@ fn sample_request_through_the_relay_core_gets_a_binding_answer() {
     let mut h = harness();
     let client = h.client(1);
     let req = hex(SAMPLE_REQUEST);
-    h.server.handle_client_packet(h.now, h.unix, client, &req);
+    h.server.handle_client_packet(h.time(), client, &req);
     let (to, resp) = h.take_response();
     assert_eq!(to, client);
     assert_eq!(resp.typ, BINDING_SUCCESS);

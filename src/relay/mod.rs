@@ -3,27 +3,30 @@
 //!
 //! The drive loop (one per shard, in `runtime::shard`):
 //!
-//! 1. A client packet: `handle_client_packet(now, unix, client, bytes)`. ChannelData and
+//! 1. A client packet: `handle_client_packet(time, client, bytes)`. ChannelData and
 //!    Send indications come back at once as `ClientAction::Forward { relay, peer, payload }`
 //!    (a borrowed slice: the shell sends it from that relay socket) or `Drop(reason)`.
 //!    Everything else is a STUN request; its answers and side effects are queued as
 //!    `Command`s and the call returns `Handled`.
-//! 2. A peer packet on a relay socket: `handle_peer_packet(now, relay, peer, payload)`
+//! 2. A peer packet on a relay socket: `handle_peer_packet(time, relay, peer, payload)`
 //!    answers `PeerAction::ChannelData` or `DataIndication` (the shell frames it in place
 //!    with `proto`, no allocation) or `Drop`.
 //! 3. After either, and after timers: drain `poll_command()` until it is empty. Commands
 //!    send a STUN message, bind a relay socket (answer with `relay_bound`, which may queue
 //!    further commands: keep draining), release one, or report an ended session.
-//! 4. Timers: sleep until `poll_timeout()`, then call `handle_timeout(now)`; it expires
+//! 4. Timers: sleep until `poll_timeout()`, then call `handle_timeout(time)`; it expires
 //!    only what is due (a deadline heap), never walks every allocation.
 //! 5. A TCP/TLS connection closed: `client_disconnected` (its allocation ends with it).
 //!
-//! `now` is the shell's monotonic clock, `unix` its wall clock in seconds (credential and
-//! nonce expiry); the core never reads either itself, so tests move time by hand.
+//! Every input carries one `Time` (the shell's monotonic clock and its wall clock in
+//! seconds, read once per event); the core never reads a clock, so tests move time by
+//! hand.
 
 pub mod admission;
 pub mod allocation;
 pub mod bandwidth;
+mod lifecycle;
+mod path;
 pub mod peer_policy;
 pub mod ports;
 pub mod quota;
@@ -40,7 +43,6 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::auth::Authenticator;
-use crate::proto::{channel_data, indication};
 use allocation::{Allocation, Traffic};
 use peer_policy::PeerPolicy;
 use ports::Rng;
@@ -63,6 +65,14 @@ impl Transport {
             Transport::Tls => "tls",
         }
     }
+}
+
+/// The time, as the shell reads it once per event: monotonic for timers and unix
+/// seconds for credential and nonce expiry. The core never reads a clock itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    pub mono: Instant,
+    pub unix: u64,
 }
 
 /// A client's 5-tuple as the shell knows it: the transport, which listener (or accepted
@@ -296,272 +306,10 @@ impl Server {
         ]
     }
 
-    /// A packet from a client. ChannelData and Send indications are answered with a
-    /// routing decision and nothing allocated; everything else goes through the STUN path.
-    pub fn handle_client_packet<'a>(
-        &mut self,
-        now: Instant,
-        unix: u64,
-        client: ClientId,
-        packet: &'a [u8],
-    ) -> ClientAction<'a> {
-        if channel_data::is_channel_data(packet) {
-            let Some(cd) = channel_data::parse(packet) else {
-                self.counters.drop(DropReason::Malformed);
-                return ClientAction::Drop(DropReason::Malformed);
-            };
-            return self.relay_to_peer(now, client, cd.channel, None, cd.payload);
-        }
-        if requests::is_send_indication(packet) {
-            let Some(s) = indication::parse_send(packet) else {
-                self.counters.drop(DropReason::Malformed);
-                return ClientAction::Drop(DropReason::Malformed);
-            };
-            return self.relay_to_peer(now, client, 0, Some(s.peer), s.data);
-        }
-        self.handle_stun(now, unix, client, packet);
-        ClientAction::Handled
-    }
-
-    /// `channel` is used when `peer` is None (ChannelData); otherwise a Send indication.
-    fn relay_to_peer<'a>(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        channel: u16,
-        peer: Option<SocketAddr>,
-        payload: &'a [u8],
-    ) -> ClientAction<'a> {
-        let Some(&idx) = self.by_client.get(&client) else {
-            self.counters.drop(DropReason::NoAllocation);
-            return ClientAction::Drop(DropReason::NoAllocation);
-        };
-        let alloc = &mut self.allocations[idx];
-        let peer = match peer {
-            Some(p) => p,
-            None => match alloc.channel_peer(now, channel) {
-                Some(p) => p,
-                None => {
-                    self.counters.drop(DropReason::NoChannel);
-                    return ClientAction::Drop(DropReason::NoChannel);
-                }
-            },
-        };
-        // Permissions are checked against the policy when installed, so one check here;
-        // a Send indication names a port, which must not be one of our own services
-        // (channels were checked when bound).
-        let own_service = channel == 0 && self.cfg.policy.is_own_service(peer);
-        let relay = match alloc.relay_for(&peer) {
-            Some(r) if alloc.has_permission(now, peer.ip()) && !own_service => r,
-            _ => {
-                // Only on the drop path: say whether policy is why no permission exists.
-                let reason = if self.cfg.policy.permits(peer.ip()) && !own_service {
-                    DropReason::NoPermission
-                } else {
-                    DropReason::DeniedPeer
-                };
-                self.counters.drop(reason);
-                return ClientAction::Drop(reason);
-            }
-        };
-        if let Some(l) = &mut alloc.limits
-            && !l.take(now, payload.len())
-        {
-            self.counters.drop(DropReason::RateLimit);
-            return ClientAction::Drop(DropReason::RateLimit);
-        }
-        alloc.traffic.bytes_to_peer += payload.len() as u64;
-        alloc.traffic.packets_to_peer += 1;
-        self.counters
-            .relayed(client.transport, Direction::ClientToPeer, payload.len());
-        ClientAction::Forward {
-            relay,
-            peer,
-            payload,
-        }
-    }
-
-    /// A packet that arrived on relay socket `relay` from `peer`.
-    pub fn handle_peer_packet(
-        &mut self,
-        now: Instant,
-        relay: SocketAddr,
-        peer: SocketAddr,
-        payload: &[u8],
-    ) -> PeerAction {
-        let table = if relay.is_ipv4() {
-            &self.by_relay_v4
-        } else {
-            &self.by_relay_v6
-        };
-        let Some(&idx) = table.get(&relay.port()) else {
-            self.counters.drop(DropReason::NoAllocation);
-            return PeerAction::Drop(DropReason::NoAllocation);
-        };
-        let alloc = &mut self.allocations[idx];
-        if !alloc.has_permission(now, peer.ip()) {
-            self.counters.drop(DropReason::NoPermission);
-            return PeerAction::Drop(DropReason::NoPermission);
-        }
-        let channel = alloc.peer_channel(now, &peer);
-        if channel.is_none()
-            && payload.len() > crate::proto::indication::MAX_DATA_INDICATION_PAYLOAD
-        {
-            self.counters.drop(DropReason::Malformed);
-            return PeerAction::Drop(DropReason::Malformed);
-        }
-        if let Some(l) = &mut alloc.limits
-            && !l.take(now, payload.len())
-        {
-            self.counters.drop(DropReason::RateLimit);
-            return PeerAction::Drop(DropReason::RateLimit);
-        }
-        alloc.traffic.bytes_to_client += payload.len() as u64;
-        alloc.traffic.packets_to_client += 1;
-        let client = alloc.client;
-        self.counters
-            .relayed(client.transport, Direction::PeerToClient, payload.len());
-        if let Some(channel) = channel {
-            return PeerAction::ChannelData { client, channel };
-        }
-        // Unique per indication without a random draw per packet: a random prefix drawn
-        // once, then a counter.
-        self.indications += 1;
-        let mut transaction_id = self.indication_prefix;
-        transaction_id[4..].copy_from_slice(&self.indications.to_be_bytes());
-        PeerAction::DataIndication {
-            client,
-            transaction_id,
-        }
-    }
-
     /// Count a packet the shell could not send (full buffer, unreachable peer). The
     /// allocation stays: one bad peer must not end a call.
     pub fn record_send_failure(&mut self, reason: DropReason) {
         self.counters.drop(reason);
-    }
-
-    /// Expires allocations, permissions, channel bindings and reservations that are due:
-    /// only those, found through the deadline heap, never a walk over every allocation.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&Reverse((at, idx, serial))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(a) = self.allocations.get_mut(idx) else {
-                continue;
-            };
-            // An entry for an allocation that is gone (slot reused) or superseded.
-            if a.serial != serial || a.scheduled != at {
-                continue;
-            }
-            a.expire(now);
-            let end = match a.session_end {
-                Some((end, reason)) if end <= now => Some(reason),
-                _ => (a.expires <= now).then_some(EndReason::Expired),
-            };
-            match end {
-                Some(reason) => self.remove_allocation(now, idx, reason),
-                None => {
-                    let next = a.next_deadline();
-                    a.scheduled = next;
-                    self.timers.push(Reverse((next, idx, serial)));
-                }
-            }
-        }
-        while let Some(&(at, token)) = self.reservation_timers.front() {
-            if at > now {
-                break;
-            }
-            self.reservation_timers.pop_front();
-            self.end_reservation(&token);
-        }
-    }
-
-    /// Makes sure allocation `idx` is looked at by `at` (something in it is due then).
-    pub(super) fn schedule(&mut self, idx: usize, at: Instant) {
-        let a = &mut self.allocations[idx];
-        if at < a.scheduled {
-            a.scheduled = at;
-            self.timers.push(Reverse((at, idx, a.serial)));
-        }
-    }
-
-    /// A stream client's connection closed: its allocation goes with it (RFC 8656 §3.1).
-    /// `clean` is false when the connection failed (I/O or framing error).
-    pub fn client_disconnected(&mut self, now: Instant, client: ClientId, clean: bool) {
-        if let Some(&idx) = self.by_client.get(&client) {
-            let reason = if clean {
-                EndReason::Deleted
-            } else {
-                EndReason::Error
-            };
-            self.remove_allocation(now, idx, reason);
-        }
-        let tokens: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.client() == client)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in tokens {
-            self.drop_pending(t);
-        }
-    }
-
-    pub fn has_allocation(&self, client: &ClientId) -> bool {
-        self.by_client.contains_key(client)
-    }
-
-    /// Ends every allocation (server shutdown), so each gets its log line.
-    pub fn shutdown(&mut self, now: Instant) {
-        let all: Vec<usize> = self.allocations.iter().map(|(i, _)| i).collect();
-        for idx in all {
-            self.remove_allocation(now, idx, EndReason::Shutdown);
-        }
-    }
-
-    /// Ends every allocation of user id `user` (the part after the expiry in a REST
-    /// username, or a static username) for the sessions API. Returns how many.
-    pub fn end_user_allocations(&mut self, now: Instant, user: &str) -> usize {
-        let idxs: Vec<usize> = self
-            .allocations
-            .iter()
-            .filter(|(_, a)| user_id(&a.username) == user)
-            .map(|(i, _)| i)
-            .collect();
-        for &idx in &idxs {
-            self.remove_allocation(now, idx, EndReason::Admin);
-        }
-        idxs.len()
-    }
-
-    fn remove_allocation(&mut self, now: Instant, idx: usize, reason: EndReason) {
-        let a = self.allocations.remove(idx);
-        self.by_client.remove(&a.client);
-        if let Some(r) = a.relay_v4 {
-            self.by_relay_v4.remove(&r.port());
-            self.commands.push_back(Command::ReleaseRelay { addr: r });
-        }
-        if let Some(r) = a.relay_v6 {
-            self.by_relay_v6.remove(&r.port());
-            self.commands.push_back(Command::ReleaseRelay { addr: r });
-        }
-        self.cfg.quotas.release(&a.username);
-        self.counters.allocations_ended[reason as usize] += 1;
-        self.commands
-            .push_back(Command::AllocationEnded(Box::new(SessionSummary {
-                username: a.username,
-                client: a.client,
-                relay_v4: a.relay_v4,
-                relay_v6: a.relay_v6,
-                duration: now.saturating_duration_since(a.created),
-                traffic: a.traffic,
-                peers_used: a.peers_used,
-                channels_used: a.channels_used,
-                reason,
-            })));
     }
 }
 

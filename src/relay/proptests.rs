@@ -18,6 +18,8 @@ use turn::proto::peeraddr::PeerAddress;
 use super::stats::{Direction, DropReason};
 use super::tests::{Creds, Harness, config, error_code, harness_with, peer};
 use super::*;
+use crate::proto::indication;
+use crate::testkit::{channel_data, send_indication};
 
 /// Few cases with short sessions: the whole module runs in a few seconds.
 fn cases(n: u32) -> ProptestConfig {
@@ -38,28 +40,6 @@ fn small_config() -> CoreConfig {
 }
 
 const USERS: [&str; 3] = ["bob", "carol", "dave"];
-
-fn send_indication(p: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    PeerAddress {
-        ip: p.ip(),
-        port: p.port(),
-    }
-    .add_to(&mut m)
-    .unwrap();
-    m.add(ATTR_DATA, data);
-    m.raw
-}
-
-fn channel_data(ch: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = ch.to_be_bytes().to_vec();
-    v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
 
 /// Refresh with the given LIFETIME (0 deletes the allocation).
 fn refresh(h: &mut Harness, c: ClientId, creds: &Creds, secs: u64) -> Message {
@@ -121,8 +101,8 @@ proptest! {
                     refresh(&mut h, c, &creds, 0);
                 }
                 PortOp::Disconnect { client } => {
-                    let (now, c) = (h.now, h.client(client));
-                    h.server.client_disconnected(now, c, true);
+                    let (time, c) = (h.time(), h.client(client));
+                    h.server.client_disconnected(time, c, true);
                     h.take_responses();
                 }
                 PortOp::Advance { secs } => h.advance(Duration::from_secs(secs)),
@@ -177,8 +157,8 @@ proptest! {
             tests::assert_success(&refresh(&mut h, c, &creds, 3600));
             let live = since_refresh < 300;
             let si = send_indication(p, b"x");
-            let to_peer = h.server.handle_client_packet(h.now, h.unix, c, &si);
-            let from_peer = h.server.handle_peer_packet(h.now, relay, p, b"y");
+            let to_peer = h.server.handle_client_packet(h.time(), c, &si);
+            let from_peer = h.server.handle_peer_packet(h.time(), relay, p, b"y");
             h.take_responses();
             if live {
                 prop_assert!(matches!(to_peer, ClientAction::Forward { .. }), "{since_refresh}s: {to_peer:?}");
@@ -271,7 +251,7 @@ proptest! {
                     Some((channel_data(channel, &payload[..len]), len))
                 }
                 &TrafficOp::FromPeer { peer: i, len } => {
-                    match h.server.handle_peer_packet(h.now, relay, peer(PEERS[i]), &payload[..len]) {
+                    match h.server.handle_peer_packet(h.time(), relay, peer(PEERS[i]), &payload[..len]) {
                         PeerAction::Drop(r) => drops[r as usize] += 1,
                         _ => {
                             to_client += 1;
@@ -300,7 +280,7 @@ proptest! {
                 }
             };
             if let Some((m, len)) = from_client {
-                match h.server.handle_client_packet(h.now, h.unix, c, &m) {
+                match h.server.handle_client_packet(h.time(), c, &m) {
                     // Requests: their answers are counted below.
                     ClientAction::Handled if !matches!(op, TrafficOp::Send { .. } | TrafficOp::ChannelData { .. }) => {}
                     ClientAction::Forward { payload: p, .. } => {
@@ -410,11 +390,11 @@ proptest! {
         tests::assert_success(&h.bind_channel(c, "bob", 0x4000, p));
         let relay = h.relay_bind_addr(c);
         // From the bound peer: relayed to the client (as ChannelData), whatever the bytes.
-        let act = h.server.handle_peer_packet(h.now, relay, p, &pkt);
+        let act = h.server.handle_peer_packet(h.time(), relay, p, &pkt);
         prop_assert_eq!(act, PeerAction::ChannelData { client: c, channel: 0x4000 });
         prop_assert!(h.take_responses().is_empty());
         for client in [c, h.client(2)] {
-            let act = h.server.handle_client_packet(h.now, h.unix, client, &pkt);
+            let act = h.server.handle_client_packet(h.time(), client, &pkt);
             if let ClientAction::Forward { payload, .. } = act {
                 prop_assert!(payload.is_empty() || pkt.as_ptr_range().contains(&payload.as_ptr()));
             }

@@ -120,30 +120,47 @@ impl Harness {
         Creds { username, password }
     }
 
+    /// The harness's time as the one value the core takes.
+    pub fn time(&self) -> Time {
+        Time {
+            mono: self.now,
+            unix: self.unix,
+        }
+    }
+
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
         self.unix += d.as_secs();
-        self.server.handle_timeout(self.now);
+        self.server.handle_timeout(self.time());
         self.run_shell();
     }
 
-    /// Plays the shell: binds relay sockets (failing on busy ports) and collects responses.
+    /// Plays the shell as runtime::shard does: drains the queue, binding relay sockets
+    /// (failing on busy ports) and collecting responses, then reports the binds.
     fn run_shell(&mut self) -> Vec<(ClientId, Vec<u8>)> {
         let mut out = Vec::new();
-        while let Some(cmd) = self.server.poll_command() {
-            match cmd {
-                Command::SendToClient { client, data } => out.push((client, data)),
-                Command::BindRelay { token, addr } => {
-                    let ok = !self.busy_ports.contains(&addr.port()) && self.bound.insert(addr);
-                    self.server.relay_bound(self.now, token, addr, ok);
+        loop {
+            let mut binds = Vec::new();
+            while let Some(cmd) = self.server.poll_command() {
+                match cmd {
+                    Command::SendToClient { client, data } => out.push((client, data)),
+                    Command::BindRelay { token, addr } => {
+                        let ok = !self.busy_ports.contains(&addr.port()) && self.bound.insert(addr);
+                        binds.push((token, addr, ok));
+                    }
+                    Command::ReleaseRelay { addr } => {
+                        assert!(self.bound.remove(&addr), "released {addr} twice");
+                    }
+                    Command::AllocationEnded(s) => self.ended.push(*s),
                 }
-                Command::ReleaseRelay { addr } => {
-                    assert!(self.bound.remove(&addr), "released {addr} twice");
-                }
-                Command::AllocationEnded(s) => self.ended.push(*s),
+            }
+            if binds.is_empty() {
+                return out;
+            }
+            for (token, addr, ok) in binds {
+                self.server.relay_bound(self.time(), token, addr, ok);
             }
         }
-        out
     }
 
     pub fn take_responses(&mut self) -> Vec<(ClientId, Message)> {
@@ -166,7 +183,9 @@ impl Harness {
 
     pub fn send_raw(&mut self, client: ClientId, data: &[u8]) -> Vec<(ClientId, Message)> {
         let (now, unix) = (self.now, self.unix);
-        let _ = self.server.handle_client_packet(now, unix, client, data);
+        let _ = self
+            .server
+            .handle_client_packet(Time { mono: now, unix }, client, data);
         self.take_responses()
     }
 

@@ -46,7 +46,7 @@ pub fn relay_range(cfg: &Config) -> anyhow::Result<()> {
     let v4 = cfg
         .relay
         .ipv4
-        .unwrap_or_else(|| super::default_relay_ipv4(cfg));
+        .unwrap_or_else(|| super::settings::default_relay_ipv4(cfg));
     for (key, ip) in [("relay.ipv4", Some(v4)), ("relay.ipv6", cfg.relay.ipv6)] {
         let Some(ip) = ip else { continue };
         let mut bound = false;

@@ -13,3 +13,11 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// Both clocks, read together: the one value the shell passes into the core.
+pub fn time() -> crate::relay::Time {
+    crate::relay::Time {
+        mono: now(),
+        unix: unix_now(),
+    }
+}

@@ -246,9 +246,9 @@ impl Shard {
     }
 
     /// A readiness event: writes go out at once, reads wait for this turn's service.
-    pub(super) fn conn_event(&mut self, key: usize, now: Instant, readable: bool, writable: bool) {
+    pub(super) fn conn_event(&mut self, key: usize, readable: bool, writable: bool) {
         if writable {
-            self.flush_conn(key, now);
+            self.flush_conn(key);
         }
         if readable && let Some(c) = self.streams.conns.get_mut(key) {
             c.readable = true;
@@ -257,11 +257,11 @@ impl Shard {
     }
 
     /// Gives each ready connection one turn.
-    pub(super) fn serve_connections(&mut self, now: Instant, unix: u64) {
+    pub(super) fn serve_connections(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.streams.ready.len() {
             let key = self.streams.ready[i];
-            if self.serve_conn(key, now, unix) {
+            if self.serve_conn(key, now) {
                 i += 1;
             } else {
                 self.streams.ready.swap_remove(i);
@@ -274,7 +274,7 @@ impl Shard {
 
     /// One turn of a connection: frames to the core, reads when it needs bytes, within
     /// the budgets. True when it has more to do.
-    fn serve_conn(&mut self, key: usize, now: Instant, unix: u64) -> bool {
+    fn serve_conn(&mut self, key: usize, now: Instant) -> bool {
         let (mut frames, mut reads) = (0, 0);
         let accept_plain = self.streams.limits.tls_accepts_plain;
         let outcome = loop {
@@ -313,13 +313,13 @@ impl Shard {
                     frames += 1;
                     let (len, client) = (frame.len(), conn.client);
                     let commands =
-                        client_packet(&mut self.core, &self.relays, now, unix, client, frame);
+                        client_packet(&mut self.core, &self.relays, self.time, client, frame);
                     let conn = &mut self.streams.conns[key];
                     conn.consume(len);
                     // Only whole frames count as activity: a trickle of bytes does not.
                     conn.last_active = now;
                     if commands {
-                        self.run_commands(now);
+                        self.run_commands();
                     }
                     continue;
                 }
@@ -349,29 +349,29 @@ impl Shard {
         match outcome {
             Ok(more) => more,
             Err(c) => {
-                self.close_conn(key, now, c);
+                self.close_conn(key, c);
                 false
             }
         }
     }
 
     /// Writes every connection's queued output (once per loop turn, not per message).
-    pub(super) fn flush_streams(&mut self, now: Instant) {
+    pub(super) fn flush_streams(&mut self) {
         while let Some(key) = self.streams.dirty.pop() {
             if let Some(c) = self.streams.conns.get_mut(key) {
                 c.dirty = false;
-                self.flush_conn(key, now);
+                self.flush_conn(key);
             }
         }
     }
 
-    fn flush_conn(&mut self, key: usize, now: Instant) {
+    fn flush_conn(&mut self, key: usize) {
         let Some(conn) = self.streams.conns.get_mut(key) else {
             return;
         };
         match conn.flush() {
             Ok(done) => self.set_write_interest(key, !done),
-            Err(c) => self.close_conn(key, now, c),
+            Err(c) => self.close_conn(key, c),
         }
     }
 
@@ -410,7 +410,7 @@ impl Shard {
         self.streams.mark_dirty(key);
     }
 
-    pub(super) fn close_conn(&mut self, key: usize, now: Instant, how: Closed) {
+    pub(super) fn close_conn(&mut self, key: usize, how: Closed) {
         let Some(mut conn) = self.streams.conns.try_remove(key) else {
             return;
         };
@@ -422,8 +422,8 @@ impl Shard {
             tracing::debug!(client = %conn.client.addr, reason = reason.label(), error = %detail, "TLS handshake failed");
         }
         self.core
-            .client_disconnected(now, conn.client, how == Closed::Clean);
-        self.run_commands(now);
+            .client_disconnected(self.time, conn.client, how == Closed::Clean);
+        self.run_commands();
     }
 
     /// Once a second: a handshake gets `tls_handshake_timeout` to finish, and a
@@ -452,7 +452,7 @@ impl Shard {
             } else {
                 Closed::Clean
             };
-            self.close_conn(k, now, how);
+            self.close_conn(k, how);
         }
     }
 

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::proto::{channel_data, indication};
 use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::stats::DropReason;
-use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Transport};
+use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Time, Transport};
 
 use super::batch::{BATCH, Batch};
 use super::connections::Connections;
@@ -110,12 +110,11 @@ impl RelaySockets {
 pub(super) fn client_packet(
     core: &mut Server,
     relays: &RelaySockets,
-    now: Instant,
-    unix: u64,
+    time: Time,
     client: ClientId,
     packet: &[u8],
 ) -> bool {
-    match core.handle_client_packet(now, unix, client, packet) {
+    match core.handle_client_packet(time, client, packet) {
         ClientAction::Forward {
             relay,
             peer,
@@ -148,6 +147,10 @@ pub struct Shard {
     relay_in: Option<Box<Batch>>,
     /// sendmmsg batches of ChannelData towards UDP clients, one per listener.
     outbound: Vec<Batch>,
+    /// The time as read once per loop turn: every call into the core passes this value.
+    pub(super) time: Time,
+    /// Reused buffer of relay binds carried out, to be reported to the core.
+    bind_results: Vec<(u64, SocketAddr, bool)>,
 }
 
 pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
@@ -255,6 +258,8 @@ impl Shard {
                 inbound: Batch::default(),
                 relay_in: Some(Box::default()),
                 outbound: (0..listener_count).map(|_| Batch::default()).collect(),
+                time: clock::time(),
+                bind_results: Vec::new(),
             },
             waker,
         ))
@@ -283,15 +288,15 @@ impl Shard {
                 self.status.set_running(false);
                 return;
             }
-            let now = clock::now();
-            let unix = clock::unix_now();
+            self.time = clock::time();
+            let now = self.time.mono;
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
                     continue;
                 }
                 if t.0 >= CONN_BASE {
-                    self.conn_event(t.0 - CONN_BASE, now, ev.is_readable(), ev.is_writable());
+                    self.conn_event(t.0 - CONN_BASE, ev.is_readable(), ev.is_writable());
                 } else if !ready.contains(&t) {
                     ready.push(t);
                 }
@@ -299,22 +304,22 @@ impl Shard {
             self.retry_accepts(now, &mut ready);
             let mut i = 0;
             while i < ready.len() {
-                if self.drain(ready[i], now, unix) {
+                if self.drain(ready[i], now) {
                     i += 1;
                 } else {
                     ready.swap_remove(i);
                 }
             }
             // Each stream connection gets a bounded turn, like each socket above.
-            self.serve_connections(now, unix);
+            self.serve_connections(now);
             self.flush_outbound();
-            self.flush_streams(now);
+            self.flush_streams();
             if self.handle_control(now).is_err() {
                 return;
             }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
-                self.core.handle_timeout(now);
-                self.run_commands(now);
+                self.core.handle_timeout(self.time);
+                self.run_commands();
             }
             if now >= next_tick {
                 self.status.beat();
@@ -354,13 +359,13 @@ impl Shard {
                     ));
                 }
                 Ok(Control::EndSessions(user, reply)) => {
-                    let n = self.core.end_user_allocations(now, &user);
-                    self.run_commands(now);
+                    let n = self.core.end_user_allocations(self.time, &user);
+                    self.run_commands();
                     let _ = reply.send(n);
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
-                    self.core.shutdown(now);
-                    self.run_commands(now);
+                    self.core.shutdown(self.time);
+                    self.run_commands();
                     self.status.publish(
                         &self.core,
                         now,
@@ -377,19 +382,19 @@ impl Shard {
 
     /// Reads up to BUDGET packets (or connections) from one socket. True when it may
     /// have more.
-    fn drain(&mut self, token: Token, now: Instant, unix: u64) -> bool {
+    fn drain(&mut self, token: Token, now: Instant) -> bool {
         if token.0 < TCP_LISTENER_BASE {
-            return (0..BUDGET / BATCH).all(|_| self.listener_batch(token.0, now, unix));
+            return (0..BUDGET / BATCH).all(|_| self.listener_batch(token.0));
         }
         if token.0 >= RELAY_BASE {
-            return (0..BUDGET / BATCH).all(|_| self.relay_batch(token.0 - RELAY_BASE, now));
+            return (0..BUDGET / BATCH).all(|_| self.relay_batch(token.0 - RELAY_BASE));
         }
         (0..BUDGET).all(|_| self.accept(token.0 - TCP_LISTENER_BASE, now))
     }
 
     /// Up to BATCH datagrams from UDP clients in one recvmmsg. False when the socket is
     /// drained.
-    fn listener_batch(&mut self, li: usize, now: Instant, unix: u64) -> bool {
+    fn listener_batch(&mut self, li: usize) -> bool {
         let Some(listener) = self.udp.get(li) else {
             return false;
         };
@@ -408,13 +413,12 @@ impl Shard {
             let commands = client_packet(
                 &mut self.core,
                 &self.relays,
-                now,
-                unix,
+                self.time,
                 client,
                 &slot[..len],
             );
             if commands {
-                self.run_commands(now);
+                self.run_commands();
             }
         }
         n == BATCH
@@ -440,7 +444,7 @@ impl Shard {
     /// `HEADROOM` bytes into its slot so that the ChannelData or Data indication header is
     /// written in front of it, and the padding after it, in place: no copy and no
     /// allocation on either framing. False when the socket is drained.
-    fn relay_batch(&mut self, key: usize, now: Instant) -> bool {
+    fn relay_batch(&mut self, key: usize) -> bool {
         let Some(relay) = self.relays.sockets.get(key) else {
             return false;
         };
@@ -461,7 +465,7 @@ impl Shard {
             let Some(from) = from else { continue };
             match self
                 .core
-                .handle_peer_packet(now, relay_addr, from, &buf[h..h + len])
+                .handle_peer_packet(self.time, relay_addr, from, &buf[h..h + len])
             {
                 PeerAction::ChannelData { client, channel } => {
                     let start = h - channel_data::HEADER_LEN;
@@ -499,7 +503,25 @@ impl Shard {
         }
     }
 
-    pub(super) fn run_commands(&mut self, now: Instant) {
+    /// Carries out everything the core queued. Bind results go back to the core only once
+    /// the queue is empty (never from inside the loop that drains it); what they queue in
+    /// turn is carried out by the next round.
+    pub(super) fn run_commands(&mut self) {
+        let mut binds = std::mem::take(&mut self.bind_results);
+        loop {
+            self.run_queued(&mut binds);
+            if binds.is_empty() {
+                break;
+            }
+            for (token, addr, ok) in binds.drain(..) {
+                self.core.relay_bound(self.time, token, addr, ok);
+            }
+        }
+        self.bind_results = binds;
+    }
+
+    /// One round of `run_commands`: drains the core's queue, collecting bind results.
+    fn run_queued(&mut self, binds: &mut Vec<(u64, SocketAddr, bool)>) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
@@ -516,7 +538,7 @@ impl Shard {
                 Command::BindRelay { token, addr } => {
                     let result = self.bind_relay(addr);
                     self.status.note_bind(self.index, addr, &result);
-                    self.core.relay_bound(now, token, addr, result.is_ok());
+                    binds.push((token, addr, result.is_ok()));
                 }
                 Command::ReleaseRelay { addr } => self.release_relay(addr),
                 Command::AllocationEnded(summary) => {

@@ -4,15 +4,9 @@
 use super::*;
 
 impl Server {
-    pub(super) fn allocate(
-        &mut self,
-        now: Instant,
-        unix: u64,
-        client: ClientId,
-        msg: &Message,
-        req: RequestInfo,
-        who: Authenticated,
-    ) -> Result<(), Reject> {
+    pub(super) fn allocate(&mut self, ctx: &Ctx) -> Result<(), Reject> {
+        let (now, unix, client, msg, req, who) =
+            (ctx.now, ctx.unix, ctx.client, ctx.msg, ctx.req, ctx.who);
         if self.answered_as_retransmission(client, req)? {
             return Ok(());
         }
@@ -55,8 +49,8 @@ impl Server {
             PendingAllocate {
                 client,
                 request: req,
-                username: who.username,
-                key: who.key,
+                username: who.username.clone(),
+                key: who.key.clone(),
                 credential_expiry: who.expiry,
                 reserve_slot,
                 lifetime: self.granted_lifetime(r.lifetime),
@@ -184,7 +178,8 @@ impl Server {
     }
 
     /// The shell's answer to `Command::BindRelay`.
-    pub fn relay_bound(&mut self, now: Instant, token: u64, addr: SocketAddr, ok: bool) {
+    pub fn relay_bound(&mut self, time: Time, token: u64, addr: SocketAddr, ok: bool) {
+        let now = time.mono;
         let Some(p) = self.pending.get_mut(&token) else {
             if ok {
                 self.commands.push_back(Command::ReleaseRelay { addr });

@@ -18,34 +18,7 @@ impl Server {
             self.auth_failure(client, req, unix, AuthError::NoIntegrity);
             return None;
         }
-        let text = |m: &Message, t| TextAttribute::get_from_as(m, t).ok().map(|a| a.text);
-        let (Some(username), Some(_realm), Some(nonce)) = (
-            text(msg, ATTR_USERNAME),
-            text(msg, ATTR_REALM),
-            text(msg, ATTR_NONCE),
-        ) else {
-            self.respond_error(
-                client,
-                req,
-                StunError::BadRequest,
-                StunError::BadRequest.reason(),
-                None,
-                vec![],
-            );
-            return None;
-        };
-        // RFC 8489 §14.3: USERNAME is under 513 bytes.
-        if username.len() > MAX_USERNAME_LEN {
-            self.respond_error(
-                client,
-                req,
-                StunError::BadRequest,
-                "USERNAME too long",
-                None,
-                vec![],
-            );
-            return None;
-        }
+        let (username, nonce) = self.credential_attributes(msg, req, client)?;
         let nonce_expiry = self.cfg.auth.nonce_expiry(&nonce, client.addr);
         let nonce_ok = nonce_expiry.is_some_and(|e| e >= unix);
         // A stale nonce is answered before any HMAC work, except for a deletion: a
@@ -90,6 +63,32 @@ impl Server {
         })
     }
 
+    /// USERNAME and NONCE of a signed request (REALM must be there too), or the 400 sent.
+    fn credential_attributes(
+        &mut self,
+        msg: &Message,
+        req: RequestInfo,
+        client: ClientId,
+    ) -> Option<(String, String)> {
+        let text = |m: &Message, t| TextAttribute::get_from_as(m, t).ok().map(|a| a.text);
+        let (Some(username), Some(_realm), Some(nonce)) = (
+            text(msg, ATTR_USERNAME),
+            text(msg, ATTR_REALM),
+            text(msg, ATTR_NONCE),
+        ) else {
+            let reason = StunError::BadRequest.reason();
+            self.respond_error(client, req, StunError::BadRequest, reason, None, vec![]);
+            return None;
+        };
+        // RFC 8489 §14.3: USERNAME is under 513 bytes.
+        if username.len() > MAX_USERNAME_LEN {
+            let reason = "USERNAME too long";
+            self.respond_error(client, req, StunError::BadRequest, reason, None, vec![]);
+            return None;
+        }
+        Some((username, nonce))
+    }
+
     /// Whether this request deletes the caller's own allocation (Refresh, LIFETIME 0) with
     /// a nonce minted for it that was valid at some time during the allocation's life.
     pub(super) fn is_own_deletion(
@@ -104,7 +103,7 @@ impl Server {
             return false;
         };
         req.method == METHOD_REFRESH
-            && request::lifetime(msg).is_some_and(|l| l.is_zero())
+            && RefreshRequest::parse(msg).deletes()
             && self.by_client.get(&client).is_some_and(|&i| {
                 let a = &self.allocations[i];
                 a.username == username && nonce_expiry >= a.created_unix

@@ -3,27 +3,17 @@
 use super::*;
 
 impl Server {
-    pub(super) fn channel_bind(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        msg: &Message,
-        req: RequestInfo,
-        username: &str,
-        key: &Key,
-    ) -> Result<(), Reject> {
+    pub(super) fn channel_bind(&mut self, ctx: &Ctx) -> Result<(), Reject> {
+        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
+        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
         let idx = self.own_allocation(client, username)?;
-        let mut ch = ChannelNumber::default();
         let max = if self.cfg.strict_channel_numbers {
             MAX_CHANNEL
         } else {
             MAX_CHANNEL_RFC5766
         };
-        if ch.get_from(msg).is_err() || !(MIN_CHANNEL..=max).contains(&ch.0) {
-            return Err(Reject(StunError::BadRequest, "Bad CHANNEL-NUMBER"));
-        }
-        let peers = Self::peer_addresses(msg)?;
-        let peer = peers[0];
+        let ChannelBindRequest { channel, peer } =
+            ChannelBindRequest::parse(msg, max).map_err(|(e, why)| Reject(e, why))?;
         self.check_peer(idx, &peer, true)?;
         let a = &mut self.allocations[idx];
         if !a.permissions.contains_key(&peer.ip())
@@ -34,10 +24,10 @@ impl Server {
                 "Too many permissions",
             ));
         }
-        if !a.channels.contains_key(&ch.0) && a.channels.len() >= self.cfg.max_channels {
+        if !a.channels.contains_key(&channel) && a.channels.len() >= self.cfg.max_channels {
             return Err(Reject(StunError::InsufficientCapacity, "Too many channels"));
         }
-        if !a.bind_channel(now, ch.0, peer) {
+        if !a.bind_channel(now, channel, peer) {
             return Err(Reject(
                 StunError::BadRequest,
                 "Channel already bound differently",

@@ -13,10 +13,8 @@ use stun::message::*;
 use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
 use stun::xoraddr::XorMappedAddress;
-use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::relayaddr::RelayedAddress;
-use turn::proto::reqfamily::RequestedAddressFamily;
 use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
@@ -24,16 +22,14 @@ use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
 use super::quota::quota_key;
 use super::stats::{DropReason, EndReason, RequestMethod, result_index};
-use super::{ClientId, Command, Server};
+use super::{ClientId, Command, Server, Time};
 use crate::auth::{AuthError, Key};
-use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
+use crate::proto::FAMILY_IPV6;
+use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
 use crate::proto::error_code::StunError;
-use crate::proto::request::{self, AllocateRequest, Family};
-use crate::proto::{
-    ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6, STUN_HEADER_LEN, decode_xor_address,
-};
+use crate::proto::request::{self, AllocateRequest, ChannelBindRequest, Family, RefreshRequest};
+use crate::proto::response::AddressErrorCode;
 
-const SEND_INDICATION: u16 = 0x0016;
 const PROTO_UDP: u8 = 17;
 /// How long a port reserved by EVEN-PORT's R bit waits for its RESERVATION-TOKEN.
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
@@ -68,12 +64,6 @@ const KNOWN_REQUIRED: &[AttrType] = &[
     AttrType(0x001C),
     AttrType(0x001D),
 ];
-
-pub fn is_send_indication(packet: &[u8]) -> bool {
-    packet.len() >= STUN_HEADER_LEN
-        && u16::from_be_bytes([packet[0], packet[1]]) == SEND_INDICATION
-        && is_message(packet)
-}
 
 /// An Allocate waiting for the shell to bind its relay socket(s).
 pub struct PendingAllocate {
@@ -120,6 +110,17 @@ struct Authenticated {
     username: String,
     key: Key,
     expiry: Option<u64>,
+}
+
+/// An authenticated request as the method handlers see it: when and from whom it came,
+/// the decoded message, what its response needs, and who signed it.
+struct Ctx<'a> {
+    now: Instant,
+    unix: u64,
+    client: ClientId,
+    msg: &'a Message,
+    req: RequestInfo,
+    who: &'a Authenticated,
 }
 
 /// What a response needs from its request.
@@ -220,31 +221,25 @@ impl Server {
                 self.respond(client, req, attrs, None);
             }
             METHOD_ALLOCATE | METHOD_REFRESH | METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
-                let Some(Authenticated {
-                    username,
-                    key,
-                    expiry,
-                }) = self.authenticate(now, &mut msg, req, unix, client)
-                else {
+                let Some(who) = self.authenticate(now, &mut msg, req, unix, client) else {
                     return;
                 };
+                let ctx = Ctx {
+                    now,
+                    unix,
+                    client,
+                    msg: &msg,
+                    req,
+                    who: &who,
+                };
                 let result = match req.method {
-                    METHOD_ALLOCATE => {
-                        let who = Authenticated {
-                            username,
-                            key: key.clone(),
-                            expiry,
-                        };
-                        self.allocate(now, unix, client, &msg, req, who)
-                    }
-                    METHOD_REFRESH => self.refresh(now, client, &msg, req, &username, &key),
-                    METHOD_CREATE_PERMISSION => {
-                        self.create_permission(now, client, &msg, req, &username, &key)
-                    }
-                    _ => self.channel_bind(now, client, &msg, req, &username, &key),
+                    METHOD_ALLOCATE => self.allocate(&ctx),
+                    METHOD_REFRESH => self.refresh(&ctx),
+                    METHOD_CREATE_PERMISSION => self.create_permission(&ctx),
+                    _ => self.channel_bind(&ctx),
                 };
                 if let Err(Reject(code, reason)) = result {
-                    self.respond_error(client, req, code, reason, Some(&key), vec![]);
+                    self.respond_error(client, req, code, reason, Some(&who.key), vec![]);
                 }
             }
             _ => self.respond_error(
@@ -320,35 +315,12 @@ impl Server {
         attrs: Attrs,
         key: Option<&Key>,
     ) -> Vec<u8> {
-        let mut m = Message::new();
-        m.set_type(MessageType::new(req.method, class));
-        m.transaction_id = req.transaction_id;
-        m.write_header();
-        for a in &attrs {
-            let _ = a.add_to(&mut m);
-        }
-        if let Some(k) = key {
-            let _ = MessageIntegrity(k.clone()).add_to(&mut m);
-        }
-        if req.fingerprint {
-            let _ = FINGERPRINT.add_to(&mut m);
-        }
-        m.raw
-    }
-}
-
-/// ADDRESS-ERROR-CODE (RFC 8656 §18.12), which `turn::proto` does not have.
-struct AddressErrorCode {
-    family: u8,
-    error: StunError,
-}
-
-impl Setter for AddressErrorCode {
-    fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
-        let code = self.error.code();
-        let mut v = vec![self.family, 0, (code / 100) as u8, (code % 100) as u8];
-        v.extend_from_slice(self.error.reason().as_bytes());
-        m.add(ATTR_ADDRESS_ERROR_CODE, &v);
-        Ok(())
+        crate::proto::response::encode(
+            MessageType::new(req.method, class),
+            req.transaction_id,
+            &attrs,
+            key.map(|k| k.as_slice()),
+            req.fingerprint,
+        )
     }
 }

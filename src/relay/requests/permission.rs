@@ -3,24 +3,6 @@
 use super::*;
 
 impl Server {
-    /// Every XOR-PEER-ADDRESS in the request, in order.
-    pub(super) fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, Reject> {
-        let peers: Option<Vec<SocketAddr>> = msg
-            .attributes
-            .0
-            .iter()
-            .filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS)
-            .map(|a| decode_xor_address(&a.value, &msg.transaction_id.0))
-            .collect();
-        match peers {
-            Some(p) if !p.is_empty() => Ok(p),
-            _ => Err(Reject(
-                StunError::BadRequest,
-                "Missing or bad XOR-PEER-ADDRESS",
-            )),
-        }
-    }
-
     /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy). Permissions
     /// are per IP, so CreatePermission checks the IP; ChannelBind names the peer's port
     /// too, and the server's own services are refused there (`with_port`).
@@ -47,17 +29,11 @@ impl Server {
         Ok(())
     }
 
-    pub(super) fn create_permission(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        msg: &Message,
-        req: RequestInfo,
-        username: &str,
-        key: &Key,
-    ) -> Result<(), Reject> {
+    pub(super) fn create_permission(&mut self, ctx: &Ctx) -> Result<(), Reject> {
+        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
+        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
         let idx = self.own_allocation(client, username)?;
-        let peers = Self::peer_addresses(msg)?;
+        let peers = request::peer_addresses(msg).map_err(|(e, why)| Reject(e, why))?;
         // All or nothing (RFC 8656 §9.2): check every peer before installing any.
         for p in &peers {
             self.check_peer(idx, p, false)?;

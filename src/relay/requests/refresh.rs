@@ -15,27 +15,19 @@ impl Server {
         Ok(idx)
     }
 
-    pub(super) fn refresh(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        msg: &Message,
-        req: RequestInfo,
-        username: &str,
-        key: &Key,
-    ) -> Result<(), Reject> {
+    pub(super) fn refresh(&mut self, ctx: &Ctx) -> Result<(), Reject> {
+        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
+        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
         let idx = self.own_allocation(client, username)?;
-        let asked = request::lifetime(msg);
-        let zero = asked.is_some_and(|l| l.is_zero());
-        if msg.contains(ATTR_REQUESTED_ADDRESS_FAMILY) {
-            let mut f = RequestedAddressFamily::default();
+        let r = RefreshRequest::parse(msg);
+        let zero = r.deletes();
+        if let Some(family) = r.family {
             let a = &self.allocations[idx];
-            let matches = f.get_from(msg).is_ok()
-                && match f.0 {
-                    FAMILY_IPV4 => a.relay_v4.is_some(),
-                    FAMILY_IPV6 => a.relay_v6.is_some(),
-                    _ => false,
-                };
+            let matches = match family {
+                Ok(Family::V4) => a.relay_v4.is_some(),
+                Ok(Family::V6) => a.relay_v6.is_some(),
+                Err(()) => false,
+            };
             if !matches {
                 return Err(Reject::of(StunError::PeerAddressFamilyMismatch));
             }
@@ -44,7 +36,7 @@ impl Server {
             self.remove_allocation(now, idx, EndReason::Deleted);
             Duration::ZERO
         } else {
-            let l = self.granted_lifetime(asked);
+            let l = self.granted_lifetime(r.lifetime);
             self.allocations[idx].expires = now + l;
             self.schedule(idx, now + l);
             l

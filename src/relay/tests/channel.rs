@@ -12,7 +12,7 @@ fn channel_bind_relays_channel_data_both_ways() {
     assert_success(&r);
     let relay = h.relay_bind_addr(c);
     let cd = channel_data(0x4001, b"media");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &cd);
+    let act = h.server.handle_client_packet(h.time(), c, &cd);
     assert_eq!(
         act,
         ClientAction::Forward {
@@ -21,7 +21,7 @@ fn channel_bind_relays_channel_data_both_ways() {
             payload: b"media"
         }
     );
-    let act = h.server.handle_peer_packet(h.now, relay, p, b"back");
+    let act = h.server.handle_peer_packet(h.time(), relay, p, b"back");
     assert_eq!(
         act,
         PeerAction::ChannelData {
@@ -32,7 +32,7 @@ fn channel_bind_relays_channel_data_both_ways() {
     // Another port of the same IP has the permission but not the channel: Data indication.
     let act = h
         .server
-        .handle_peer_packet(h.now, relay, peer("198.51.100.9:5001"), b"x");
+        .handle_peer_packet(h.time(), relay, peer("198.51.100.9:5001"), b"x");
     assert!(is_data_indication(&act, c));
     let t = h.server.counters().relayed_packets[0];
     assert_eq!(t, [1, 2]);
@@ -44,7 +44,7 @@ fn channel_data_on_an_unbound_channel_is_dropped() {
     let c = h.client(1);
     h.allocate(c, "bob");
     let cd = channel_data(0x4002, b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &cd);
+    let act = h.server.handle_client_packet(h.time(), c, &cd);
     assert_eq!(act, ClientAction::Drop(DropReason::NoChannel));
 }
 
@@ -105,7 +105,7 @@ fn channel_bind_installs_a_permission_for_the_peer() {
     h.allocate(c, "bob");
     h.bind_channel(c, "bob", 0x4001, peer("198.51.100.9:1"));
     let si = send_indication(peer("198.51.100.9:7"), b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &si);
+    let act = h.server.handle_client_packet(h.time(), c, &si);
     assert!(matches!(act, ClientAction::Forward { .. }));
 }
 
@@ -122,7 +122,7 @@ fn channel_expires_after_600_seconds_and_cools_down_for_300() {
     h.request(c, METHOD_REFRESH, vec![], Some(&creds));
     h.advance(Duration::from_secs(101));
     let cd = channel_data(0x4001, b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &cd);
+    let act = h.server.handle_client_packet(h.time(), c, &cd);
     assert_eq!(act, ClientAction::Drop(DropReason::NoChannel));
     // Cooling down: the number cannot go to another peer yet.
     assert_eq!(error_code(&h.bind_channel(c, "bob", 0x4001, p2)), Some(400));
@@ -139,6 +139,6 @@ fn client_channel_data_after_permission_expiry_is_dropped() {
     h.bind_channel(c, "bob", 0x4001, peer("198.51.100.9:1"));
     h.advance(Duration::from_secs(301));
     let cd = channel_data(0x4001, b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &cd);
+    let act = h.server.handle_client_packet(h.time(), c, &cd);
     assert_eq!(act, ClientAction::Drop(DropReason::NoPermission));
 }

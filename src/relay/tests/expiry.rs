@@ -84,15 +84,17 @@ fn expired_credential_is_refused_from_another_five_tuple() {
     assert_eq!(h.server.allocation_count(), 1);
 }
 
-#[test]
-fn allocation_outliving_its_credential_ends_at_the_max_session_duration() {
+/// Allocates with a credential valid for `ttl` s under a session limit of `limit` s,
+/// refreshes at 500 s, and checks the allocation is still there at 999 s, gone at 1001 s
+/// with reason `max_session`.
+fn session_ends_at_1000_s(limit: u64, ttl: u64) -> Harness {
     let policy = ExpiryPolicy {
-        max_session_secs: 1000,
+        max_session_secs: limit,
         ..Default::default()
     };
     let mut h = harness_with_policy(policy);
     let c = h.client(1);
-    let creds = expiring(&h, "bob", 20);
+    let creds = expiring(&h, "bob", ttl);
     assert_success(&h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds)));
     h.advance(Duration::from_secs(500));
     assert_success(&h.request(c, METHOD_REFRESH, lifetime_attr(600), Some(&creds)));
@@ -102,34 +104,26 @@ fn allocation_outliving_its_credential_ends_at_the_max_session_duration() {
     assert_eq!(
         h.server.allocation_count(),
         0,
-        "refreshed to 1100 s, limit 1000 s"
+        "refreshed to 1100 s, ends at 1000 s"
     );
     assert_eq!(h.ended[0].reason, EndReason::MaxSession);
+    let r = h.request(c, METHOD_REFRESH, lifetime_attr(600), Some(&creds));
+    assert_eq!(error_code(&r), Some(401));
+    h
+}
+
+#[test]
+fn allocation_outliving_its_credential_ends_at_the_max_session_duration() {
+    let h = session_ends_at_1000_s(1000, 20);
     assert_eq!(
         h.server.counters().allocations_ended[EndReason::MaxSession as usize],
         1
     );
-    let r = h.request(c, METHOD_REFRESH, lifetime_attr(600), Some(&creds));
-    assert_eq!(error_code(&r), Some(401));
 }
 
 #[test]
 fn a_valid_credential_is_not_cut_by_the_session_limit() {
-    let policy = ExpiryPolicy {
-        max_session_secs: 100,
-        ..Default::default()
-    };
-    let mut h = harness_with_policy(policy);
-    let c = h.client(1);
-    let creds = expiring(&h, "bob", 1000);
-    assert_success(&h.request(c, METHOD_ALLOCATE, Harness::allocate_attrs(), Some(&creds)));
-    h.advance(Duration::from_secs(500));
-    assert_success(&h.request(c, METHOD_REFRESH, lifetime_attr(600), Some(&creds)));
-    h.advance(Duration::from_secs(499));
-    assert_eq!(h.server.allocation_count(), 1);
-    h.advance(Duration::from_secs(2));
-    assert_eq!(h.server.allocation_count(), 0);
-    assert_eq!(h.ended[0].reason, EndReason::MaxSession);
+    session_ends_at_1000_s(100, 1000);
 }
 
 #[test]

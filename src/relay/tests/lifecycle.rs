@@ -23,8 +23,8 @@ fn shutdown_ends_every_allocation_with_its_totals() {
     h.bind_channel(c, "bob", 0x4001, peer("198.51.100.9:1"));
     let _ = h
         .server
-        .handle_client_packet(h.now, h.unix, c, &channel_data(0x4001, b"12345"));
-    h.server.shutdown(h.now);
+        .handle_client_packet(h.time(), c, &channel_data(0x4001, b"12345"));
+    h.server.shutdown(h.time());
     h.take_responses();
     assert_eq!(h.ended.len(), 1);
     let s = &h.ended[0];
@@ -56,7 +56,7 @@ fn closing_a_stream_connection_deletes_its_allocation() {
     c.transport = Transport::Tcp;
     h.allocate(c, "bob");
     assert!(h.server.has_allocation(&c));
-    h.server.client_disconnected(h.now, c, true);
+    h.server.client_disconnected(h.time(), c, true);
     h.take_responses();
     assert_eq!(h.server.allocation_count(), 0);
     assert_eq!(h.ended[0].reason, EndReason::Deleted);
@@ -64,7 +64,7 @@ fn closing_a_stream_connection_deletes_its_allocation() {
     // A UDP client at the same address is a different 5-tuple and is untouched.
     let u = h.client(1);
     h.allocate(u, "bob");
-    h.server.client_disconnected(h.now, c, false);
+    h.server.client_disconnected(h.time(), c, false);
     assert_eq!(h.server.allocation_count(), 1);
 }
 
@@ -102,11 +102,11 @@ fn relay_path_cost() {
         for i in 0..n as usize {
             let a = h
                 .server
-                .handle_client_packet(h.now, h.unix, clients[i], &packets[i]);
+                .handle_client_packet(h.time(), clients[i], &packets[i]);
             std::hint::black_box(&a);
             let b = h
                 .server
-                .handle_peer_packet(h.now, relays[i], peers[i], &packets[i][4..]);
+                .handle_peer_packet(h.time(), relays[i], peers[i], &packets[i][4..]);
             std::hint::black_box(&b);
         }
     }
@@ -128,11 +128,11 @@ fn reload_with_a_new_deny_entry_ends_permissions_and_channels_to_it_at_once() {
     );
     let relay = h.relay_bind_addr(c);
     let cd = channel_data(0x4001, b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &cd);
+    let act = h.server.handle_client_packet(h.time(), c, &cd);
     assert_eq!(act, ClientAction::Drop(DropReason::NoChannel));
-    let act = h.server.handle_peer_packet(h.now, relay, bad, b"x");
+    let act = h.server.handle_peer_packet(h.time(), relay, bad, b"x");
     assert_eq!(act, PeerAction::Drop(DropReason::NoPermission));
-    let act = h.server.handle_peer_packet(h.now, relay, good, b"x");
+    let act = h.server.handle_peer_packet(h.time(), relay, good, b"x");
     assert!(is_data_indication(&act, c), "other peers are untouched");
     assert_eq!(h.server.allocation_count(), 1);
 }

@@ -154,7 +154,7 @@ fn forwarded(h: &mut Harness, c: ClientId, n: usize, len: usize) -> usize {
     (0..n)
         .filter(|_| {
             matches!(
-                h.server.handle_client_packet(h.now, h.unix, c, &cd),
+                h.server.handle_client_packet(h.time(), c, &cd),
                 ClientAction::Forward { .. }
             )
         })
@@ -173,7 +173,8 @@ fn allocation_bandwidth_cap_drops_the_excess_both_ways() {
     assert_eq!(forwarded(&mut h, c, 20, 1000), 10, "a second's worth");
     let relay = h.relay_bind_addr(c);
     assert_eq!(
-        h.server.handle_peer_packet(h.now, relay, p, &[0u8; 1000]),
+        h.server
+            .handle_peer_packet(h.time(), relay, p, &[0u8; 1000]),
         PeerAction::Drop(DropReason::RateLimit),
         "one budget for both directions"
     );

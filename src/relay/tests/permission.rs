@@ -12,9 +12,15 @@ fn create_permission_is_per_ip_and_any_port() {
     let relay = h.relay_bind_addr(c);
     let (now, unix) = (h.now, h.unix);
     // Data from another port of the permitted IP reaches the client.
-    let act = h
-        .server
-        .handle_peer_packet(now, relay, peer("198.51.100.9:2222"), b"hi");
+    let act = h.server.handle_peer_packet(
+        Time {
+            mono: now,
+            unix: h.unix,
+        },
+        relay,
+        peer("198.51.100.9:2222"),
+        b"hi",
+    );
     let (to, ind) = framed(act, peer("198.51.100.9:2222"), b"hi");
     assert_eq!(to, c);
     assert_eq!(ind.typ, MessageType::new(METHOD_DATA, CLASS_INDICATION));
@@ -23,7 +29,9 @@ fn create_permission_is_per_ip_and_any_port() {
     assert_eq!(d.0, b"hi");
     // And the client can send to any port of it.
     let si = send_indication(peer("198.51.100.9:3333"), b"yo");
-    let act = h.server.handle_client_packet(now, unix, c, &si);
+    let act = h
+        .server
+        .handle_client_packet(Time { mono: now, unix }, c, &si);
     assert_eq!(
         act,
         ClientAction::Forward {
@@ -48,7 +56,7 @@ fn create_permission_with_several_peers_installs_all() {
     assert_success(&r);
     let relay = h.relay_bind_addr(c);
     for p in peers {
-        let act = h.server.handle_peer_packet(h.now, relay, p, b"x");
+        let act = h.server.handle_peer_packet(h.time(), relay, p, b"x");
         assert!(is_data_indication(&act, c), "{p}");
     }
 }
@@ -70,7 +78,7 @@ fn create_permission_for_a_denied_peer_gets_403_and_installs_nothing() {
     let relay = h.relay_bind_addr(c);
     let act = h
         .server
-        .handle_peer_packet(h.now, relay, peer("198.51.100.9:1"), b"x");
+        .handle_peer_packet(h.time(), relay, peer("198.51.100.9:1"), b"x");
     assert_eq!(
         act,
         PeerAction::Drop(DropReason::NoPermission),
@@ -135,12 +143,12 @@ fn permission_expires_after_300_seconds() {
     h.advance(Duration::from_secs(299));
     let act = h
         .server
-        .handle_peer_packet(h.now, relay, peer("198.51.100.9:1"), b"x");
+        .handle_peer_packet(h.time(), relay, peer("198.51.100.9:1"), b"x");
     assert!(is_data_indication(&act, c));
     h.advance(Duration::from_secs(2));
     let act = h
         .server
-        .handle_peer_packet(h.now, relay, peer("198.51.100.9:1"), b"x");
+        .handle_peer_packet(h.time(), relay, peer("198.51.100.9:1"), b"x");
     assert_eq!(act, PeerAction::Drop(DropReason::NoPermission));
 }
 
@@ -152,7 +160,7 @@ fn peer_data_without_permission_is_dropped() {
     let relay = h.relay_bind_addr(c);
     let act = h
         .server
-        .handle_peer_packet(h.now, relay, peer("198.51.100.9:1"), b"x");
+        .handle_peer_packet(h.time(), relay, peer("198.51.100.9:1"), b"x");
     assert_eq!(act, PeerAction::Drop(DropReason::NoPermission));
     assert!(h.take_responses().is_empty());
 }
@@ -163,7 +171,7 @@ fn send_indication_without_permission_is_dropped() {
     let c = h.client(1);
     h.allocate(c, "bob");
     let si = send_indication(peer("198.51.100.9:1"), b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &si);
+    let act = h.server.handle_client_packet(h.time(), c, &si);
     assert_eq!(act, ClientAction::Drop(DropReason::NoPermission));
 }
 
@@ -173,7 +181,7 @@ fn send_indication_to_a_denied_peer_is_dropped_as_denied() {
     let c = h.client(1);
     h.allocate(c, "bob");
     let si = send_indication(peer("127.0.0.1:9"), b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &si);
+    let act = h.server.handle_client_packet(h.time(), c, &si);
     assert_eq!(act, ClientAction::Drop(DropReason::DeniedPeer));
     assert_eq!(
         h.server.counters().dropped[DropReason::DeniedPeer as usize],
@@ -186,6 +194,6 @@ fn send_indication_without_allocation_is_dropped() {
     let mut h = harness();
     let c = h.client(1);
     let si = send_indication(peer("198.51.100.9:1"), b"x");
-    let act = h.server.handle_client_packet(h.now, h.unix, c, &si);
+    let act = h.server.handle_client_packet(h.time(), c, &si);
     assert_eq!(act, ClientAction::Drop(DropReason::NoAllocation));
 }
