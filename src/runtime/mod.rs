@@ -5,6 +5,7 @@ pub mod batch;
 pub mod checks;
 pub mod clock;
 pub mod connections;
+mod datagrams;
 pub mod journal;
 pub mod notify;
 pub mod service;
@@ -12,6 +13,7 @@ pub mod session_log;
 pub mod sessions;
 pub mod settings;
 pub mod shard;
+mod sockets;
 pub mod stream;
 pub mod tls;
 
@@ -30,7 +32,7 @@ use crate::relay::peer_policy::OwnAddresses;
 use crate::relay::quota::Quotas;
 use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
-use shard::{Control, Limits, Listeners, Shard, tcp_listener, udp_socket};
+use shard::{Control, Limits, Listeners, Shard, ShardParts, tcp_listener, udp_socket};
 
 pub use crate::metrics::snapshot::ShardSnapshot;
 pub use settings::{advertised_ipv4, relay_families};
@@ -255,24 +257,24 @@ fn spawn_shard(
     let (tx, rx) = channel();
     let status = Arc::new(ShardStatus::default());
     status.set_running(true);
-    let (shard, waker) = Shard::new(
-        i,
+    let (shard, waker) = Shard::new(ShardParts {
+        index: i,
         core,
-        bind_listeners(cfg)?,
-        shared.tls.clone(),
-        Limits {
+        listeners: bind_listeners(cfg)?,
+        tls: shared.tls.clone(),
+        limits: Limits {
             limiter: shared.limiter.clone(),
             idle_timeout: cfg.server.idle_timeout,
             tls_handshake_timeout: cfg.server.tls_handshake_timeout,
             tls_accepts_plain: cfg.server.tls_accepts_plain,
         },
-        rx,
-        status.clone(),
-        SessionLogger {
+        control: rx,
+        status: status.clone(),
+        sessions: SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
         },
         metrics,
-    )
+    })
     .context("creating shard event loop")?;
     let handle = std::thread::Builder::new()
         .name(format!("turnpike-shard-{i}"))

@@ -5,7 +5,6 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
@@ -17,32 +16,34 @@ use slab::Slab;
 
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
-use crate::proto::{channel_data, indication};
+use crate::proto::indication;
 use crate::relay::peer_policy::PeerPolicy;
-use crate::relay::stats::DropReason;
-use crate::relay::{ClientAction, ClientId, Command, PeerAction, Server, Time, Transport};
+use crate::relay::{Command, Server, Time, Transport};
 
 use super::batch::{BATCH, Batch};
 use super::connections::Connections;
 pub use super::connections::Limits;
+pub(super) use super::datagrams::client_packet;
 use super::session_log::SessionLogger;
 use super::sessions::{SessionInfo, describe};
+use super::sockets::{RelaySockets, send_drop_reason};
+pub use super::sockets::{tcp_listener, udp_socket};
 use super::{ShardStatus, clock};
 
 const WAKER: Token = Token(usize::MAX);
 // Token ranges: UDP listeners, TCP/TLS listeners, relay sockets, client connections.
 pub(super) const TCP_LISTENER_BASE: usize = 1 << 12;
-const RELAY_BASE: usize = 1 << 16;
+pub(super) const RELAY_BASE: usize = 1 << 16;
 pub(super) const CONN_BASE: usize = 1 << 32;
 /// Packets read from one socket before the loop looks at the others: fairness between a
 /// busy relay and the listener that carries everyone's control traffic.
-const BUDGET: usize = 64;
+pub(super) const BUDGET: usize = 64;
 /// Room in front of a peer's payload for the largest header it may get (a Data
 /// indication from an IPv6 peer). A batch slot leaves room for the padding after it.
-const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
-const SOCKET_BUFFER: usize = 4 << 20;
-const PADDING: [u8; 3] = [0; 3];
-const NONE: u32 = u32::MAX;
+pub(super) const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
+pub(super) const SOCKET_BUFFER: usize = 4 << 20;
+pub(super) const PADDING: [u8; 3] = [0; 3];
+pub(super) const NONE: u32 = u32::MAX;
 
 pub enum Control {
     Reconfigure(Box<(Authenticator, PeerPolicy)>),
@@ -68,159 +69,58 @@ pub struct Listeners {
     pub tcp: Vec<(std::net::TcpListener, Transport)>,
 }
 
-struct RelaySocket {
-    socket: UdpSocket,
-    addr: SocketAddr,
-}
-
-/// This shard's relay sockets, found by port without hashing on the relay path.
-pub(super) struct RelaySockets {
-    sockets: Slab<RelaySocket>,
-    /// Relay port -> slab key, per family.
-    v4: Vec<u32>,
-    v6: Vec<u32>,
-}
-
-impl RelaySockets {
-    fn table(&mut self, addr: SocketAddr) -> &mut Vec<u32> {
-        if addr.is_ipv4() {
-            &mut self.v4
-        } else {
-            &mut self.v6
-        }
-    }
-
-    /// Sends `payload` from relay socket `relay` to `peer`. A failure drops this packet
-    /// only and is counted; the allocation stays. (Queuing a client's run of packets for
-    /// one sendmmsg was measured: fewer syscalls, no less CPU per packet, so it is not
-    /// done.)
-    fn forward(&self, core: &mut Server, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
-        let table = if relay.is_ipv4() { &self.v4 } else { &self.v6 };
-        let key = table[relay.port() as usize];
-        if key != NONE
-            && let Err(e) = self.sockets[key as usize].socket.send_to(payload, peer)
-        {
-            core.record_send_failure(send_drop_reason(&e));
-        }
-    }
-}
-
-/// Feeds one client packet to the core and forwards it when the core says so. True when
-/// the core queued commands (responses, relay binds) for the caller to run.
-pub(super) fn client_packet(
-    core: &mut Server,
-    relays: &RelaySockets,
-    time: Time,
-    client: ClientId,
-    packet: &[u8],
-) -> bool {
-    match core.handle_client_packet(time, client, packet) {
-        ClientAction::Forward {
-            relay,
-            peer,
-            payload,
-        } => {
-            relays.forward(core, relay, peer, payload);
-            false
-        }
-        ClientAction::Handled => true,
-        ClientAction::Drop(_) => false,
-    }
-}
-
 pub struct Shard {
     pub index: usize,
     pub(super) core: Server,
     pub(super) poll: Poll,
-    udp: Vec<UdpSocket>,
+    pub(super) udp: Vec<UdpSocket>,
     pub(super) tcp: Vec<(TcpListener, Transport)>,
     pub(super) relays: RelaySockets,
     /// TCP/TLS client connections (connections.rs).
     pub(super) streams: Connections,
-    control: Receiver<Control>,
-    status: Arc<ShardStatus>,
-    sessions: SessionLogger,
-    metrics: Arc<Metrics>,
+    pub(super) control: Receiver<Control>,
+    pub(super) status: Arc<ShardStatus>,
+    pub(super) sessions: SessionLogger,
+    pub(super) metrics: Arc<Metrics>,
     /// recvmmsg batch for client datagrams.
-    inbound: Batch,
+    pub(super) inbound: Batch,
     /// recvmmsg batch for peer datagrams (taken out while its packets are handled).
-    relay_in: Option<Box<Batch>>,
+    pub(super) relay_in: Option<Box<Batch>>,
     /// sendmmsg batches of ChannelData towards UDP clients, one per listener.
-    outbound: Vec<Batch>,
+    pub(super) outbound: Vec<Batch>,
     /// The time as read once per loop turn: every call into the core passes this value.
     pub(super) time: Time,
     /// Reused buffer of relay binds carried out, to be reported to the core.
-    bind_results: Vec<(u64, SocketAddr, bool)>,
+    pub(super) bind_results: Vec<(u64, SocketAddr, bool)>,
 }
 
-pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    if reuse_port {
-        s.set_reuse_port(true)?;
-    }
-    // Best effort: the kernel caps these at net.core.[rw]mem_max.
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    Ok(s.into())
-}
-
-pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    Ok(s.into())
-}
-
-/// After a receive/accept error: true when it concerned one datagram or connection (an
-/// ICMP error, a connection reset before accept) and the socket may hold more; false
-/// otherwise (e.g. out of file descriptors), so the loop does not spin on it.
-fn keep_draining(e: &std::io::Error) -> bool {
-    match e.kind() {
-        ErrorKind::ConnectionRefused
-        | ErrorKind::ConnectionReset
-        | ErrorKind::ConnectionAborted
-        | ErrorKind::Interrupted => true,
-        _ => {
-            tracing::debug!(error = %e, "socket error");
-            false
-        }
-    }
-}
-
-fn send_drop_reason(e: &std::io::Error) -> DropReason {
-    if e.kind() == ErrorKind::WouldBlock {
-        DropReason::BufferFull
-    } else {
-        DropReason::SendError
-    }
+/// What a shard is made of: its core, listeners and TLS config, connection limits, the
+/// control queue from the shell, where it publishes status, and how it logs sessions.
+pub struct ShardParts {
+    pub index: usize,
+    pub core: Server,
+    pub listeners: Listeners,
+    pub tls: Option<Arc<ServerConfig>>,
+    pub limits: Limits,
+    pub control: Receiver<Control>,
+    pub status: Arc<ShardStatus>,
+    pub sessions: SessionLogger,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shard {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        index: usize,
-        core: Server,
-        listeners: Listeners,
-        tls: Option<Arc<ServerConfig>>,
-        limits: Limits,
-        control: Receiver<Control>,
-        status: Arc<ShardStatus>,
-        sessions: SessionLogger,
-        metrics: Arc<Metrics>,
-    ) -> std::io::Result<(Shard, Arc<Waker>)> {
+    pub fn new(parts: ShardParts) -> std::io::Result<(Shard, Arc<Waker>)> {
+        let ShardParts {
+            index,
+            core,
+            listeners,
+            tls,
+            limits,
+            control,
+            status,
+            sessions,
+            metrics,
+        } = parts;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut udp = Vec::new();
@@ -392,117 +292,6 @@ impl Shard {
         (0..BUDGET).all(|_| self.accept(token.0 - TCP_LISTENER_BASE, now))
     }
 
-    /// Up to BATCH datagrams from UDP clients in one recvmmsg. False when the socket is
-    /// drained.
-    fn listener_batch(&mut self, li: usize) -> bool {
-        let Some(listener) = self.udp.get(li) else {
-            return false;
-        };
-        let n = match self.inbound.recv(listener.as_raw_fd(), 0) {
-            Ok(n) => n,
-            Err(e) => return keep_draining(&e),
-        };
-        for i in 0..n {
-            let (slot, len, from) = self.inbound.slot(i);
-            let Some(addr) = from else { continue };
-            let client = ClientId {
-                transport: Transport::Udp,
-                listener: li as u16,
-                addr,
-            };
-            let commands = client_packet(
-                &mut self.core,
-                &self.relays,
-                self.time,
-                client,
-                &slot[..len],
-            );
-            if commands {
-                self.run_commands();
-            }
-        }
-        n == BATCH
-    }
-
-    /// Sends the queued ChannelData to UDP clients.
-    fn flush_outbound(&mut self) {
-        for (li, batch) in self.outbound.iter_mut().enumerate() {
-            if batch.count > 0 {
-                let (failed, blocked) = batch.flush(self.udp[li].as_raw_fd());
-                for _ in 0..failed {
-                    self.core.record_send_failure(DropReason::SendError);
-                }
-                for _ in 0..blocked {
-                    self.core.record_send_failure(DropReason::BufferFull);
-                }
-            }
-        }
-    }
-
-    /// Up to BATCH packets from one relay socket in one recvmmsg (a socket drained in
-    /// fewer needs no extra read that would block: the poll is edge-triggered), each read
-    /// `HEADROOM` bytes into its slot so that the ChannelData or Data indication header is
-    /// written in front of it, and the padding after it, in place: no copy and no
-    /// allocation on either framing. False when the socket is drained.
-    fn relay_batch(&mut self, key: usize) -> bool {
-        let Some(relay) = self.relays.sockets.get(key) else {
-            return false;
-        };
-        let (fd, relay_addr) = (relay.socket.as_raw_fd(), relay.addr);
-        let Some(mut batch) = self.relay_in.take() else {
-            return false;
-        };
-        let n = match batch.recv(fd, HEADROOM) {
-            Ok(n) => n,
-            Err(e) => {
-                self.relay_in = Some(batch);
-                return keep_draining(&e);
-            }
-        };
-        let h = HEADROOM;
-        for i in 0..n {
-            let (buf, len, from) = batch.slot(i);
-            let Some(from) = from else { continue };
-            match self
-                .core
-                .handle_peer_packet(self.time, relay_addr, from, &buf[h..h + len])
-            {
-                PeerAction::ChannelData { client, channel } => {
-                    let start = h - channel_data::HEADER_LEN;
-                    channel_data::write_header(&mut buf[start..], channel, len);
-                    // Streams need the padding to 4 bytes (RFC 8656 §12.5); datagrams do not.
-                    let pad = channel_data::padded_len(len) - channel_data::HEADER_LEN - len;
-                    self.send_to_client(client, &buf[start..h + len], pad);
-                }
-                PeerAction::DataIndication {
-                    client,
-                    transaction_id,
-                } => {
-                    let r = indication::frame_data_indication(buf, h, len, from, &transaction_id);
-                    self.send_to_client(client, &buf[r], 0);
-                }
-                PeerAction::Drop(_) => {}
-            }
-        }
-        self.relay_in = Some(batch);
-        n == BATCH
-    }
-
-    /// A framed message for a client: UDP ones join the sendmmsg batch, stream ones the
-    /// connection's queue (with `pad` zero bytes after it).
-    fn send_to_client(&mut self, client: ClientId, msg: &[u8], pad: usize) {
-        if client.transport == Transport::Udp {
-            if let Some(batch) = self.outbound.get_mut(client.listener as usize) {
-                batch.push(&[msg], client.addr);
-                if batch.is_full() {
-                    self.flush_outbound();
-                }
-            }
-        } else {
-            self.send_stream(client, &[msg, &PADDING[..pad]]);
-        }
-    }
-
     /// Carries out everything the core queued. Bind results go back to the core only once
     /// the queue is empty (never from inside the loop that drains it); what they queue in
     /// turn is carried out by the next round.
@@ -548,28 +337,6 @@ impl Shard {
                     self.sessions.log(&summary);
                 }
             }
-        }
-    }
-
-    fn bind_relay(&mut self, addr: SocketAddr) -> std::io::Result<()> {
-        let std_sock = udp_socket(addr, false)?;
-        let mut socket = UdpSocket::from_std(std_sock);
-        let entry = self.relays.sockets.vacant_entry();
-        let token = Token(RELAY_BASE + entry.key());
-        self.poll
-            .registry()
-            .register(&mut socket, token, Interest::READABLE)?;
-        let key = entry.key() as u32;
-        entry.insert(RelaySocket { socket, addr });
-        self.relays.table(addr)[addr.port() as usize] = key;
-        Ok(())
-    }
-
-    fn release_relay(&mut self, addr: SocketAddr) {
-        let key = std::mem::replace(&mut self.relays.table(addr)[addr.port() as usize], NONE);
-        if key != NONE {
-            let mut r = self.relays.sockets.remove(key as usize);
-            let _ = self.poll.registry().deregister(&mut r.socket);
         }
     }
 }

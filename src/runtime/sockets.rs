@@ -1,0 +1,136 @@
+//! A shard's sockets: creating listeners and relay sockets, the relay-socket table the
+//! relay path looks ports up in, and what a socket error means for the loop.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+
+use mio::net::UdpSocket;
+use mio::{Interest, Token};
+use slab::Slab;
+
+use crate::relay::Server;
+use crate::relay::stats::DropReason;
+
+use super::shard::{NONE, RELAY_BASE, SOCKET_BUFFER, Shard};
+
+pub(super) struct RelaySocket {
+    pub(super) socket: UdpSocket,
+    pub(super) addr: SocketAddr,
+}
+
+/// This shard's relay sockets, found by port without hashing on the relay path.
+pub(super) struct RelaySockets {
+    pub(super) sockets: Slab<RelaySocket>,
+    /// Relay port -> slab key, per family.
+    pub(super) v4: Vec<u32>,
+    pub(super) v6: Vec<u32>,
+}
+
+impl RelaySockets {
+    pub(super) fn table(&mut self, addr: SocketAddr) -> &mut Vec<u32> {
+        if addr.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        }
+    }
+
+    /// Sends `payload` from relay socket `relay` to `peer`. A failure drops this packet
+    /// only and is counted; the allocation stays. (Queuing a client's run of packets for
+    /// one sendmmsg was measured: fewer syscalls, no less CPU per packet, so it is not
+    /// done.)
+    pub(super) fn forward(
+        &self,
+        core: &mut Server,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        payload: &[u8],
+    ) {
+        let table = if relay.is_ipv4() { &self.v4 } else { &self.v6 };
+        let key = table[relay.port() as usize];
+        if key != NONE
+            && let Err(e) = self.sockets[key as usize].socket.send_to(payload, peer)
+        {
+            core.record_send_failure(send_drop_reason(&e));
+        }
+    }
+}
+
+pub fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    // Best effort: the kernel caps these at net.core.[rw]mem_max.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// After a receive/accept error: true when it concerned one datagram or connection (an
+/// ICMP error, a connection reset before accept) and the socket may hold more; false
+/// otherwise (e.g. out of file descriptors), so the loop does not spin on it.
+pub(super) fn keep_draining(e: &std::io::Error) -> bool {
+    match e.kind() {
+        ErrorKind::ConnectionRefused
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::Interrupted => true,
+        _ => {
+            tracing::debug!(error = %e, "socket error");
+            false
+        }
+    }
+}
+
+pub(super) fn send_drop_reason(e: &std::io::Error) -> DropReason {
+    if e.kind() == ErrorKind::WouldBlock {
+        DropReason::BufferFull
+    } else {
+        DropReason::SendError
+    }
+}
+
+impl Shard {
+    pub(super) fn bind_relay(&mut self, addr: SocketAddr) -> std::io::Result<()> {
+        let std_sock = udp_socket(addr, false)?;
+        let mut socket = UdpSocket::from_std(std_sock);
+        let entry = self.relays.sockets.vacant_entry();
+        let token = Token(RELAY_BASE + entry.key());
+        self.poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)?;
+        let key = entry.key() as u32;
+        entry.insert(RelaySocket { socket, addr });
+        self.relays.table(addr)[addr.port() as usize] = key;
+        Ok(())
+    }
+
+    pub(super) fn release_relay(&mut self, addr: SocketAddr) {
+        let key = std::mem::replace(&mut self.relays.table(addr)[addr.port() as usize], NONE);
+        if key != NONE {
+            let mut r = self.relays.sockets.remove(key as usize);
+            let _ = self.poll.registry().deregister(&mut r.socket);
+        }
+    }
+}
