@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use stun::attributes::*;
 use stun::error_code::ErrorCodeAttribute;
-use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use turn::proto::channum::ChannelNumber;
@@ -404,46 +403,29 @@ fn exchange(leg: &mut Leg, server: SocketAddr, m: &Message) -> Message {
     panic!("no answer from {server}");
 }
 
+/// A request signed with (user, realm, nonce, password) when given: the test kit's.
 fn request(
     method: Method,
     attrs: &[&dyn Setter],
     auth: Option<(&str, &str, &str, &str)>,
 ) -> Message {
-    let mut m = Message::new();
-    m.set_type(MessageType::new(method, CLASS_REQUEST));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    for a in attrs {
-        a.add_to(&mut m).unwrap();
-    }
-    if let Some((user, realm, nonce, pass)) = auth {
-        for (t, v) in [
-            (ATTR_USERNAME, user),
-            (ATTR_REALM, realm),
-            (ATTR_NONCE, nonce),
-        ] {
-            TextAttribute::new(t, v.into()).add_to(&mut m).unwrap();
-        }
-        MessageIntegrity::new_long_term_integrity(user.into(), realm.into(), pass.into())
-            .add_to(&mut m)
-            .unwrap();
-    }
-    m
+    let sign = auth.map(
+        |(username, realm, nonce, password)| turnpike::testkit::Signer {
+            username,
+            password,
+            realm,
+            nonce,
+        },
+    );
+    turnpike::testkit::request(method, attrs, sign)
 }
 
 fn credential(secret: &str, i: usize) -> (String, String) {
-    let expiry = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
-        + 600;
-    let user = format!("{expiry}:load{i}");
-    use base64::Engine;
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(user.as_bytes());
-    let pass = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    (user, pass)
+        .as_secs();
+    turnpike::auth::mint_credential(secret, &format!("load{i}"), 600, now)
 }
 
 /// A client: its leg, its credentials (user, realm, nonce, password), its relayed

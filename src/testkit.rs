@@ -26,7 +26,7 @@ pub struct Signer<'a> {
 
 /// A request of `method` with `attrs`, then USERNAME, REALM, NONCE and MESSAGE-INTEGRITY
 /// when `sign` gives them.
-pub fn request(method: Method, attrs: &[Box<dyn Setter>], sign: Option<Signer>) -> Message {
+pub fn request(method: Method, attrs: &[&dyn Setter], sign: Option<Signer>) -> Message {
     let mut m = Message::new();
     m.set_type(MessageType::new(method, CLASS_REQUEST));
     m.new_transaction_id().expect("random transaction id");

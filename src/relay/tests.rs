@@ -267,7 +267,8 @@ impl Harness {
                 realm: REALM,
                 nonce,
             });
-        let mut m = crate::testkit::request(method, &attrs, sign);
+        let refs: Vec<&dyn Setter> = attrs.iter().map(|a| a.as_ref()).collect();
+        let mut m = crate::testkit::request(method, &refs, sign);
         FINGERPRINT.add_to(&mut m).unwrap();
         m
     }

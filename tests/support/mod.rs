@@ -118,7 +118,8 @@ pub fn build_request(
         realm: "turnpike",
         nonce,
     });
-    turnpike::testkit::request(method, attrs, sign)
+    let refs: Vec<&dyn Setter> = attrs.iter().map(|a| a.as_ref()).collect();
+    turnpike::testkit::request(method, &refs, sign)
 }
 
 pub use turnpike::testkit::error_code;
