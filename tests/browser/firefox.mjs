@@ -4,10 +4,8 @@
 // wrong credential as the negative control; and a Firefox <-> Chromium call. Everything
 // runs in a network namespace of its own with a dead-end default route (see
 // inDeadEndNamespace), turnpike on its 127.0.0.1.
-import { fileURLToPath } from 'node:url';
 import {
-  SECRET, call, check, cleanup, credential, freePort, inDeadEndNamespace, launch, launchFirefox, log, logs,
-  makeTlsFixture, newPeer, run, startTurnpike, stats, timings, TURN_HOST,
+  fileURLToPath } from 'node:url'; import {   SECRET, call, check, cleanup, credential, inDeadEndNamespace, launch, launchFirefox, log, logs, newPeer, run, stats, timings, TURN_HOST, startLoopbackTurnpike,
 } from './lib.mjs';
 
 await inDeadEndNamespace(fileURLToPath(import.meta.url));
@@ -39,28 +37,7 @@ async function relayedMediaCall(a, b, cfg, protocol) {
 }
 
 async function main() {
-  const [udp, tcp, tls] = [await freePort(), await freePort(), await freePort()];
-  const fx = makeTlsFixture();
-  const turnpike = await startTurnpike(`
-[server]
-listen_udp = ["127.0.0.1:${udp}"]
-listen_tcp = ["127.0.0.1:${tcp}"]
-listen_tls = ["127.0.0.1:${tls}"]
-shards = 1
-[tls]
-cert = "${fx.cert}"
-key = "${fx.key}"
-[relay]
-ipv4 = "127.0.0.1"
-ports = "57000-57999"
-[auth]
-secrets = ["${SECRET}"]
-[peers]
-# Loopback peers are refused by default; this test's browsers live on loopback.
-allow = ["127.0.0.0/8"]
-[http]
-enabled = false
-`);
+  const { turnpike, udp, tcp, tls, fx } = await startLoopbackTurnpike();
   let firefox;
   let chromium;
   try {

@@ -100,6 +100,34 @@ const CHROMIUM_ARGS = [
 /// Playwright's pipe to the browser). `exclude` lists addresses the host resolver rules
 /// must leave alone (without that, TURN over TCP yields no relay candidate). `home` is a
 /// HOME whose NSS database holds the CAs the browser should trust.
+/// turnpike on loopback with a UDP, a TCP and a TLS listener (the test CA's certificate),
+/// loopback peers allowed as only a test should: { turnpike, udp, tcp, tls, fx }.
+export async function startLoopbackTurnpike() {
+  const [udp, tcp, tls] = [await freePort(), await freePort(), await freePort()];
+  const fx = makeTlsFixture();
+  const turnpike = await startTurnpike(`
+[server]
+listen_udp = ["127.0.0.1:${udp}"]
+listen_tcp = ["127.0.0.1:${tcp}"]
+listen_tls = ["127.0.0.1:${tls}"]
+shards = 1
+[tls]
+cert = "${fx.cert}"
+key = "${fx.key}"
+[relay]
+ipv4 = "127.0.0.1"
+ports = "57000-57999"
+[auth]
+secrets = ["${SECRET}"]
+[peers]
+# Loopback peers are refused by default; this test's browsers live on loopback.
+allow = ["127.0.0.0/8"]
+[http]
+enabled = false
+`);
+  return { turnpike, udp, tcp, tls, fx };
+}
+
 export async function launch({ netns, exclude = [], home } = {}) {
   let executablePath = '/usr/bin/chromium';
   if (netns) {

@@ -3,33 +3,11 @@
 // over TCP, over TLS with a certificate the browser really checks, and a wrong credential
 // as the negative control.
 import {
-  SECRET, call, check, cleanup, run, timings, credential, freePort, launch, log, logs, makeTlsFixture, newPeer,
-  startTurnpike, stats,
+  SECRET, call, check, cleanup, run, timings, credential, launch, log, logs, newPeer, stats, startLoopbackTurnpike,
 } from './lib.mjs';
 
 async function main() {
-  const [udp, tcp, tls] = [await freePort(), await freePort(), await freePort()];
-  const fx = makeTlsFixture();
-  const turnpike = await startTurnpike(`
-[server]
-listen_udp = ["127.0.0.1:${udp}"]
-listen_tcp = ["127.0.0.1:${tcp}"]
-listen_tls = ["127.0.0.1:${tls}"]
-shards = 1
-[tls]
-cert = "${fx.cert}"
-key = "${fx.key}"
-[relay]
-ipv4 = "127.0.0.1"
-ports = "57000-57999"
-[auth]
-secrets = ["${SECRET}"]
-[peers]
-# Loopback peers are refused by default; this test's browsers live on loopback.
-allow = ["127.0.0.0/8"]
-[http]
-enabled = false
-`);
+  const { turnpike, udp, tcp, tls, fx } = await startLoopbackTurnpike();
   const relayOnly = (urls, cred) => ({
     iceServers: [{ urls, username: cred.username, credential: cred.credential }],
     iceTransportPolicy: 'relay',
