@@ -55,8 +55,8 @@ export function scratchDir(prefix) {
 const children = new Set();
 
 /// Starts turnpike with `config` (TOML), in namespace `netns` if given. Resolves once it
-/// has logged that its listeners are up.
-export async function startTurnpike(config, netns) {
+/// has logged `ready` (by default the line saying its listeners are up).
+export async function startTurnpike(config, netns, { ready: readyLine = 'turnpike started' } = {}) {
   const bin = process.env.TURNPIKE_BIN;
   check(bin, 'TURNPIKE_BIN must name the turnpike binary');
   const file = join(scratch, `turnpike-${children.size}.toml`);
@@ -71,7 +71,7 @@ export async function startTurnpike(config, netns) {
     const timer = setTimeout(() => reject(new Error(`turnpike did not start:\n${output}`)), 10000);
     const onData = (d) => {
       output += d;
-      if (output.includes('turnpike started')) { clearTimeout(timer); resolve(); }
+      if (output.includes(readyLine)) { clearTimeout(timer); resolve(); }
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
@@ -93,8 +93,9 @@ export async function startTurnpike(config, netns) {
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
 ];
+/// A fake camera and microphone, granted without asking.
+const FAKE_MEDIA_ARGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
 
 /// Launches Chromium, inside `netns` if given (through a wrapper script, which keeps
 /// Playwright's pipe to the browser). `exclude` lists addresses the host resolver rules
@@ -128,7 +129,10 @@ enabled = false
   return { turnpike, udp, tcp, tls, fx };
 }
 
-export async function launch({ netns, exclude = [], home } = {}) {
+/// `loopback` lets Chromium gather candidates in a namespace whose only interface is lo;
+/// `viewport` sizes the pages (screenshots); `media` gives them a fake camera and mic
+/// (the self-test page measures a data-channel-only call and runs without).
+export async function launch({ netns, exclude = [], home, loopback = false, viewport, media = true } = {}) {
   let executablePath = '/usr/bin/chromium';
   if (netns) {
     executablePath = join(scratch, `chromium-${netns}.sh`);
@@ -141,7 +145,13 @@ export async function launch({ netns, exclude = [], home } = {}) {
     executablePath,
     headless: true,
     env: home ? { ...process.env, HOME: home } : process.env,
-    args: [...CHROMIUM_ARGS, `--host-resolver-rules=${rules.join(', ')}`],
+    ...(viewport ? { viewport } : {}),
+    args: [
+      ...CHROMIUM_ARGS,
+      ...(media ? FAKE_MEDIA_ARGS : []),
+      ...(loopback ? ['--allow-loopback-in-peer-connection'] : []),
+      `--host-resolver-rules=${rules.join(', ')}`,
+    ],
   });
   // The page is served from here: no web server, in or out of a namespace.
   await context.route('http://localhost/**', (route) =>
