@@ -6,11 +6,13 @@ use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
+use super::gso;
+
 pub const BATCH: usize = 32;
 /// Largest UDP payload plus room for a ChannelData or Data indication header and padding.
 pub const SLOT: usize = 65536 + 64;
 
-fn to_storage(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(super) fn to_storage(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     // SAFETY: sockaddr_in/sockaddr_in6 fit in sockaddr_storage, which is what it is for.
     unsafe {
         match addr {
@@ -61,11 +63,18 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// BATCH datagram slots with their addresses, for one recvmmsg or sendmmsg at a time.
+/// With `gso` on, datagrams pushed for the destination of the slot before, as long as
+/// its first, share that slot and leave as one GSO message (gso.rs).
 pub struct Batch {
     bufs: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
     lens: [usize; BATCH],
+    /// Segment length and count of each queued message (1 segment: a plain datagram).
+    segs: [(u16, u16); BATCH],
+    /// Destination of the last queued message.
+    last: Option<SocketAddr>,
     pub count: usize,
+    pub gso: bool,
 }
 
 impl Default for Batch {
@@ -75,12 +84,23 @@ impl Default for Batch {
             // SAFETY: all-zero is a valid (empty) sockaddr_storage.
             addrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             lens: [0; BATCH],
+            segs: [(0, 0); BATCH],
+            last: None,
             count: 0,
+            gso: false,
         }
     }
 }
 
 impl Batch {
+    /// An empty batch that merges bursts into GSO messages when `gso` is set.
+    pub fn with_gso(gso: bool) -> Batch {
+        Batch {
+            gso,
+            ..Batch::default()
+        }
+    }
+
     /// Receives up to BATCH datagrams, each at offset `headroom` of its slot. Returns how
     /// many (0 when the socket is drained).
     pub fn recv(&mut self, fd: RawFd, headroom: usize) -> io::Result<usize> {
@@ -126,72 +146,136 @@ impl Batch {
         (&mut self.bufs[i * SLOT..(i + 1) * SLOT], self.lens[i], addr)
     }
 
+    /// Slot `i` read-only, for callers that keep offsets into `buffer()`.
+    pub fn view(&self, i: usize) -> (&[u8], usize, Option<SocketAddr>) {
+        let addr = from_storage(&self.addrs[i]);
+        (&self.bufs[i * SLOT..(i + 1) * SLOT], self.lens[i], addr)
+    }
+
+    /// All slots: slot `i` starts at `i * SLOT`.
+    pub fn buffer(&self) -> &[u8] {
+        &self.bufs
+    }
+
     pub fn is_full(&self) -> bool {
         self.count == BATCH
     }
 
     /// Queues `parts` (concatenated) for `to`. The caller flushes when full.
     pub fn push(&mut self, parts: &[&[u8]], to: SocketAddr) {
-        let i = self.count;
-        let slot = &mut self.bufs[i * SLOT..(i + 1) * SLOT];
-        let mut len = 0;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let (i, at) = if self.joins_last(len, to) {
+            let i = self.count - 1;
+            self.segs[i].1 += 1;
+            (i, self.lens[i])
+        } else {
+            let i = self.count;
+            self.segs[i] = (len as u16, 1);
+            self.lens[i] = 0;
+            to_storage(to, &mut self.addrs[i]);
+            self.count += 1;
+            (i, 0)
+        };
+        let slot = &mut self.bufs[i * SLOT + at..(i + 1) * SLOT];
+        let mut n = 0;
         for p in parts {
-            slot[len..len + p.len()].copy_from_slice(p);
-            len += p.len();
+            slot[n..n + p.len()].copy_from_slice(p);
+            n += p.len();
         }
-        self.lens[i] = len;
-        to_storage(to, &mut self.addrs[i]);
-        self.count += 1;
+        self.lens[i] += len;
+        self.last = Some(to);
+    }
+
+    /// Whether a datagram of `len` bytes for `to` may be a further GSO segment of the
+    /// last queued message: same destination, no longer than its first segment, and no
+    /// shorter segment before it.
+    fn joins_last(&self, len: usize, to: SocketAddr) -> bool {
+        let Some(i) = self.count.checked_sub(1) else {
+            return false;
+        };
+        let (seg, n) = (self.segs[i].0 as usize, self.segs[i].1 as usize);
+        self.gso
+            && self.last == Some(to)
+            && len <= seg
+            && self.lens[i] == seg * n
+            && n < gso::MAX_SEGMENTS
+            && self.lens[i] + len <= gso::MAX_BYTES
     }
 
     /// Sends everything queued. A datagram the kernel refuses (full buffer, unreachable
-    /// destination) is skipped and counted; the rest still go. Returns (failed, would_block).
+    /// destination) is skipped and counted; the rest still go. A GSO message the kernel
+    /// refuses as such goes again one datagram at a time. Returns (failed, would_block).
     pub fn flush(&mut self, fd: RawFd) -> (usize, usize) {
-        let (mut failed, mut blocked) = (0, 0);
+        let mut out = gso::Outcome::default();
         let mut start = 0;
         while start < self.count {
-            // SAFETY: as in recv; the lengths are those written by push.
-            let n = unsafe {
-                let mut iovs: [libc::iovec; BATCH] = zeroed();
-                let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
-                for (k, i) in (start..self.count).enumerate() {
-                    iovs[k].iov_base = self.bufs.as_mut_ptr().add(i * SLOT) as *mut _;
-                    iovs[k].iov_len = self.lens[i];
-                    hdrs[k].msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut _;
-                    hdrs[k].msg_hdr.msg_namelen = if self.addrs[i].ss_family as i32 == libc::AF_INET
-                    {
-                        size_of::<libc::sockaddr_in>() as _
-                    } else {
-                        size_of::<libc::sockaddr_in6>() as _
-                    };
-                    hdrs[k].msg_hdr.msg_iov = &mut iovs[k];
-                    hdrs[k].msg_hdr.msg_iovlen = 1;
-                }
-                libc::sendmmsg(
-                    fd,
-                    hdrs.as_mut_ptr(),
-                    (self.count - start) as _,
-                    libc::MSG_DONTWAIT,
-                )
-            };
+            let n = self.send_from(fd, start);
             if n > 0 {
                 start += n as usize;
-            } else {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // The first datagram failed: drop it and go on with the others.
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    blocked += 1;
-                } else {
-                    failed += 1;
-                }
-                start += 1;
+                continue;
             }
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The first message failed: drop it (or resend its segments alone) and go on.
+            let (seg, segs) = self.segs[start];
+            let refused = matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL));
+            if segs > 1 && refused {
+                if e.raw_os_error() == Some(libc::EIO) {
+                    self.gso = false;
+                }
+                let to = from_storage(&self.addrs[start]).expect("queued with an address");
+                let (base, len, seg) = (start * SLOT, self.lens[start], seg as usize);
+                for off in (0..len).step_by(seg) {
+                    let part = [((base + off) as u32, seg.min(len - off) as u32)];
+                    if let Err(e) = gso::send(fd, &self.bufs, &part, to, false) {
+                        out.count(&e, 1);
+                    }
+                }
+            } else {
+                out.count(&e, segs as usize);
+            }
+            start += 1;
         }
         self.count = 0;
-        (failed, blocked)
+        self.last = None;
+        (out.failed, out.blocked)
+    }
+
+    /// One sendmmsg of the messages queued from `start` on; returns what it returned.
+    fn send_from(&mut self, fd: RawFd, start: usize) -> libc::c_int {
+        // SAFETY: as in recv; the lengths are those written by push, the control
+        // messages live in a local that outlives the call.
+        unsafe {
+            let mut iovs: [libc::iovec; BATCH] = zeroed();
+            let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
+            let mut cmsgs: [gso::Cmsg; BATCH] = zeroed();
+            for (k, i) in (start..self.count).enumerate() {
+                iovs[k].iov_base = self.bufs.as_mut_ptr().add(i * SLOT) as *mut _;
+                iovs[k].iov_len = self.lens[i];
+                let h = &mut hdrs[k].msg_hdr;
+                h.msg_name = &mut self.addrs[i] as *mut _ as *mut _;
+                h.msg_namelen = if self.addrs[i].ss_family as i32 == libc::AF_INET {
+                    size_of::<libc::sockaddr_in>() as _
+                } else {
+                    size_of::<libc::sockaddr_in6>() as _
+                };
+                h.msg_iov = &mut iovs[k];
+                h.msg_iovlen = 1;
+                let (seg, segs) = self.segs[i];
+                if segs > 1 {
+                    h.msg_control = cmsgs[k].as_mut_ptr() as *mut _;
+                    h.msg_controllen = gso::write_cmsg(&mut cmsgs[k], seg) as _;
+                }
+            }
+            libc::sendmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                (self.count - start) as _,
+                libc::MSG_DONTWAIT,
+            )
+        }
     }
 }
 
@@ -218,5 +302,39 @@ mod tests {
             assert_eq!(&slot[4..4 + len], &[i as u8, i as u8, i as u8, 9]);
         }
         assert_eq!(inb.recv(rx.as_raw_fd(), 4).unwrap(), 0, "drained");
+    }
+
+    #[test]
+    fn with_gso_a_burst_for_one_client_is_one_message_and_arrives_as_its_datagrams() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (to, to2) = (rx.local_addr().unwrap(), other.local_addr().unwrap());
+        let mut out = Batch::with_gso(true);
+        // 3 x 8 bytes and a shorter fourth: one message. Then a longer one for the same
+        // client, one for another client, and one after the short segment: three more.
+        for i in 0..3u8 {
+            out.push(&[&[i; 4], &[i; 4]], to);
+        }
+        out.push(&[&[3; 5]], to);
+        assert_eq!(out.count, 1, "one GSO message");
+        out.push(&[&[4; 5]], to);
+        out.push(&[&[5; 9]], to);
+        out.push(&[&[6; 8]], to2);
+        assert_eq!(out.count, 4);
+        assert_eq!(out.flush(tx.as_raw_fd()), (0, 0));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut inb = Batch::default();
+        assert_eq!(
+            inb.recv(rx.as_raw_fd(), 0).unwrap(),
+            6,
+            "each datagram alone"
+        );
+        for (i, want) in [8, 8, 8, 5, 5, 9].into_iter().enumerate() {
+            let (slot, len, _) = inb.slot(i);
+            assert_eq!(len, want);
+            assert!(slot[..len].iter().all(|&b| b == i as u8), "in order");
+        }
+        assert_eq!(inb.recv(other.as_raw_fd(), 0).unwrap(), 1);
     }
 }

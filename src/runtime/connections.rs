@@ -312,8 +312,9 @@ impl Shard {
                 Ok(Some(frame)) => {
                     frames += 1;
                     let (len, client) = (frame.len(), conn.client);
-                    let commands =
-                        client_packet(&mut self.core, &self.relays, self.time, client, frame);
+                    let packet = conn.frame_in_buffer(frame);
+                    let (core, relays, run) = (&mut self.core, &self.relays, &mut self.run);
+                    let commands = client_packet(core, relays, run, self.time, client, packet);
                     let conn = &mut self.streams.conns[key];
                     conn.consume(len);
                     // Only whole frames count as activity: a trickle of bytes does not.
@@ -335,9 +336,12 @@ impl Shard {
                 break Ok(true);
             }
             reads += 1;
+            // A read may move the buffer the run points into.
+            self.relays
+                .send_run(&mut self.core, &mut self.run, conn.read_buffer());
             match conn.fill() {
                 Ok(Fill::Data) => {}
-                Ok(Fill::Blocked) => conn.readable = false,
+                Ok(Fill::Blocked | Fill::Drained) => conn.readable = false,
                 Ok(Fill::Eof) => conn.eof = true,
                 Err(c) => break Err(c),
             }
@@ -346,6 +350,10 @@ impl Shard {
                 self.streams.mark_dirty(key);
             }
         };
+        if let Some(conn) = self.streams.conns.get(key) {
+            self.relays
+                .send_run(&mut self.core, &mut self.run, conn.read_buffer());
+        }
         match outcome {
             Ok(more) => more,
             Err(c) => {

@@ -2,42 +2,54 @@
 //! recvmmsg with headroom for their header, and framed messages out to clients by
 //! sendmmsg (UDP) or the connection's queue (TCP/TLS).
 
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 
 use crate::proto::{channel_data, indication};
 use crate::relay::stats::DropReason;
 use crate::relay::{ClientAction, ClientId, PeerAction, Server, Time, Transport};
 
-use super::batch::BATCH;
+use super::batch::{BATCH, SLOT};
+use super::gso::Run;
 use super::shard::{HEADROOM, PADDING, Shard};
 use super::sockets::{RelaySockets, keep_draining};
 
-/// Feeds one client packet to the core and forwards it when the core says so. True when
-/// the core queued commands (responses, relay binds) for the caller to run.
+/// Feeds the client packet at `buf[range]` to the core. A payload for a peer joins the
+/// run (`buf` must stay as it is until the run is sent: the caller sends it before it
+/// reuses or moves the buffer). True when the core queued commands (responses, relay
+/// binds) for the caller to run; the run is sent before that, since a command may close
+/// its relay socket.
 pub(super) fn client_packet(
     core: &mut Server,
     relays: &RelaySockets,
+    run: &mut Run,
     time: Time,
     client: ClientId,
-    packet: &[u8],
+    (buf, range): (&[u8], Range<usize>),
 ) -> bool {
-    match core.handle_client_packet(time, client, packet) {
+    match core.handle_client_packet(time, client, &buf[range]) {
         ClientAction::Forward {
             relay,
             peer,
             payload,
         } => {
-            relays.forward(core, relay, peer, payload);
+            let offset = payload.as_ptr() as usize - buf.as_ptr() as usize;
+            relays.queue(core, run, buf, relay, peer, (offset, payload.len()));
             false
         }
-        ClientAction::Handled => true,
+        ClientAction::Handled => {
+            relays.send_run(core, run, buf);
+            true
+        }
         ClientAction::Drop(_) => false,
     }
 }
 
 impl Shard {
-    /// Up to BATCH datagrams from UDP clients in one recvmmsg. False when the socket is
-    /// drained.
+    /// Up to BATCH datagrams from UDP clients in one recvmmsg. Payloads for a peer are
+    /// queued as a run while the next ones go to the same peer from the same relay socket
+    /// (one GSO send); a run leaves before the batch is reused and before any command
+    /// runs (a command may close its relay socket). False when the socket is drained.
     pub(super) fn listener_batch(&mut self, li: usize) -> bool {
         let Some(listener) = self.udp.get(li) else {
             return false;
@@ -47,24 +59,21 @@ impl Shard {
             Err(e) => return keep_draining(&e),
         };
         for i in 0..n {
-            let (slot, len, from) = self.inbound.slot(i);
+            let (_, len, from) = self.inbound.view(i);
             let Some(addr) = from else { continue };
             let client = ClientId {
                 transport: Transport::Udp,
                 listener: li as u16,
                 addr,
             };
-            let commands = client_packet(
-                &mut self.core,
-                &self.relays,
-                self.time,
-                client,
-                &slot[..len],
-            );
-            if commands {
+            let packet = (self.inbound.buffer(), i * SLOT..i * SLOT + len);
+            let (core, relays, run) = (&mut self.core, &self.relays, &mut self.run);
+            if client_packet(core, relays, run, self.time, client, packet) {
                 self.run_commands();
             }
         }
+        self.relays
+            .send_run(&mut self.core, &mut self.run, self.inbound.buffer());
         n == BATCH
     }
 

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod clock;
 pub mod connections;
 mod datagrams;
+mod gso;
 pub mod journal;
 pub mod notify;
 pub mod service;

@@ -24,6 +24,7 @@ use super::batch::{BATCH, Batch};
 use super::connections::Connections;
 pub use super::connections::Limits;
 pub(super) use super::datagrams::client_packet;
+use super::gso::{self, Run};
 use super::session_log::SessionLogger;
 use super::sessions::{SessionInfo, describe};
 use super::sockets::{RelaySockets, send_drop_reason};
@@ -88,6 +89,8 @@ pub struct Shard {
     pub(super) relay_in: Option<Box<Batch>>,
     /// sendmmsg batches of ChannelData towards UDP clients, one per listener.
     pub(super) outbound: Vec<Batch>,
+    /// Client payloads in `inbound` queued for one peer from one relay socket (GSO).
+    pub(super) run: Run,
     /// The time as read once per loop turn: every call into the core passes this value.
     pub(super) time: Time,
     /// Reused buffer of relay binds carried out, to be reported to the core.
@@ -131,6 +134,7 @@ impl Shard {
             udp.push(l);
         }
         let listener_count = udp.len();
+        let gso = gso::supported();
         let mut tcp = Vec::new();
         for (i, (l, t)) in listeners.tcp.into_iter().enumerate() {
             let mut l = TcpListener::from_std(l);
@@ -157,7 +161,8 @@ impl Shard {
                 metrics,
                 inbound: Batch::default(),
                 relay_in: Some(Box::default()),
-                outbound: (0..listener_count).map(|_| Batch::default()).collect(),
+                outbound: (0..listener_count).map(|_| Batch::with_gso(gso)).collect(),
+                run: Run::new(gso),
                 time: clock::time(),
                 bind_results: Vec::new(),
             },

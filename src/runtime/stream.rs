@@ -48,6 +48,10 @@ impl Closed {
 pub enum Fill {
     /// Some bytes (possibly none after a TLS record that carried no data).
     Data,
+    /// Fewer bytes than there was room for: all the socket held. The poll is
+    /// edge-triggered and reports bytes that come later, so the read that would only say
+    /// "would block" is saved.
+    Drained,
     /// Nothing more until the socket is readable again.
     Blocked,
     /// The client finished sending.
@@ -264,11 +268,13 @@ impl Conn {
         match mode {
             Mode::Sniff(_) => Ok(Fill::Blocked),
             Mode::Plain => loop {
-                match stream.read(rbuf.space()) {
+                let space = rbuf.space();
+                let room = space.len();
+                match stream.read(space) {
                     Ok(0) => return Ok(Fill::Eof),
                     Ok(n) => {
                         rbuf.end += n;
-                        return Ok(Fill::Data);
+                        return Ok(if n < room { Fill::Drained } else { Fill::Data });
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Fill::Blocked),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -338,6 +344,21 @@ impl Conn {
     pub fn next_frame(&self) -> Result<Option<&[u8]>, Closed> {
         let data = self.rbuf.data();
         Ok(frame_len(data)?.map(|len| &data[..len]))
+    }
+
+    /// The whole read buffer, which `frame_in_buffer` ranges index.
+    pub fn read_buffer(&self) -> &[u8] {
+        &self.rbuf.buf
+    }
+
+    /// `frame` (from `next_frame`) as the read buffer and its place in it.
+    pub fn frame_in_buffer<'a>(&'a self, frame: &[u8]) -> (&'a [u8], std::ops::Range<usize>) {
+        let start = frame.as_ptr() as usize - self.rbuf.buf.as_ptr() as usize;
+        debug_assert!(
+            start + frame.len() <= self.rbuf.end,
+            "a frame of this buffer"
+        );
+        (&self.rbuf.buf, start..start + frame.len())
     }
 
     /// The buffer starts with a (possibly incomplete) ChannelData message.
