@@ -99,7 +99,7 @@ flags() {
     c2c100) echo "--mode channel --size 100 --c2c" ;;
   esac
 }
-ev=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev,context-switches,task-clock
+ev=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_sendmsg,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev,context-switches,task-clock
 names=$(for b in $BINS; do echo "${b%%:*}"; done)
 for mode in $MODES; do
   for r in $(seq 1 "$ROUNDS"); do
@@ -142,7 +142,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 g = defaultdict(list)
 for r in rows:
     g[(r["mode"], r["server"])].append(r)
-cols = ["syscalls", "epoll_wait", "recvfrom", "sendto", "recvmmsg", "sendmmsg", "read", "write", "writev", "context-switches", "task-clock"]
+cols = ["syscalls", "epoll_wait", "recvfrom", "sendto", "recvmmsg", "sendmmsg", "sendmsg", "read", "write", "writev", "context-switches", "task-clock"]
 print("per relayed packet, medians over alternating rounds (task-clock = server CPU ns/packet)")
 print(f"{'mode':7} {'server':10} {'pkt/s':>7} {'pkt/CPU-s':>9} " + " ".join(f"{c[:9]:>9}" for c in cols))
 for (mode, server), rs in g.items():
