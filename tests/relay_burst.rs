@@ -1,7 +1,8 @@
-//! A peer's burst arrives whole and in order: relay sockets are read with recvmmsg in
-//! batches (several per readiness event, over the fairness budget), and every packet of
-//! every batch must reach the client with its own length and bytes, as ChannelData and as
-//! Data indications.
+//! A burst arrives whole and in order, both ways: relay sockets and the listener are read
+//! with recvmmsg in batches (several per readiness event, over the fairness budget), runs
+//! of equal-sized datagrams for one destination leave as one GSO send, and every packet
+//! must reach the other side with its own length and bytes, as ChannelData and as Send/Data
+//! indications.
 
 mod support;
 
@@ -19,8 +20,17 @@ use turnpike::auth::mint_credential;
 const BURST: usize = 300;
 
 fn payload(i: usize) -> Vec<u8> {
-    // Lengths vary (1 byte to ~1.2 kB, one 60 kB datagram) so a slot mix-up shows.
-    let len = if i == 7 { 60_000 } else { 1 + (i * 37) % 1200 };
+    // Runs of equal lengths (GSO segments), a shorter one ending a run, a longer one
+    // breaking it, lengths that vary (1 byte to ~1.2 kB) and one 60 kB datagram, so a
+    // slot or segment mix-up shows.
+    let len = match i % 16 {
+        _ if i == 7 => 60_000,
+        0..=5 => 1000,
+        6 => 300,
+        7..=9 => 1000,
+        10 => 1200,
+        _ => 1 + (i * 37) % 1200,
+    };
     (0..len).map(|k| (i + k) as u8).collect()
 }
 
@@ -84,15 +94,38 @@ fn burst_reaches_the_client(channel: bool, ports: &str) {
             .unwrap_or_else(|e| panic!("packet {i} of {BURST}: {e}"));
         assert_eq!(unwrap(&buf[..n]), payload(i), "packet {i}");
     }
+    // And the client's burst to the peer, sent back to back.
+    socket2::SockRef::from(&peer)
+        .set_recv_buffer_size(8 << 20)
+        .unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..BURST {
+        let m = if channel {
+            turnpike::testkit::channel_data(0x4000, &payload(i))
+        } else {
+            turnpike::testkit::send_indication(p, &payload(i))
+        };
+        c.sock.send_to(&m, server).unwrap();
+    }
+    for i in 0..BURST {
+        let (n, from) = peer
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("client packet {i} of {BURST}: {e}"));
+        assert_eq!(
+            (from, &buf[..n]),
+            (relayed, &payload(i)[..]),
+            "client packet {i}"
+        );
+    }
     relay.shutdown();
 }
 
 #[test]
-fn a_peer_burst_arrives_whole_and_in_order_as_channel_data() {
+fn bursts_arrive_whole_and_in_order_both_ways_as_channel_data() {
     burst_reaches_the_client(true, "53800-53849");
 }
 
 #[test]
-fn a_peer_burst_arrives_whole_and_in_order_as_data_indications() {
+fn bursts_arrive_whole_and_in_order_both_ways_as_indications() {
     burst_reaches_the_client(false, "53850-53899");
 }
