@@ -777,7 +777,7 @@ fn report(a: &Args, st: &mut Step, offered: f64) -> String {
     let relayed = (st.echoed_in_time * per_echo) as f64;
     let loss = 1.0 - st.echoed as f64 / st.sent.max(1) as f64;
     format!(
-        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loadgen_drops\": {}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p99_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}}}",
+        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loadgen_drops\": {}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p90_us\": {}, \"rtt_p99_us\": {}, \"rtt_p999_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}}}",
         relayed / st.secs,
         st.server_cpu,
         relayed / st.server_cpu.max(1e-9),
@@ -787,7 +787,9 @@ fn report(a: &Args, st: &mut Step, offered: f64) -> String {
         st.own_drops,
         loss.max(0.0),
         pct(&mut st.rtts_us, 0.5),
+        pct(&mut st.rtts_us, 0.9),
         pct(&mut st.rtts_us, 0.99),
+        pct(&mut st.rtts_us, 0.999),
         offered,
         st.sent,
         st.echoed,
@@ -905,6 +907,8 @@ fn alloc_bench(a: &Args) {
     );
 }
 
+const WARMUP_SECS: f64 = 0.4;
+
 fn main() {
     let a = args();
     if a.allocs > 0 {
@@ -930,6 +934,9 @@ fn main() {
     for c in &clients {
         c.leg.set_nonblocking();
     }
+    // Warm-up, not measured: the first ~150 ms of load had RTTs of several ms against
+    // either server (seen in per-packet dumps), which would decide a short round's p99.
+    run(&a, &mut clients, &peer, a.rate.max(a.ramp), WARMUP_SECS);
     if a.ramp > 0.0 {
         // Capacity: the highest offered rate (packets/s originated) lost at most 1%.
         let (mut rate, mut capacity, mut steps) = (a.ramp, 0.0, Vec::new());

@@ -7,13 +7,17 @@
 # The matrix, at one relay thread each (per-core efficiency) and at full machine
 # (turnpike's default shards vs coturn's default relay threads), by examples/loadgen.rs:
 #   ch100 ch1200  ChannelData, 100 / 1200-byte payloads, UDP client legs
+#   ch100w1       ChannelData 100 B, 400 clients with one message in flight each: no
+#                 bursts for one peer or client, so no GSO runs (the burst-free cost)
 #   ind100        Send/Data indications, 100 B (Firefox's pattern)
 #   tcp100 tls100 ChannelData over TCP / TLS client legs
 #   c2c100        client to client: two allocations per path, ChannelData
 # Per mode: relayed packets/s, relayed packets per server CPU-second (utime+stime from
 # /proc/PID/stat), loss, RTT p50/p99 (every payload carries its send time), the side
 # that was the bottleneck (server CPU, load-generator CPU, or all cores busy).
-# Then, at one thread: capacity (the highest offered rate that loses <= 1%, x1.25 steps),
+# Then, at one thread: RTT and CPU per packet at an equal offered load (RATE_PPS
+# originated packets/s, well below either server's limit, so neither side is saturated),
+# capacity (the highest offered rate that loses <= 1%, x1.25 steps),
 # allocations/s and RSS per allocation at ALLOCS allocations, and coturn's own
 # turnutils_uclient as a second, independent load for the UDP modes.
 #
@@ -26,6 +30,7 @@ cd "$(dirname "$0")/.."
 if [[ -n "${BENCH_QUICK:-}" ]]; then
   ROUNDS=${ROUNDS:-2} SECS=${SECS:-1.5} ALLOCS=${ALLOCS:-2000} UROUNDS=${UROUNDS:-1}
   CAP_MODES=${CAP_MODES:-ch100} UMODES=${UMODES:-ch100} CAP_SECS=${CAP_SECS:-0.7}
+  RATE_MODES=${RATE_MODES:-ch100 tcp100} RROUNDS=${RROUNDS:-1}
 fi
 ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-3}
@@ -33,11 +38,14 @@ CLIENTS=${CLIENTS:-50}
 WINDOW=${WINDOW:-8}
 ALLOCS=${ALLOCS:-10000}
 UROUNDS=${UROUNDS:-3}
-MODES=${MODES:-ch100 ch1200 ind100 tcp100 tls100 c2c100}
+MODES=${MODES:-ch100 ch1200 ch100w1 ind100 tcp100 tls100 c2c100}
 THREADS=${THREADS:-1 full}
 CAP_MODES=${CAP_MODES:-$MODES}
 CAP_SECS=${CAP_SECS:-1}
 UMODES=${UMODES:-ch100 ch1200 ind100 c2c100}
+RATE_MODES=${RATE_MODES:-$MODES}
+RATE_PPS=${RATE_PPS:-40000}
+RROUNDS=${RROUNDS:-3}
 
 cargo build --release --quiet --bin turnpike --example loadgen
 TURNPIKE_BIN=${TURNPIKE_BIN:-target/release/turnpike}
@@ -125,6 +133,7 @@ flags() {
   case $1 in
     ch100) echo "--mode channel --size 100" ;;
     ch1200) echo "--mode channel --size 1200" ;;
+    ch100w1) echo "--mode channel --size 100 --clients 400 --window 1" ;;
     ind100) echo "--mode indication --size 100" ;;
     tcp100) echo "--mode channel --size 100 --transport tcp" ;;
     tls100) echo "--mode channel --size 100 --transport tls --ca $dir/cert.pem" ;;
@@ -167,6 +176,17 @@ for th in $THREADS; do
     done
   done
   if [[ $th == 1 ]]; then
+    for mode in $RATE_MODES; do
+      for r in $(seq 1 "$RROUNDS"); do
+        for s in $(order "$r"); do
+          # shellcheck disable=SC2046
+          out=$("$LOADGEN" --server "$(addr $s $mode)" --secret $SECRET --pid "$(pid_of $s)" \
+            --clients "$CLIENTS" --seconds "$SECS" $(flags "$mode") --rate "$RATE_PPS")
+          echo "rate $RATE_PPS $mode round $r $s $out"
+          emit rate "$th" "$mode" "$s" "$r" "$out"
+        done
+      done
+    done
     for mode in $CAP_MODES; do
       for s in $(order 1); do
         # shellcheck disable=SC2046

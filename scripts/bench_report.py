@@ -70,6 +70,26 @@ for (kind, th, mode), d in by.items():
               f" {ratio(t['relayed_per_cpu_s'], c['relayed_per_cpu_s']):>9} {'':>10} {'':>6} {'':>5}"
               f" {ratio(t['rtt_p50_us'], c['rtt_p50_us']):>6} {ratio(t['rtt_p99_us'], c['rtt_p99_us']):>6}")
 
+rates = [(k, d) for k, d in by.items() if k[0] == "rate"]
+if rates:
+    print()
+    print("equal offered load (the same originated pkt/s for both, one thread each; medians):")
+    print(f"  {'mode':7} {'server':8} {'pkt/s':>7} {'pkt/CPU-s':>9} {'spread':>10} {'loss%':>6} {'p50us':>6} {'p99us':>6}")
+    for (_, th, mode), d in rates:
+        m = {}
+        for s in S:
+            rs = d.get(s, [])
+            if not rs:
+                continue
+            m[s] = x = {k: med([r[k] for r in rs]) for k in rs[0]}
+            print(f"  {mode:7} {s:8} {x['relayed_pps'] / 1000:>6.0f}k {x['relayed_per_cpu_s'] / 1000:>8.0f}k"
+                  f" {spread([r['relayed_per_cpu_s'] for r in rs]):>10} {100 * x['loss']:>6.2f}"
+                  f" {x['rtt_p50_us']:>6.0f} {x['rtt_p99_us']:>6.0f}")
+        if len(m) == 2:
+            t, c = m["turnpike"], m["coturn"]
+            print(f"  {mode:7} {'ratio':8} {'':>7} {ratio(t['relayed_per_cpu_s'], c['relayed_per_cpu_s']):>9}"
+                  f" {'':>10} {'':>6} {ratio(t['rtt_p50_us'], c['rtt_p50_us']):>6} {ratio(t['rtt_p99_us'], c['rtt_p99_us']):>6}")
+
 caps = [(k, d) for k, d in by.items() if k[0] == "capacity"]
 if caps:
     print()
