@@ -20,15 +20,16 @@ use turnpike::auth::mint_credential;
 const BURST: usize = 300;
 
 fn payload(i: usize) -> Vec<u8> {
-    // Runs of equal lengths (GSO segments), a shorter one ending a run, a longer one
-    // breaking it, lengths that vary (1 byte to ~1.2 kB) and one 60 kB datagram, so a
+    // Runs of equal lengths (GSO segments), a shorter one ending a run, an empty one, a
+    // longer one breaking a run, lengths that vary (1 byte to ~1.2 kB) and one 60 kB datagram, so a
     // slot or segment mix-up shows.
     let len = match i % 16 {
         _ if i == 7 => 60_000,
         0..=5 => 1000,
         6 => 300,
         7..=9 => 1000,
-        10 => 1200,
+        10 => 0,
+        11 => 1200,
         _ => 1 + (i * 37) % 1200,
     };
     (0..len).map(|k| (i + k) as u8).collect()

@@ -194,7 +194,10 @@ impl Batch {
             return false;
         };
         let (seg, n) = (self.segs[i].0 as usize, self.segs[i].1 as usize);
+        // Empty datagrams never join (a zero-length segment vanishes, a GSO size of 0
+        // means one datagram for all).
         self.gso
+            && len > 0
             && self.last == Some(to)
             && len <= seg
             && self.lens[i] == seg * n
@@ -322,6 +325,10 @@ mod tests {
         out.push(&[&[5; 9]], to);
         out.push(&[&[6; 8]], to2);
         assert_eq!(out.count, 4);
+        // Empty datagrams never merge, neither after a datagram nor after another one.
+        out.push(&[], to2);
+        out.push(&[], to2);
+        assert_eq!(out.count, 6);
         assert_eq!(out.flush(tx.as_raw_fd()), (0, 0));
         std::thread::sleep(std::time::Duration::from_millis(50));
         let mut inb = Batch::default();
@@ -335,6 +342,7 @@ mod tests {
             assert_eq!(len, want);
             assert!(slot[..len].iter().all(|&b| b == i as u8), "in order");
         }
-        assert_eq!(inb.recv(other.as_raw_fd(), 0).unwrap(), 1);
+        assert_eq!(inb.recv(other.as_raw_fd(), 0).unwrap(), 3);
+        assert_eq!((inb.slot(1).1, inb.slot(2).1), (0, 0));
     }
 }

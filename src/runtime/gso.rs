@@ -122,7 +122,11 @@ impl Run {
             return true;
         }
         let seg = self.parts[0].1 as usize;
+        // Empty datagrams never join (a zero-length segment vanishes, a GSO size of 0
+        // means one datagram for all).
         self.gso
+            && len > 0
+            && seg > 0
             && self.key == key
             && self.to == Some(to)
             && len <= seg
@@ -265,6 +269,10 @@ mod tests {
         assert!(!run.fits(2, to, 100));
         assert!(!run.fits(1, other, 100));
         assert!(!run.fits(1, to, 101));
+        let mut empty = Run::new(true);
+        empty.push(1, to, 0, 0);
+        assert!(!empty.fits(1, to, 0), "empty datagrams each go alone");
+        assert!(!run.fits(1, to, 0), "and never join a run");
         let mut off = Run::new(false);
         off.push(1, to, 0, 100);
         assert!(
