@@ -104,6 +104,8 @@ pub struct Relay {
     pub max_bps_per_allocation: u64,
     pub max_bps_per_user: u64,
     pub strict_channel_numbers: bool,
+    /// Send runs of equal-sized datagrams for one destination as one UDP GSO message.
+    pub gso: bool,
 }
 
 impl Default for Relay {
@@ -123,6 +125,7 @@ impl Default for Relay {
             max_bps_per_allocation: 0,
             max_bps_per_user: 0,
             strict_channel_numbers: false,
+            gso: true,
         }
     }
 }

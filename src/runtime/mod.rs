@@ -274,6 +274,7 @@ fn spawn_shard(
         sessions: SessionLogger {
             redact_client_address: cfg.log.redact_client_address,
         },
+        gso: cfg.relay.gso,
         metrics,
     })
     .context("creating shard event loop")?;

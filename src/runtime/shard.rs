@@ -109,6 +109,8 @@ pub struct ShardParts {
     pub status: Arc<ShardStatus>,
     pub sessions: SessionLogger,
     pub metrics: Arc<Metrics>,
+    /// Use UDP GSO where the kernel has it (`relay.gso`).
+    pub gso: bool,
 }
 
 impl Shard {
@@ -123,6 +125,7 @@ impl Shard {
             status,
             sessions,
             metrics,
+            gso,
         } = parts;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -134,7 +137,13 @@ impl Shard {
             udp.push(l);
         }
         let listener_count = udp.len();
-        let gso = gso::supported();
+        let gso = gso && {
+            let ok = gso::supported();
+            if !ok && index == 0 {
+                tracing::info!("UDP GSO unavailable on this kernel: one datagram per send");
+            }
+            ok
+        };
         let mut tcp = Vec::new();
         for (i, (l, t)) in listeners.tcp.into_iter().enumerate() {
             let mut l = TcpListener::from_std(l);
