@@ -7,8 +7,9 @@
 # The matrix, at one relay thread each (per-core efficiency) and at full machine
 # (turnpike's default shards vs coturn's default relay threads), by examples/loadgen.rs:
 #   ch100 ch1200  ChannelData, 100 / 1200-byte payloads, UDP client legs
-#   ch100w1       ChannelData 100 B, 400 clients with one message in flight each: no
-#                 bursts for one peer or client, so no GSO runs (the burst-free cost)
+#   ch100w1       ChannelData 100 B, 400 clients with one message in flight each (at a
+#                 fixed rate: one message per client in a row): no bursts for one peer or
+#                 client, so no GSO runs (the burst-free cost)
 #   ind100        Send/Data indications, 100 B (Firefox's pattern)
 #   tcp100 tls100 ChannelData over TCP / TLS client legs
 #   c2c100        client to client: two allocations per path, ChannelData
@@ -25,6 +26,7 @@
 #   BENCH_QUICK=1 scripts/bench.sh      fewer/shorter rounds (~3 min)
 #   MODES="ch100 ind100" THREADS="1" ROUNDS=7 scripts/bench.sh
 #   TURNPIKE_BIN=path                   compare another build (e.g. an older commit)
+#   TURNPIKE_GSO=false                  turnpike with relay.gso off
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -n "${BENCH_QUICK:-}" ]]; then
@@ -49,6 +51,8 @@ RROUNDS=${RROUNDS:-3}
 
 cargo build --release --quiet --bin turnpike --example loadgen
 TURNPIKE_BIN=${TURNPIKE_BIN:-target/release/turnpike}
+# TURNPIKE_GSO=false: turnpike without UDP GSO (relay.gso), to see what it gives.
+TURNPIKE_GSO=${TURNPIKE_GSO:-true}
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 ulimit -n 65536 2>/dev/null || true
 dir=$(mktemp -d)
@@ -86,6 +90,7 @@ ipv4 = "127.0.0.1"
 ports = "20000-31999"
 max_allocations = 20000
 max_allocations_per_user = 20000
+gso = $TURNPIKE_GSO
 [auth]
 secrets = ["$SECRET"]
 [peers]
@@ -133,7 +138,7 @@ flags() {
   case $1 in
     ch100) echo "--mode channel --size 100" ;;
     ch1200) echo "--mode channel --size 1200" ;;
-    ch100w1) echo "--mode channel --size 100 --clients 400 --window 1" ;;
+    ch100w1) echo "--mode channel --size 100 --clients 400 --window 1 --burst 1" ;;
     ind100) echo "--mode indication --size 100" ;;
     tcp100) echo "--mode channel --size 100 --transport tcp" ;;
     tls100) echo "--mode channel --size 100 --transport tls --ca $dir/cert.pem" ;;
