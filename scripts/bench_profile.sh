@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-3}
-MODES=${MODES:-ch100 ch1200 ind100 tcp100 tls100 c2c100}
+MODES=${MODES:-ch100 ch1200 ch100w1 ind100 tcp100 tls100 c2c100}
 RATE=${RATE:-0}
 BINS=${BINS:-"turnpike:target/release/turnpike coturn"}
 cargo build --release --quiet --bin turnpike --example loadgen
@@ -93,6 +93,7 @@ flags() {
   case $1 in
     ch100) echo "--mode channel --size 100" ;;
     ch1200) echo "--mode channel --size 1200" ;;
+    ch100w1) echo "--mode channel --size 100 --clients 400 --window 1 --burst 1" ;;
     ind100) echo "--mode indication --size 100" ;;
     tcp100) echo "--mode channel --size 100 --transport tcp" ;;
     tls100) echo "--mode channel --size 100 --transport tls --ca $dir/cert.pem" ;;
