@@ -55,16 +55,8 @@ TURNPIKE_BIN=${TURNPIKE_BIN:-target/release/turnpike}
 TURNPIKE_GSO=${TURNPIKE_GSO:-true}
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 ulimit -n 65536 2>/dev/null || true
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+# shellcheck source=scripts/bench_common.sh
+source scripts/bench_common.sh
 
 # Ports apart from the older bench (36478/36479), which may run in another checkout.
 TP_PORT=${TP_PORT:-37478} TP_TLS=$((TP_PORT + 10)) CT_PORT=$((TP_PORT + 101)) CT_TLS=$((TP_PORT + 111))
@@ -133,19 +125,6 @@ stop_servers() {
   pids=()
 }
 
-# mode -> loadgen flags (payload sizes are multiples of 4: TCP pads ChannelData).
-flags() {
-  case $1 in
-    ch100) echo "--mode channel --size 100" ;;
-    ch1200) echo "--mode channel --size 1200" ;;
-    ch100w1) echo "--mode channel --size 100 --clients 400 --window 1 --burst 1" ;;
-    ind100) echo "--mode indication --size 100" ;;
-    tcp100) echo "--mode channel --size 100 --transport tcp" ;;
-    tls100) echo "--mode channel --size 100 --transport tls --ca $dir/cert.pem" ;;
-    c2c100) echo "--mode channel --size 100 --c2c" ;;
-    *) echo "unknown mode $1" >&2; exit 2 ;;
-  esac
-}
 # server, mode -> address
 addr() {
   if [[ $2 == tls100 ]]; then

@@ -18,16 +18,8 @@ BINS=${BINS:-"turnpike:target/release/turnpike coturn"}
 cargo build --release --quiet --bin turnpike --example loadgen
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 command -v perf >/dev/null || { echo "needs perf (Debian linux-perf)"; exit 1; }
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
-  -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+# shellcheck source=scripts/bench_common.sh
+source scripts/bench_common.sh
 
 declare -A PID PORT
 port=${BASE_PORT:-39478}
@@ -89,17 +81,6 @@ TOML
 done
 sleep 1.5
 
-flags() {
-  case $1 in
-    ch100) echo "--mode channel --size 100" ;;
-    ch1200) echo "--mode channel --size 1200" ;;
-    ch100w1) echo "--mode channel --size 100 --clients 400 --window 1 --burst 1" ;;
-    ind100) echo "--mode indication --size 100" ;;
-    tcp100) echo "--mode channel --size 100 --transport tcp" ;;
-    tls100) echo "--mode channel --size 100 --transport tls --ca $dir/cert.pem" ;;
-    c2c100) echo "--mode channel --size 100 --c2c" ;;
-  esac
-}
 ev=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_sendmsg,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev,context-switches,task-clock
 names=$(for b in $BINS; do echo "${b%%:*}"; done)
 for mode in $MODES; do
