@@ -3,17 +3,16 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 use slab::Slab;
-use std::os::fd::AsRawFd;
-
-use super::gso::Run;
 
 use crate::relay::Server;
 use crate::relay::stats::DropReason;
 
+use super::gso::Run;
 use super::shard::{NONE, RELAY_BASE, SOCKET_BUFFER, Shard};
 
 pub(super) struct RelaySocket {
