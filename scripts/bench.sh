@@ -60,58 +60,13 @@ source scripts/bench_common.sh
 
 # Ports apart from the older bench (36478/36479), which may run in another checkout.
 TP_PORT=${TP_PORT:-37478} TP_TLS=$((TP_PORT + 10)) CT_PORT=$((TP_PORT + 101)) CT_TLS=$((TP_PORT + 111))
-SECRET=bench-secret
 
 # $1: 1 (one relay thread each) or full (each server's default).
 start_servers() {
   local shards=0 threads=""
-  if [[ $1 == 1 ]]; then shards=1 threads="relay-threads=1"; fi
-  cat >"$dir/turnpike.toml" <<TOML
-[server]
-listen_udp = ["127.0.0.1:$TP_PORT"]
-listen_tcp = ["127.0.0.1:$TP_PORT"]
-listen_tls = ["127.0.0.1:$TP_TLS"]
-shards = $shards
-unauthenticated_rate = 0
-max_connections_per_ip = 1000
-[tls]
-cert = "$dir/cert.pem"
-key = "$dir/key.pem"
-[relay]
-ipv4 = "127.0.0.1"
-ports = "20000-31999"
-max_allocations = 20000
-max_allocations_per_user = 20000
-gso = $TURNPIKE_GSO
-[auth]
-secrets = ["$SECRET"]
-[peers]
-allow = ["127.0.0.0/8"]
-[http]
-enabled = false
-[log]
-level = "warn"
-TOML
-  cat >"$dir/coturn.conf" <<CONF
-listening-ip=127.0.0.1
-listening-port=$CT_PORT
-tls-listening-port=$CT_TLS
-cert=$dir/cert.pem
-pkey=$dir/key.pem
-relay-ip=127.0.0.1
-min-port=8000
-max-port=19999
-use-auth-secret
-static-auth-secret=$SECRET
-realm=turnpike
-allow-loopback-peers
-no-dtls
-no-cli
-no-rfc5780
-$threads
-log-file=/dev/null
-simple-log
-CONF
+  if [[ $1 == 1 ]]; then shards=1 threads=1; fi
+  turnpike_config "$dir/turnpike.toml" "$TP_PORT" "$TP_TLS" 20000-31999 "$shards" "$TURNPIKE_GSO"
+  coturn_config "$dir/coturn.conf" "$CT_PORT" "$CT_TLS" 8000 19999 "$threads"
   "$TURNPIKE_BIN" --config "$dir/turnpike.toml" 2>"$dir/turnpike.log" &
   tp=$!; pids+=("$tp")
   turnserver -c "$dir/coturn.conf" >/dev/null 2>&1 &

@@ -29,51 +29,10 @@ for b in $BINS; do
   p=$((port + 20 * k)) k=$((k + 1))
   PORT[$name]=$p
   if [[ $name == coturn ]]; then
-    cat >"$dir/$name.conf" <<CONF
-listening-ip=127.0.0.1
-listening-port=$p
-tls-listening-port=$((p + 10))
-cert=$dir/cert.pem
-pkey=$dir/key.pem
-relay-ip=127.0.0.1
-min-port=$((8000 + 1000 * k))
-max-port=$((8999 + 1000 * k))
-use-auth-secret
-static-auth-secret=bench-secret
-realm=turnpike
-allow-loopback-peers
-no-dtls
-no-cli
-no-rfc5780
-relay-threads=1
-log-file=/dev/null
-simple-log
-CONF
+    coturn_config "$dir/$name.conf" "$p" $((p + 10)) $((8000 + 1000 * k)) $((8999 + 1000 * k)) 1
     turnserver -c "$dir/$name.conf" >/dev/null 2>&1 &
   else
-    cat >"$dir/$name.toml" <<TOML
-[server]
-listen_udp = ["127.0.0.1:$p"]
-listen_tcp = ["127.0.0.1:$p"]
-listen_tls = ["127.0.0.1:$((p + 10))"]
-shards = 1
-unauthenticated_rate = 0
-[tls]
-cert = "$dir/cert.pem"
-key = "$dir/key.pem"
-[relay]
-ipv4 = "127.0.0.1"
-ports = "$((20000 + 1000 * k))-$((20999 + 1000 * k))"
-max_allocations_per_user = 10000
-[auth]
-secrets = ["bench-secret"]
-[peers]
-allow = ["127.0.0.0/8"]
-[http]
-enabled = false
-[log]
-level = "warn"
-TOML
+    turnpike_config "$dir/$name.toml" "$p" $((p + 10)) "$((20000 + 1000 * k))-$((20999 + 1000 * k))" 1
     "$bin" --config "$dir/$name.toml" 2>"$dir/$name.log" &
   fi
   PID[$name]=$!
@@ -91,7 +50,7 @@ for mode in $MODES; do
       p=${PORT[$name]}
       [[ $mode == tls100 ]] && p=$((p + 10))
       # shellcheck disable=SC2046
-      "$LOADGEN" --server "127.0.0.1:$p" --secret bench-secret --pid "${PID[$name]}" \
+      "$LOADGEN" --server "127.0.0.1:$p" --secret "$SECRET" --pid "${PID[$name]}" \
         --clients 50 --window 8 --rate "$RATE" --seconds "$SECS" $(flags "$mode") >"$dir/lg.json" &
       lg=$!
       sleep 0.5 # setup (allocations) stays out of the count
