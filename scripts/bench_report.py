@@ -38,6 +38,16 @@ def bottleneck(sf, lf, mb, threads):
     return "window/latency"
 
 
+def per_server(d, keys=None):
+    """Each server's rounds and the medians of their fields."""
+    out = {}
+    for s in S:
+        rs = d.get(s, [])
+        if rs:
+            out[s] = (rs, {k: med([r[k] for r in rs]) for k in (keys or rs[0])})
+    return out
+
+
 by = defaultdict(lambda: defaultdict(list))
 for r in rows:
     by[(r["kind"], r["threads"], r["mode"])][r["server"]].append(r["r"])
@@ -51,15 +61,11 @@ print(hdr)
 for (kind, th, mode), d in by.items():
     if kind != "load":
         continue
-    m = {}
-    for s in S:
-        rs = d.get(s, [])
-        if not rs:
-            continue
+    ps = per_server(d)
+    m = {s: x for s, (_, x) in ps.items()}
+    for s, (rs, x) in ps.items():
         pps = [r["relayed_pps"] for r in rs]
         pc = [r["relayed_per_cpu_s"] for r in rs]
-        m[s] = {k: med([r[k] for r in rs]) for k in rs[0]}
-        x = m[s]
         print(f"{th:4} {mode:7} {s:8} {x['relayed_pps'] / 1000:>6.0f}k {spread(pps):>10}"
               f" {x['relayed_per_cpu_s'] / 1000:>8.0f}k {spread(pc):>10} {100 * x['loss']:>6.2f}"
               f" {100 * x.get('loadgen_drops', 0) / max(x['sent'], 1):>5.2f} {x['rtt_p50_us']:>6.0f} {x['rtt_p99_us']:>6.0f} {x['server_cpu_frac']:>6.2f}"
@@ -76,12 +82,9 @@ if rates:
     print("equal offered load (the same originated pkt/s for both, one thread each; medians):")
     print(f"  {'mode':7} {'server':8} {'pkt/s':>7} {'pkt/CPU-s':>9} {'spread':>10} {'loss%':>6} {'p50us':>6} {'p99us':>6}")
     for (_, th, mode), d in rates:
-        m = {}
-        for s in S:
-            rs = d.get(s, [])
-            if not rs:
-                continue
-            m[s] = x = {k: med([r[k] for r in rs]) for k in rs[0]}
+        ps = per_server(d)
+        m = {s: x for s, (_, x) in ps.items()}
+        for s, (rs, x) in ps.items():
             print(f"  {mode:7} {s:8} {x['relayed_pps'] / 1000:>6.0f}k {x['relayed_per_cpu_s'] / 1000:>8.0f}k"
                   f" {spread([r['relayed_per_cpu_s'] for r in rs]):>10} {100 * x['loss']:>6.2f}"
                   f" {x['rtt_p50_us']:>6.0f} {x['rtt_p99_us']:>6.0f}")
@@ -127,13 +130,10 @@ if uc:
     print()
     print("turnutils_uclient (50 clients x 2000 msgs flat out; medians; one thread each)")
     for (_, th, mode), d in uc:
-        m = {}
+        ps = per_server(d, ("relayed_per_cpu_s", "relayed_pps", "loss", "rtt_avg_ms"))
+        m = {s: x for s, (_, x) in ps.items()}
         line = f"  {mode:7}"
-        for s in S:
-            rs = d.get(s, [])
-            if not rs:
-                continue
-            m[s] = {k: med([r[k] for r in rs]) for k in ("relayed_per_cpu_s", "relayed_pps", "loss", "rtt_avg_ms")}
+        for s, (rs, _) in ps.items():
             line += (f" {s} {m[s]['relayed_per_cpu_s'] / 1000:.0f}k/CPU-s"
                      f" ({spread([r['relayed_per_cpu_s'] for r in rs])}) loss {100 * m[s]['loss']:.1f}%"
                      f" rtt {m[s]['rtt_avg_ms']:.1f} ms;")
