@@ -194,15 +194,7 @@ impl Batch {
             return false;
         };
         let (seg, n) = (self.segs[i].0 as usize, self.segs[i].1 as usize);
-        // Empty datagrams never join (a zero-length segment vanishes, a GSO size of 0
-        // means one datagram for all).
-        self.gso
-            && len > 0
-            && self.last == Some(to)
-            && len <= seg
-            && self.lens[i] == seg * n
-            && n < gso::MAX_SEGMENTS
-            && self.lens[i] + len <= gso::MAX_BYTES
+        self.gso && self.last == Some(to) && gso::may_join(seg, n, self.lens[i], len)
     }
 
     /// Sends everything queued. A datagram the kernel refuses (full buffer, unreachable

@@ -40,6 +40,15 @@ pub fn supported() -> bool {
     }
 }
 
+/// GSO's rule for one more datagram of `len` bytes in a message of `segs` segments and
+/// `total` bytes whose first segment is `seg` bytes long (same socket and destination,
+/// checked by the caller): no longer than the first, no shorter segment before it, within
+/// the limits. Empty datagrams never join: a zero-length segment vanishes, and a GSO
+/// size of 0 means one datagram for all.
+pub fn may_join(seg: usize, segs: usize, total: usize, len: usize) -> bool {
+    len > 0 && len <= seg && total == seg * segs && segs < MAX_SEGMENTS && total + len <= MAX_BYTES
+}
+
 /// Room for one cmsghdr carrying a u16, 8-byte aligned.
 pub type Cmsg = [u64; 4];
 
@@ -121,18 +130,10 @@ impl Run {
         if self.count == 0 {
             return true;
         }
-        let seg = self.parts[0].1 as usize;
-        // Empty datagrams never join (a zero-length segment vanishes, a GSO size of 0
-        // means one datagram for all).
         self.gso
-            && len > 0
-            && seg > 0
             && self.key == key
             && self.to == Some(to)
-            && len <= seg
-            && self.parts[self.count - 1].1 as usize == seg
-            && self.count < MAX_SEGMENTS
-            && self.total + len <= MAX_BYTES
+            && may_join(self.parts[0].1 as usize, self.count, self.total, len)
     }
 
     /// Queues a datagram (the caller checked `fits`, or the run is empty).
