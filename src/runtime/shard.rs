@@ -224,6 +224,9 @@ impl Shard {
                     ready.swap_remove(i);
                 }
             }
+            // What the relay sockets brought for stream clients goes out before the
+            // connections' reads: those can take the rest of the turn.
+            self.flush_streams();
             // Each stream connection gets a bounded turn, like each socket above.
             self.serve_connections(now);
             self.flush_outbound();
