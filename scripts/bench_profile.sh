@@ -15,7 +15,7 @@ SECS=${SECS:-3}
 MODES=${MODES:-ch100 ch1200 ch100w1 ind100 tcp100 tls100 c2c100}
 RATE=${RATE:-0}
 BINS=${BINS:-"turnpike:target/release/turnpike coturn"}
-cargo build --release --quiet --bin turnpike --example loadgen
+cargo build --release --quiet --bin turnpike --example loadgen --example bare_relay
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 command -v perf >/dev/null || { echo "needs perf (Debian linux-perf)"; exit 1; }
 # shellcheck source=scripts/bench_common.sh
@@ -31,6 +31,8 @@ for b in $BINS; do
   if [[ $name == coturn ]]; then
     coturn_config "$dir/$name.conf" "$p" $((p + 10)) $((8000 + 1000 * k)) $((8999 + 1000 * k)) 1
     turnserver -c "$dir/$name.conf" >/dev/null 2>&1 &
+  elif [[ $name == bare ]]; then
+    "$bin" "127.0.0.1:$p" &
   else
     turnpike_config "$dir/$name.toml" "$p" $((p + 10)) "$((20000 + 1000 * k))-$((20999 + 1000 * k))" 1
     "$bin" --config "$dir/$name.toml" 2>"$dir/$name.log" &
@@ -47,6 +49,8 @@ for mode in $MODES; do
     order=$names
     ((r % 2)) || order=$(echo "$names" | tac)
     for name in $order; do
+      # The bare relay speaks only ChannelData over UDP and TCP.
+      [[ $name == bare && $mode =~ ^(ind|tls) ]] && continue
       p=${PORT[$name]}
       [[ $mode == tls100 ]] && p=$((p + 10))
       # shellcheck disable=SC2046
