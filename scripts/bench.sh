@@ -16,6 +16,9 @@
 # Per mode: relayed packets/s, relayed packets per server CPU-second (utime+stime from
 # /proc/PID/stat), loss, RTT p50/p99 (every payload carries its send time), the side
 # that was the bottleneck (server CPU, load-generator CPU, or all cores busy).
+# At one thread the ChannelData modes also run examples/bare_relay, a "relay" that does
+# only the socket work (no TURN logic, no GSO): the floor for one syscall per datagram on
+# the allocation sockets, and what the best such relay could show against coturn.
 # Then, at one thread: RTT and CPU per packet at an equal offered load (RATE_PPS
 # originated packets/s, well below either server's limit, so neither side is saturated),
 # capacity (the highest offered rate that loses <= 1%, x1.25 steps),
@@ -49,7 +52,8 @@ RATE_MODES=${RATE_MODES:-$MODES}
 RATE_PPS=${RATE_PPS:-40000}
 RROUNDS=${RROUNDS:-3}
 
-cargo build --release --quiet --bin turnpike --example loadgen
+cargo build --release --quiet --bin turnpike --example loadgen --example bare_relay
+BARE_BIN=target/release/examples/bare_relay
 TURNPIKE_BIN=${TURNPIKE_BIN:-target/release/turnpike}
 # TURNPIKE_GSO=false: turnpike without UDP GSO (relay.gso), to see what it gives.
 TURNPIKE_GSO=${TURNPIKE_GSO:-true}
@@ -60,6 +64,7 @@ source scripts/bench_common.sh
 
 # Ports apart from the older bench (36478/36479), which may run in another checkout.
 TP_PORT=${TP_PORT:-37478} TP_TLS=$((TP_PORT + 10)) CT_PORT=$((TP_PORT + 101)) CT_TLS=$((TP_PORT + 111))
+BARE_PORT=$((TP_PORT + 201))
 
 # $1: 1 (one relay thread each) or full (each server's default).
 start_servers() {
@@ -71,26 +76,41 @@ start_servers() {
   tp=$!; pids+=("$tp")
   turnserver -c "$dir/coturn.conf" >/dev/null 2>&1 &
   ct=$!; pids+=("$ct")
+  bare=""
+  if [[ $1 == 1 ]]; then
+    "$BARE_BIN" "127.0.0.1:$BARE_PORT" &
+    bare=$!; pids+=("$bare")
+  fi
   sleep 1.5
   kill -0 "$tp" && kill -0 "$ct" || { cat "$dir/turnpike.log"; exit 1; }
 }
 stop_servers() {
-  kill "$tp" "$ct" 2>/dev/null || true
-  wait "$tp" "$ct" 2>/dev/null || true
+  kill "$tp" "$ct" $bare 2>/dev/null || true
+  wait "$tp" "$ct" $bare 2>/dev/null || true
   pids=()
 }
 
 # server, mode -> address
 addr() {
-  if [[ $2 == tls100 ]]; then
+  if [[ $1 == bare ]]; then
+    echo "127.0.0.1:$BARE_PORT"
+  elif [[ $2 == tls100 ]]; then
     [[ $1 == turnpike ]] && echo "127.0.0.1:$TP_TLS" || echo "127.0.0.1:$CT_TLS"
   else
     [[ $1 == turnpike ]] && echo "127.0.0.1:$TP_PORT" || echo "127.0.0.1:$CT_PORT"
   fi
 }
-pid_of() { [[ $1 == turnpike ]] && echo "$tp" || echo "$ct"; }
+pid_of() { case $1 in turnpike) echo "$tp" ;; coturn) echo "$ct" ;; bare) echo "$bare" ;; esac; }
 # Alternating order: round 1 turnpike first, round 2 coturn first, ...
 order() { (($1 % 2)) && echo "turnpike coturn" || echo "coturn turnpike"; }
+# With the bare relay (one thread, ChannelData over UDP/TCP): each takes every place in turn.
+order_load() {
+  if [[ -n $bare && $2 =~ ^(ch|tcp|c2c) ]]; then
+    case $(($1 % 3)) in 1) echo "turnpike coturn bare" ;; 2) echo "coturn bare turnpike" ;; 0) echo "bare turnpike coturn" ;; esac
+  else
+    order "$1"
+  fi
+}
 emit() { # kind threads mode server round json
   printf '{"kind":"%s","threads":"%s","mode":"%s","server":"%s","round":%s,"r":%s}\n' "$@" >>"$dir/results.jsonl"
 }
@@ -105,7 +125,7 @@ for th in $THREADS; do
   start_servers "$th"
   for mode in $MODES; do
     for r in $(seq 1 "$ROUNDS"); do
-      for s in $(order "$r"); do
+      for s in $(order_load "$r" "$mode"); do
         # shellcheck disable=SC2046
         out=$("$LOADGEN" --server "$(addr $s $mode)" --secret $SECRET --pid "$(pid_of $s)" \
           --clients "$CLIENTS" --window "$WINDOW" --seconds "$SECS" $(flags "$mode"))

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 rows = [json.loads(line) for line in open(sys.argv[1])]
 cores = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-S = ("turnpike", "coturn")
+S = ("turnpike", "coturn", "bare")
 
 
 def med(xs):
@@ -54,7 +54,9 @@ for r in rows:
 
 print()
 print("examples/loadgen (medians over alternating rounds; spread = min-max; ratio = turnpike/coturn;")
-print("  loss% end to end, gen% of it dropped at the load generator's own sockets)")
+print("  loss% end to end, gen% of it dropped at the load generator's own sockets;")
+print("  bare = examples/bare_relay, only the socket work: bare/ct = the most a relay doing one")
+print("  syscall per datagram on its allocation sockets could show against coturn)")
 hdr = (f"{'thr':4} {'mode':7} {'server':8} {'pkt/s':>7} {'spread':>10} {'pkt/CPU-s':>9} {'spread':>10}"
        f" {'loss%':>6} {'gen%':>5} {'p50us':>6} {'p99us':>6} {'srvCPU':>6} {'genCPU':>6}  bottleneck")
 print(hdr)
@@ -70,11 +72,13 @@ for (kind, th, mode), d in by.items():
               f" {x['relayed_per_cpu_s'] / 1000:>8.0f}k {spread(pc):>10} {100 * x['loss']:>6.2f}"
               f" {100 * x.get('loadgen_drops', 0) / max(x['sent'], 1):>5.2f} {x['rtt_p50_us']:>6.0f} {x['rtt_p99_us']:>6.0f} {x['server_cpu_frac']:>6.2f}"
               f" {x['loadgen_cpu_frac']:>6.2f}  {bottleneck(x['server_cpu_frac'], x['loadgen_cpu_frac'], x.get('machine_busy', 0), th)}")
-    if len(m) == 2:
-        t, c = m["turnpike"], m["coturn"]
-        print(f"{th:4} {mode:7} {'ratio':8} {ratio(t['relayed_pps'], c['relayed_pps']):>7} {'':>10}"
-              f" {ratio(t['relayed_per_cpu_s'], c['relayed_per_cpu_s']):>9} {'':>10} {'':>6} {'':>5}"
-              f" {ratio(t['rtt_p50_us'], c['rtt_p50_us']):>6} {ratio(t['rtt_p99_us'], c['rtt_p99_us']):>6}")
+    c = m.get("coturn")
+    for s, label in (("turnpike", "ratio"), ("bare", "bare/ct")):
+        if c and s in m:
+            t = m[s]
+            print(f"{th:4} {mode:7} {label:8} {ratio(t['relayed_pps'], c['relayed_pps']):>7} {'':>10}"
+                  f" {ratio(t['relayed_per_cpu_s'], c['relayed_per_cpu_s']):>9} {'':>10} {'':>6} {'':>5}"
+                  f" {ratio(t['rtt_p50_us'], c['rtt_p50_us']):>6} {ratio(t['rtt_p99_us'], c['rtt_p99_us']):>6}")
 
 rates = [(k, d) for k, d in by.items() if k[0] == "rate"]
 if rates:
