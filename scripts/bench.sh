@@ -25,8 +25,8 @@
 # allocations/s and RSS per allocation at ALLOCS allocations, and coturn's own
 # turnutils_uclient as a second, independent load for the UDP modes.
 #
-#   scripts/bench.sh                    full matrix (~15 min on 2 cores)
-#   BENCH_QUICK=1 scripts/bench.sh      fewer/shorter rounds (~3 min)
+#   scripts/bench.sh                    full matrix (~29 min on 2 cores)
+#   BENCH_QUICK=1 scripts/bench.sh      fewer/shorter rounds (~4 min)
 #   MODES="ch100 ind100" THREADS="1" ROUNDS=7 scripts/bench.sh
 #   TURNPIKE_BIN=path                   compare another build (e.g. an older commit)
 #   TURNPIKE_GSO=false                  turnpike with relay.gso off
