@@ -83,6 +83,7 @@ start_servers() {
   fi
   sleep 1.5
   kill -0 "$tp" && kill -0 "$ct" || { cat "$dir/turnpike.log"; exit 1; }
+  [[ -z $bare ]] || kill -0 "$bare" || { echo "bare_relay did not start"; exit 1; }
 }
 stop_servers() {
   kill "$tp" "$ct" $bare 2>/dev/null || true
