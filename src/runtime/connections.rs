@@ -312,7 +312,7 @@ impl Shard {
                 Ok(Some(frame)) => {
                     frames += 1;
                     let (len, client) = (frame.len(), conn.client);
-                    let packet = conn.frame_in_buffer(frame);
+                    let packet = conn.frame_in_buffer(len);
                     let (core, relays, run) = (&mut self.core, &self.relays, &mut self.run);
                     let commands = client_packet(core, relays, run, self.time, client, packet);
                     let conn = &mut self.streams.conns[key];

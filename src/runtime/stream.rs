@@ -351,14 +351,12 @@ impl Conn {
         &self.rbuf.buf
     }
 
-    /// `frame` (from `next_frame`) as the read buffer and its place in it.
-    pub fn frame_in_buffer<'a>(&'a self, frame: &[u8]) -> (&'a [u8], std::ops::Range<usize>) {
-        let start = frame.as_ptr() as usize - self.rbuf.buf.as_ptr() as usize;
-        debug_assert!(
-            start + frame.len() <= self.rbuf.end,
-            "a frame of this buffer"
-        );
-        (&self.rbuf.buf, start..start + frame.len())
+    /// The frame of `len` bytes that `next_frame` returned (always at the front of the
+    /// unread data), as the read buffer and its place in it.
+    pub fn frame_in_buffer(&self, len: usize) -> (&[u8], std::ops::Range<usize>) {
+        let start = self.rbuf.start;
+        debug_assert!(start + len <= self.rbuf.end, "a frame of the unread data");
+        (&self.rbuf.buf, start..start + len)
     }
 
     /// The buffer starts with a (possibly incomplete) ChannelData message.
