@@ -6,13 +6,12 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 
 use crate::proto::{channel_data, indication};
-use crate::relay::stats::DropReason;
 use crate::relay::{ClientAction, ClientId, PeerAction, Server, Time, Transport};
 
 use super::batch::{BATCH, SLOT};
 use super::gso::Run;
 use super::shard::{HEADROOM, PADDING, Shard};
-use super::sockets::{RelaySockets, keep_draining};
+use super::sockets::{RelaySockets, keep_draining, record_dropped};
 
 /// Feeds the client packet at `buf[range]` to the core. A payload for a peer joins the
 /// run (`buf` must stay as it is until the run is sent: the caller sends it before it
@@ -82,12 +81,7 @@ impl Shard {
         for (li, batch) in self.outbound.iter_mut().enumerate() {
             if batch.count > 0 {
                 let (failed, blocked) = batch.flush(self.udp[li].as_raw_fd());
-                for _ in 0..failed {
-                    self.core.record_send_failure(DropReason::SendError);
-                }
-                for _ in 0..blocked {
-                    self.core.record_send_failure(DropReason::BufferFull);
-                }
+                record_dropped(&mut self.core, failed, blocked);
             }
         }
     }

@@ -67,12 +67,7 @@ impl RelaySockets {
             return run.clear();
         };
         let out = run.send(relay.socket.as_raw_fd(), buf);
-        for _ in 0..out.failed {
-            core.record_send_failure(DropReason::SendError);
-        }
-        for _ in 0..out.blocked {
-            core.record_send_failure(DropReason::BufferFull);
-        }
+        record_dropped(core, out.failed, out.blocked);
     }
 
     fn key(&self, relay: SocketAddr) -> u32 {
@@ -125,6 +120,16 @@ pub(super) fn keep_draining(e: &std::io::Error) -> bool {
             tracing::debug!(error = %e, "socket error");
             false
         }
+    }
+}
+
+/// Counts the datagrams a batched send dropped: refused, or a full socket buffer.
+pub(super) fn record_dropped(core: &mut Server, failed: usize, blocked: usize) {
+    for _ in 0..failed {
+        core.record_send_failure(DropReason::SendError);
+    }
+    for _ in 0..blocked {
+        core.record_send_failure(DropReason::BufferFull);
     }
 }
 
