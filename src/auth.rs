@@ -103,7 +103,8 @@ pub struct Authenticator {
     secrets: Vec<String>,
     /// Static users, keyed by name, holding their precomputed long-term key.
     users: HashMap<String, Key>,
-    nonce_key: [u8; 32],
+    /// The keys nonces are checked with; the last one mints (see `nonce_keys`).
+    nonce_keys: Vec<Key>,
     nonce_lifetime_secs: u64,
     expiry: ExpiryPolicy,
 }
@@ -127,9 +128,9 @@ impl Authenticator {
             .collect();
         Authenticator {
             realm: realm.to_owned(),
+            nonce_keys: nonce_keys(&secrets, nonce_key),
             secrets,
             users,
-            nonce_key,
             nonce_lifetime_secs,
             expiry: ExpiryPolicy::default(),
         }
@@ -151,10 +152,22 @@ impl Authenticator {
     /// A nonce that is valid for this client address until `now + nonce_lifetime`. It
     /// carries its own expiry and a MAC, so the server remembers nothing.
     pub fn mint_nonce(&self, now_unix: u64, client: SocketAddr) -> String {
+        self.mint(now_unix, NonceScope::Client(client))
+    }
+
+    /// A nonce valid from any address, for a 300 Try Alternate: the client signs its
+    /// Allocate to the alternate with it (libwebrtc does), and the alternate sees the
+    /// client from another address when a symmetric NAT maps a new port towards it.
+    pub fn mint_portable_nonce(&self, now_unix: u64) -> String {
+        self.mint(now_unix, NonceScope::Anywhere)
+    }
+
+    fn mint(&self, now_unix: u64, scope: NonceScope) -> String {
         let expiry = (now_unix + self.nonce_lifetime_secs).min(u32::MAX as u64) as u32;
+        let minting = self.nonce_keys.last().expect("at least one nonce key");
         let mut raw = [0u8; 4 + NONCE_MAC_LEN];
         raw[..4].copy_from_slice(&expiry.to_be_bytes());
-        raw[4..].copy_from_slice(&self.nonce_mac(expiry, client));
+        raw[4..].copy_from_slice(&nonce_mac(minting, expiry, scope));
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -163,8 +176,8 @@ impl Authenticator {
             .is_some_and(|expiry| expiry >= now_unix)
     }
 
-    /// The expiry (unix seconds) of a nonce this server minted for `client`, stale or not;
-    /// None for anything else.
+    /// The expiry (unix seconds) of a nonce minted for `client` or for any address, by this
+    /// node or one sharing a secret with it, stale or not; None for anything else.
     pub fn nonce_expiry(&self, nonce: &str, client: SocketAddr) -> Option<u64> {
         let mut raw = [0u8; 4 + NONCE_MAC_LEN];
         if nonce.len() != NONCE_LEN
@@ -173,24 +186,14 @@ impl Authenticator {
             return None;
         }
         let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        // Constant time, so the MAC cannot be learned byte by byte.
-        let mac_ok: bool =
-            subtle::ConstantTimeEq::ct_eq(&raw[4..], &self.nonce_mac(expiry, client)[..]).into();
-        mac_ok.then_some(expiry as u64)
-    }
-
-    fn nonce_mac(&self, expiry: u32, client: SocketAddr) -> [u8; NONCE_MAC_LEN] {
-        let mut mac = HmacSha1::new_from_slice(&self.nonce_key).expect("any key length");
-        mac.update(&expiry.to_be_bytes());
-        match client.ip() {
-            IpAddr::V4(ip) => mac.update(&ip.octets()),
-            IpAddr::V6(ip) => mac.update(&ip.octets()),
-        }
-        mac.update(&client.port().to_be_bytes());
-        let full = mac.finalize().into_bytes();
-        let mut out = [0u8; NONCE_MAC_LEN];
-        out.copy_from_slice(&full[..NONCE_MAC_LEN]);
-        out
+        let scopes = [NonceScope::Client(client), NonceScope::Anywhere];
+        let minted = self.nonce_keys.iter().any(|key| {
+            scopes.iter().any(|&scope| {
+                // Constant time, so the MAC cannot be learned byte by byte.
+                subtle::ConstantTimeEq::ct_eq(&raw[4..], &nonce_mac(key, expiry, scope)[..]).into()
+            })
+        });
+        minted.then_some(expiry as u64)
     }
 
     /// The keys a request signed as `username` may have used: one per REST secret (so a
@@ -222,6 +225,53 @@ impl Authenticator {
             })
             .ok_or(AuthError::UnknownUser)
     }
+}
+
+/// Whom a nonce is for: one client address, or anyone (a redirect's nonce).
+#[derive(Clone, Copy)]
+enum NonceScope {
+    Client(SocketAddr),
+    Anywhere,
+}
+
+fn nonce_mac(key: &[u8], expiry: u32, scope: NonceScope) -> [u8; NONCE_MAC_LEN] {
+    let mut mac = HmacSha1::new_from_slice(key).expect("any key length");
+    mac.update(&expiry.to_be_bytes());
+    // The inputs differ in length (6 or 18 bytes against 3), so no address's MAC is a
+    // portable nonce's.
+    match scope {
+        NonceScope::Client(client) => {
+            match client.ip() {
+                IpAddr::V4(ip) => mac.update(&ip.octets()),
+                IpAddr::V6(ip) => mac.update(&ip.octets()),
+            }
+            mac.update(&client.port().to_be_bytes());
+        }
+        NonceScope::Anywhere => mac.update(b"any"),
+    }
+    let full = mac.finalize().into_bytes();
+    let mut out = [0u8; NONCE_MAC_LEN];
+    out.copy_from_slice(&full[..NONCE_MAC_LEN]);
+    out
+}
+
+/// The nonce keys: with REST secrets, one derived from each, so every node sharing a
+/// secret accepts the others' nonces (a redirected browser signs its Allocate to the
+/// alternate with the nonce the redirecting node gave it) and a restarted node its own.
+/// The last secret mints: while a new secret is being added first on every node, the old
+/// one is the one all nodes share. Static users only: `process_key`, this process's own.
+fn nonce_keys(secrets: &[String], process_key: [u8; 32]) -> Vec<Key> {
+    if secrets.is_empty() {
+        return vec![process_key.to_vec()];
+    }
+    secrets
+        .iter()
+        .map(|s| {
+            let mut mac = HmacSha1::new_from_slice(s.as_bytes()).expect("any key length");
+            mac.update(b"turnpike nonce key v1");
+            mac.finalize().into_bytes().to_vec()
+        })
+        .collect()
 }
 
 /// The expiry of a REST API username, if it is one: the part before the first ':' must be
@@ -378,6 +428,50 @@ mod tests {
         assert!(!a.check_nonce(&forged, 1000, client()), "extended expiry");
         assert!(!a.check_nonce("garbage", 1000, client()));
         assert!(!a.check_nonce(&"é".repeat(20), 1000, client()));
+    }
+
+    fn node(secrets: &[&str], process_key: u8) -> Authenticator {
+        let secrets = secrets.iter().map(|s| s.to_string()).collect();
+        Authenticator::new("turnpike", secrets, &[], [process_key; 32], 600)
+    }
+
+    #[test]
+    fn nodes_sharing_a_secret_accept_each_others_nonces() {
+        let (a, b) = (node(&["s1"], 1), node(&["s1"], 2));
+        let n = a.mint_nonce(1000, client());
+        assert!(b.check_nonce(&n, 1000, client()));
+        assert!(!b.check_nonce(&n, 1000, "198.51.100.5:50000".parse().unwrap()));
+        assert!(!node(&["other"], 1).check_nonce(&n, 1000, client()));
+    }
+
+    #[test]
+    fn nonce_minted_by_the_oldest_secret_passes_a_node_still_without_the_new_one() {
+        let rotating = node(&["new", "old"], 1);
+        let n = rotating.mint_portable_nonce(1000);
+        assert!(node(&["old"], 2).check_nonce(&n, 1000, client()));
+        assert!(rotating.check_nonce(
+            &node(&["new"], 3).mint_nonce(1000, client()),
+            1000,
+            client()
+        ));
+    }
+
+    #[test]
+    fn portable_nonce_is_valid_from_any_address_and_expires() {
+        let a = node(&["s1"], 1);
+        let n = a.mint_portable_nonce(1000);
+        for c in ["198.51.100.4:50000", "203.0.113.7:1", "[2001:db8::1]:3478"] {
+            assert!(a.check_nonce(&n, 1600, c.parse().unwrap()));
+        }
+        assert!(!a.check_nonce(&n, 1601, client()), "expired nonce");
+        assert_ne!(n, a.mint_nonce(1000, client()));
+    }
+
+    #[test]
+    fn static_users_only_nonces_are_this_process_alone() {
+        let n = node(&[], 1).mint_nonce(1000, client());
+        assert!(node(&[], 1).check_nonce(&n, 1000, client()));
+        assert!(!node(&[], 2).check_nonce(&n, 1000, client()));
     }
 
     #[test]

@@ -472,17 +472,21 @@ fn sigterm_drains_readyz_503_new_allocate_redirected_existing_relays_until_it_en
         "readyz took {:?}",
         t0.elapsed()
     );
-    // A newcomer is sent to the IPv4 alternate, in the plain STUN address encoding.
+    // A newcomer is sent to the IPv4 alternate, in the plain STUN address encoding:
+    // before the challenge when unsigned, after authentication when signed.
     let mut b = client(s.udp, "bob");
-    let r = b.allocate();
-    assert_eq!(error_code(&r), Some(300));
-    let mut alt = stun::addr::MappedAddress::default();
-    alt.get_from_as(&r, stun::attributes::ATTR_ALTERNATE_SERVER)
-        .unwrap();
-    assert_eq!(
-        SocketAddr::new(alt.ip, alt.port),
-        "192.0.2.50:3478".parse().unwrap()
-    );
+    for sign in [false, true] {
+        let r = b.exchange(METHOD_ALLOCATE, vec![], sign);
+        assert_eq!(error_code(&r), Some(300));
+        let mut alt = stun::addr::MappedAddress::default();
+        alt.get_from_as(&r, stun::attributes::ATTR_ALTERNATE_SERVER)
+            .unwrap();
+        assert_eq!(
+            SocketAddr::new(alt.ip, alt.port),
+            "192.0.2.50:3478".parse().unwrap()
+        );
+        assert_eq!(r.contains(stun::attributes::ATTR_NONCE), sign);
+    }
     // Alice's call carries on: relaying and refreshing, for a few seconds.
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(500));

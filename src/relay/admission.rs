@@ -98,9 +98,10 @@ mod tests {
     use std::net::SocketAddr;
 
     use stun::addr::MappedAddress;
-    use stun::attributes::ATTR_ALTERNATE_SERVER;
+    use stun::attributes::{ATTR_ALTERNATE_SERVER, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM};
     use stun::integrity::MessageIntegrity;
     use stun::message::*;
+    use stun::textattrs::TextAttribute;
     use turn::proto::lifetime::Lifetime;
 
     use crate::relay::tests::*;
@@ -133,12 +134,67 @@ mod tests {
         assert_eq!(alternate(&r), Some(peer("192.0.2.9:3478")));
         let raw = r.get(stun::attributes::ATTR_ALTERNATE_SERVER).unwrap();
         assert_eq!(&raw[4..8], &[192, 0, 2, 9]);
+        // The nonce it carries works from another address: the client's NAT maps a new
+        // port towards the alternate, which shares this node's secret.
+        let nonce = TextAttribute::get_from_as(&r, ATTR_NONCE).unwrap().text;
+        let other = peer("198.51.100.99:4000");
+        assert!(h.server.cfg.auth.check_nonce(&nonce, h.unix, other));
         // Authenticated, so the client may trust the redirect (RFC 8489 §10).
         let c = h.creds("u1");
         let mut r = r;
         MessageIntegrity::new_long_term_integrity(c.username, REALM.into(), c.password)
             .check(&mut r)
             .expect("300 carries a valid MESSAGE-INTEGRITY");
+    }
+
+    fn unsigned_allocate(h: &mut Harness, n: u16) -> Message {
+        h.request(
+            h.client(n),
+            METHOD_ALLOCATE,
+            Harness::allocate_attrs(),
+            None,
+        )
+    }
+
+    #[test]
+    fn redirecting_node_answers_unsigned_allocate_with_300_before_the_challenge() {
+        let mut h = harness();
+        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        assert_eq!(error_code(&unsigned_allocate(&mut h, 1)), Some(401));
+        h.server.set_draining(true);
+        let r = unsigned_allocate(&mut h, 2);
+        assert_eq!(error_code(&r), Some(300));
+        assert_eq!(alternate(&r), Some(peer("192.0.2.9:3478")));
+        // Nothing the client would carry to the alternate: it must meet it fresh.
+        for attr in [ATTR_NONCE, ATTR_REALM, ATTR_MESSAGE_INTEGRITY] {
+            assert!(!r.contains(attr), "{attr} in an unsigned 300");
+        }
+        // No alternate to name: the challenge as usual, then 403 once signed.
+        h.server.set_alternates(vec![]);
+        assert_eq!(error_code(&unsigned_allocate(&mut h, 3)), Some(401));
+        assert_eq!(error_code(&try_allocate(&mut h, 3, "u3")), Some(403));
+    }
+
+    #[test]
+    fn full_node_answers_unsigned_allocate_with_300_before_the_challenge() {
+        let mut cfg = config();
+        cfg.quotas = std::sync::Arc::new(crate::relay::quota::Quotas::new(1, 5));
+        let mut h = harness_with(cfg);
+        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        h.allocate(h.client(1), "u1");
+        let r = unsigned_allocate(&mut h, 2);
+        assert_eq!(error_code(&r), Some(300));
+        assert_eq!(alternate(&r), Some(peer("192.0.2.9:3478")));
+        assert!(!r.contains(ATTR_NONCE));
+    }
+
+    #[test]
+    fn unsigned_allocate_on_own_allocation_is_challenged_not_redirected() {
+        let mut h = harness();
+        h.allocate(h.client(1), "u1");
+        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        h.server.set_draining(true);
+        assert_eq!(error_code(&unsigned_allocate(&mut h, 1)), Some(401));
     }
 
     #[test]

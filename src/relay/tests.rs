@@ -242,7 +242,8 @@ impl Harness {
         if let Some(n) = self.nonces.get(&client) {
             return n.clone();
         }
-        let m = self.build(client, METHOD_ALLOCATE, vec![], None, None);
+        // Refresh, not Allocate: a redirecting node answers an unsigned Allocate with 300.
+        let m = self.build(client, METHOD_REFRESH, vec![], None, None);
         let r = self.exchange(client, &m);
         assert_eq!(error_code(&r), Some(401));
         let n = TextAttribute::get_from_as(&r, ATTR_NONCE).unwrap().text;

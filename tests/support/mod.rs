@@ -149,7 +149,8 @@ impl RawClient {
             username,
             password,
         };
-        let r = c.exchange(METHOD_ALLOCATE, vec![], false);
+        // Refresh, not Allocate: a redirecting node answers an unsigned Allocate with 300.
+        let r = c.exchange(METHOD_REFRESH, vec![], false);
         assert_eq!(error_code(&r), Some(401));
         c.nonce = TextAttribute::get_from_as(&r, ATTR_NONCE).unwrap().text;
         c

@@ -221,6 +221,9 @@ impl Server {
                 self.respond(client, req, attrs, None);
             }
             METHOD_ALLOCATE | METHOD_REFRESH | METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
+                if req.method == METHOD_ALLOCATE && self.redirected_unsigned(client, req, &msg) {
+                    return;
+                }
                 let Some(who) = self.authenticate(now, &mut msg, req, unix, client) else {
                     return;
                 };
