@@ -1,6 +1,7 @@
 //! End-to-end calls with real WebRTC stacks, driven from here so `cargo test` runs them:
 //! headless Chromium through turnpike on loopback (UDP, TCP, TLS, wrong credential), two
-//! Chromiums behind simulated NATs in network namespaces (root), headless Firefox (alone and
+//! Chromiums behind simulated NATs in network namespaces (root), both browsers redirected
+//! by a draining or full node (namespaces, root), headless Firefox (alone and
 //! with Chromium) in a namespace of its own, calls in both browsers whose credential expires
 //! mid-call (lenient, strict and max-session policies), the self-test page (GET /selftest)
 //! against a healthy server and one whose relay range nftables blocks, and aiortc. The scripts
@@ -78,6 +79,13 @@ fn chromium_calls_through_turnpike_on_loopback() {
 #[test]
 fn chromium_behind_symmetric_nats_connects_only_through_turnpike() {
     run("node", "nat.mjs");
+}
+
+/// Draining and full nodes send relay-only calls in both browsers to their alternate,
+/// which takes them at the first try (root: network namespaces, symmetric NATs).
+#[test]
+fn chromium_and_firefox_follow_a_draining_or_full_nodes_redirect_at_the_first_try() {
+    run("node", "redirect.mjs");
 }
 
 #[test]

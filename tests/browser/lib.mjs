@@ -80,6 +80,16 @@ export async function startTurnpike(config, netns, { ready: readyLine = 'turnpik
   await ready;
   return {
     output: () => output,
+    signal: (sig) => child.kill(sig),
+    /// Resolves once turnpike has printed `text` (after what it printed so far).
+    async waitFor(text, ms = 5000) {
+      const from = output.length;
+      const t0 = Date.now();
+      while (!output.slice(from).includes(text)) {
+        check(Date.now() - t0 < ms, `turnpike did not print "${text}" within ${ms} ms:\n${output}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     async stop() {
       if (child.exitCode !== null) return;
       const done = new Promise((r) => child.once('exit', r));

@@ -1,0 +1,114 @@
+// The cross-device topology of the NAT tests, in network namespaces this process creates
+// (and removes): two devices on different private networks, each behind its own NAT
+// router, the TURN servers on the public side. No route leads out of the namespaces.
+//
+//   dev-a 10.0.1.2 -- nat-a 10.0.1.1 | 198.51.100.10 --+
+//                                                        br0 in pub: the servers' addresses
+//   dev-b 10.0.2.2 -- nat-b 10.0.2.1 | 198.51.100.20 --+
+import { sh } from './lib.mjs';
+
+const ip = (...a) => sh('ip', ...a);
+const inNs = (ns, ...a) => sh('ip', 'netns', 'exec', ns, ...a);
+
+function veth(a, nsA, b, nsB) {
+  ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
+  try {
+    ip('link', 'set', a, 'netns', nsA);
+    ip('link', 'set', b, 'netns', nsB);
+  } catch (e) {
+    // Whichever end is still on the host would outlive the namespaces: delete the pair.
+    for (const end of [a, b]) { try { ip('link', 'del', end); } catch { /* moved */ } }
+    throw e;
+  }
+}
+
+/// Builds the topology with `servers` (addresses in 198.51.100.0/24) on the public bridge.
+/// Returns the namespace names, `setNat(kind)` and `teardown()`, which kills every process
+/// left in the namespaces and deletes them (also on SIGINT/SIGTERM).
+export function natTopology(servers) {
+  const P = `tp${process.pid % 10000}`;
+  const NS = { pub: `${P}-pub`, natA: `${P}-nata`, natB: `${P}-natb`, devA: `${P}-deva`, devB: `${P}-devb` };
+  const teardown = () => {
+    for (const ns of Object.values(NS)) {
+      let pids = '';
+      try { pids = ip('netns', 'pids', ns).trim(); } catch { continue; }
+      for (const pid of pids.split(/\s+/).filter(Boolean)) {
+        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
+      }
+    }
+    for (const ns of Object.values(NS)) {
+      try { ip('netns', 'del', ns); } catch { /* not created */ }
+    }
+  };
+  // Synchronous, so it also runs on every exit path ('exit' handlers cannot await).
+  process.on('exit', teardown);
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => process.exit(130));
+  }
+  try {
+    build(P, NS, servers);
+  } catch (e) {
+    teardown();
+    throw e;
+  }
+  return { NS, setNat: (kind) => setNat(NS, kind), teardown };
+}
+
+function build(P, NS, servers) {
+  for (const ns of Object.values(NS)) {
+    ip('netns', 'add', ns);
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+  }
+  ip('-n', NS.pub, 'link', 'add', 'br0', 'type', 'bridge');
+  for (const s of servers) ip('-n', NS.pub, 'addr', 'add', `${s}/24`, 'dev', 'br0');
+  ip('-n', NS.pub, 'link', 'set', 'br0', 'up');
+  // A default route into a sink: the relay's sends towards the devices' private
+  // addresses must go somewhere and be lost, as on the internet.
+  ip('-n', NS.pub, 'link', 'add', 'sink0', 'type', 'veth', 'peer', 'name', 'sink1');
+  ip('-n', NS.pub, 'addr', 'add', '203.0.113.1/24', 'dev', 'sink0');
+  ip('-n', NS.pub, 'link', 'set', 'sink0', 'up');
+  ip('-n', NS.pub, 'link', 'set', 'sink1', 'up');
+  ip('-n', NS.pub, 'neigh', 'add', '203.0.113.2', 'lladdr', '02:00:00:00:00:02', 'dev', 'sink0', 'nud', 'permanent');
+  ip('-n', NS.pub, 'route', 'add', 'default', 'via', '203.0.113.2', 'dev', 'sink0');
+  for (const [side, nat, dev, wanIp, lan] of [
+    ['a', NS.natA, NS.devA, '198.51.100.10', '10.0.1'],
+    ['b', NS.natB, NS.devB, '198.51.100.20', '10.0.2'],
+  ]) {
+    veth(`${P}w${side}`, nat, `${P}p${side}`, NS.pub);
+    ip('-n', NS.pub, 'link', 'set', `${P}p${side}`, 'master', 'br0', 'up');
+    ip('-n', nat, 'link', 'set', `${P}w${side}`, 'name', 'wan');
+    ip('-n', nat, 'addr', 'add', `${wanIp}/24`, 'dev', 'wan');
+    ip('-n', nat, 'link', 'set', 'wan', 'up');
+    veth(`${P}l${side}`, nat, `${P}d${side}`, dev);
+    ip('-n', nat, 'link', 'set', `${P}l${side}`, 'name', 'lan');
+    ip('-n', nat, 'addr', 'add', `${lan}.1/24`, 'dev', 'lan');
+    ip('-n', nat, 'link', 'set', 'lan', 'up');
+    ip('-n', dev, 'link', 'set', `${P}d${side}`, 'name', 'eth0');
+    ip('-n', dev, 'addr', 'add', `${lan}.2/24`, 'dev', 'eth0');
+    ip('-n', dev, 'link', 'set', 'eth0', 'up');
+    ip('-n', dev, 'route', 'add', 'default', 'via', `${lan}.1`);
+    inNs(nat, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  }
+}
+
+/// Symmetric NAT: a fresh random port per destination. Cone NAT: port-preserving
+/// MASQUERADE, and unsolicited inbound dropped on the router (otherwise Linux breaks port
+/// preservation). Both: LAN->WAN allowed, WAN->LAN only for established flows.
+function setNat(NS, kind) {
+  for (const nat of [NS.natA, NS.natB]) {
+    inNs(nat, 'iptables', '-t', 'nat', '-F');
+    inNs(nat, 'iptables', '-F');
+    inNs(nat, 'iptables', '-P', 'FORWARD', 'DROP');
+    inNs(nat, 'iptables', '-A', 'FORWARD', '-i', 'lan', '-o', 'wan', '-j', 'ACCEPT');
+    inNs(nat, 'iptables', '-A', 'FORWARD', '-i', 'wan', '-o', 'lan', '-m', 'conntrack',
+      '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT');
+    const masq = ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan', '-j', 'MASQUERADE'];
+    if (kind === 'symmetric') {
+      inNs(nat, ...masq, '--random-fully');
+    } else {
+      inNs(nat, ...masq);
+      inNs(nat, 'iptables', '-A', 'INPUT', '-i', 'wan', '-m', 'conntrack', '--ctstate', 'NEW,INVALID', '-j', 'DROP');
+    }
+    try { inNs(nat, 'conntrack', '-F'); } catch { /* conntrack tool optional: new calls use new ports */ }
+  }
+}
