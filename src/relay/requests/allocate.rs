@@ -364,7 +364,7 @@ impl Server {
             .cfg
             .max_bytes_per_sec_per_user
             .as_ref()
-            .map(|(r, users)| users.get(quota_key(username), *r, now));
+            .map(|(r, users)| users.get(user_id(username), *r, now));
         (own.is_some() || user.is_some()).then(|| Box::new(Limits { own, user }))
     }
 
