@@ -295,7 +295,7 @@ impl Server {
             .map(|a| a.to_string())
             .collect();
         tracing::info!(
-            user = %p.username,
+            user = user_id(&p.username),
             relay = %relay.join(","),
             lifetime_s = p.lifetime.as_secs(),
             "allocation created"
