@@ -17,8 +17,6 @@ use socket2::SockAddr;
 
 use super::batch::SLOT;
 
-/// `UDP_SEGMENT` from linux/udp.h (not in the libc crate for glibc targets).
-const UDP_SEGMENT: libc::c_int = 103;
 /// At most this many segments in one message (UDP_MAX_SEGMENTS is 64 before Linux 6.6).
 pub const MAX_SEGMENTS: usize = 64;
 /// At most this many bytes in one message: one IP datagram's worth.
@@ -35,7 +33,7 @@ pub fn supported() -> bool {
         libc::setsockopt(
             std::os::fd::AsRawFd::as_raw_fd(&s),
             libc::SOL_UDP,
-            UDP_SEGMENT,
+            libc::UDP_SEGMENT,
             &v as *const _ as *const _,
             size_of::<libc::c_int>() as _,
         ) == 0
@@ -69,7 +67,7 @@ pub fn write_cmsg(buf: &mut Cmsg, segment: u16) -> usize {
         msg.msg_controllen = space as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_UDP;
-        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_type = libc::UDP_SEGMENT;
         (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
         space
