@@ -274,13 +274,15 @@ fn main() {
     register(&poll, tcp.as_raw_fd(), TCP, Interest::READABLE);
     let mut bare = Bare::default();
     let (mut inb, mut out) = (Batch::default(), Batch::default());
+    // Peer datagrams land 4 bytes in, behind room for the ChannelData header.
+    let mut from_peer = Batch::with_headroom(4);
     let mut events = Events::with_capacity(1024);
     loop {
         poll.poll(&mut events, None).unwrap();
         for ev in events.iter() {
             let t = ev.token().0;
             if t == UDP.0 {
-                while let Ok(n @ 1..) = inb.recv(lfd, 0) {
+                while let Ok(n @ 1..) = inb.recv(lfd) {
                     for k in 0..n {
                         let (slot, len, from) = inb.slot(k);
                         let Some(from) = from else { continue };
@@ -320,9 +322,9 @@ fn main() {
                 }
             } else if let Some(Some(relay)) = bare.relays.get(t - RELAY_BASE) {
                 let (fd, client, channel) = (relay.socket.as_raw_fd(), relay.client, relay.channel);
-                while let Ok(n @ 1..) = inb.recv(fd, 4) {
+                while let Ok(n @ 1..) = from_peer.recv(fd) {
                     for k in 0..n {
-                        let (slot, len, _) = inb.slot(k);
+                        let (slot, len, _) = from_peer.slot(k);
                         slot[..2].copy_from_slice(&channel.to_be_bytes());
                         slot[2..4].copy_from_slice(&(len as u16).to_be_bytes());
                         match client {

@@ -692,7 +692,7 @@ fn run(a: &Args, clients: &mut [Client], peer: &UdpSocket, rate: f64, secs: f64)
         rr = rr.wrapping_add(1);
         // The echo peer answers every relayed packet back through the relay.
         for _ in 0..64 {
-            let got = inb.recv(peer.as_raw_fd(), 0).unwrap_or(0);
+            let got = inb.recv(peer.as_raw_fd()).unwrap_or(0);
             for k in 0..got {
                 let (slot, len, from) = inb.slot(k);
                 if let Some(from) = from {
@@ -726,7 +726,7 @@ fn run(a: &Args, clients: &mut [Client], peer: &UdpSocket, rate: f64, secs: f64)
             };
             match &mut clients[i].leg {
                 Leg::Udp(s) => loop {
-                    let got = inb.recv(s.as_raw_fd(), 0).unwrap_or(0);
+                    let got = inb.recv(s.as_raw_fd()).unwrap_or(0);
                     for k in 0..got {
                         let (slot, len, _) = inb.slot(k);
                         take(&slot[..len], &mut st, &mut echo_buf);

@@ -51,7 +51,7 @@ fn drainers(
         let mut got = 0u64;
         while !st.load(Ordering::Relaxed) {
             for s in &socks {
-                while let Ok(k) = b.recv(s.as_raw_fd(), 0) {
+                while let Ok(k) = b.recv(s.as_raw_fd()) {
                     if k == 0 {
                         break;
                     }
@@ -138,7 +138,7 @@ fn bench_recv(quinn: bool) -> f64 {
     let to = rx.local_addr().unwrap();
     let p = [1u8; 104];
     let state = UdpSocketState::new((&rx).into()).unwrap();
-    let mut b = Batch::default();
+    let mut b = Batch::with_headroom(48);
     let mut bufs: Vec<Vec<u8>> = (0..32).map(|_| vec![0u8; 65536]).collect();
     let mut meta = [RecvMeta::default(); 32];
     let (mut cpu, mut got) = (0u64, 0u64);
@@ -161,7 +161,7 @@ fn bench_recv(quinn: bool) -> f64 {
                     Err(_) => 0,
                 }
             } else {
-                b.recv(rx.as_raw_fd(), 48).unwrap_or(0)
+                b.recv(rx.as_raw_fd()).unwrap_or(0)
             };
             if n == 0 {
                 break;

@@ -284,6 +284,23 @@ pub fn rest_expiry(username: &str) -> Option<u64> {
     ts.parse().ok()
 }
 
+/// The user id of `username`: the one key that quotas, the per-user bandwidth cap, the
+/// session log and the sessions API agree on, so every credential minted for one user counts
+/// and is ended as that user.
+///
+/// - A REST name `<expiry>:<id>` (expiry as `rest_expiry` reads it) yields `<id>`, colons
+///   and all: `1700000000:ops:alice` is `ops:alice`.
+/// - Anything else is its own id, whole: static names (`ops:alice` stays `ops:alice`), a bare
+///   `<expiry>` with no colon, and the empty username.
+/// - An empty id (`1700000000:`) is no id: the whole name is kept, so such credentials neither
+///   share one count with each other nor with a user named "".
+pub fn user_id(username: &str) -> &str {
+    match username.split_once(':') {
+        Some((_, id)) if !id.is_empty() && rest_expiry(username).is_some() => id,
+        _ => username,
+    }
+}
+
 /// The REST API password: base64(HMAC-SHA1(secret, username)).
 pub fn rest_password(secret: &str, username: &str) -> String {
     let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -401,6 +418,40 @@ mod tests {
         assert_eq!(rest_expiry("alice"), None);
         assert_eq!(rest_expiry(":x"), None);
         assert_eq!(rest_expiry("-5:x"), None);
+    }
+
+    #[test]
+    fn rest_name_yields_the_id_after_its_expiry() {
+        assert_eq!(user_id("1700000000:alice"), "alice");
+    }
+
+    #[test]
+    fn static_name_with_a_colon_is_its_own_user_id() {
+        assert_eq!(user_id("ops:alice"), "ops:alice");
+        assert_eq!(user_id("-5:alice"), "-5:alice");
+        assert_eq!(user_id(":alice"), ":alice");
+    }
+
+    #[test]
+    fn rest_id_keeps_its_own_colons() {
+        assert_eq!(user_id("1700000000:ops:alice"), "ops:alice");
+    }
+
+    #[test]
+    fn bare_expiry_is_its_own_user_id() {
+        assert_eq!(user_id("1700000000"), "1700000000");
+    }
+
+    #[test]
+    fn empty_id_keeps_the_whole_name_so_it_merges_with_no_one() {
+        assert_eq!(user_id("1700000000:"), "1700000000:");
+        assert_ne!(user_id("1700000000:"), user_id("1700000001:"));
+        assert_ne!(user_id("1700000000:"), user_id(""));
+    }
+
+    #[test]
+    fn empty_username_is_the_empty_user_id() {
+        assert_eq!(user_id(""), "");
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl Metrics {
             for ci in 0..RESULTS {
                 let c = result_code(ci);
                 let total = sum.of(|s| s.counters.requests[m as usize][ci]);
-                // Only series that happened: 5 methods x 14 codes would be mostly noise.
+                // Only series that happened: every method by every code would be mostly noise.
                 if total > 0 {
                     raise_series(&self.requests, &[m.label(), c.to_string().as_str()], total);
                 }
@@ -246,6 +246,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_text_names_every_reason_label() {
+        let named = |family: &Family, labels: &[&str]| {
+            for l in labels {
+                assert!(family.help.contains(l), "{}: {l} missing", family.name);
+            }
+        };
+        named(&f::ALLOCATIONS_ENDED, &EndReason::ALL.map(EndReason::label));
+        named(
+            &f::TLS_HANDSHAKE_FAILURES,
+            &TlsFailure::ALL.map(TlsFailure::label),
+        );
+        named(&f::CONNECTIONS_REFUSED, &Refused::ALL.map(Refused::label));
+    }
 
     #[test]
     fn counters_are_summed_across_shards_and_never_go_down() {

@@ -37,7 +37,8 @@ pub(super) const ALLOCATIONS_CREATED: Family = Family {
 };
 pub(super) const ALLOCATIONS_ENDED: Family = Family {
     name: "turnpike_allocations_ended_total",
-    help: "Allocations ended, by reason (expired, deleted, error, shutdown).",
+    help: "Allocations ended, by reason (expired, deleted, error, shutdown, \
+           credential_expired, max_session, admin).",
     labels: &["reason"],
 };
 pub(super) const RELAYED_BYTES: Family = Family {

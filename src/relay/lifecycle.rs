@@ -2,6 +2,7 @@
 //! shutdown, an admin's delete, and the bookkeeping of removal.
 
 use super::*;
+use crate::auth::user_id;
 
 impl Server {
     /// Expires allocations, permissions, channel bindings and reservations that are due:

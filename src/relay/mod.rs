@@ -313,12 +313,6 @@ impl Server {
     }
 }
 
-/// The user id in a username: REST usernames are "<expiry>:<user-id>"; a static
-/// username (even one with a colon) is its own id. The same key quotas count by.
-pub fn user_id(username: &str) -> &str {
-    quota::quota_key(username)
-}
-
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

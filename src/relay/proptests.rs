@@ -18,6 +18,7 @@ use turn::proto::peeraddr::PeerAddress;
 use super::stats::{Direction, DropReason};
 use super::tests::{Creds, Harness, config, error_code, harness_with, peer};
 use super::*;
+use crate::auth::user_id;
 use crate::proto::indication;
 use crate::testkit::{channel_data, send_indication};
 

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::auth::user_id;
+
 /// Which quota refused an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaExceeded {
@@ -23,22 +25,6 @@ pub struct Quotas {
     /// EVEN-PORT reservations holding a slot, by token, with the user they count for.
     /// Shared because the Allocate that redeems a token often lands on another shard.
     reservations: Mutex<HashMap<[u8; 8], String>>,
-}
-
-/// The key a username's allocations are counted under: the user id after the colon of a
-/// REST username (`<expiry>:<user-id>`), so every credential minted for one user shares
-/// one count; the whole name for static users and id-less REST names.
-pub fn quota_key(username: &str) -> &str {
-    match username.split_once(':') {
-        Some((expiry, id))
-            if !id.is_empty()
-                && !expiry.is_empty()
-                && expiry.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            id
-        }
-        _ => username,
-    }
 }
 
 impl Quotas {
@@ -60,10 +46,10 @@ impl Quotas {
             })
             .map_err(|_| QuotaExceeded::Server)?;
         let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
-        let n = users.entry(quota_key(username).to_owned()).or_default();
+        let n = users.entry(user_id(username).to_owned()).or_default();
         if *n >= self.max_per_user {
             if *n == 0 {
-                users.remove(quota_key(username));
+                users.remove(user_id(username));
             }
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(QuotaExceeded::User);
@@ -75,7 +61,7 @@ impl Quotas {
     /// Gives back a slot taken by `acquire`.
     pub fn release(&self, username: &str) {
         let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
-        let key = quota_key(username);
+        let key = user_id(username);
         if let Some(n) = users.get_mut(key) {
             *n -= 1;
             if *n == 0 {
@@ -115,7 +101,7 @@ impl Quotas {
     /// Slots `username`'s user id holds.
     pub fn user_in_use(&self, username: &str) -> usize {
         let users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
-        users.get(quota_key(username)).copied().unwrap_or(0)
+        users.get(user_id(username)).copied().unwrap_or(0)
     }
 }
 
@@ -134,16 +120,6 @@ mod tests {
         q.release("1000:alice");
         assert_eq!(q.acquire("4000:alice"), Ok(()));
         assert_eq!(q.in_use(), 3);
-    }
-
-    #[test]
-    fn names_without_a_user_id_count_on_their_own() {
-        assert_eq!(quota_key("1000:alice"), "alice");
-        assert_eq!(quota_key("1000:a:b"), "a:b");
-        assert_eq!(quota_key("1000"), "1000");
-        assert_eq!(quota_key("alice"), "alice");
-        assert_eq!(quota_key("x:alice"), "x:alice");
-        assert_eq!(quota_key("1000:"), "1000:");
     }
 
     #[test]

@@ -2,77 +2,36 @@
 //! datagrams. Buffers are allocated once per shard; nothing is allocated per packet.
 
 use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::mem::zeroed;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
+
+use socket2::{SockAddr, SockAddrStorage};
 
 use super::gso;
 
 pub const BATCH: usize = 32;
 /// Largest UDP payload plus room for a ChannelData or Data indication header and padding.
 pub const SLOT: usize = 65536 + 64;
-
-pub(super) fn to_storage(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    // SAFETY: sockaddr_in/sockaddr_in6 fit in sockaddr_storage, which is what it is for.
-    unsafe {
-        match addr {
-            SocketAddr::V4(a) => {
-                let sin = &mut *(out as *mut _ as *mut libc::sockaddr_in);
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = a.port().to_be();
-                sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-                size_of::<libc::sockaddr_in>() as libc::socklen_t
-            }
-            SocketAddr::V6(a) => {
-                let sin6 = &mut *(out as *mut _ as *mut libc::sockaddr_in6);
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr.s6_addr = a.ip().octets();
-                sin6.sin6_flowinfo = a.flowinfo();
-                sin6.sin6_scope_id = a.scope_id();
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t
-            }
-        }
-    }
-}
-
-fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    // SAFETY: the family field says which layout the kernel wrote.
-    unsafe {
-        match s.ss_family as libc::c_int {
-            libc::AF_INET => {
-                let sin = &*(s as *const _ as *const libc::sockaddr_in);
-                let ip = u32::from_ne_bytes(sin.sin_addr.s_addr.to_ne_bytes());
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    ip.to_ne_bytes().into(),
-                    u16::from_be(sin.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*(s as *const _ as *const libc::sockaddr_in6);
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    sin6.sin6_addr.s6_addr.into(),
-                    u16::from_be(sin6.sin6_port),
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                )))
-            }
-            _ => None,
-        }
-    }
-}
+/// The largest UDP payload a socket can receive: an IPv6 datagram without jumbograms.
+const MAX_DATAGRAM: usize = 65535 - 8;
+/// A Data indication pads its DATA attribute to 4 bytes, after the payload.
+const MAX_PADDING: usize = 3;
 
 /// BATCH datagram slots with their addresses, for one recvmmsg or sendmmsg at a time.
 /// With `gso` on, datagrams pushed for the destination of the slot before, as long as
 /// its first, share that slot and leave as one GSO message (gso.rs).
 pub struct Batch {
     bufs: Vec<u8>,
-    addrs: Vec<libc::sockaddr_storage>,
+    /// Each slot's source after `recv`, or its destination once `push` queued it.
+    addrs: Vec<SockAddr>,
     lens: [usize; BATCH],
     /// Segment length and count of each queued message (1 segment: a plain datagram).
     segs: [(u16, u16); BATCH],
     /// Destination of the last queued message.
     last: Option<SocketAddr>,
+    /// Where in its slot `recv` puts a datagram: room for a header written in front.
+    headroom: usize,
     pub count: usize,
     pub gso: bool,
 }
@@ -81,11 +40,11 @@ impl Default for Batch {
     fn default() -> Self {
         Batch {
             bufs: vec![0; BATCH * SLOT],
-            // SAFETY: all-zero is a valid (empty) sockaddr_storage.
-            addrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
+            addrs: vec![SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))); BATCH],
             lens: [0; BATCH],
             segs: [(0, 0); BATCH],
             last: None,
+            headroom: 0,
             count: 0,
             gso: false,
         }
@@ -101,54 +60,78 @@ impl Batch {
         }
     }
 
+    /// An empty batch whose `recv` puts each datagram `headroom` bytes into its slot.
+    /// Panics unless the largest datagram, its headroom and its padding fit in a slot:
+    /// recvmmsg is given the rest of the slot, so a larger headroom would have the kernel
+    /// write past it.
+    pub fn with_headroom(headroom: usize) -> Batch {
+        assert!(
+            headroom + MAX_DATAGRAM + MAX_PADDING <= SLOT,
+            "headroom {headroom} leaves no room in a {SLOT}-byte slot"
+        );
+        Batch {
+            headroom,
+            ..Batch::default()
+        }
+    }
+
     /// Receives up to BATCH datagrams, each at offset `headroom` of its slot. Returns how
     /// many (0 when the socket is drained).
-    pub fn recv(&mut self, fd: RawFd, headroom: usize) -> io::Result<usize> {
-        // SAFETY: the iovecs and headers point into self's buffers, which outlive the
-        // call; the kernel writes at most the lengths given.
-        unsafe {
-            let mut iovs: [libc::iovec; BATCH] = zeroed();
-            let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
-            for i in 0..BATCH {
-                iovs[i].iov_base = self.bufs.as_mut_ptr().add(i * SLOT + headroom) as *mut _;
-                iovs[i].iov_len = SLOT - headroom;
-                hdrs[i].msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut _;
-                hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
-                hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-                hdrs[i].msg_hdr.msg_iovlen = 1;
-            }
-            let n = libc::recvmmsg(
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut names: [SockAddrStorage; BATCH] =
+            std::array::from_fn(|_| SockAddrStorage::zeroed());
+        // SAFETY: all-zero is a valid iovec and mmsghdr (null pointers, zero lengths).
+        let (mut iovs, mut hdrs): ([libc::iovec; BATCH], [libc::mmsghdr; BATCH]) =
+            unsafe { (zeroed(), zeroed()) };
+        for (i, slot) in self.bufs.chunks_exact_mut(SLOT).enumerate() {
+            let room = &mut slot[self.headroom..];
+            iovs[i].iov_base = room.as_mut_ptr().cast();
+            iovs[i].iov_len = room.len();
+            hdrs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
+            hdrs[i].msg_hdr.msg_namelen = names[i].size_of();
+            hdrs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every pointer in the headers refers to `iovs`, `names` or a slot of
+        // `self.bufs`, all of which outlive the call, and every length is that of what it
+        // points to, so the kernel writes only inside them.
+        let n = unsafe {
+            libc::recvmmsg(
                 fd,
                 hdrs.as_mut_ptr(),
                 BATCH as _,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
-            );
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(0)
-                } else {
-                    Err(e)
-                };
-            }
-            for (len, hdr) in self.lens.iter_mut().zip(&hdrs).take(n as usize) {
-                *len = hdr.msg_len as usize;
-            }
-            self.count = n as usize;
-            Ok(n as usize)
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
         }
+        let n = n as usize;
+        for (i, (name, hdr)) in names.into_iter().zip(&hdrs).take(n).enumerate() {
+            self.lens[i] = hdr.msg_len as usize;
+            // SAFETY: the kernel wrote the sender's address for this socket's family and
+            // set its length.
+            self.addrs[i] = unsafe { SockAddr::new(name, hdr.msg_hdr.msg_namelen) };
+        }
+        self.count = n;
+        Ok(n)
     }
 
     /// Slot `i` (whole, headroom included) and its address.
     pub fn slot(&mut self, i: usize) -> (&mut [u8], usize, Option<SocketAddr>) {
-        let addr = from_storage(&self.addrs[i]);
+        let addr = self.addrs[i].as_socket();
         (&mut self.bufs[i * SLOT..(i + 1) * SLOT], self.lens[i], addr)
     }
 
     /// Slot `i` read-only, for callers that keep offsets into `buffer()`.
     pub fn view(&self, i: usize) -> (&[u8], usize, Option<SocketAddr>) {
-        let addr = from_storage(&self.addrs[i]);
+        let addr = self.addrs[i].as_socket();
         (&self.bufs[i * SLOT..(i + 1) * SLOT], self.lens[i], addr)
     }
 
@@ -172,7 +155,7 @@ impl Batch {
             let i = self.count;
             self.segs[i] = (len as u16, 1);
             self.lens[i] = 0;
-            to_storage(to, &mut self.addrs[i]);
+            self.addrs[i] = SockAddr::from(to);
             self.count += 1;
             (i, 0)
         };
@@ -220,7 +203,9 @@ impl Batch {
                 if e.raw_os_error() == Some(libc::EIO) {
                     self.gso = false;
                 }
-                let to = from_storage(&self.addrs[start]).expect("queued with an address");
+                let to = self.addrs[start]
+                    .as_socket()
+                    .expect("queued with an address");
                 let (base, len, seg) = (start * SLOT, self.lens[start], seg as usize);
                 for off in (0..len).step_by(seg) {
                     let part = [((base + off) as u32, seg.min(len - off) as u32)];
@@ -240,30 +225,32 @@ impl Batch {
 
     /// One sendmmsg of the messages queued from `start` on; returns what it returned.
     fn send_from(&mut self, fd: RawFd, start: usize) -> libc::c_int {
-        // SAFETY: as in recv; the lengths are those written by push, the control
-        // messages live in a local that outlives the call.
-        unsafe {
-            let mut iovs: [libc::iovec; BATCH] = zeroed();
-            let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
-            let mut cmsgs: [gso::Cmsg; BATCH] = zeroed();
-            for (k, i) in (start..self.count).enumerate() {
-                iovs[k].iov_base = self.bufs.as_mut_ptr().add(i * SLOT) as *mut _;
-                iovs[k].iov_len = self.lens[i];
-                let h = &mut hdrs[k].msg_hdr;
-                h.msg_name = &mut self.addrs[i] as *mut _ as *mut _;
-                h.msg_namelen = if self.addrs[i].ss_family as i32 == libc::AF_INET {
-                    size_of::<libc::sockaddr_in>() as _
-                } else {
-                    size_of::<libc::sockaddr_in6>() as _
-                };
-                h.msg_iov = &mut iovs[k];
-                h.msg_iovlen = 1;
-                let (seg, segs) = self.segs[i];
-                if segs > 1 {
-                    h.msg_control = cmsgs[k].as_mut_ptr() as *mut _;
-                    h.msg_controllen = gso::write_cmsg(&mut cmsgs[k], seg) as _;
-                }
+        // SAFETY: all-zero is a valid iovec, mmsghdr and control buffer.
+        let (mut iovs, mut hdrs, mut cmsgs): (
+            [libc::iovec; BATCH],
+            [libc::mmsghdr; BATCH],
+            [gso::Cmsg; BATCH],
+        ) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        let slots = self.bufs.chunks_exact_mut(SLOT).skip(start);
+        for (k, (i, slot)) in (start..self.count).zip(slots).enumerate() {
+            let msg = &mut slot[..self.lens[i]];
+            iovs[k].iov_base = msg.as_mut_ptr().cast();
+            iovs[k].iov_len = msg.len();
+            let h = &mut hdrs[k].msg_hdr;
+            // The kernel only reads the address of a message it sends.
+            h.msg_name = self.addrs[i].as_ptr().cast_mut().cast();
+            h.msg_namelen = self.addrs[i].len();
+            h.msg_iov = &raw mut iovs[k];
+            h.msg_iovlen = 1;
+            let (seg, segs) = self.segs[i];
+            if segs > 1 {
+                h.msg_control = cmsgs[k].as_mut_ptr().cast();
+                h.msg_controllen = gso::write_cmsg(&mut cmsgs[k], seg) as _;
             }
+        }
+        // SAFETY: every pointer in the headers refers to `iovs`, `cmsgs`, `self.addrs` or
+        // `self.bufs`, all of which outlive the call, with the length of what it points to.
+        unsafe {
             libc::sendmmsg(
                 fd,
                 hdrs.as_mut_ptr(),
@@ -289,14 +276,20 @@ mod tests {
         }
         assert_eq!(out.flush(tx.as_raw_fd()), (0, 0));
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut inb = Batch::default();
-        assert_eq!(inb.recv(rx.as_raw_fd(), 4).unwrap(), 5);
+        let mut inb = Batch::with_headroom(4);
+        assert_eq!(inb.recv(rx.as_raw_fd()).unwrap(), 5);
         for i in 0..5 {
             let (slot, len, from) = inb.slot(i);
             assert_eq!(from, Some(tx.local_addr().unwrap()));
             assert_eq!(&slot[4..4 + len], &[i as u8, i as u8, i as u8, 9]);
         }
-        assert_eq!(inb.recv(rx.as_raw_fd(), 4).unwrap(), 0, "drained");
+        assert_eq!(inb.recv(rx.as_raw_fd()).unwrap(), 0, "drained");
+    }
+
+    #[test]
+    #[should_panic(expected = "leaves no room")]
+    fn headroom_that_leaves_no_room_for_the_largest_datagram_is_refused() {
+        Batch::with_headroom(SLOT - MAX_DATAGRAM);
     }
 
     #[test]
@@ -324,17 +317,13 @@ mod tests {
         assert_eq!(out.flush(tx.as_raw_fd()), (0, 0));
         std::thread::sleep(std::time::Duration::from_millis(50));
         let mut inb = Batch::default();
-        assert_eq!(
-            inb.recv(rx.as_raw_fd(), 0).unwrap(),
-            6,
-            "each datagram alone"
-        );
+        assert_eq!(inb.recv(rx.as_raw_fd()).unwrap(), 6, "each datagram alone");
         for (i, want) in [8, 8, 8, 5, 5, 9].into_iter().enumerate() {
             let (slot, len, _) = inb.slot(i);
             assert_eq!(len, want);
             assert!(slot[..len].iter().all(|&b| b == i as u8), "in order");
         }
-        assert_eq!(inb.recv(other.as_raw_fd(), 0).unwrap(), 3);
+        assert_eq!(inb.recv(other.as_raw_fd()).unwrap(), 3);
         assert_eq!((inb.slot(1).1, inb.slot(2).1), (0, 0));
     }
 }

@@ -53,7 +53,7 @@ impl Shard {
         let Some(listener) = self.udp.get(li) else {
             return false;
         };
-        let n = match self.inbound.recv(listener.as_raw_fd(), 0) {
+        let n = match self.inbound.recv(listener.as_raw_fd()) {
             Ok(n) => n,
             Err(e) => return keep_draining(&e),
         };
@@ -99,7 +99,7 @@ impl Shard {
         let Some(mut batch) = self.relay_in.take() else {
             return false;
         };
-        let n = match batch.recv(fd, HEADROOM) {
+        let n = match batch.recv(fd) {
             Ok(n) => n,
             Err(e) => {
                 self.relay_in = Some(batch);

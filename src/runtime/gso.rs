@@ -13,10 +13,10 @@ use std::mem::{size_of, zeroed};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-use super::batch::{SLOT, to_storage};
+use socket2::SockAddr;
 
-/// `UDP_SEGMENT` from linux/udp.h (not in the libc crate for glibc targets).
-const UDP_SEGMENT: libc::c_int = 103;
+use super::batch::SLOT;
+
 /// At most this many segments in one message (UDP_MAX_SEGMENTS is 64 before Linux 6.6).
 pub const MAX_SEGMENTS: usize = 64;
 /// At most this many bytes in one message: one IP datagram's worth.
@@ -33,7 +33,7 @@ pub fn supported() -> bool {
         libc::setsockopt(
             std::os::fd::AsRawFd::as_raw_fd(&s),
             libc::SOL_UDP,
-            UDP_SEGMENT,
+            libc::UDP_SEGMENT,
             &v as *const _ as *const _,
             size_of::<libc::c_int>() as _,
         ) == 0
@@ -51,19 +51,23 @@ pub fn may_join(seg: usize, segs: usize, total: usize, len: usize) -> bool {
 
 /// Room for one cmsghdr carrying a u16, 8-byte aligned.
 pub type Cmsg = [u64; 4];
+// SAFETY: CMSG_SPACE only computes a size.
+const CMSG_SPACE_U16: usize = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+// write_cmsg writes this much into a Cmsg: checked at compile time, not in debug builds only.
+const _: () = assert!(CMSG_SPACE_U16 <= size_of::<Cmsg>());
 
 /// Writes a UDP_SEGMENT control message for `segment` into `buf`; returns its length.
 pub fn write_cmsg(buf: &mut Cmsg, segment: u16) -> usize {
-    // SAFETY: buf is aligned for cmsghdr and larger than CMSG_SPACE(2) (24 bytes).
+    let space = CMSG_SPACE_U16;
+    // SAFETY: buf is aligned for cmsghdr and holds CMSG_SPACE(2) bytes (the assert above),
+    // so the header CMSG_FIRSTHDR finds and its data lie inside it.
     unsafe {
-        let space = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
-        debug_assert!(space <= size_of::<Cmsg>());
         let mut msg: libc::msghdr = zeroed();
-        msg.msg_control = buf.as_mut_ptr() as *mut _;
+        msg.msg_control = buf.as_mut_ptr().cast();
         msg.msg_controllen = space as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_UDP;
-        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_type = libc::UDP_SEGMENT;
         (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
         space
@@ -193,29 +197,28 @@ pub fn send(
         iov.iov_len = len;
     }
     debug_assert!(parts.iter().all(|p| (p.1 as usize) < SLOT));
-    // SAFETY: all-zero is a valid sockaddr_storage and msghdr; every pointer set below
-    // refers to a local or to `buf`, which outlive the call.
-    unsafe {
-        let mut addr: libc::sockaddr_storage = zeroed();
-        let addr_len = to_storage(to, &mut addr);
-        let mut cmsg: Cmsg = [0; 4];
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_name = &mut addr as *mut _ as *mut _;
-        msg.msg_namelen = addr_len;
-        msg.msg_iov = iovs.as_mut_ptr();
-        msg.msg_iovlen = parts.len() as _;
-        if segment {
-            msg.msg_control = cmsg.as_mut_ptr() as *mut _;
-            msg.msg_controllen = write_cmsg(&mut cmsg, parts[0].1 as u16) as _;
+    let addr = SockAddr::from(to);
+    let mut cmsg: Cmsg = [0; 4];
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    // The kernel only reads the address of a message it sends.
+    msg.msg_name = addr.as_ptr().cast_mut().cast();
+    msg.msg_namelen = addr.len();
+    msg.msg_iov = iovs.as_mut_ptr();
+    msg.msg_iovlen = parts.len() as _;
+    if segment {
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = write_cmsg(&mut cmsg, parts[0].1 as u16) as _;
+    }
+    loop {
+        // SAFETY: every pointer in `msg` refers to `addr`, `iovs`, `cmsg` or `buf`, which
+        // outlive the call, with the length of what it points to.
+        if unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) } >= 0 {
+            return Ok(());
         }
-        loop {
-            if libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

@@ -3,26 +3,30 @@
 //! plain lines otherwise.
 
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// stderr is the journal when JOURNAL_STREAM names its device and inode.
 pub fn stderr_is_journal() -> bool {
-    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+    std::env::var("JOURNAL_STREAM").is_ok_and(|v| names_file(&v, std::io::stderr().as_fd()))
+}
+
+/// Whether `stream` (JOURNAL_STREAM's `<device>:<inode>`) names the file open at `fd`.
+fn names_file(stream: &str, fd: BorrowedFd<'_>) -> bool {
+    let Some((dev, ino)) = stream.split_once(':') else {
         return false;
     };
-    let Some((dev, ino)) = v.split_once(':') else {
+    // A duplicate of the fd is the safe way to a `File`, and so to its metadata.
+    let Ok(meta) = fd
+        .try_clone_to_owned()
+        .and_then(|fd| std::fs::File::from(fd).metadata())
+    else {
         return false;
     };
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat(2) writes a stat struct for fd 2 into memory we own.
-    if unsafe { libc::fstat(2, st.as_mut_ptr()) } != 0 {
-        return false;
-    }
-    // SAFETY: fstat succeeded, so the struct is initialised.
-    let st = unsafe { st.assume_init() };
-    dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
+    dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
 }
 
 pub fn priority(level: &Level) -> &'static [u8] {
@@ -70,5 +74,22 @@ impl<'a> MakeWriter<'a> for Stderr {
         Line {
             prefix: self.journal.then(|| priority(meta.level())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_stream_must_name_the_device_and_inode_of_the_fd() {
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        let m = f.metadata().unwrap();
+        assert!(names_file(&format!("{}:{}", m.dev(), m.ino()), f.as_fd()));
+        assert!(!names_file(
+            &format!("{}:{}", m.dev(), m.ino() + 1),
+            f.as_fd()
+        ));
+        assert!(!names_file(&m.ino().to_string(), f.as_fd()));
     }
 }

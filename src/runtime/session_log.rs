@@ -1,5 +1,6 @@
 //! The one structured line per ended allocation that operators read.
 
+use crate::auth::user_id;
 use crate::relay::SessionSummary;
 
 #[derive(Debug, Clone, Copy)]
@@ -7,13 +8,18 @@ pub struct SessionLogger {
     pub redact_client_address: bool,
 }
 
+/// The fields of a session line that are not plain counters: apart from the logging so a
+/// test can read them without capturing a subscriber.
+#[derive(Debug)]
+struct LineFields<'a> {
+    /// The user id an operator searches for, the same one quotas and the sessions API use.
+    user: &'a str,
+    client: String,
+    relay: String,
+}
+
 impl SessionLogger {
-    pub fn log(&self, s: &SessionSummary) {
-        // REST usernames are "<expiry>:<user-id>"; the id is what an operator searches for.
-        let user = s
-            .username
-            .split_once(':')
-            .map_or(s.username.as_str(), |(_, id)| id);
+    fn fields<'a>(&self, s: &'a SessionSummary) -> LineFields<'a> {
         let client = if self.redact_client_address {
             "redacted".to_owned()
         } else {
@@ -25,6 +31,19 @@ impl SessionLogger {
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(",");
+        LineFields {
+            user: user_id(&s.username),
+            client,
+            relay,
+        }
+    }
+
+    pub fn log(&self, s: &SessionSummary) {
+        let LineFields {
+            user,
+            client,
+            relay,
+        } = self.fields(s);
         tracing::info!(
             target: "turnpike::session",
             user,
@@ -41,5 +60,46 @@ impl SessionLogger {
             reason = s.reason.label(),
             "allocation ended"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::relay::stats::EndReason;
+    use crate::relay::{ClientId, Transport};
+
+    fn summary(username: &str) -> SessionSummary {
+        SessionSummary {
+            username: username.to_owned(),
+            client: ClientId {
+                transport: Transport::Udp,
+                listener: 0,
+                addr: "198.51.100.4:50000".parse().unwrap(),
+            },
+            relay_v4: Some("192.0.2.1:50000".parse().unwrap()),
+            relay_v6: None,
+            duration: Duration::from_secs(1),
+            traffic: Default::default(),
+            peers_used: 0,
+            channels_used: 0,
+            reason: EndReason::Deleted,
+        }
+    }
+
+    const LOGGER: SessionLogger = SessionLogger {
+        redact_client_address: false,
+    };
+
+    #[test]
+    fn static_user_with_a_colon_is_logged_by_its_whole_name() {
+        assert_eq!(LOGGER.fields(&summary("ops:alice")).user, "ops:alice");
+    }
+
+    #[test]
+    fn rest_user_is_logged_by_the_id_after_its_expiry() {
+        assert_eq!(LOGGER.fields(&summary("1700000000:alice")).user, "alice");
     }
 }

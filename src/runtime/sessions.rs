@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::relay::{Server, user_id};
+use crate::auth::user_id;
+use crate::relay::Server;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelInfo {

@@ -12,7 +12,8 @@ use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
 
 use super::tls;
 
-/// Everything the cores share that a reload may change.
+/// The realm, static users, REST `secrets` and expiry policy every core authenticates
+/// with; with `policy`, what a reload hands each core.
 pub(super) fn authenticator(
     cfg: &Config,
     secrets: &[String],
@@ -46,6 +47,7 @@ pub(super) fn load_tls(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::Server
     }
 }
 
+/// The peer policy every core checks peers against, the server's own addresses included.
 pub(super) fn policy(cfg: &Config, own: &OwnAddresses) -> PeerPolicy {
     PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()).with_own_addresses(own.clone())
 }

@@ -169,7 +169,7 @@ impl Shard {
                 sessions,
                 metrics,
                 inbound: Batch::default(),
-                relay_in: Some(Box::default()),
+                relay_in: Some(Box::new(Batch::with_headroom(HEADROOM))),
                 outbound: (0..listener_count).map(|_| Batch::with_gso(gso)).collect(),
                 run: Run::new(gso),
                 time: clock::time(),

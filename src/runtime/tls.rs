@@ -30,7 +30,8 @@ pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
     Ok(Arc::new(cfg))
 }
 
-/// Why a TLS handshake failed: the `reason` label of
+/// Why a TLS handshake failed: the `reason` label of `turnpike_tls_handshake_failures_total`,
+/// declared with the other metric labels; which rustls error is which is decided here.
 pub use crate::metrics::labels::TlsFailure;
 
 impl TlsFailure {

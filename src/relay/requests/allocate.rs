@@ -343,7 +343,7 @@ impl Server {
             .map(|a| a.to_string())
             .collect();
         tracing::info!(
-            user = %p.username,
+            user = user_id(&p.username),
             relay = %relay.join(","),
             lifetime_s = p.lifetime.as_secs(),
             "allocation created"
@@ -412,7 +412,7 @@ impl Server {
             .cfg
             .max_bytes_per_sec_per_user
             .as_ref()
-            .map(|(r, users)| users.get(quota_key(username), *r, now));
+            .map(|(r, users)| users.get(user_id(username), *r, now));
         (own.is_some() || user.is_some()).then(|| Box::new(Limits { own, user }))
     }
 
