@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -239,6 +239,58 @@ impl Bare {
         }
     }
 
+    /// Accepts every waiting TCP connection.
+    fn accept(&mut self, tcp: &TcpListener, poll: &Poll) {
+        while let Ok((stream, _)) = tcp.accept() {
+            stream.set_nonblocking(true).unwrap();
+            stream.set_nodelay(true).unwrap();
+            let key = self.conns.len();
+            let both = Interest::READABLE | Interest::WRITABLE;
+            register(poll, stream.as_raw_fd(), Token(CONN_BASE + key), both);
+            self.conns.push(Some(Conn {
+                stream,
+                rbuf: vec![0; 16384],
+                have: 0,
+                wbuf: Vec::new(),
+            }));
+            self.read_conn(key, poll);
+        }
+    }
+
+    /// Relay socket `r` is readable: its datagrams go to its client as ChannelData (UDP
+    /// ones in `out`, sent at the end of the poll round).
+    #[inline]
+    fn relay_to_client(&mut self, r: usize, from_peer: &mut Batch, out: &mut Batch, lfd: RawFd) {
+        let Some(Some(relay)) = self.relays.get(r) else {
+            return;
+        };
+        let (fd, client, channel) = (relay.socket.as_raw_fd(), relay.client, relay.channel);
+        while let Ok(n @ 1..) = from_peer.recv(fd) {
+            for k in 0..n {
+                let (slot, len, _) = from_peer.slot(k);
+                slot[..2].copy_from_slice(&channel.to_be_bytes());
+                slot[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                match client {
+                    Client::Udp(to) => {
+                        out.push(&[&slot[..4 + len]], to);
+                        if out.is_full() {
+                            out.flush(lfd);
+                        }
+                    }
+                    Client::Tcp(key) => {
+                        // ChannelData over TCP is padded to 4 bytes.
+                        let padded = (4 + len).div_ceil(4) * 4;
+                        slot[4 + len..padded].fill(0);
+                        self.queue(key, &slot[..padded]);
+                    }
+                }
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+
     fn close(&mut self, key: usize, poll: &Poll) {
         if let Some(c) = self.conns[key].take() {
             let _ = poll
@@ -298,20 +350,7 @@ fn main() {
                     }
                 }
             } else if t == TCP.0 {
-                while let Ok((stream, _)) = tcp.accept() {
-                    stream.set_nonblocking(true).unwrap();
-                    stream.set_nodelay(true).unwrap();
-                    let key = bare.conns.len();
-                    let both = Interest::READABLE | Interest::WRITABLE;
-                    register(&poll, stream.as_raw_fd(), Token(CONN_BASE + key), both);
-                    bare.conns.push(Some(Conn {
-                        stream,
-                        rbuf: vec![0; 16384],
-                        have: 0,
-                        wbuf: Vec::new(),
-                    }));
-                    bare.read_conn(key, &poll);
-                }
+                bare.accept(&tcp, &poll);
             } else if t >= CONN_BASE {
                 let key = t - CONN_BASE;
                 if ev.is_writable() && !bare.dirty.contains(&key) {
@@ -320,32 +359,8 @@ fn main() {
                 if ev.is_readable() {
                     bare.read_conn(key, &poll);
                 }
-            } else if let Some(Some(relay)) = bare.relays.get(t - RELAY_BASE) {
-                let (fd, client, channel) = (relay.socket.as_raw_fd(), relay.client, relay.channel);
-                while let Ok(n @ 1..) = from_peer.recv(fd) {
-                    for k in 0..n {
-                        let (slot, len, _) = from_peer.slot(k);
-                        slot[..2].copy_from_slice(&channel.to_be_bytes());
-                        slot[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-                        match client {
-                            Client::Udp(to) => {
-                                out.push(&[&slot[..4 + len]], to);
-                                if out.is_full() {
-                                    out.flush(lfd);
-                                }
-                            }
-                            Client::Tcp(key) => {
-                                // ChannelData over TCP is padded to 4 bytes.
-                                let padded = (4 + len).div_ceil(4) * 4;
-                                slot[4 + len..padded].fill(0);
-                                bare.queue(key, &slot[..padded]);
-                            }
-                        }
-                    }
-                    if n < BATCH {
-                        break;
-                    }
-                }
+            } else {
+                bare.relay_to_client(t - RELAY_BASE, &mut from_peer, &mut out, lfd);
             }
         }
         out.flush(lfd);

@@ -5,7 +5,7 @@
 # Not part of the test suite: run it by hand. Loopback only; every load is bounded.
 #
 # The matrix, at one relay thread each (per-core efficiency) and at full machine
-# (turnpike's default shards vs coturn's default relay threads), by examples/loadgen.rs:
+# (turnpike's default shards vs coturn's default relay threads), by examples/loadgen/:
 #   ch100 ch1200  ChannelData, 100 / 1200-byte payloads, UDP client legs
 #   ch100w1       ChannelData 100 B, 400 clients with one message in flight each (at a
 #                 fixed rate: one message per client in a row): no bursts for one peer or

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use stun::attributes::ATTR_DATA;
 use stun::message::*;
 use turn::proto::channum::ChannelNumber;
@@ -22,11 +23,16 @@ use crate::auth::user_id;
 use crate::proto::indication;
 use crate::testkit::{channel_data, send_indication};
 
-/// Few cases with short sessions: the whole module runs in a few seconds.
+/// Few cases with short sessions: the whole module runs in a few seconds. A failure's
+/// seed is saved in `proptest-regressions/relay/proptests.txt` (beside `src/`) and
+/// replayed first from then on: commit that file to keep a failure found in CI as a
+/// regression test.
 fn cases(n: u32) -> ProptestConfig {
     ProptestConfig {
         cases: n,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+            "proptest-regressions",
+        ))),
         ..ProptestConfig::default()
     }
 }
@@ -199,6 +205,49 @@ enum TrafficOp {
     Advance { secs: u64 },
 }
 
+/// What the counters of `counters_add_up` must say, tallied from the decisions the core
+/// returned and the responses it sent.
+#[derive(Default)]
+struct Tally {
+    forwarded: u64,
+    to_client: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    drops: [u64; DropReason::ALL.len()],
+    responses: u64,
+}
+
+impl Tally {
+    /// The core's counters since `before` and the allocation's traffic agree with the tally.
+    fn matches(&self, h: &Harness, before: &stats::Counters) -> Result<(), TestCaseError> {
+        let now = h.server.counters();
+        let udp = Transport::Udp as usize;
+        // (packets, bytes) relayed in one direction since `before`.
+        let relayed = |d: Direction| {
+            let d = d as usize;
+            let packets = now.relayed_packets[udp][d] - before.relayed_packets[udp][d];
+            let bytes = now.relayed_bytes[udp][d] - before.relayed_bytes[udp][d];
+            (packets, bytes)
+        };
+        let to_peer = (self.forwarded, self.bytes_out);
+        let to_client = (self.to_client, self.bytes_in);
+        prop_assert_eq!(relayed(Direction::ClientToPeer), to_peer);
+        prop_assert_eq!(relayed(Direction::PeerToClient), to_client);
+        for r in DropReason::ALL {
+            let i = r as usize;
+            prop_assert_eq!(now.dropped[i] - before.dropped[i], self.drops[i], "{:?}", r);
+        }
+        let requests = |c: &stats::Counters| c.requests.iter().flatten().sum::<u64>();
+        prop_assert_eq!(requests(now) - requests(before), self.responses);
+        let traffic = h.server.allocations().next().unwrap().traffic;
+        let to_peer_seen = (traffic.packets_to_peer, traffic.bytes_to_peer);
+        prop_assert_eq!(to_peer_seen, to_peer);
+        let to_client_seen = (traffic.packets_to_client, traffic.bytes_to_client);
+        prop_assert_eq!(to_client_seen, to_client);
+        Ok(())
+    }
+}
+
 /// Permitted-able, unpermitted and denied peers, so every drop reason shows up.
 const PEERS: [&str; 5] = [
     "198.51.100.9:1000",
@@ -237,9 +286,7 @@ proptest! {
         h.allocate(c, "bob");
         let relay = h.relay_bind_addr(c);
         let before = h.server.counters().clone();
-        let (mut forwarded, mut to_client, mut bytes_out, mut bytes_in) = (0u64, 0u64, 0u64, 0u64);
-        let mut drops = [0u64; DropReason::ALL.len()];
-        let mut responses = 0u64;
+        let mut want = Tally::default();
         let payload = [0xabu8; 64];
         for op in ops {
             let op = &op;
@@ -253,10 +300,10 @@ proptest! {
                 }
                 &TrafficOp::FromPeer { peer: i, len } => {
                     match h.server.handle_peer_packet(h.time(), relay, peer(PEERS[i]), &payload[..len]) {
-                        PeerAction::Drop(r) => drops[r as usize] += 1,
+                        PeerAction::Drop(r) => want.drops[r as usize] += 1,
                         _ => {
-                            to_client += 1;
-                            bytes_in += len as u64;
+                            want.to_client += 1;
+                            want.bytes_in += len as u64;
                         }
                     }
                     None
@@ -286,33 +333,17 @@ proptest! {
                     ClientAction::Handled if !matches!(op, TrafficOp::Send { .. } | TrafficOp::ChannelData { .. }) => {}
                     ClientAction::Forward { payload: p, .. } => {
                         prop_assert_eq!(p.len(), len);
-                        forwarded += 1;
-                        bytes_out += len as u64;
+                        want.forwarded += 1;
+                        want.bytes_out += len as u64;
                     }
-                    ClientAction::Drop(r) => drops[r as usize] += 1,
+                    ClientAction::Drop(r) => want.drops[r as usize] += 1,
                     ClientAction::Handled => prop_assert!(false, "relay path answered Handled"),
                 }
             }
             // Everything the core sends through the command queue is a response.
-            responses += h.take_responses().len() as u64;
+            want.responses += h.take_responses().len() as u64;
         }
-        let now = h.server.counters();
-        let udp = Transport::Udp as usize;
-        let delta = |a: u64, b: u64| a - b;
-        let (out, back) = (Direction::ClientToPeer as usize, Direction::PeerToClient as usize);
-        prop_assert_eq!(delta(now.relayed_packets[udp][out], before.relayed_packets[udp][out]), forwarded);
-        prop_assert_eq!(delta(now.relayed_packets[udp][back], before.relayed_packets[udp][back]), to_client);
-        prop_assert_eq!(delta(now.relayed_bytes[udp][out], before.relayed_bytes[udp][out]), bytes_out);
-        prop_assert_eq!(delta(now.relayed_bytes[udp][back], before.relayed_bytes[udp][back]), bytes_in);
-        for r in DropReason::ALL {
-            let i = r as usize;
-            prop_assert_eq!(delta(now.dropped[i], before.dropped[i]), drops[i], "{:?}", r);
-        }
-        let requests = |c: &stats::Counters| c.requests.iter().flatten().sum::<u64>();
-        prop_assert_eq!(requests(now) - requests(&before), responses);
-        let traffic = h.server.allocations().next().unwrap().traffic;
-        prop_assert_eq!((traffic.packets_to_peer, traffic.bytes_to_peer), (forwarded, bytes_out));
-        prop_assert_eq!((traffic.packets_to_client, traffic.bytes_to_client), (to_client, bytes_in));
+        want.matches(&h, &before)?;
     }
 }
 

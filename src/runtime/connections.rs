@@ -1,6 +1,6 @@
-//! A shard's TCP/TLS client connections: accepting (with a global and a per-source-IP
-//! limit), reading in bounded turns, the first-byte sniff on TLS listeners, deadlines for
-//! handshakes and idle connections, and batched writes.
+//! A shard's TCP/TLS client connections: accepting (within `ConnLimiter`'s global and
+//! per-source limits), reading in bounded turns, the first-byte sniff on TLS listeners,
+//! deadlines for handshakes and idle connections, and batched writes.
 //!
 //! Fairness: a readable connection handles at most FRAME_BUDGET frames and READ_BUDGET
 //! reads per loop turn, then waits in `ready` for the next turn, so one client sending
@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
@@ -38,68 +37,9 @@ pub struct Limits {
     pub tls_accepts_plain: bool,
 }
 
+pub use super::conn_limiter::ConnLimiter;
 pub use crate::metrics::labels::Refused;
 pub use crate::metrics::snapshot::StreamCounters;
-
-/// Open connections in the whole server, and per source: an IPv4 address or an IPv6 /64
-/// (one host or subscriber usually holds a whole /64, so counting single IPv6 addresses
-/// would not limit anyone). Touched only on accept and close, never per packet.
-pub struct ConnLimiter {
-    max_total: usize,
-    max_per_source: u32,
-    state: Mutex<(usize, HashMap<IpAddr, u32>)>,
-}
-
-fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = a.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
-impl ConnLimiter {
-    pub fn new(max_total: usize, max_per_source: usize) -> ConnLimiter {
-        ConnLimiter {
-            max_total,
-            max_per_source: max_per_source.min(u32::MAX as usize) as u32,
-            state: Mutex::new((0, HashMap::new())),
-        }
-    }
-
-    pub fn acquire(&self, ip: IpAddr) -> Result<(), Refused> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per) = &mut *st;
-        if *total >= self.max_total {
-            return Err(Refused::Total);
-        }
-        let n = per.entry(source_key(ip)).or_insert(0);
-        if *n >= self.max_per_source {
-            return Err(Refused::PerIp);
-        }
-        *n += 1;
-        *total += 1;
-        Ok(())
-    }
-
-    pub fn release(&self, ip: IpAddr) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per) = &mut *st;
-        let key = source_key(ip);
-        if let Some(n) = per.get_mut(&key) {
-            *n -= 1;
-            *total -= 1;
-            if *n == 0 {
-                per.remove(&key);
-            }
-        }
-    }
-}
 
 /// A shard's stream connections and the state of their turns.
 pub struct Connections {
@@ -160,6 +100,29 @@ impl Connections {
         {
             c.dirty = true;
             self.dirty.push(key);
+        }
+    }
+
+    /// The first-byte sniff of a TLS listener's connection `key`: Ok(true) once it is
+    /// TLS or plain TCP, Ok(false) while nothing has arrived.
+    fn sniff(&mut self, key: usize) -> Result<bool, Closed> {
+        let conn = &mut self.conns[key];
+        match conn.sniff(self.limits.tls_accepts_plain)? {
+            Sniff::Waiting => {
+                conn.readable = false;
+                Ok(false)
+            }
+            Sniff::Tls => Ok(true),
+            Sniff::Plain => {
+                // Served and counted as what it is: TURN over TCP.
+                tracing::debug!(client = %conn.client.addr, "plain STUN on a TLS listener");
+                let old = conn.client;
+                conn.client.transport = Transport::Tcp;
+                let new = conn.client;
+                self.by_client.remove(&old);
+                self.by_client.insert(new, key);
+                Ok(true)
+            }
         }
     }
 
@@ -276,28 +239,15 @@ impl Shard {
     /// the budgets. True when it has more to do.
     fn serve_conn(&mut self, key: usize, now: Instant) -> bool {
         let (mut frames, mut reads) = (0, 0);
-        let accept_plain = self.streams.limits.tls_accepts_plain;
         let outcome = loop {
             let Some(conn) = self.streams.conns.get_mut(key) else {
                 return false;
             };
             if conn.sniffing() {
-                match conn.sniff(accept_plain) {
-                    Ok(Sniff::Waiting) => {
-                        conn.readable = false;
-                        break Ok(false);
-                    }
-                    Ok(Sniff::Tls) => {}
-                    Ok(Sniff::Plain) => {
-                        // Served and counted as what it is: TURN over TCP.
-                        tracing::debug!(client = %conn.client.addr, "plain STUN on a TLS listener");
-                        let old = conn.client;
-                        conn.client.transport = Transport::Tcp;
-                        let new = conn.client;
-                        self.streams.by_client.remove(&old);
-                        self.streams.by_client.insert(new, key);
-                        continue;
-                    }
+                match self.streams.sniff(key) {
+                    // Decided: the next pass serves it as TLS or plain TCP.
+                    Ok(true) => continue,
+                    Ok(false) => break Ok(false),
                     Err(c) => break Err(c),
                 }
             }
@@ -476,45 +426,5 @@ impl Shard {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limiter_counts_per_source_and_in_total() {
-        let l = ConnLimiter::new(5, 2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert_eq!(l.acquire(a), Ok(()));
-        assert_eq!(l.acquire(a), Ok(()));
-        assert_eq!(l.acquire(a), Err(Refused::PerIp));
-        // The same IPv4 address spelled as IPv4-mapped IPv6 is the same source.
-        assert_eq!(
-            l.acquire("::ffff:192.0.2.1".parse().unwrap()),
-            Err(Refused::PerIp)
-        );
-        assert_eq!(l.acquire(b), Ok(()));
-        l.release(a);
-        assert_eq!(l.acquire(a), Ok(()));
-        // IPv6: one /64 is one source.
-        assert_eq!(l.acquire("2001:db8::1".parse().unwrap()), Ok(()));
-        assert_eq!(l.acquire("2001:db8::2".parse().unwrap()), Ok(()));
-        assert_eq!(
-            l.acquire("2001:db8:0:1::1".parse().unwrap()),
-            Err(Refused::Total)
-        );
-        l.release("2001:db8::1".parse().unwrap());
-        assert_eq!(
-            l.acquire("2001:db8::3".parse().unwrap()),
-            Ok(()),
-            "released"
-        );
-        assert_eq!(
-            l.acquire("2001:db8::4".parse().unwrap()),
-            Err(Refused::Total)
-        );
     }
 }

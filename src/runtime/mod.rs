@@ -4,11 +4,13 @@
 pub mod batch;
 pub mod checks;
 pub mod clock;
+mod conn_limiter;
 pub mod connections;
 mod datagrams;
 mod gso;
 pub mod journal;
 pub mod notify;
+mod read_buf;
 pub mod service;
 pub mod session_log;
 pub mod sessions;

@@ -14,14 +14,13 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
+use super::read_buf::ReadBuf;
 use super::tls::TlsFailure;
 use crate::proto::{STUN_HEADER_LEN, channel_data};
 use crate::relay::ClientId;
 
 /// Most bytes queued towards one client before new packets are dropped.
 const MAX_QUEUED: usize = 1 << 20;
-/// Most bytes one `fill` reads.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,44 +72,6 @@ enum Mode {
     Sniff(Arc<ServerConfig>),
     Plain,
     Tls(Box<ServerConnection>),
-}
-
-/// Bytes received and not yet framed: `buf[start..end]`.
-#[derive(Default)]
-struct ReadBuf {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl ReadBuf {
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    /// Free space for one read of READ_CHUNK. Moves what is left to the front only when
-    /// the tail is short, so every byte is copied at most a bounded number of times.
-    fn space(&mut self) -> &mut [u8] {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        if self.buf.len() - self.end < READ_CHUNK {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.buf.len() - self.end < READ_CHUNK {
-                self.buf.resize(self.end + READ_CHUNK, 0);
-            }
-        }
-        &mut self.buf[self.end..]
-    }
-
-    fn consume(&mut self, len: usize) {
-        self.start = (self.start + len).min(self.end);
-    }
 }
 
 pub struct Conn {
@@ -168,6 +129,82 @@ fn flush_tls(tls: &mut ServerConnection, stream: &mut TcpStream) -> Result<bool,
         }
     }
     Ok(true)
+}
+
+/// `Conn::fill` on plain TCP: one read into the frame buffer.
+#[inline]
+fn fill_plain(stream: &mut TcpStream, rbuf: &mut ReadBuf) -> Result<Fill, Closed> {
+    loop {
+        let space = rbuf.space();
+        let room = space.len();
+        match stream.read(space) {
+            Ok(0) => return Ok(Fill::Eof),
+            Ok(n) => {
+                rbuf.filled(n);
+                return Ok(if n < room { Fill::Drained } else { Fill::Data });
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Fill::Blocked),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(Closed::Error),
+        }
+    }
+}
+
+/// `Conn::fill` on TLS: plaintext rustls already holds first; else one read of
+/// ciphertext (rustls reads 4 kB at most), processed, and what it yields.
+#[inline]
+fn fill_tls(
+    tls: &mut ServerConnection,
+    stream: &mut TcpStream,
+    rbuf: &mut ReadBuf,
+    tls_eof: &mut bool,
+) -> Result<Fill, Closed> {
+    let mut fed = false;
+    loop {
+        match tls.reader().read(rbuf.space()) {
+            // close_notify: the client ended the session.
+            Ok(0) => return Ok(Fill::Eof),
+            Ok(n) => {
+                rbuf.filled(n);
+                return Ok(Fill::Data);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock && *tls_eof => return Ok(Fill::Eof),
+            // Records without application data (handshake): nothing yet.
+            Err(e) if e.kind() == ErrorKind::WouldBlock && fed => return Ok(Fill::Data),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            // TCP closed without close_notify, after the last plaintext.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Fill::Eof),
+            Err(_) => return Err(Closed::Error),
+        }
+        let handshaking = tls.is_handshaking();
+        let eof = loop {
+            match tls.read_tls(stream) {
+                Ok(0) => break true,
+                Ok(_) => break false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Fill::Blocked),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(Closed::Error),
+            }
+        };
+        if let Err(e) = tls.process_new_packets() {
+            // Best effort: tell the client why (an alert) before closing.
+            let _ = tls.write_tls(stream);
+            return Err(if handshaking {
+                Closed::tls(TlsFailure::of(&e), e.to_string())
+            } else {
+                Closed::Error
+            });
+        }
+        if eof && tls.is_handshaking() {
+            return Err(Closed::tls(
+                TlsFailure::Closed,
+                "connection closed during the handshake",
+            ));
+        }
+        // The caller flushes handshake output (`wants_flush`).
+        *tls_eof = eof;
+        fed = true;
+    }
 }
 
 impl Conn {
@@ -258,85 +295,10 @@ impl Conn {
     /// ciphertext is fed to rustls only when its plaintext is used up, so its buffers
     /// stay bounded too.
     pub fn fill(&mut self) -> Result<Fill, Closed> {
-        let Conn {
-            stream,
-            mode,
-            rbuf,
-            tls_eof,
-            ..
-        } = self;
-        match mode {
+        match &mut self.mode {
             Mode::Sniff(_) => Ok(Fill::Blocked),
-            Mode::Plain => loop {
-                let space = rbuf.space();
-                let room = space.len();
-                match stream.read(space) {
-                    Ok(0) => return Ok(Fill::Eof),
-                    Ok(n) => {
-                        rbuf.end += n;
-                        return Ok(if n < room { Fill::Drained } else { Fill::Data });
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Fill::Blocked),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return Err(Closed::Error),
-                }
-            },
-            Mode::Tls(tls) => {
-                // Plaintext rustls already holds first; else one read of ciphertext
-                // (rustls reads 4 kB at most), processed, and what it yields.
-                let mut fed = false;
-                loop {
-                    match tls.reader().read(rbuf.space()) {
-                        // close_notify: the client ended the session.
-                        Ok(0) => return Ok(Fill::Eof),
-                        Ok(n) => {
-                            rbuf.end += n;
-                            return Ok(Fill::Data);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock && *tls_eof => {
-                            return Ok(Fill::Eof);
-                        }
-                        // Records without application data (handshake): nothing yet.
-                        Err(e) if e.kind() == ErrorKind::WouldBlock && fed => {
-                            return Ok(Fill::Data);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        // TCP closed without close_notify, after the last plaintext.
-                        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Fill::Eof),
-                        Err(_) => return Err(Closed::Error),
-                    }
-                    let handshaking = tls.is_handshaking();
-                    let eof = loop {
-                        match tls.read_tls(stream) {
-                            Ok(0) => break true,
-                            Ok(_) => break false,
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                                return Ok(Fill::Blocked);
-                            }
-                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                            Err(_) => return Err(Closed::Error),
-                        }
-                    };
-                    if let Err(e) = tls.process_new_packets() {
-                        // Best effort: tell the client why (an alert) before closing.
-                        let _ = tls.write_tls(stream);
-                        return Err(if handshaking {
-                            Closed::tls(TlsFailure::of(&e), e.to_string())
-                        } else {
-                            Closed::Error
-                        });
-                    }
-                    if eof && tls.is_handshaking() {
-                        return Err(Closed::tls(
-                            TlsFailure::Closed,
-                            "connection closed during the handshake",
-                        ));
-                    }
-                    // The caller flushes handshake output (`wants_flush`).
-                    *tls_eof = eof;
-                    fed = true;
-                }
-            }
+            Mode::Plain => fill_plain(&mut self.stream, &mut self.rbuf),
+            Mode::Tls(tls) => fill_tls(tls, &mut self.stream, &mut self.rbuf, &mut self.tls_eof),
         }
     }
 
@@ -348,15 +310,13 @@ impl Conn {
 
     /// The whole read buffer, which `frame_in_buffer` ranges index.
     pub fn read_buffer(&self) -> &[u8] {
-        &self.rbuf.buf
+        self.rbuf.bytes()
     }
 
     /// The frame of `len` bytes that `next_frame` returned (always at the front of the
     /// unread data), as the read buffer and its place in it.
     pub fn frame_in_buffer(&self, len: usize) -> (&[u8], std::ops::Range<usize>) {
-        let start = self.rbuf.start;
-        debug_assert!(start + len <= self.rbuf.end, "a frame of the unread data");
-        (&self.rbuf.buf, start..start + len)
+        (self.rbuf.bytes(), self.rbuf.front(len))
     }
 
     /// The buffer starts with a (possibly incomplete) ChannelData message.
@@ -454,7 +414,7 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    use super::{Closed, READ_CHUNK, ReadBuf, frame_len};
+    use super::{Closed, frame_len};
 
     #[test]
     fn stream_framing_of_stun_and_padded_channel_data() {
@@ -471,34 +431,5 @@ mod tests {
         assert_eq!(frame_len(&cd), Ok(Some(12)));
         assert_eq!(frame_len(&[0x80, 0, 0, 0]), Err(Closed::Error));
         assert_eq!(frame_len(&[0xC0, 0, 0, 0]), Err(Closed::Error));
-    }
-
-    /// Pipelined frames are consumed by offset; the buffer keeps its size and only the
-    /// unframed tail is ever moved.
-    #[test]
-    fn read_buffer_consumes_by_offset_and_stays_bounded() {
-        let mut b = ReadBuf::default();
-        let mut sent = 0u8;
-        let mut got = Vec::new();
-        for _ in 0..100 {
-            let space = b.space();
-            let n = space.len().min(READ_CHUNK - 3);
-            for x in &mut space[..n] {
-                *x = sent;
-                sent = sent.wrapping_add(1);
-            }
-            b.end += n;
-            while b.data().len() >= 20 {
-                got.extend_from_slice(&b.data()[..20]);
-                b.consume(20);
-            }
-            assert!(
-                b.buf.len() <= 2 * READ_CHUNK,
-                "buffer grew to {}",
-                b.buf.len()
-            );
-        }
-        let expect: Vec<u8> = (0..got.len()).map(|i| i as u8).collect();
-        assert_eq!(got, expect, "bytes come out in order");
     }
 }
