@@ -14,6 +14,8 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod reports;
+
 use crate::auth::mint_credential;
 use crate::config::Config;
 use crate::runtime::clock::unix_now;

@@ -56,7 +56,16 @@ impl PrefixLimiter {
             IpAddr::V4(v4) => u32::from(v4) as u128 >> 8,
             IpAddr::V6(v6) => (u128::from(v6) >> 72) | (1 << 127),
         };
-        let i = self.hasher.hash_one(prefix) as usize % BUCKETS;
+        self.allow_key(now, prefix)
+    }
+
+    /// Takes one from the budget of whatever `key` names (a user id, say). Keys share a
+    /// bucket only when their keyed hashes collide.
+    pub fn allow_key(&mut self, now: Instant, key: impl std::hash::Hash) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let i = self.hasher.hash_one(key) as usize % BUCKETS;
         let epoch = *self.epoch.get_or_insert(now);
         let now_ms = now.saturating_duration_since(epoch).as_millis() as u64;
         let b = &mut self.buckets[i];
