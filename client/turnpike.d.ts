@@ -47,6 +47,7 @@ export interface Outcome {
   /** Milliseconds from connect() to connected; null otherwise. */
   connectMs: number | null;
   browser: string;
+  /** Connected: the selected pair's path. Otherwise: the best candidate type gathered here. */
   path?: string;
   /** Candidate types gathered here (relay ones as relay_udp/relay_tcp/relay_tls). */
   gathered?: string[];

@@ -192,7 +192,9 @@ async function readStats(pc, kind) {
   const pairs = all.filter((s) => s.type === 'candidate-pair');
   const tried = {};
   for (const p of pairs) tried[p.state] = (tried[p.state] ?? 0) + 1;
-  if (kind !== 'connected') return { path: 'none', gathered, pairsTried: tried };
+  // Not connected: the path is the best this end had gathered, so the operator can tell
+  // a call that had no TURN candidate from one that failed with one.
+  if (kind !== 'connected') return { path: BEST_FIRST.find((t) => gathered.includes(t)) ?? 'none', gathered, pairsTried: tried };
   const transport = all.find((s) => s.type === 'transport' && s.selectedCandidatePairId);
   // Firefox marks the pair itself as selected rather than naming it on the transport.
   const pair = transport ? byId.get(transport.selectedCandidatePairId)
@@ -210,6 +212,9 @@ async function readStats(pc, kind) {
     rttMs: pair?.currentRoundTripTime != null ? Math.round(pair.currentRoundTripTime * 1000) : null,
   };
 }
+
+/** Candidate types from the most to the least able to get through NATs and firewalls. */
+const BEST_FIRST = ['relay_udp', 'relay_tcp', 'relay_tls', 'srflx', 'prflx', 'host'];
 
 /** The path label of a selected pair: the least direct of its two ends, seen from here. */
 function pathOf(local, remote) {

@@ -56,8 +56,9 @@ label_set!(
     Outcome { Connected = "connected", Failed = "failed", Closed = "closed" }
 );
 label_set!(
-    /// The selected pair's path, seen from the reporting end: the least direct of its two
-    /// candidates; `relay_peer` when only the other end relays; `none` without a pair.
+    /// Connected: the selected pair's path, seen from the reporting end (the least direct
+    /// of its two candidates; `relay_peer` when only the other end relays). Failed or
+    /// closed: the best candidate type that end had gathered; `none` if it had none.
     Path {
         Host = "host",
         Srflx = "srflx",
