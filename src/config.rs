@@ -293,6 +293,9 @@ pub struct Http {
     pub admin_token: Option<Secret>,
     /// Serve the self-test page at GET /selftest.
     pub selftest: bool,
+    /// Serve the browser module at GET /client/turnpike.js and take its signed call
+    /// reports at POST /api/v1/reports.
+    pub client: bool,
 }
 
 impl Default for Http {
@@ -307,6 +310,7 @@ impl Default for Http {
             cors_origins: vec![],
             admin_token: None,
             selftest: false,
+            client: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+mod client;
 pub mod reports;
 
 use crate::auth::mint_credential;
@@ -31,11 +32,19 @@ struct Api {
     cors_origins: Vec<String>,
     admin_token: Option<String>,
     selftest: bool,
+    /// Serve the browser module and take its reports (`http.client`).
+    client: bool,
+    /// Who may sign a report: every REST secret in force, the static users.
+    secrets: Vec<String>,
+    users: Vec<(String, String)>,
+    max_credential_ttl_secs: u64,
 }
 
 pub struct HttpState {
     relay: Arc<Relay>,
     api: RwLock<Api>,
+    /// Browser reports' rate limits live across reloads.
+    reports: reports::Reports,
 }
 
 /// One `turn:` URI per UDP listener; a wildcard listener is named by the advertised
@@ -82,11 +91,20 @@ impl HttpState {
     pub fn new(relay: Arc<Relay>, cfg: &Config, secrets: &[String]) -> Arc<HttpState> {
         Arc::new(HttpState {
             relay,
-            api: RwLock::new(Self::api(cfg, secrets)),
+            api: RwLock::new(Self::api_from(cfg, secrets)),
+            reports: reports::Reports::default(),
         })
     }
 
-    fn api(cfg: &Config, secrets: &[String]) -> Api {
+    fn api(&self) -> std::sync::RwLockReadGuard<'_, Api> {
+        self.api.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn node(&self) -> &Relay {
+        &self.relay
+    }
+
+    fn api_from(cfg: &Config, secrets: &[String]) -> Api {
         Api {
             token: cfg
                 .http
@@ -104,11 +122,20 @@ impl HttpState {
             cors_origins: cfg.http.cors_origins.clone(),
             admin_token: cfg.http.admin_token.as_ref().map(|t| t.expose().to_owned()),
             selftest: cfg.http.selftest,
+            client: cfg.http.client,
+            secrets: secrets.to_vec(),
+            users: cfg
+                .auth
+                .users
+                .iter()
+                .map(|u| (u.username.clone(), u.password.clone()))
+                .collect(),
+            max_credential_ttl_secs: cfg.auth.expiry_policy().max_ttl_secs,
         }
     }
 
     pub fn reload(&self, cfg: &Config, secrets: &[String]) {
-        *self.api.write().unwrap_or_else(|e| e.into_inner()) = Self::api(cfg, secrets);
+        *self.api.write().unwrap_or_else(|e| e.into_inner()) = Self::api_from(cfg, secrets);
     }
 }
 
@@ -120,6 +147,11 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/credentials", get(credentials).options(preflight))
         .route("/api/v1/sessions", get(list_sessions).delete(end_sessions))
         .route("/selftest", get(selftest))
+        .route("/client/turnpike.js", get(client::module))
+        .route(
+            "/api/v1/reports",
+            axum::routing::post(client::report).options(client::preflight),
+        )
         .with_state(state)
 }
 
@@ -178,7 +210,7 @@ fn with_cors(mut r: Response, origin: Option<HeaderValue>) -> Response {
 }
 
 async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let api = s.api.read().unwrap_or_else(|e| e.into_inner());
+    let api = s.api();
     let Some(origin) = cors_origin(&api, &headers) else {
         return StatusCode::FORBIDDEN.into_response();
     };
@@ -208,7 +240,7 @@ async fn credentials(
     headers: HeaderMap,
     Query(q): Query<CredentialQuery>,
 ) -> Response {
-    let api = s.api.read().unwrap_or_else(|e| e.into_inner());
+    let api = s.api();
     let origin = cors_origin(&api, &headers);
     let (Some(token), Some(secret)) = (&api.token, &api.secret) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -256,7 +288,7 @@ async fn credentials(
 const SELFTEST_PAGE: &str = include_str!("http/selftest.html");
 
 async fn selftest(State(s): State<Arc<HttpState>>) -> Response {
-    if !s.api.read().unwrap_or_else(|e| e.into_inner()).selftest {
+    if !s.api().selftest {
         return StatusCode::NOT_FOUND.into_response();
     }
     (
@@ -274,7 +306,7 @@ async fn selftest(State(s): State<Arc<HttpState>>) -> Response {
 /// credentials token is made to be handed to browser apps (CORS), and must not list
 /// everyone's sessions or end them.
 fn sessions_refusal(s: &HttpState, headers: &HeaderMap) -> Option<Response> {
-    let api = s.api.read().unwrap_or_else(|e| e.into_inner());
+    let api = s.api();
     let Some(token) = &api.admin_token else {
         return Some(StatusCode::NOT_FOUND.into_response());
     };
@@ -354,7 +386,9 @@ pub async fn serve(
     state: Arc<HttpState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address feeds the per-source limit on browser reports.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

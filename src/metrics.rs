@@ -2,6 +2,7 @@
 //! per-shard integers; a scrape asks each shard for a fresh copy and brings these families
 //! up to the summed totals, so the relay path never touches an atomic or a lock.
 
+pub mod client;
 mod families;
 pub mod labels;
 pub mod snapshot;
@@ -41,6 +42,8 @@ pub struct Metrics {
     connections_refused: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
+    /// What browsers report about their calls (POST /api/v1/reports).
+    pub client: client::ClientMetrics,
 }
 
 fn counter_vec(r: &Registry, f: &Family) -> IntCounterVec {
@@ -120,6 +123,7 @@ impl Metrics {
             tls_handshake_failures: counter_vec(&r, &f::TLS_HANDSHAKE_FAILURES),
             connections_refused: counter_vec(&r, &f::CONNECTIONS_REFUSED),
             allocation_lifetime: histogram(&r, &f::ALLOCATION_LIFETIME, &f::LIFETIME_BUCKETS),
+            client: client::ClientMetrics::register(&r),
             registry: r,
         };
         let info = gauge_vec(&m.registry, &f::BUILD_INFO);

@@ -463,6 +463,8 @@ fn sigterm_drains_readyz_503_new_allocate_redirected_existing_relays_until_it_en
     assert_eq!(error_code(&a.allocate()), None);
     assert!(relays(&mut a, echo));
 
+    // Challenged before the drain: its signed Allocate comes during it.
+    let mut b = client(s.udp, "bob");
     let t0 = Instant::now();
     signal(&s.child, libc::SIGTERM);
     n.wait_for("STOPPING=1", Duration::from_secs(5));
@@ -474,7 +476,6 @@ fn sigterm_drains_readyz_503_new_allocate_redirected_existing_relays_until_it_en
     );
     // A newcomer is sent to the IPv4 alternate, in the plain STUN address encoding:
     // before the challenge when unsigned, after authentication when signed.
-    let mut b = client(s.udp, "bob");
     for sign in [false, true] {
         let r = b.exchange(METHOD_ALLOCATE, vec![], sign);
         assert_eq!(error_code(&r), Some(300));

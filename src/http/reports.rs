@@ -15,6 +15,7 @@ use serde::Deserialize;
 use sha1::Sha1;
 
 use crate::auth::{rest_expiry, rest_password};
+pub use crate::metrics::client::{Browser, Outcome, Path, Refusal};
 use crate::relay::rate_limit::PrefixLimiter;
 
 /// The largest body accepted: a report is a few hundred bytes.
@@ -23,83 +24,6 @@ pub const MAX_BODY: usize = 4096;
 const PER_USER_RATE: u32 = 1;
 /// Reports per second per source /24 or /56 (twice that as a burst).
 const PER_SOURCE_RATE: u32 = 5;
-
-/// A fixed list of label values: `parse` maps anything else to "other".
-macro_rules! label_set {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $label:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant,)* Other }
-
-        impl $name {
-            pub const ALL: &[$name] = &[$($name::$variant,)* $name::Other];
-
-            pub fn parse(s: &str) -> Self {
-                match s {
-                    $($label => $name::$variant,)*
-                    _ => $name::Other,
-                }
-            }
-
-            pub fn label(self) -> &'static str {
-                match self {
-                    $($name::$variant => $label,)*
-                    $name::Other => "other",
-                }
-            }
-        }
-    };
-}
-
-label_set!(
-    /// How a connection ended up.
-    Outcome { Connected = "connected", Failed = "failed", Closed = "closed" }
-);
-label_set!(
-    /// Connected: the selected pair's path, seen from the reporting end (the least direct
-    /// of its two candidates; `relay_peer` when only the other end relays). Failed or
-    /// closed: the best candidate type that end had gathered; `none` if it had none.
-    Path {
-        Host = "host",
-        Srflx = "srflx",
-        Prflx = "prflx",
-        RelayUdp = "relay_udp",
-        RelayTcp = "relay_tcp",
-        RelayTls = "relay_tls",
-        RelayPeer = "relay_peer",
-        None = "none",
-    }
-);
-label_set!(
-    /// The browser family.
-    Browser { Chrome = "chrome", Firefox = "firefox", Safari = "safari", Edge = "edge" }
-);
-label_set!(
-    /// Why a report was refused (`turnpike_client_reports_refused_total{reason}`).
-    Refusal {
-        TooLarge = "too_large",
-        Unsigned = "unsigned",
-        Malformed = "malformed",
-        UnknownUser = "unknown_user",
-        Expired = "expired",
-        BadSignature = "bad_signature",
-        RateLimited = "rate_limited",
-    }
-);
-
-impl Refusal {
-    /// The HTTP status it is answered with.
-    pub fn status(self) -> u16 {
-        match self {
-            Refusal::TooLarge => 413,
-            Refusal::Unsigned | Refusal::UnknownUser | Refusal::Expired | Refusal::BadSignature => {
-                401
-            }
-            Refusal::RateLimited => 429,
-            Refusal::Malformed | Refusal::Other => 400,
-        }
-    }
-}
 
 /// The body as the module sends it; unknown fields are ignored (newer modules).
 #[derive(Deserialize)]

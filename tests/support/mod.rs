@@ -90,14 +90,27 @@ pub fn http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    http_request(addr, method, path, headers, b"")
+}
+
+/// `http_get` with a request body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("\r\n");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     s.write_all(req.as_bytes()).unwrap();
+    // A server may answer (413) before reading all of a large body.
+    let _ = s.write_all(body);
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
@@ -149,8 +162,7 @@ impl RawClient {
             username,
             password,
         };
-        // Refresh, not Allocate: a redirecting node answers an unsigned Allocate with 300.
-        let r = c.exchange(METHOD_REFRESH, vec![], false);
+        let r = c.exchange(METHOD_ALLOCATE, vec![], false);
         assert_eq!(error_code(&r), Some(401));
         c.nonce = TextAttribute::get_from_as(&r, ATTR_NONCE).unwrap().text;
         c
