@@ -211,18 +211,27 @@ fn with_cors(mut r: Response, origin: Option<HeaderValue>) -> Response {
 
 async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let api = s.api();
-    let Some(origin) = cors_origin(&api, &headers) else {
+    preflight_answer(cors_origin(&api, &headers), "GET", "authorization")
+}
+
+/// The answer to a CORS preflight: 403 for an origin not listed, else what may be sent.
+fn preflight_answer(
+    origin: Option<HeaderValue>,
+    methods: &'static str,
+    headers: &'static str,
+) -> Response {
+    let Some(origin) = origin else {
         return StatusCode::FORBIDDEN.into_response();
     };
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET"),
+        HeaderValue::from_static(methods),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization"),
+        HeaderValue::from_static(headers),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::reports::{MAX_BODY, Refusal, Report, Signers};
-use super::{HttpState, cors_origin, with_cors};
+use super::{HttpState, cors_origin, preflight_answer, with_cors};
 use crate::runtime::clock::{now, unix_now};
 
 const MODULE: &str = include_str!("../../client/turnpike.js");
@@ -35,24 +35,8 @@ pub(super) async fn module(State(s): State<Arc<HttpState>>, headers: HeaderMap) 
 
 pub(super) async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let api = s.api();
-    let Some(origin) = cors_origin(&api, &headers).filter(|_| api.client) else {
-        return StatusCode::FORBIDDEN.into_response();
-    };
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("content-type, x-turnpike-signature"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    with_cors(r, Some(origin))
+    let origin = cors_origin(&api, &headers).filter(|_| api.client);
+    preflight_answer(origin, "POST", "content-type, x-turnpike-signature")
 }
 
 pub(super) async fn report(State(s): State<Arc<HttpState>>, req: Request) -> Response {
