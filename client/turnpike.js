@@ -216,15 +216,18 @@ async function readStats(pc, kind) {
 /** Candidate types from the most to the least able to get through NATs and firewalls. */
 const BEST_FIRST = ['relay_udp', 'relay_tcp', 'relay_tls', 'srflx', 'prflx', 'host'];
 
-/** The path label of a selected pair: the least direct of its two ends, seen from here. */
+/**
+ * The path label of a selected pair, seen from here: through a relay at either end, else
+ * through this end's NAT mapping (srflx, or prflx learned during the checks), else
+ * through the other end's (srflx), else direct (host). A remote prflx alone says nothing:
+ * on a LAN the other end's checks often arrive before its candidates do.
+ */
 function pathOf(local, remote) {
   if (!local || !remote) return 'none';
   if (local.candidateType === 'relay') return `relay_${local.relayProtocol ?? 'udp'}`;
   if (remote.candidateType === 'relay') return 'relay_peer';
-  for (const t of ['prflx', 'srflx']) {
-    if (local.candidateType === t || remote.candidateType === t) return t;
-  }
-  return 'host';
+  if (local.candidateType === 'srflx' || local.candidateType === 'prflx') return local.candidateType;
+  return remote.candidateType === 'srflx' ? 'srflx' : 'host';
 }
 
 /** chrome, edge, firefox, safari or other. */

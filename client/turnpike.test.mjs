@@ -157,6 +157,25 @@ test('firefox names the selected pair on the pair itself; a relayed peer is rela
   assert.equal((await call.outcome).path, 'relay_peer');
 });
 
+test('paths: a remote prflx on a LAN is host; this end behind its NAT is srflx or prflx', async () => {
+  const cases = [
+    ['host', 'prflx', 'host'], ['host', 'host', 'host'], ['host', 'srflx', 'srflx'],
+    ['srflx', 'prflx', 'srflx'], ['prflx', 'host', 'prflx'],
+  ];
+  for (const [local, remote, want] of cases) {
+    const pc = new FakePC();
+    const call = connect(pc, { signal: () => {} });
+    pc.stats = [
+      { id: 'T', type: 'transport', selectedCandidatePairId: 'P' },
+      { id: 'P', type: 'candidate-pair', state: 'succeeded', localCandidateId: 'L', remoteCandidateId: 'R' },
+      { id: 'L', type: 'local-candidate', candidateType: local },
+      { id: 'R', type: 'remote-candidate', candidateType: remote },
+    ];
+    pc.set('connectionState', 'connected');
+    assert.equal((await call.outcome).path, want, `${local}/${remote}`);
+  }
+});
+
 test('failed: which candidate types were gathered and which pairs were tried', async () => {
   const pc = new FakePC();
   const call = connect(pc, { signal: () => {} });

@@ -12,6 +12,8 @@ echo "== shape (function and file length)"; python3 scripts/check_shape.py
 # Coverage-guided fuzzing of the decoder and the core, bounded: fails on any crash.
 echo "== fuzz (45 s per target)"
 bash scripts/fuzz.sh 45
+echo "== client/turnpike.js (node's test runner)"
+node --test client/
 echo "== cargo test"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -88,6 +88,15 @@ fn chromium_and_firefox_follow_a_draining_or_full_nodes_redirect_at_the_first_tr
     run("node", "redirect.mjs");
 }
 
+/// client/turnpike.js in Chromium and Firefox on one network, behind cone NATs, behind
+/// symmetric NATs and with the relay unreachable: each end reports how it connected and
+/// /metrics counts exactly that; early candidates connect with the module and fail
+/// without it (root: network namespaces).
+#[test]
+fn browser_module_connects_calls_and_reports_how_each_connected() {
+    run("node", "module.mjs");
+}
+
 #[test]
 fn firefox_calls_through_turnpike_and_with_chromium() {
     run("node", "firefox.mjs");

@@ -153,12 +153,12 @@ fn bad_reports_are_refused_counted_and_move_no_connection_count() {
     }
     let m = scrape(http);
     assert_eq!(connections(&m, "failed", "srflx"), 0.0);
-    // Over one user's rate: its burst (2) is counted, the rest refused with 429.
-    let statuses: Vec<u16> = (0..4)
+    // Over one user's rate: its burst (4) is counted, the rest refused with 429.
+    let statuses: Vec<u16> = (0..6)
         .map(|_| post(http, &good, Some(&sign(&good, &key))))
         .collect();
-    assert_eq!(statuses, [204, 204, 429, 429]);
+    assert_eq!(statuses, [204, 204, 204, 204, 429, 429]);
     let m = scrape(http);
-    assert_eq!(connections(&m, "failed", "srflx"), 2.0);
+    assert_eq!(connections(&m, "failed", "srflx"), 4.0);
     assert_eq!(refused(&m, "rate_limited"), 2.0);
 }

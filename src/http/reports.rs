@@ -20,10 +20,12 @@ use crate::relay::rate_limit::PrefixLimiter;
 
 /// The largest body accepted: a report is a few hundred bytes.
 pub const MAX_BODY: usize = 4096;
-/// Reports per second per user id (twice that as a burst): one per connection.
-const PER_USER_RATE: u32 = 1;
-/// Reports per second per source /24 or /56 (twice that as a burst).
-const PER_SOURCE_RATE: u32 = 5;
+/// Reports per second per user id (twice that as a burst): one per connection, and a
+/// mesh call of a few peers makes a few connections at once.
+const PER_USER_RATE: u32 = 2;
+/// Reports per second per source /24 or /56 (twice that as a burst): an office behind
+/// one NAT address reports for all its users.
+const PER_SOURCE_RATE: u32 = 20;
 
 /// The body as the module sends it; unknown fields are ignored (newer modules).
 #[derive(Deserialize)]

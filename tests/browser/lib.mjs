@@ -344,8 +344,8 @@ export const TURN_HOST = 'turn.test';
 
 /// Launches headless Firefox (the system's firefox-esr) through puppeteer-core over
 /// WebDriver BiDi, with a fresh profile whose NSS database trusts `ca` if given, fake
-/// camera and microphone, and loopback candidates allowed.
-export async function launchFirefox({ ca } = {}) {
+/// camera and microphone, loopback candidates allowed, and `prefs` on top.
+export async function launchFirefox({ ca, prefs = {} } = {}) {
   const profile = mkdtempSync(join(scratch, 'firefox-'));
   if (ca) trustCa(profile, ca);
   return puppeteer.launch({
@@ -359,6 +359,7 @@ export async function launchFirefox({ ca } = {}) {
       'media.navigator.permission.disabled': true,
       'media.peerconnection.ice.loopback': true,
       'network.dns.localDomains': TURN_HOST,
+      ...prefs,
     },
   });
 }
