@@ -16,7 +16,7 @@ use snapshot::ShardSnapshot;
 
 use crate::auth::AuthError;
 use crate::relay::Transport;
-use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_code};
+use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_label};
 
 pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 
@@ -211,11 +211,10 @@ impl Metrics {
     fn update_requests(&self, sum: &Totals<'_>) {
         for m in RequestMethod::ALL {
             for ci in 0..RESULTS {
-                let c = result_code(ci);
                 let total = sum.of(|s| s.counters.requests[m as usize][ci]);
                 // Only series that happened: every method by every code would be mostly noise.
                 if total > 0 {
-                    raise_series(&self.requests, &[m.label(), c.to_string().as_str()], total);
+                    raise_series(&self.requests, &[m.label(), result_label(ci)], total);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! What a shard publishes for the metrics: plain copies of its counters and gauges. It
 //! lives here, not in the shell, so that metrics depend on no runtime type.
 
-use super::labels::TlsFailure;
+use super::labels::{Refused, TlsFailure};
 use crate::relay::Transport;
 use crate::relay::stats::Counters;
 
@@ -29,5 +29,5 @@ pub struct StreamCounters {
     /// Failed TLS handshakes, by `TlsFailure`.
     pub tls_handshake_failures: [u64; TlsFailure::COUNT],
     /// Connections closed at accept, by `Refused`.
-    pub refused: [u64; 2],
+    pub refused: [u64; Refused::COUNT],
 }

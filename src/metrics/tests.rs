@@ -27,7 +27,7 @@ fn a_fresh_registry_exports_the_series_it_always_did() {
 fn every_method_and_result_code_keeps_its_label() {
     let m = Metrics::new();
     let mut s = ShardSnapshot::default();
-    s.counters.requests = [[1; RESULTS]; RequestMethod::ALL.len()];
+    s.counters.requests = [[1; RESULTS]; RequestMethod::COUNT];
     m.update(&[s]);
     let requests: Vec<String> = series(&m.render())
         .into_iter()

@@ -48,22 +48,12 @@ use peer_policy::PeerPolicy;
 use ports::Rng;
 use stats::{Counters, Direction, DropReason, EndReason};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp = 0,
-    Tcp = 1,
-    Tls = 2,
-}
-
-impl Transport {
-    pub const COUNT: usize = 3;
-    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
-    pub fn label(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
+crate::label_table::label_table! {
+    /// How a client reaches this server: the `transport` metric label.
+    pub enum Transport {
+        Udp = "udp",
+        Tcp = "tcp",
+        Tls = "tls",
     }
 }
 
