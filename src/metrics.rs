@@ -15,10 +15,8 @@ use prometheus::{
 use snapshot::ShardSnapshot;
 
 use crate::auth::AuthError;
-use crate::relay::Transport;
 use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_label};
-
-pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
+use crate::relay::{AddrFamily, Transport};
 
 pub struct Metrics {
     registry: Registry,
@@ -144,8 +142,8 @@ impl Metrics {
         }
         self.update_outcomes(&sum);
         self.update_requests(&sum);
-        for (fi, fam) in FAMILIES.iter().enumerate() {
-            let l = [*fam];
+        for fam in AddrFamily::ALL {
+            let (l, fi) = ([fam.label()], fam as usize);
             set_series(
                 &self.relay_ports_in_use,
                 &l,
@@ -168,8 +166,8 @@ impl Metrics {
     /// The gauges and counters labelled by transport.
     fn update_transport(&self, t: Transport, sum: &Totals<'_>) {
         let ti = t as usize;
-        for (fi, fam) in FAMILIES.iter().enumerate() {
-            let l = [t.label(), *fam];
+        for fam in AddrFamily::ALL {
+            let (l, fi) = ([t.label(), fam.label()], fam as usize);
             set_series(&self.allocations, &l, sum.of(|s| s.allocations[ti][fi]));
             set_series(&self.permissions, &l, sum.of(|s| s.permissions[ti][fi]));
             set_series(&self.channels, &l, sum.of(|s| s.channels[ti][fi]));
