@@ -42,25 +42,25 @@ pub struct Metrics {
 }
 
 fn counter_vec(r: &Registry, f: &Family) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(f.name, f.help), f.labels).expect("valid metric");
+    let c = IntCounterVec::new(Opts::new(f.name, f.help.concat()), f.labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
 fn gauge_vec(r: &Registry, f: &Family) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(f.name, f.help), f.labels).expect("valid metric");
+    let g = IntGaugeVec::new(Opts::new(f.name, f.help.concat()), f.labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
 
 fn counter(r: &Registry, f: &Family) -> IntCounter {
-    let c = IntCounter::new(f.name, f.help).expect("valid metric");
+    let c = IntCounter::new(f.name, f.help.concat()).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
 fn histogram(r: &Registry, f: &Family, buckets: &[f64]) -> Histogram {
-    let opts = HistogramOpts::new(f.name, f.help).buckets(buckets.to_vec());
+    let opts = HistogramOpts::new(f.name, f.help.concat()).buckets(buckets.to_vec());
     let h = Histogram::with_opts(opts).expect("valid metric");
     r.register(Box::new(h.clone())).expect("unique metric");
     h
