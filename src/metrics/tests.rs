@@ -51,6 +51,30 @@ fn help_text_lists_the_labels_of_its_table() {
 }
 
 #[test]
+fn readme_metrics_table_lists_every_label_value() {
+    let readme = include_str!("../../README.md");
+    let tables: [(&Family, &[&str]); 5] = [
+        (&f::ALLOCATIONS_ENDED, &EndReason::LABELS),
+        (&f::AUTH_FAILURES, &AuthError::LABELS),
+        (&f::DROPPED, &DropReason::LABELS),
+        (&f::TLS_HANDSHAKE_FAILURES, &TlsFailure::LABELS),
+        (&f::CONNECTIONS_REFUSED, &Refused::LABELS),
+    ];
+    for (family, labels) in tables {
+        let start = format!("| `{}` |", family.name);
+        let row = readme.lines().find(|l| l.starts_with(&start));
+        let row = row.unwrap_or_else(|| panic!("README has no row for {}", family.name));
+        for l in labels {
+            assert!(
+                row.contains(&format!("`{l}`")),
+                "README {}: {l}",
+                family.name
+            );
+        }
+    }
+}
+
+#[test]
 fn counters_are_summed_across_shards_and_never_go_down() {
     let m = Metrics::new();
     let mut a = ShardSnapshot::default();
