@@ -12,16 +12,17 @@ use stun::integrity::MessageIntegrity;
 
 type HmacSha1 = Hmac<Sha1>;
 
-/// Why a request failed authentication. `label()` is the metric label and the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthError {
-    NoIntegrity = 0,
-    BadIntegrity,
-    Expired,
-    UnknownUser,
-    StaleNonce,
-    /// A REST credential whose expiry lies further ahead than `auth.max_credential_ttl`.
-    TtlTooLong,
+crate::label_table::label_table! {
+    /// Why a request failed authentication. `label()` is the metric label and the text.
+    pub enum AuthError {
+        NoIntegrity = "no_integrity",
+        BadIntegrity = "bad_integrity",
+        Expired = "expired",
+        UnknownUser = "unknown_user",
+        StaleNonce = "stale_nonce",
+        /// A REST credential whose expiry lies further ahead than `auth.max_credential_ttl`.
+        TtlTooLong = "ttl_too_long",
+    }
 }
 
 impl std::fmt::Display for AuthError {
@@ -31,29 +32,6 @@ impl std::fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
-
-impl AuthError {
-    /// Every reason, in the order of their discriminants (the metric array's index).
-    pub const ALL: [AuthError; 6] = [
-        AuthError::NoIntegrity,
-        AuthError::BadIntegrity,
-        AuthError::Expired,
-        AuthError::UnknownUser,
-        AuthError::StaleNonce,
-        AuthError::TtlTooLong,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            AuthError::NoIntegrity => "no_integrity",
-            AuthError::BadIntegrity => "bad_integrity",
-            AuthError::Expired => "expired",
-            AuthError::UnknownUser => "unknown_user",
-            AuthError::StaleNonce => "stale_nonce",
-            AuthError::TtlTooLong => "ttl_too_long",
-        }
-    }
-}
 
 /// A long-term credential key: MD5(username ":" realm ":" password).
 pub type Key = Vec<u8>;
@@ -247,16 +225,6 @@ mod tests {
             [7; 32],
             600,
         )
-    }
-
-    #[test]
-    fn every_reason_sits_at_its_own_index_with_a_distinct_label() {
-        for (i, e) in AuthError::ALL.iter().enumerate() {
-            assert_eq!(*e as usize, i);
-        }
-        let labels: std::collections::HashSet<_> =
-            AuthError::ALL.iter().map(|e| e.label()).collect();
-        assert_eq!(labels.len(), AuthError::ALL.len());
     }
 
     #[test]

@@ -17,12 +17,15 @@
 //! - [`metrics`], [`http`]: Prometheus metrics, health, the credential and sessions APIs.
 //! - [`testkit`]: request and indication builders shared by the tests and the load
 //!   generator.
+//! - `label_table`: the macro that declares every STUN error code and metric label enum
+//!   from one table.
 //! - [`probe`]: `turnpike probe`, a client of the public protocol that names what is wrong
 //!   with a deployment.
 pub mod auth;
 pub mod config;
 pub mod http;
 pub mod import_coturn;
+mod label_table;
 pub mod metrics;
 pub mod probe;
 pub mod proto;

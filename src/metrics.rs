@@ -16,10 +16,8 @@ use prometheus::{
 use snapshot::ShardSnapshot;
 
 use crate::auth::AuthError;
-use crate::relay::Transport;
-use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_code};
-
-pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
+use crate::relay::stats::{Direction, DropReason, EndReason, RESULTS, RequestMethod, result_label};
+use crate::relay::{AddrFamily, Transport};
 
 pub struct Metrics {
     registry: Registry,
@@ -47,25 +45,25 @@ pub struct Metrics {
 }
 
 fn counter_vec(r: &Registry, f: &Family) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(f.name, f.help), f.labels).expect("valid metric");
+    let c = IntCounterVec::new(Opts::new(f.name, f.help.concat()), f.labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
 fn gauge_vec(r: &Registry, f: &Family) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(f.name, f.help), f.labels).expect("valid metric");
+    let g = IntGaugeVec::new(Opts::new(f.name, f.help.concat()), f.labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
 
 fn counter(r: &Registry, f: &Family) -> IntCounter {
-    let c = IntCounter::new(f.name, f.help).expect("valid metric");
+    let c = IntCounter::new(f.name, f.help.concat()).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
 fn histogram(r: &Registry, f: &Family, buckets: &[f64]) -> Histogram {
-    let opts = HistogramOpts::new(f.name, f.help).buckets(buckets.to_vec());
+    let opts = HistogramOpts::new(f.name, f.help.concat()).buckets(buckets.to_vec());
     let h = Histogram::with_opts(opts).expect("valid metric");
     r.register(Box::new(h.clone())).expect("unique metric");
     h
@@ -148,8 +146,8 @@ impl Metrics {
         }
         self.update_outcomes(&sum);
         self.update_requests(&sum);
-        for (fi, fam) in FAMILIES.iter().enumerate() {
-            let l = [*fam];
+        for fam in AddrFamily::ALL {
+            let (l, fi) = ([fam.label()], fam as usize);
             set_series(
                 &self.relay_ports_in_use,
                 &l,
@@ -172,8 +170,8 @@ impl Metrics {
     /// The gauges and counters labelled by transport.
     fn update_transport(&self, t: Transport, sum: &Totals<'_>) {
         let ti = t as usize;
-        for (fi, fam) in FAMILIES.iter().enumerate() {
-            let l = [t.label(), *fam];
+        for fam in AddrFamily::ALL {
+            let (l, fi) = ([t.label(), fam.label()], fam as usize);
             set_series(&self.allocations, &l, sum.of(|s| s.allocations[ti][fi]));
             set_series(&self.permissions, &l, sum.of(|s| s.permissions[ti][fi]));
             set_series(&self.channels, &l, sum.of(|s| s.channels[ti][fi]));
@@ -215,11 +213,10 @@ impl Metrics {
     fn update_requests(&self, sum: &Totals<'_>) {
         for m in RequestMethod::ALL {
             for ci in 0..RESULTS {
-                let c = result_code(ci);
                 let total = sum.of(|s| s.counters.requests[m as usize][ci]);
                 // Only series that happened: every method by every code would be mostly noise.
                 if total > 0 {
-                    raise_series(&self.requests, &[m.label(), c.to_string().as_str()], total);
+                    raise_series(&self.requests, &[m.label(), result_label(ci)], total);
                 }
             }
         }
@@ -248,59 +245,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn help_text_names_every_reason_label() {
-        let named = |family: &Family, labels: &[&str]| {
-            for l in labels {
-                assert!(family.help.contains(l), "{}: {l} missing", family.name);
-            }
-        };
-        named(&f::ALLOCATIONS_ENDED, &EndReason::ALL.map(EndReason::label));
-        named(
-            &f::TLS_HANDSHAKE_FAILURES,
-            &TlsFailure::ALL.map(TlsFailure::label),
-        );
-        named(&f::CONNECTIONS_REFUSED, &Refused::ALL.map(Refused::label));
-    }
-
-    #[test]
-    fn counters_are_summed_across_shards_and_never_go_down() {
-        let m = Metrics::new();
-        let mut a = ShardSnapshot::default();
-        a.counters.relayed_bytes[0][0] = 100;
-        a.counters.relayed_packets[0][0] = 2;
-        a.allocations[0][0] = 3;
-        let mut b = ShardSnapshot::default();
-        b.counters.relayed_bytes[0][0] = 50;
-        b.counters.relayed_packets[0][0] = 1;
-        b.allocations[0][0] = 1;
-        m.update(&[a.clone(), b.clone()]);
-        let text = m.render();
-        assert!(
-            text.contains(
-                "turnpike_relayed_bytes_total{direction=\"client_to_peer\",transport=\"udp\"} 150"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("turnpike_allocations{family=\"ipv4\",transport=\"udp\"} 4"));
-        b.allocations[0][0] = 0;
-        a.counters.relayed_bytes[0][0] = 110;
-        m.update(&[a, b]);
-        let text = m.render();
-        assert!(text.contains(
-            "turnpike_relayed_bytes_total{direction=\"client_to_peer\",transport=\"udp\"} 160"
-        ));
-        assert!(text.contains("turnpike_allocations{family=\"ipv4\",transport=\"udp\"} 3"));
-        assert!(text.contains("turnpike_build_info{version="));
-        assert!(text.contains("turnpike_connections{transport=\"tls\"} 0"));
-        assert!(text.contains("turnpike_tls_handshake_failures_total{reason=\"timeout\"} 0"));
-        assert!(
-            text.contains(
-                "turnpike_connections_refused_total{reason=\"max_connections_per_ip\"} 0"
-            )
-        );
-    }
-}
+mod tests;

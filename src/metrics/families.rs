@@ -1,9 +1,16 @@
 //! The name, help text and label names of every metric family, declared as one table.
+//! Help text that lists a label's values quotes them from its label table (`LISTED`).
+
+use super::labels::{Refused, TlsFailure};
+use crate::auth::AuthError;
+use crate::proto::error_code::StunError;
+use crate::relay::stats::{DropReason, EndReason, RequestMethod};
 
 /// One metric family as Prometheus shows it.
 pub(super) struct Family {
     pub name: &'static str,
-    pub help: &'static str,
+    /// The help text, in pieces joined without a separator.
+    pub help: &'static [&'static str],
     /// Empty for a family with a single unlabelled series.
     pub labels: &'static [&'static str],
 }
@@ -12,95 +19,110 @@ const TRANSPORT_FAMILY: &[&str] = &["transport", "family"];
 
 pub(super) const ALLOCATIONS: Family = Family {
     name: "turnpike_allocations",
-    help: "Active allocations.",
+    help: &["Active allocations."],
     labels: TRANSPORT_FAMILY,
 };
 pub(super) const PERMISSIONS: Family = Family {
     name: "turnpike_permissions",
-    help: "Active permissions.",
+    help: &["Active permissions."],
     labels: TRANSPORT_FAMILY,
 };
 pub(super) const CHANNELS: Family = Family {
     name: "turnpike_channel_bindings",
-    help: "Active channel bindings.",
+    help: &["Active channel bindings."],
     labels: TRANSPORT_FAMILY,
 };
 pub(super) const CONNECTIONS: Family = Family {
     name: "turnpike_connections",
-    help: "Open TCP/TLS client connections.",
+    help: &["Open TCP/TLS client connections."],
     labels: &["transport"],
 };
 pub(super) const ALLOCATIONS_CREATED: Family = Family {
     name: "turnpike_allocations_created_total",
-    help: "Allocations created.",
+    help: &["Allocations created."],
     labels: &["transport"],
 };
 pub(super) const ALLOCATIONS_ENDED: Family = Family {
     name: "turnpike_allocations_ended_total",
-    help: "Allocations ended, by reason (expired, deleted, error, shutdown, \
-           credential_expired, max_session, admin).",
+    help: &["Allocations ended, by reason (", EndReason::LISTED, ")."],
     labels: &["reason"],
 };
 pub(super) const RELAYED_BYTES: Family = Family {
     name: "turnpike_relayed_bytes_total",
-    help: "Application bytes relayed (payload, without TURN framing).",
+    help: &["Application bytes relayed (payload, without TURN framing)."],
     labels: &["direction", "transport"],
 };
 pub(super) const RELAYED_PACKETS: Family = Family {
     name: "turnpike_relayed_packets_total",
-    help: "Packets relayed.",
+    help: &["Packets relayed."],
     labels: &["direction", "transport"],
 };
 pub(super) const REQUESTS: Family = Family {
     name: "turnpike_requests_total",
-    help: "STUN/TURN requests answered, by method and result code (200 = success).",
+    help: &[
+        "STUN/TURN requests answered, by method (",
+        RequestMethod::LISTED,
+        ") and result code (200 = success; ",
+        StunError::LISTED,
+        ").",
+    ],
     labels: &["method", "code"],
 };
 pub(super) const AUTH_FAILURES: Family = Family {
     name: "turnpike_auth_failures_total",
-    help: "Requests that failed authentication, by reason.",
+    help: &[
+        "Requests that failed authentication, by reason (",
+        AuthError::LISTED,
+        ").",
+    ],
     labels: &["reason"],
 };
 pub(super) const DROPPED: Family = Family {
     name: "turnpike_dropped_packets_total",
-    help: "Packets not relayed, by reason.",
+    help: &["Packets not relayed, by reason (", DropReason::LISTED, ")."],
     labels: &["reason"],
 };
 pub(super) const PEER_DENIED: Family = Family {
     name: "turnpike_peer_denied_total",
-    help: "CreatePermission/ChannelBind refused (403) by the peer policy.",
+    help: &["CreatePermission/ChannelBind refused (403) by the peer policy."],
     labels: &[],
 };
 pub(super) const QUOTA_REJECTIONS: Family = Family {
     name: "turnpike_quota_rejections_total",
-    help: "Allocations refused (486) by a quota.",
+    help: &["Allocations refused (486) by a quota."],
     labels: &[],
 };
 pub(super) const RELAY_PORTS_IN_USE: Family = Family {
     name: "turnpike_relay_ports_in_use",
-    help: "Relay ports held by allocations or EVEN-PORT reservations.",
+    help: &["Relay ports held by allocations or EVEN-PORT reservations."],
     labels: &["family"],
 };
 pub(super) const RELAY_PORTS_TOTAL: Family = Family {
     name: "turnpike_relay_ports_total",
-    help: "Relay ports in the configured range (0 for a family that is off).",
+    help: &["Relay ports in the configured range (0 for a family that is off)."],
     labels: &["family"],
 };
 pub(super) const TLS_HANDSHAKE_FAILURES: Family = Family {
     name: "turnpike_tls_handshake_failures_total",
-    help: "TLS handshakes that failed on TLS listeners, by reason (bad_client_hello, \
-           incompatible, alert, plaintext_refused, timeout, closed, other).",
+    help: &[
+        "TLS handshakes that failed on TLS listeners, by reason (",
+        TlsFailure::LISTED,
+        ").",
+    ],
     labels: &["reason"],
 };
 pub(super) const CONNECTIONS_REFUSED: Family = Family {
     name: "turnpike_connections_refused_total",
-    help: "TCP/TLS connections closed at accept, by the limit they hit \
-           (max_connections, max_connections_per_ip).",
+    help: &[
+        "TCP/TLS connections closed at accept, by the limit they hit (",
+        Refused::LISTED,
+        ").",
+    ],
     labels: &["reason"],
 };
 pub(super) const ALLOCATION_LIFETIME: Family = Family {
     name: "turnpike_allocation_lifetime_seconds",
-    help: "How long ended allocations lived.",
+    help: &["How long ended allocations lived."],
     labels: &[],
 };
 /// Seconds, from a quick test call to a long meeting.
@@ -109,6 +131,6 @@ pub(super) const LIFETIME_BUCKETS: [f64; 10] = [
 ];
 pub(super) const BUILD_INFO: Family = Family {
     name: "turnpike_build_info",
-    help: "Always 1; labels carry the build.",
+    help: &["Always 1; labels carry the build."],
     labels: &["version"],
 };

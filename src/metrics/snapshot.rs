@@ -1,24 +1,24 @@
 //! What a shard publishes for the metrics: plain copies of its counters and gauges. It
 //! lives here, not in the shell, so that metrics depend on no runtime type.
 
-use super::labels::TlsFailure;
-use crate::relay::Transport;
+use super::labels::{Refused, TlsFailure};
 use crate::relay::stats::Counters;
+use crate::relay::{AddrFamily, Transport};
 
 /// What a shard last published: its counters and gauges, copied on request and once a
 /// second, so that the relay path never touches shared state.
 #[derive(Debug, Default, Clone)]
 pub struct ShardSnapshot {
     pub counters: Counters,
-    /// Gauges, [transport][family: 0 = IPv4, 1 = IPv6].
-    pub allocations: [[u64; 2]; Transport::COUNT],
-    pub permissions: [[u64; 2]; Transport::COUNT],
-    pub channels: [[u64; 2]; Transport::COUNT],
+    /// Gauges, [transport][family].
+    pub allocations: [[u64; AddrFamily::COUNT]; Transport::COUNT],
+    pub permissions: [[u64; AddrFamily::COUNT]; Transport::COUNT],
+    pub channels: [[u64; AddrFamily::COUNT]; Transport::COUNT],
     /// Open client connections, by transport (TCP, TLS).
     pub connections: [u64; Transport::COUNT],
-    /// Relay ports held and the shard's slice size, by family (0 = IPv4, 1 = IPv6).
-    pub relay_ports_in_use: [u64; 2],
-    pub relay_ports_total: [u64; 2],
+    /// Relay ports held and the shard's slice size, by family.
+    pub relay_ports_in_use: [u64; AddrFamily::COUNT],
+    pub relay_ports_total: [u64; AddrFamily::COUNT],
     /// Failed TLS handshakes and refused connections.
     pub streams: StreamCounters,
 }
@@ -29,5 +29,5 @@ pub struct StreamCounters {
     /// Failed TLS handshakes, by `TlsFailure`.
     pub tls_handshake_failures: [u64; TlsFailure::COUNT],
     /// Connections closed at accept, by `Refused`.
-    pub refused: [u64; 2],
+    pub refused: [u64; Refused::COUNT],
 }

@@ -48,21 +48,29 @@ use peer_policy::PeerPolicy;
 use ports::Rng;
 use stats::{Counters, Direction, DropReason, EndReason};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp = 0,
-    Tcp = 1,
-    Tls = 2,
+crate::label_table::label_table! {
+    /// How a client reaches this server: the `transport` metric label.
+    pub enum Transport {
+        Udp = "udp",
+        Tcp = "tcp",
+        Tls = "tls",
+    }
 }
 
-impl Transport {
-    pub const COUNT: usize = 3;
-    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
-    pub fn label(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
+crate::label_table::label_table! {
+    /// An IP address family: the `family` metric label, and the index of per-family arrays.
+    pub enum AddrFamily {
+        Ipv4 = "ipv4",
+        Ipv6 = "ipv6",
+    }
+}
+
+impl AddrFamily {
+    pub fn of(ip: std::net::IpAddr) -> AddrFamily {
+        if ip.is_ipv4() {
+            AddrFamily::Ipv4
+        } else {
+            AddrFamily::Ipv6
         }
     }
 }
@@ -280,30 +288,22 @@ impl Server {
         self.allocations.iter().map(|(_, a)| a)
     }
 
-    /// Relay ports this shard holds per family [IPv4, IPv6] (bound to an allocation,
-    /// reserved by EVEN-PORT or being bound), and the size of its slice (0 for a family
-    /// that is off).
-    pub fn relay_port_usage(&self) -> [(u64, u64); 2] {
+    /// Relay ports this shard holds per family, indexed by `AddrFamily` (bound to an
+    /// allocation, reserved by EVEN-PORT or being bound), and the size of its slice (0 for
+    /// a family that is off).
+    pub fn relay_port_usage(&self) -> [(u64, u64); AddrFamily::COUNT] {
         let slice = self.cfg.ports.clone().count() as u64;
-        let reserved = |v4: bool| self.held.keys().filter(|a| a.is_ipv4() == v4).count() as u64;
-        [
+        AddrFamily::ALL.map(|fam| {
+            let (bound, on) = match fam {
+                AddrFamily::Ipv4 => (self.by_relay_v4.len(), self.cfg.relay_v4.is_some()),
+                AddrFamily::Ipv6 => (self.by_relay_v6.len(), self.cfg.relay_v6.is_some()),
+            };
+            let reserved = self.held.keys().filter(|a| AddrFamily::of(a.ip()) == fam);
             (
-                self.by_relay_v4.len() as u64 + reserved(true),
-                if self.cfg.relay_v4.is_some() {
-                    slice
-                } else {
-                    0
-                },
-            ),
-            (
-                self.by_relay_v6.len() as u64 + reserved(false),
-                if self.cfg.relay_v6.is_some() {
-                    slice
-                } else {
-                    0
-                },
-            ),
-        ]
+                (bound + reserved.count()) as u64,
+                if on { slice } else { 0 },
+            )
+        })
     }
 
     /// Count a packet the shell could not send (full buffer, unreachable peer). The

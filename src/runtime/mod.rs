@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay::peer_policy::OwnAddresses;
 use crate::relay::quota::Quotas;
-use crate::relay::{CoreConfig, RelayFamily, Server, Transport};
+use crate::relay::{AddrFamily, CoreConfig, RelayFamily, Server, Transport};
 use session_log::SessionLogger;
 use shard::{Control, Limits, Listeners, Shard, ShardParts, tcp_listener, udp_socket};
 
@@ -73,22 +73,21 @@ impl ShardStatus {
             streams,
             ..Default::default()
         };
-        for (fi, (used, total)) in core.relay_port_usage().into_iter().enumerate() {
-            snap.relay_ports_in_use[fi] = used;
-            snap.relay_ports_total[fi] = total;
-        }
+        let ports = core.relay_port_usage();
+        snap.relay_ports_in_use = ports.map(|(used, _)| used);
+        snap.relay_ports_total = ports.map(|(_, total)| total);
         for a in core.allocations() {
             let t = a.client.transport as usize;
-            for (fi, relay) in [a.relay_v4, a.relay_v6].iter().enumerate() {
+            for (fam, relay) in AddrFamily::ALL.into_iter().zip([a.relay_v4, a.relay_v6]) {
                 if relay.is_some() {
-                    snap.allocations[t][fi] += 1;
+                    snap.allocations[t][fam as usize] += 1;
                 }
             }
             for (ip, _) in a.permissions.iter().filter(|(_, e)| **e > now) {
-                snap.permissions[t][ip.is_ipv6() as usize] += 1;
+                snap.permissions[t][AddrFamily::of(*ip) as usize] += 1;
             }
             for b in a.channels.values().filter(|b| b.expires > now) {
-                snap.channels[t][b.peer.is_ipv6() as usize] += 1;
+                snap.channels[t][AddrFamily::of(b.peer.ip()) as usize] += 1;
             }
         }
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
