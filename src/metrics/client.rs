@@ -5,42 +5,34 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-/// A fixed list of label values: `parse` maps anything else to "other".
-macro_rules! label_set {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $label:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant,)* Other }
+use crate::label_table::label_table;
 
+/// `parse` for the report label tables: a value not in the table is `Other`, so no
+/// client can grow a metric's label set.
+macro_rules! parse_or_other {
+    ($($name:ident),*) => {$(
         impl $name {
-            pub const ALL: &[$name] = &[$($name::$variant,)* $name::Other];
-
             pub fn parse(s: &str) -> Self {
-                match s {
-                    $($label => $name::$variant,)*
-                    _ => $name::Other,
-                }
-            }
-
-            pub fn label(self) -> &'static str {
-                match self {
-                    $($name::$variant => $label,)*
-                    $name::Other => "other",
-                }
+                $name::ALL.into_iter().find(|x| x.label() == s).unwrap_or($name::Other)
             }
         }
-    };
+    )*};
 }
 
-label_set!(
+label_table! {
     /// How a connection ended up.
-    Outcome { Connected = "connected", Failed = "failed", Closed = "closed" }
-);
-label_set!(
+    pub enum Outcome {
+        Connected = "connected",
+        Failed = "failed",
+        Closed = "closed",
+        Other = "other",
+    }
+}
+label_table! {
     /// Connected: the selected pair's path, seen from the reporting end (the least direct
     /// of its two candidates; `relay_peer` when only the other end relays). Failed or
     /// closed: the best candidate type that end had gathered; `none` if it had none.
-    Path {
+    pub enum Path {
         Host = "host",
         Srflx = "srflx",
         Prflx = "prflx",
@@ -49,15 +41,22 @@ label_set!(
         RelayTls = "relay_tls",
         RelayPeer = "relay_peer",
         None = "none",
+        Other = "other",
     }
-);
-label_set!(
+}
+label_table! {
     /// The browser family.
-    Browser { Chrome = "chrome", Firefox = "firefox", Safari = "safari", Edge = "edge" }
-);
-label_set!(
+    pub enum Browser {
+        Chrome = "chrome",
+        Firefox = "firefox",
+        Safari = "safari",
+        Edge = "edge",
+        Other = "other",
+    }
+}
+label_table! {
     /// Why a report was refused (`turnpike_client_reports_refused_total{reason}`).
-    Refusal {
+    pub enum Refusal {
         TooLarge = "too_large",
         Unsigned = "unsigned",
         Malformed = "malformed",
@@ -66,7 +65,9 @@ label_set!(
         BadSignature = "bad_signature",
         RateLimited = "rate_limited",
     }
-);
+}
+
+parse_or_other!(Outcome, Path, Browser);
 
 impl Refusal {
     /// The HTTP status it is answered with.
@@ -77,7 +78,7 @@ impl Refusal {
                 401
             }
             Refusal::RateLimited => 429,
-            Refusal::Malformed | Refusal::Other => 400,
+            Refusal::Malformed => 400,
         }
     }
 }
@@ -103,9 +104,9 @@ impl ClientMetrics {
                 format!(
                     "WebRTC connections reported by browsers (client/turnpike.js), by outcome \
                      ({}), path ({}) and browser ({}).",
-                    labels(Outcome::ALL.iter().map(|x| x.label())),
-                    labels(Path::ALL.iter().map(|x| x.label())),
-                    labels(Browser::ALL.iter().map(|x| x.label())),
+                    Outcome::LISTED,
+                    Path::LISTED,
+                    Browser::LISTED,
                 ),
             ),
             &["outcome", "path", "browser"],
@@ -123,10 +124,7 @@ impl ClientMetrics {
         let refused = IntCounterVec::new(
             Opts::new(
                 "turnpike_client_reports_refused_total",
-                format!(
-                    "Browser reports refused, by reason ({}).",
-                    labels(Refusal::ALL.iter().map(|x| x.label()))
-                ),
+                format!("Browser reports refused, by reason ({}).", Refusal::LISTED),
             ),
             &["reason"],
         )
@@ -177,8 +175,4 @@ impl ClientMetrics {
     pub fn refused(&self, why: Refusal) {
         self.refused.with_label_values(&[why.label()]).inc();
     }
-}
-
-fn labels<'a>(it: impl Iterator<Item = &'a str>) -> String {
-    it.collect::<Vec<_>>().join(", ")
 }
