@@ -9,7 +9,7 @@ use crate::proto::error_code::StunError;
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use stun::message::{Message, Setter};
 
-use super::Server;
+use super::Core;
 
 #[derive(Debug, Default)]
 pub struct Admission {
@@ -21,7 +21,7 @@ pub struct Admission {
 /// ALTERNATE-SERVER (300 only).
 pub type Refusal = (StunError, &'static str, Option<SocketAddr>);
 
-impl Server {
+impl Core {
     /// Draining: new Allocates are refused, existing allocations carry on.
     pub fn set_draining(&mut self, draining: bool) {
         self.admission.draining = draining;

@@ -4,7 +4,7 @@
 use super::*;
 use crate::relay::admission::AlternateServer;
 
-impl Server {
+impl Core {
     pub(super) fn allocate(&mut self, ctx: &Ctx) -> Result<(), Reject> {
         let (now, unix, client, msg, req, who) =
             (ctx.now, ctx.unix, ctx.client, ctx.msg, ctx.req, ctx.who);

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Server {
+impl Core {
     /// The long-term credential check (RFC 8489 §9.2.4) and the credential-expiry policy.
     /// Sends the 400/401/438 itself and returns None on failure. Nothing is stored for a
     /// client that fails.

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Server {
+impl Core {
     pub(super) fn channel_bind(&mut self, ctx: &Ctx) -> Result<(), Reject> {
         let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
         let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);

@@ -21,7 +21,7 @@ use super::allocation::Allocation;
 use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
 use super::stats::{DropReason, EndReason, RequestMethod, result_index};
-use super::{ClientId, Command, Server, Time};
+use super::{ClientId, Command, Core, Time};
 use crate::auth::{AuthError, Key, user_id};
 use crate::proto::FAMILY_IPV6;
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
@@ -148,7 +148,7 @@ mod channel_bind;
 mod permission;
 mod refresh;
 
-impl Server {
+impl Core {
     /// A STUN message that is a request, decoded, with what its response needs; None
     /// (counted as malformed where it is) for anything else. Attributes after
     /// MESSAGE-INTEGRITY are cut off here, so no handler can see them.

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Server {
+impl Core {
     /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy). Permissions
     /// are per IP, so CreatePermission checks the IP; ChannelBind names the peer's port
     /// too, and the server's own services are refused there (`with_port`).

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Server {
+impl Core {
     /// The caller's allocation, or 437 / 441.
     pub(super) fn own_allocation(&self, client: ClientId, username: &str) -> Result<usize, Reject> {
         let &idx = self
