@@ -16,10 +16,8 @@ use turn::proto::reqtrans::RequestedTransport;
 
 use super::channel_data::MIN_CHANNEL;
 use super::error_code::StunError;
+use super::reject::Reject;
 use super::{ATTR_ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV4, FAMILY_IPV6, decode_xor_address};
-
-/// Why a request could not be read: the error to answer and its reason phrase.
-pub type Malformed = (StunError, &'static str);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -42,29 +40,29 @@ pub struct AllocateRequest {
 }
 
 impl AllocateRequest {
-    pub fn parse(msg: &Message) -> Result<Self, Malformed> {
+    pub fn parse(msg: &Message) -> Result<Self, Reject> {
         let mut transport = RequestedTransport::default();
         if transport.get_from(msg).is_err() {
-            return Err((StunError::BadRequest, "Missing REQUESTED-TRANSPORT"));
+            return Err(Reject::new(
+                StunError::BadRequest,
+                "Missing REQUESTED-TRANSPORT",
+            ));
         }
         let even_port = match msg.get(ATTR_EVEN_PORT) {
             Ok(v) if v.len() == 1 => Some(v[0] & 0x80 != 0),
-            Ok(_) => return Err((StunError::BadRequest, "Bad EVEN-PORT")),
+            Ok(_) => return Err(Reject::new(StunError::BadRequest, "Bad EVEN-PORT")),
             Err(_) => None,
         };
         let reservation_token = match msg.get(ATTR_RESERVATION_TOKEN) {
             Ok(v) => Some(
                 <[u8; 8]>::try_from(v.as_slice())
-                    .map_err(|_| (StunError::BadRequest, "Bad RESERVATION-TOKEN"))?,
+                    .map_err(|_| Reject::new(StunError::BadRequest, "Bad RESERVATION-TOKEN"))?,
             ),
             Err(_) => None,
         };
         let family = if msg.contains(ATTR_REQUESTED_ADDRESS_FAMILY) {
             let mut f = RequestedAddressFamily::default();
-            let not_supported = (
-                StunError::AddressFamilyNotSupported,
-                StunError::AddressFamilyNotSupported.reason(),
-            );
+            let not_supported = Reject::of(StunError::AddressFamilyNotSupported);
             f.get_from(msg).map_err(|_| not_supported)?;
             match f.0 {
                 FAMILY_IPV4 => Some(Family::V4),
@@ -77,12 +75,17 @@ impl AllocateRequest {
         let additional_v6 = match msg.get(ATTR_ADDITIONAL_ADDRESS_FAMILY) {
             Ok(v) if v.len() == 4 && v[0] == FAMILY_IPV6 => true,
             Ok(v) if v.len() == 4 => {
-                return Err((
+                return Err(Reject::new(
                     StunError::BadRequest,
                     "ADDITIONAL-ADDRESS-FAMILY must be IPv6",
                 ));
             }
-            Ok(_) => return Err((StunError::BadRequest, "Bad ADDITIONAL-ADDRESS-FAMILY")),
+            Ok(_) => {
+                return Err(Reject::new(
+                    StunError::BadRequest,
+                    "Bad ADDITIONAL-ADDRESS-FAMILY",
+                ));
+            }
             Err(_) => false,
         };
         // RFC 8656 §7.2: a token excludes EVEN-PORT and both address-family attributes
@@ -92,7 +95,7 @@ impl AllocateRequest {
             && (even_port.is_some() || family.is_some() || additional_v6))
             || (family.is_some() && additional_v6)
         {
-            return Err((StunError::BadRequest, "Conflicting attributes"));
+            return Err(Reject::new(StunError::BadRequest, "Conflicting attributes"));
         }
         Ok(AllocateRequest {
             transport: transport.protocol.0,
@@ -136,7 +139,7 @@ impl RefreshRequest {
 }
 
 /// Every XOR-PEER-ADDRESS in a request, in order (CreatePermission may name several).
-pub fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, Malformed> {
+pub fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, Reject> {
     let peers: Option<Vec<SocketAddr>> = msg
         .attributes
         .0
@@ -146,7 +149,10 @@ pub fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, Malformed> {
         .collect();
     match peers {
         Some(p) if !p.is_empty() => Ok(p),
-        _ => Err((StunError::BadRequest, "Missing or bad XOR-PEER-ADDRESS")),
+        _ => Err(Reject::new(
+            StunError::BadRequest,
+            "Missing or bad XOR-PEER-ADDRESS",
+        )),
     }
 }
 
@@ -159,10 +165,10 @@ pub struct ChannelBindRequest {
 
 impl ChannelBindRequest {
     /// `max_channel` is RFC 8656's 0x4FFF or RFC 5766's 0x7FFE.
-    pub fn parse(msg: &Message, max_channel: u16) -> Result<Self, Malformed> {
+    pub fn parse(msg: &Message, max_channel: u16) -> Result<Self, Reject> {
         let mut ch = ChannelNumber::default();
         if ch.get_from(msg).is_err() || !(MIN_CHANNEL..=max_channel).contains(&ch.0) {
-            return Err((StunError::BadRequest, "Bad CHANNEL-NUMBER"));
+            return Err(Reject::new(StunError::BadRequest, "Bad CHANNEL-NUMBER"));
         }
         let peer = peer_addresses(msg)?[0];
         Ok(ChannelBindRequest {

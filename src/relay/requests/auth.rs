@@ -76,14 +76,14 @@ impl Core {
             text(msg, ATTR_REALM),
             text(msg, ATTR_NONCE),
         ) else {
-            let reason = StunError::BadRequest.reason();
-            self.respond_error(client, req, StunError::BadRequest, reason, None, vec![]);
+            let reject = Reject::of(StunError::BadRequest);
+            self.respond_error(client, req, reject, None, vec![]);
             return None;
         };
         // RFC 8489 §14.3: USERNAME is under 513 bytes.
         if username.len() > MAX_USERNAME_LEN {
-            let reason = "USERNAME too long";
-            self.respond_error(client, req, StunError::BadRequest, reason, None, vec![]);
+            let reject = Reject::new(StunError::BadRequest, "USERNAME too long");
+            self.respond_error(client, req, reject, None, vec![]);
             return None;
         }
         Some((username, nonce))
@@ -139,10 +139,10 @@ impl Core {
         tracing::debug!(client = %client.addr, reason = e.label(), "authentication failed");
         // No reason phrase on the challenge: the code says it all, and this is the answer
         // every unauthenticated request gets, so every byte is amplification.
-        let (code, reason) = match e {
-            AuthError::StaleNonce => (StunError::StaleNonce, StunError::StaleNonce.reason()),
-            AuthError::NoIntegrity => (StunError::Unauthorized, ""),
-            _ => (StunError::Unauthorized, StunError::Unauthorized.reason()),
+        let reject = match e {
+            AuthError::StaleNonce => Reject::of(StunError::StaleNonce),
+            AuthError::NoIntegrity => Reject::new(StunError::Unauthorized, ""),
+            _ => Reject::of(StunError::Unauthorized),
         };
         let attrs: Attrs = vec![
             Box::new(TextAttribute::new(
@@ -154,6 +154,6 @@ impl Core {
                 self.cfg.auth.mint_nonce(unix, client.addr),
             )),
         ];
-        self.respond_error(client, req, code, reason, None, attrs);
+        self.respond_error(client, req, reject, None, attrs);
     }
 }

@@ -12,23 +12,25 @@ impl Core {
         } else {
             MAX_CHANNEL_RFC5766
         };
-        let ChannelBindRequest { channel, peer } =
-            ChannelBindRequest::parse(msg, max).map_err(|(e, why)| Reject(e, why))?;
+        let ChannelBindRequest { channel, peer } = ChannelBindRequest::parse(msg, max)?;
         self.check_peer(idx, &peer, true)?;
         let a = &mut self.allocations[idx];
         if !a.permissions.contains_key(&peer.ip())
             && a.permissions.len() >= self.cfg.max_permissions
         {
-            return Err(Reject(
+            return Err(Reject::new(
                 StunError::InsufficientCapacity,
                 "Too many permissions",
             ));
         }
         if !a.channels.contains_key(&channel) && a.channels.len() >= self.cfg.max_channels {
-            return Err(Reject(StunError::InsufficientCapacity, "Too many channels"));
+            return Err(Reject::new(
+                StunError::InsufficientCapacity,
+                "Too many channels",
+            ));
         }
         if !a.bind_channel(now, channel, peer) {
-            return Err(Reject(
+            return Err(Reject::new(
                 StunError::BadRequest,
                 "Channel already bound differently",
             ));

@@ -26,6 +26,7 @@ use crate::auth::{AuthError, Key, user_id};
 use crate::proto::FAMILY_IPV6;
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
 use crate::proto::error_code::StunError;
+use crate::proto::reject::Reject;
 use crate::proto::request::{self, AllocateRequest, ChannelBindRequest, Family, RefreshRequest};
 use crate::proto::response::AddressErrorCode;
 
@@ -130,16 +131,6 @@ struct RequestInfo {
     fingerprint: bool,
 }
 
-/// A rejection: its error code and the reason phrase to send (the registered one, or a
-/// more specific one that helps a developer reading a capture).
-struct Reject(StunError, &'static str);
-
-impl Reject {
-    fn of(e: StunError) -> Self {
-        Reject(e, e.reason())
-    }
-}
-
 type Attrs = Vec<Box<dyn Setter>>;
 
 mod allocate;
@@ -204,8 +195,7 @@ impl Core {
             self.respond_error(
                 client,
                 req,
-                StunError::UnknownAttribute,
-                StunError::UnknownAttribute.reason(),
+                Reject::of(StunError::UnknownAttribute),
                 None,
                 vec![Box::new(UnknownAttributes(unknown))],
             );
@@ -240,18 +230,11 @@ impl Core {
                     METHOD_CREATE_PERMISSION => self.create_permission(&ctx),
                     _ => self.channel_bind(&ctx),
                 };
-                if let Err(Reject(code, reason)) = result {
-                    self.respond_error(client, req, code, reason, Some(&who.key), vec![]);
+                if let Err(reject) = result {
+                    self.respond_error(client, req, reject, Some(&who.key), vec![]);
                 }
             }
-            _ => self.respond_error(
-                client,
-                req,
-                StunError::BadRequest,
-                StunError::BadRequest.reason(),
-                None,
-                vec![],
-            ),
+            _ => self.respond_error(client, req, Reject::of(StunError::BadRequest), None, vec![]),
         }
     }
 
@@ -289,16 +272,15 @@ impl Core {
         &mut self,
         client: ClientId,
         req: RequestInfo,
-        error: StunError,
-        reason: &'static str,
+        reject: Reject,
         key: Option<&Key>,
         mut extra: Attrs,
     ) {
         if !self.unauthenticated_budget(client, key) {
             return;
         }
-        let code = error.code();
-        self.count_request(req.method, Some(error));
+        let (code, reason) = (reject.code.code(), reject.reason);
+        self.count_request(req.method, Some(reject.code));
         tracing::debug!(client = %client.addr, code, reason, "request rejected");
         let mut attrs: Attrs = vec![Box::new(ErrorCodeAttribute {
             code: ErrorCode(code),

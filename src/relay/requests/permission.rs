@@ -33,7 +33,7 @@ impl Core {
         let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
         let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
         let idx = self.own_allocation(client, username)?;
-        let peers = request::peer_addresses(msg).map_err(|(e, why)| Reject(e, why))?;
+        let peers = request::peer_addresses(msg)?;
         // All or nothing (RFC 8656 §9.2): check every peer before installing any.
         for p in &peers {
             self.check_peer(idx, p, false)?;
@@ -44,7 +44,7 @@ impl Core {
             .filter(|p| !a.permissions.contains_key(&p.ip()))
             .count();
         if a.permissions.len() + new > self.cfg.max_permissions {
-            return Err(Reject(
+            return Err(Reject::new(
                 StunError::InsufficientCapacity,
                 "Too many permissions",
             ));
