@@ -5,9 +5,18 @@ use super::*;
 use crate::relay::admission::{AlternateServer, Refusal};
 
 impl Core {
-    pub(super) fn allocate(&mut self, ctx: &Ctx) -> Result<(), Reject> {
-        let (now, unix, client, msg, req, who) =
-            (ctx.now, ctx.unix, ctx.client, ctx.msg, ctx.req, ctx.who);
+    pub(super) fn allocate(
+        &mut self,
+        ctx: &Ctx,
+        r: Result<AllocateRequest, Reject>,
+    ) -> Result<(), Reject> {
+        let Arrival {
+            now,
+            unix,
+            client,
+            req,
+        } = ctx.at;
+        let who = ctx.who;
         if self.answered_as_retransmission(client, req)? {
             return Ok(());
         }
@@ -19,7 +28,7 @@ impl Core {
             self.respond_error(client, req, refusal.reject(), Some(&who.key), extra);
             return Ok(());
         }
-        let r = AllocateRequest::parse(msg)?;
+        let r = r?;
         if r.transport != PROTO_UDP {
             return Err(Reject::of(StunError::UnsupportedTransportProtocol));
         }
@@ -29,9 +38,9 @@ impl Core {
         };
         let families = self.families_for(&r, reserved)?;
         let parity = match r.even_port {
-            None => PortParity::Any,
-            Some(false) => PortParity::Even,
-            Some(true) => PortParity::EvenPair,
+            EvenPort::NotAsked => PortParity::Any,
+            EvenPort::Even => PortParity::Even,
+            EvenPort::EvenAndReserveNext => PortParity::EvenPair,
         };
         // Last check before the pending entry: every slot taken here is given back by
         // fail_pending / drop_pending / remove_allocation / end_reservation. An EVEN-PORT
@@ -85,9 +94,9 @@ impl Core {
         &mut self,
         client: ClientId,
         req: RequestInfo,
-        msg: &Message,
+        credentials: &Credentials,
     ) -> bool {
-        if msg.contains(ATTR_MESSAGE_INTEGRITY) || self.by_client.contains_key(&client) {
+        if credentials.is_signed() || self.by_client.contains_key(&client) {
             return false;
         }
         let Some(refusal @ Refusal::Redirect(alt)) = self.refuse_new_allocation(client.addr) else {

@@ -3,16 +3,14 @@
 use super::*;
 
 impl Core {
-    pub(super) fn channel_bind(&mut self, ctx: &Ctx) -> Result<(), Reject> {
-        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
-        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
-        let idx = self.own_allocation(client, username)?;
-        let max = if self.cfg.strict_channel_numbers {
-            MAX_CHANNEL
-        } else {
-            MAX_CHANNEL_RFC5766
-        };
-        let ChannelBindRequest { channel, peer } = ChannelBindRequest::parse(msg, max)?;
+    pub(super) fn channel_bind(
+        &mut self,
+        ctx: &Ctx,
+        r: Result<ChannelBindRequest, Reject>,
+    ) -> Result<(), Reject> {
+        let idx = self.own_allocation(ctx)?;
+        let now = ctx.at.now;
+        let ChannelBindRequest { channel, peer } = r?;
         self.check_peer(idx, &peer, true)?;
         let a = &mut self.allocations[idx];
         if !a.permissions.contains_key(&peer.ip())
@@ -37,7 +35,7 @@ impl Core {
         }
         // The permission it installs is due first.
         self.schedule(idx, now + crate::relay::allocation::PERMISSION_LIFETIME);
-        self.respond(client, req, vec![], Some(key));
+        self.respond_signed(ctx, vec![]);
         Ok(())
     }
 }

@@ -29,11 +29,14 @@ impl Core {
         Ok(())
     }
 
-    pub(super) fn create_permission(&mut self, ctx: &Ctx) -> Result<(), Reject> {
-        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
-        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
-        let idx = self.own_allocation(client, username)?;
-        let peers = request::peer_addresses(msg)?;
+    pub(super) fn create_permission(
+        &mut self,
+        ctx: &Ctx,
+        r: Result<CreatePermissionRequest, Reject>,
+    ) -> Result<(), Reject> {
+        let idx = self.own_allocation(ctx)?;
+        let now = ctx.at.now;
+        let peers = r?.peers;
         // All or nothing (RFC 8656 §9.2): check every peer before installing any.
         for p in &peers {
             self.check_peer(idx, p, false)?;
@@ -53,7 +56,7 @@ impl Core {
             a.permit(now, p.ip());
         }
         self.schedule(idx, now + crate::relay::allocation::PERMISSION_LIFETIME);
-        self.respond(client, req, vec![], Some(key));
+        self.respond_signed(ctx, vec![]);
         Ok(())
     }
 }
