@@ -1,16 +1,13 @@
 //! Raw client bytes through every decoder a packet meets: ChannelData framing, the Send
-//! indication reader, `stun::message` and the attribute getters the request handlers use,
-//! and finally the core itself (which must answer or drop, never panic).
+//! indication reader, `stun::message` and the typed request the handlers read
+//! (`Request::parse`, `Credentials::parse`), and finally the core itself (which must
+//! answer or drop, never panic).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stun::attributes::*;
-use stun::message::{Getter, Message};
-use stun::textattrs::TextAttribute;
-use turn::proto::channum::ChannelNumber;
-use turn::proto::lifetime::Lifetime;
-use turn::proto::reqfamily::RequestedAddressFamily;
-use turn::proto::reqtrans::RequestedTransport;
+use stun::message::Message;
+use turnpike::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766, MIN_CHANNEL};
+use turnpike::proto::request::{Credentials, Request, Unreadable};
 use turnpike::proto::{channel_data, decode_xor_address, indication};
 use turnpike_fuzz::{Driver, Setup, clients};
 
@@ -32,18 +29,13 @@ fuzz_target!(|data: &[u8]| {
     let mut m = Message::new();
     m.raw = data.to_vec();
     if m.decode().is_ok() {
-        // Every getter a handler may call on a request, on whatever attributes came.
-        for t in [ATTR_USERNAME, ATTR_REALM, ATTR_NONCE] {
-            let _ = TextAttribute::get_from_as(&m, t);
+        // What the core reads of a request, on whatever attributes came.
+        turnpike::proto::ignore_after_integrity(&mut m);
+        for max in [MAX_CHANNEL, MAX_CHANNEL_RFC5766] {
+            check_request(Request::parse(&m, max), max);
         }
-        let _ = ChannelNumber::default().get_from(&m);
-        let _ = Lifetime::default().get_from(&m);
-        let _ = RequestedTransport::default().get_from(&m);
-        let _ = RequestedAddressFamily::default().get_from(&m);
-        for a in &m.attributes.0 {
-            if a.typ == ATTR_XOR_PEER_ADDRESS {
-                let _ = decode_xor_address(&a.value, &m.transaction_id.0);
-            }
+        if let Credentials::Signed { username, .. } = Credentials::parse(&m) {
+            assert!(username.len() <= 513);
         }
     }
     // The core, with one live allocation so ChannelData and Send take the relay path.
@@ -67,3 +59,15 @@ fuzz_target!(|data: &[u8]| {
         d.check();
     }
 });
+
+/// What `Request::parse` promises its handlers.
+fn check_request(r: Result<Request, Unreadable>, max_channel: u16) {
+    match r {
+        Ok(Request::ChannelBind(Ok(c))) => {
+            assert!((MIN_CHANNEL..=max_channel).contains(&c.channel));
+        }
+        Ok(Request::CreatePermission(Ok(p))) => assert!(!p.peers.is_empty()),
+        Err(Unreadable::UnknownAttributes(types)) => assert!(!types.is_empty()),
+        _ => {}
+    }
+}

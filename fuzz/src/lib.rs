@@ -1,4 +1,4 @@
-//! The fuzz targets' shared driver: a fake shell around `turnpike::relay::Server` that
+//! The fuzz targets' shared driver: a fake shell around `turnpike::relay::Core` that
 //! signs requests like a real client (so fuzzed attributes reach the authenticated
 //! handlers), binds relay "sockets" in a set, and checks the core's invariants after every
 //! step. A failed check panics, which libFuzzer reports as a crash with its input.
@@ -23,7 +23,7 @@ use turnpike::relay::bandwidth::UserBuckets;
 use turnpike::relay::peer_policy::PeerPolicy;
 use turnpike::relay::quota::Quotas;
 use turnpike::relay::stats::DropReason;
-use turnpike::relay::{ClientId, CoreConfig, RelayFamily, Server, Transport};
+use turnpike::relay::{ClientId, Core, CoreConfig, RelayFamily, Transport};
 
 pub use input::{Op, PeerSel, Setup};
 pub use messages::{Attr, Request, channel_data, req, request_of, xor_peer_tid};
@@ -45,7 +45,7 @@ pub struct Tally {
 
 pub struct Driver {
     /// The shards: a client and a relay port each belong to exactly one.
-    pub shards: Vec<Server>,
+    pub shards: Vec<Core>,
     pub setup: Setup,
     max_allocations: usize,
     max_per_user: usize,
@@ -137,7 +137,7 @@ impl Driver {
         };
         Driver {
             shards: (port_ranges.iter())
-                .map(|r| Server::new(cfg(*r), setup.seed ^ r.0 as u64))
+                .map(|r| Core::new(cfg(*r), setup.seed ^ r.0 as u64))
                 .collect(),
             setup,
             max_allocations,

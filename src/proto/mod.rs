@@ -5,6 +5,7 @@
 pub mod channel_data;
 pub mod error_code;
 pub mod indication;
+pub mod reject;
 pub mod request;
 pub mod response;
 #[cfg(test)]

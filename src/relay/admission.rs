@@ -5,11 +5,12 @@
 use std::net::SocketAddr;
 
 use crate::proto::error_code::StunError;
+use crate::proto::reject::Reject;
 
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use stun::message::{Message, Setter};
 
-use super::Server;
+use super::Core;
 
 #[derive(Debug, Default)]
 pub struct Admission {
@@ -17,11 +18,26 @@ pub struct Admission {
     alternates: Vec<SocketAddr>,
 }
 
-/// Why a new allocation goes elsewhere: the error code, its reason, and the node named in
-/// ALTERNATE-SERVER (300 only).
-pub type Refusal = (StunError, &'static str, Option<SocketAddr>);
+/// Why a new allocation is not made here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 300 Try Alternate, naming this node in ALTERNATE-SERVER.
+    Redirect(SocketAddr),
+    /// Refused outright, with nowhere to send the client.
+    Refuse(Reject),
+}
 
-impl Server {
+impl Refusal {
+    /// The error response it is answered with.
+    pub fn reject(self) -> Reject {
+        match self {
+            Refusal::Redirect(_) => Reject::of(StunError::TryAlternate),
+            Refusal::Refuse(reject) => reject,
+        }
+    }
+}
+
+impl Core {
     /// Draining: new Allocates are refused, existing allocations carry on.
     pub fn set_draining(&mut self, draining: bool) {
         self.admission.draining = draining;
@@ -50,15 +66,12 @@ impl Server {
                 if !self.admission.draining {
                     self.counters.quota_rejections += 1;
                 }
-                Some((
-                    StunError::TryAlternate,
-                    StunError::TryAlternate.reason(),
-                    Some(alt),
-                ))
+                Some(Refusal::Redirect(alt))
             }
-            None if self.admission.draining => {
-                Some((StunError::Forbidden, "Server Draining", None))
-            }
+            None if self.admission.draining => Some(Refusal::Refuse(Reject::new(
+                StunError::Forbidden,
+                "Server Draining",
+            ))),
             None => None,
         }
     }

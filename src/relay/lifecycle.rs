@@ -4,7 +4,7 @@
 use super::*;
 use crate::auth::user_id;
 
-impl Server {
+impl Core {
     /// Expires allocations, permissions, channel bindings and reservations that are due:
     /// only those, found through the deadline heap, never a walk over every allocation.
     pub fn handle_timeout(&mut self, time: Time) {

@@ -131,7 +131,7 @@ pub struct CoreConfig {
 pub enum Command {
     /// Send a STUN message to a client.
     SendToClient { client: ClientId, data: Vec<u8> },
-    /// Bind a UDP relay socket at `addr`, then call `Server::relay_bound`.
+    /// Bind a UDP relay socket at `addr`, then call `Core::relay_bound`.
     BindRelay { token: u64, addr: SocketAddr },
     /// Close the relay socket at `addr`.
     ReleaseRelay { addr: SocketAddr },
@@ -190,7 +190,7 @@ pub enum PeerAction {
 /// DoS-resistant hash is fit for.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-pub struct Server {
+pub struct Core {
     cfg: CoreConfig,
     allocations: Slab<Allocation>,
     by_client: FastMap<ClientId, usize>,
@@ -223,13 +223,13 @@ pub struct Server {
     indications: u64,
 }
 
-impl Server {
+impl Core {
     pub fn new(cfg: CoreConfig, seed: u64) -> Self {
         let limiter = rate_limit::PrefixLimiter::new(cfg.unauthenticated_rate);
         let mut rng = Rng::new(seed);
         let mut indication_prefix = [0u8; 12];
         indication_prefix[..4].copy_from_slice(&rng.next_u64().to_be_bytes()[..4]);
-        Server {
+        Core {
             indication_prefix,
             indications: 0,
             limiter,

@@ -4,7 +4,7 @@
 use super::*;
 use crate::proto::ClientMessage;
 
-impl Server {
+impl Core {
     /// A packet from a client. ChannelData and Send indications are answered with a
     /// routing decision and nothing allocated; everything else goes through the STUN path.
     pub fn handle_client_packet<'a>(

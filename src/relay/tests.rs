@@ -26,7 +26,7 @@ pub const SECRET: &str = "test-secret-1";
 pub const REALM: &str = "turnpike.test";
 
 pub struct Harness {
-    pub server: Server,
+    pub server: Core,
     pub now: Instant,
     pub unix: u64,
     /// Ports the fake shell refuses to bind (already in use by another process).
@@ -72,7 +72,7 @@ pub fn harness() -> Harness {
 
 pub fn harness_with(cfg: CoreConfig) -> Harness {
     Harness {
-        server: Server::new(cfg, 1234),
+        server: Core::new(cfg, 1234),
         // The shell's clock gives a starting point; from there time moves only by hand.
         now: crate::runtime::clock::now(),
         unix: 1_800_000_000,

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 
 use crate::proto::{channel_data, indication};
-use crate::relay::{ClientAction, ClientId, PeerAction, Server, Time, Transport};
+use crate::relay::{ClientAction, ClientId, Core, PeerAction, Time, Transport};
 
 use super::batch::{BATCH, SLOT};
 use super::gso::Run;
@@ -19,7 +19,7 @@ use super::sockets::{RelaySockets, keep_draining, record_dropped};
 /// binds) for the caller to run; the run is sent before that, since a command may close
 /// its relay socket.
 pub(super) fn client_packet(
-    core: &mut Server,
+    core: &mut Core,
     relays: &RelaySockets,
     run: &mut Run,
     time: Time,

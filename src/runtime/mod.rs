@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay::peer_policy::OwnAddresses;
 use crate::relay::quota::Quotas;
-use crate::relay::{AddrFamily, CoreConfig, RelayFamily, Server, Transport};
+use crate::relay::{AddrFamily, Core, CoreConfig, RelayFamily, Transport};
 use session_log::SessionLogger;
 use shard::{Control, Limits, Listeners, Shard, ShardParts, tcp_listener, udp_socket};
 
@@ -62,7 +62,7 @@ pub const BIND_FAILURES_NOT_READY: u64 = 8;
 impl ShardStatus {
     pub fn publish(
         &self,
-        core: &Server,
+        core: &Core,
         now: Instant,
         connections: [u64; Transport::COUNT],
         streams: connections::StreamCounters,
@@ -195,11 +195,11 @@ fn shard_core(
     secrets: &[String],
     shared: &Shared,
     ports: std::ops::RangeInclusive<u16>,
-) -> Server {
+) -> Core {
     let r = &cfg.relay;
     let per_user =
         (r.max_bps_per_user > 0).then(|| (r.max_bps_per_user / 8, shared.user_buckets.clone()));
-    let mut core = Server::new(
+    let mut core = Core::new(
         CoreConfig {
             auth: authenticator(cfg, secrets, shared.nonce_key),
             policy: policy(cfg, &shared.own),
@@ -252,7 +252,7 @@ fn bind_listeners(cfg: &Config) -> anyhow::Result<Listeners> {
 fn spawn_shard(
     cfg: &Config,
     i: usize,
-    core: Server,
+    core: Core,
     shared: &Shared,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Arc<ShardStatus>, ShardHandle)> {

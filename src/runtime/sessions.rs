@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::auth::user_id;
-use crate::relay::Server;
+use crate::relay::Core;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelInfo {
@@ -35,7 +35,7 @@ pub struct SessionInfo {
 }
 
 /// The live allocations of one shard's core.
-pub fn describe(core: &Server, now: Instant, redact_client_address: bool) -> Vec<SessionInfo> {
+pub fn describe(core: &Core, now: Instant, redact_client_address: bool) -> Vec<SessionInfo> {
     core.allocations()
         .map(|a| {
             let mut permissions: Vec<String> = a

@@ -18,7 +18,7 @@ use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::proto::indication;
 use crate::relay::peer_policy::PeerPolicy;
-use crate::relay::{Command, Server, Time, Transport};
+use crate::relay::{Command, Core, Time, Transport};
 
 use super::batch::{BATCH, Batch};
 use super::connections::Connections;
@@ -52,7 +52,7 @@ pub enum Control {
     Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
-    /// Start or stop draining (see `Server::set_draining`).
+    /// Start or stop draining (see `Core::set_draining`).
     Draining(bool),
     /// Nodes for ALTERNATE-SERVER (reload).
     Alternates(Vec<SocketAddr>),
@@ -72,7 +72,7 @@ pub struct Listeners {
 
 pub struct Shard {
     pub index: usize,
-    pub(super) core: Server,
+    pub(super) core: Core,
     pub(super) poll: Poll,
     pub(super) udp: Vec<UdpSocket>,
     pub(super) tcp: Vec<(TcpListener, Transport)>,
@@ -101,7 +101,7 @@ pub struct Shard {
 /// control queue from the shell, where it publishes status, and how it logs sessions.
 pub struct ShardParts {
     pub index: usize,
-    pub core: Server,
+    pub core: Core,
     pub listeners: Listeners,
     pub tls: Option<Arc<ServerConfig>>,
     pub limits: Limits,

@@ -9,7 +9,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Token};
 use slab::Slab;
 
-use crate::relay::Server;
+use crate::relay::Core;
 use crate::relay::stats::DropReason;
 
 use super::gso::Run;
@@ -41,7 +41,7 @@ impl RelaySockets {
     /// `relay`, sending the run before it first when it cannot join it.
     pub(super) fn queue(
         &self,
-        core: &mut Server,
+        core: &mut Core,
         run: &mut Run,
         buf: &[u8],
         relay: SocketAddr,
@@ -59,7 +59,7 @@ impl RelaySockets {
     }
 
     /// Sends the queued run (its datagrams lie in `buf`), counting what was dropped.
-    pub(super) fn send_run(&self, core: &mut Server, run: &mut Run, buf: &[u8]) {
+    pub(super) fn send_run(&self, core: &mut Core, run: &mut Run, buf: &[u8]) {
         if run.is_empty() {
             return;
         }
@@ -124,7 +124,7 @@ pub(super) fn keep_draining(e: &std::io::Error) -> bool {
 }
 
 /// Counts the datagrams a batched send dropped: refused, or a full socket buffer.
-pub(super) fn record_dropped(core: &mut Server, failed: usize, blocked: usize) {
+pub(super) fn record_dropped(core: &mut Core, failed: usize, blocked: usize) {
     for _ in 0..failed {
         core.record_send_failure(DropReason::SendError);
     }

@@ -2,21 +2,33 @@
 //! success response, EVEN-PORT reservations and lifetimes.
 
 use super::*;
-use crate::relay::admission::AlternateServer;
+use crate::relay::admission::{AlternateServer, Refusal};
 
-impl Server {
-    pub(super) fn allocate(&mut self, ctx: &Ctx) -> Result<(), Reject> {
-        let (now, unix, client, msg, req, who) =
-            (ctx.now, ctx.unix, ctx.client, ctx.msg, ctx.req, ctx.who);
+impl Core {
+    pub(super) fn allocate(
+        &mut self,
+        ctx: &Ctx,
+        r: Result<AllocateRequest, Reject>,
+    ) -> Result<(), Reject> {
+        let Arrival {
+            now,
+            unix,
+            client,
+            req,
+        } = ctx.at;
+        let who = ctx.who;
         if self.answered_as_retransmission(client, req)? {
             return Ok(());
         }
-        if let Some((code, reason, alt)) = self.refuse_new_allocation(client.addr) {
-            let extra = alt.map_or_else(Vec::new, |a| self.redirect_attrs(a, unix));
-            self.respond_error(client, req, code, reason, Some(&who.key), extra);
+        if let Some(refusal) = self.refuse_new_allocation(client.addr) {
+            let extra = match refusal {
+                Refusal::Redirect(alt) => self.redirect_attrs(alt, unix),
+                Refusal::Refuse(_) => vec![],
+            };
+            self.respond_error(client, req, refusal.reject(), Some(&who.key), extra);
             return Ok(());
         }
-        let r = AllocateRequest::parse(msg).map_err(|(e, why)| Reject(e, why))?;
+        let r = r?;
         if r.transport != PROTO_UDP {
             return Err(Reject::of(StunError::UnsupportedTransportProtocol));
         }
@@ -26,9 +38,9 @@ impl Server {
         };
         let families = self.families_for(&r, reserved)?;
         let parity = match r.even_port {
-            None => PortParity::Any,
-            Some(false) => PortParity::Even,
-            Some(true) => PortParity::EvenPair,
+            EvenPort::NotAsked => PortParity::Any,
+            EvenPort::Even => PortParity::Even,
+            EvenPort::EvenAndReserveNext => PortParity::EvenPair,
         };
         // Last check before the pending entry: every slot taken here is given back by
         // fail_pending / drop_pending / remove_allocation / end_reservation. An EVEN-PORT
@@ -82,22 +94,16 @@ impl Server {
         &mut self,
         client: ClientId,
         req: RequestInfo,
-        msg: &Message,
+        credentials: &Credentials,
     ) -> bool {
-        if msg.contains(ATTR_MESSAGE_INTEGRITY) || self.by_client.contains_key(&client) {
+        if credentials.is_signed() || self.by_client.contains_key(&client) {
             return false;
         }
-        let Some((code, reason, Some(alt))) = self.refuse_new_allocation(client.addr) else {
+        let Some(refusal @ Refusal::Redirect(alt)) = self.refuse_new_allocation(client.addr) else {
             return false;
         };
-        self.respond_error(
-            client,
-            req,
-            code,
-            reason,
-            None,
-            vec![Box::new(AlternateServer(alt))],
-        );
+        let extra: Attrs = vec![Box::new(AlternateServer(alt))];
+        self.respond_error(client, req, refusal.reject(), None, extra);
         true
     }
 
@@ -144,7 +150,7 @@ impl Server {
     /// reserved the port. Redeemed, the reservation's quota slot is given back: the new
     /// allocation takes one of its own.
     fn redeem_reservation(&mut self, token: &[u8; 8], unix: u64) -> Result<SocketAddr, Reject> {
-        let addr = self.reservation_port(token, unix).ok_or(Reject(
+        let addr = self.reservation_port(token, unix).ok_or(Reject::new(
             StunError::InsufficientCapacity,
             "Unknown or expired RESERVATION-TOKEN",
         ))?;
@@ -291,8 +297,7 @@ impl Server {
         self.respond_error(
             p.client,
             p.request,
-            StunError::InsufficientCapacity,
-            StunError::InsufficientCapacity.reason(),
+            Reject::of(StunError::InsufficientCapacity),
             Some(&p.key),
             vec![],
         );

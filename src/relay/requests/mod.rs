@@ -21,12 +21,16 @@ use super::allocation::Allocation;
 use super::bandwidth::{Bucket, Limits};
 use super::ports::{PortParity, pick_port};
 use super::stats::{DropReason, EndReason, RequestMethod, result_index};
-use super::{ClientId, Command, Server, Time};
+use super::{ClientId, Command, Core, Time};
 use crate::auth::{AuthError, Key, user_id};
 use crate::proto::FAMILY_IPV6;
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
 use crate::proto::error_code::StunError;
-use crate::proto::request::{self, AllocateRequest, ChannelBindRequest, Family, RefreshRequest};
+use crate::proto::reject::Reject;
+use crate::proto::request::{
+    AllocateRequest, ChannelBindRequest, CreatePermissionRequest, Credentials, EvenPort, Family,
+    RefreshRequest, Request, RequestedFamily, Unreadable,
+};
 use crate::proto::response::AddressErrorCode;
 
 const PROTO_UDP: u8 = 17;
@@ -34,35 +38,6 @@ const PROTO_UDP: u8 = 17;
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 /// Port choices tried before an Allocate gives up with 508.
 const BIND_ATTEMPTS: u32 = 16;
-
-/// Comprehension-required attributes this server understands; any other one in a request
-/// gets 420 (RFC 8489 §7.3.1).
-const KNOWN_REQUIRED: &[AttrType] = &[
-    ATTR_MAPPED_ADDRESS,
-    ATTR_USERNAME,
-    ATTR_MESSAGE_INTEGRITY,
-    ATTR_ERROR_CODE,
-    ATTR_UNKNOWN_ATTRIBUTES,
-    ATTR_REALM,
-    ATTR_NONCE,
-    ATTR_XORMAPPED_ADDRESS,
-    ATTR_CHANNEL_NUMBER,
-    ATTR_LIFETIME,
-    ATTR_XOR_PEER_ADDRESS,
-    ATTR_DATA,
-    ATTR_XOR_RELAYED_ADDRESS,
-    ATTR_EVEN_PORT,
-    ATTR_REQUESTED_TRANSPORT,
-    ATTR_DONT_FRAGMENT,
-    ATTR_RESERVATION_TOKEN,
-    ATTR_REQUESTED_ADDRESS_FAMILY,
-    ATTR_PRIORITY,
-    ATTR_USE_CANDIDATE,
-    // MESSAGE-INTEGRITY-SHA256 and USERHASH: understood well enough to ignore, since a
-    // client sending them also sends the classic attributes.
-    AttrType(0x001C),
-    AttrType(0x001D),
-];
 
 /// An Allocate waiting for the shell to bind its relay socket(s).
 pub struct PendingAllocate {
@@ -100,9 +75,6 @@ pub struct Reservation {
     pub addr: SocketAddr,
 }
 
-/// RFC 8489 §14.3: USERNAME is a UTF-8 string under 513 bytes.
-const MAX_USERNAME_LEN: usize = 513;
-
 /// A request that passed authentication: who signed it, with which key, and when the
 /// credential expires (unix seconds; None for static users).
 struct Authenticated {
@@ -111,14 +83,29 @@ struct Authenticated {
     expiry: Option<u64>,
 }
 
-/// An authenticated request as the method handlers see it: when and from whom it came,
-/// the decoded message, what its response needs, and who signed it.
-struct Ctx<'a> {
+/// When and from whom a request came, and what its response needs.
+#[derive(Clone, Copy)]
+struct Arrival {
     now: Instant,
     unix: u64,
     client: ClientId,
-    msg: &'a Message,
     req: RequestInfo,
+}
+
+/// A request of a TURN method before its credentials are checked: the message (its
+/// MESSAGE-INTEGRITY is checked over the raw bytes) and its credential attributes, read.
+struct Unverified {
+    at: Arrival,
+    msg: Message,
+    credentials: Credentials,
+    /// A Refresh with LIFETIME 0, which a stale nonce does not stop (`authenticate`).
+    deletes: bool,
+}
+
+/// An authenticated request as the method handlers see it: its arrival and who signed
+/// it. The method's fields come beside it, typed (`proto::request`).
+struct Ctx<'a> {
+    at: Arrival,
     who: &'a Authenticated,
 }
 
@@ -130,25 +117,16 @@ struct RequestInfo {
     fingerprint: bool,
 }
 
-/// A rejection: its error code and the reason phrase to send (the registered one, or a
-/// more specific one that helps a developer reading a capture).
-struct Reject(StunError, &'static str);
-
-impl Reject {
-    fn of(e: StunError) -> Self {
-        Reject(e, e.reason())
-    }
-}
-
 type Attrs = Vec<Box<dyn Setter>>;
 
 mod allocate;
 mod auth;
+mod binding;
 mod channel_bind;
 mod permission;
 mod refresh;
 
-impl Server {
+impl Core {
     /// A STUN message that is a request, decoded, with what its response needs; None
     /// (counted as malformed where it is) for anything else. Attributes after
     /// MESSAGE-INTEGRITY are cut off here, so no handler can see them.
@@ -190,68 +168,73 @@ impl Server {
         packet: &[u8],
     ) {
         self.clock = Some(now);
-        let Some((mut msg, req)) = self.decode_request(packet) else {
+        let Some((msg, req)) = self.decode_request(packet) else {
             return;
         };
-        let unknown: Vec<AttrType> = msg
-            .attributes
-            .0
-            .iter()
-            .map(|a| a.typ)
-            .filter(|t| t.required() && !KNOWN_REQUIRED.contains(t))
-            .collect();
-        if !unknown.is_empty() {
-            self.respond_error(
+        let request = match Request::parse(&msg, self.max_channel()) {
+            Ok(request) => request,
+            Err(unreadable) => return self.refuse_unreadable(client, req, unreadable),
+        };
+        let signed = Unverified {
+            at: Arrival {
+                now,
+                unix,
                 client,
                 req,
-                StunError::UnknownAttribute,
-                StunError::UnknownAttribute.reason(),
-                None,
-                vec![Box::new(UnknownAttributes(unknown))],
-            );
-            return;
+            },
+            credentials: Credentials::parse(&msg),
+            deletes: matches!(&request, Request::Refresh(r) if r.deletes()),
+            msg,
+        };
+        match request {
+            Request::Binding => self.binding(client, req),
+            Request::Allocate(r) => {
+                if !self.redirected_unsigned(client, req, &signed.credentials) {
+                    self.answer_signed(signed, |core, ctx| core.allocate(ctx, r));
+                }
+            }
+            Request::Refresh(r) => self.answer_signed(signed, |core, ctx| core.refresh(ctx, r)),
+            Request::CreatePermission(r) => {
+                self.answer_signed(signed, |core, ctx| core.create_permission(ctx, r))
+            }
+            Request::ChannelBind(r) => {
+                self.answer_signed(signed, |core, ctx| core.channel_bind(ctx, r))
+            }
         }
-        match req.method {
-            METHOD_BINDING => {
-                let attrs: Attrs = vec![Box::new(XorMappedAddress {
-                    ip: client.addr.ip(),
-                    port: client.addr.port(),
-                })];
-                self.respond(client, req, attrs, None);
-            }
-            METHOD_ALLOCATE | METHOD_REFRESH | METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
-                if req.method == METHOD_ALLOCATE && self.redirected_unsigned(client, req, &msg) {
-                    return;
-                }
-                let Some(who) = self.authenticate(now, &mut msg, req, unix, client) else {
-                    return;
-                };
-                let ctx = Ctx {
-                    now,
-                    unix,
-                    client,
-                    msg: &msg,
-                    req,
-                    who: &who,
-                };
-                let result = match req.method {
-                    METHOD_ALLOCATE => self.allocate(&ctx),
-                    METHOD_REFRESH => self.refresh(&ctx),
-                    METHOD_CREATE_PERMISSION => self.create_permission(&ctx),
-                    _ => self.channel_bind(&ctx),
-                };
-                if let Err(Reject(code, reason)) = result {
-                    self.respond_error(client, req, code, reason, Some(&who.key), vec![]);
-                }
-            }
-            _ => self.respond_error(
-                client,
-                req,
-                StunError::BadRequest,
-                StunError::BadRequest.reason(),
-                None,
-                vec![],
-            ),
+    }
+
+    /// 420 (naming the attributes) or 400, unsigned: nothing was authenticated yet.
+    fn refuse_unreadable(&mut self, client: ClientId, req: RequestInfo, unreadable: Unreadable) {
+        let reject = unreadable.reject();
+        let extra: Attrs = match unreadable {
+            Unreadable::UnknownAttributes(types) => vec![Box::new(UnknownAttributes(types))],
+            Unreadable::UnknownMethod => vec![],
+        };
+        self.respond_error(client, req, reject, None, extra);
+    }
+
+    /// Authenticates a request of a TURN method and hands it to its handler; what the
+    /// handler rejects is answered signed with the request's key.
+    fn answer_signed(
+        &mut self,
+        request: Unverified,
+        handler: impl FnOnce(&mut Self, &Ctx) -> Result<(), Reject>,
+    ) {
+        let at = request.at;
+        let Some(who) = self.authenticate(request) else {
+            return;
+        };
+        if let Err(reject) = handler(self, &Ctx { at, who: &who }) {
+            self.respond_error(at.client, at.req, reject, Some(&who.key), vec![]);
+        }
+    }
+
+    /// The highest channel number ChannelBind accepts: RFC 8656's, or RFC 5766's.
+    fn max_channel(&self) -> u16 {
+        if self.cfg.strict_channel_numbers {
+            MAX_CHANNEL
+        } else {
+            MAX_CHANNEL_RFC5766
         }
     }
 
@@ -285,20 +268,24 @@ impl Server {
             .push_back(Command::SendToClient { client, data });
     }
 
+    /// A success answer to an authenticated request, signed with its key.
+    fn respond_signed(&mut self, ctx: &Ctx, attrs: Attrs) {
+        self.respond(ctx.at.client, ctx.at.req, attrs, Some(&ctx.who.key));
+    }
+
     fn respond_error(
         &mut self,
         client: ClientId,
         req: RequestInfo,
-        error: StunError,
-        reason: &'static str,
+        reject: Reject,
         key: Option<&Key>,
         mut extra: Attrs,
     ) {
         if !self.unauthenticated_budget(client, key) {
             return;
         }
-        let code = error.code();
-        self.count_request(req.method, Some(error));
+        let (code, reason) = (reject.code.code(), reject.reason);
+        self.count_request(req.method, Some(reject.code));
         tracing::debug!(client = %client.addr, code, reason, "request rejected");
         let mut attrs: Attrs = vec![Box::new(ErrorCodeAttribute {
             code: ErrorCode(code),

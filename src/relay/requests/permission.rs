@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Server {
+impl Core {
     /// Family and policy checks for a peer (RFC 8656 §9.1; our peer policy). Permissions
     /// are per IP, so CreatePermission checks the IP; ChannelBind names the peer's port
     /// too, and the server's own services are refused there (`with_port`).
@@ -29,11 +29,14 @@ impl Server {
         Ok(())
     }
 
-    pub(super) fn create_permission(&mut self, ctx: &Ctx) -> Result<(), Reject> {
-        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
-        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
-        let idx = self.own_allocation(client, username)?;
-        let peers = request::peer_addresses(msg).map_err(|(e, why)| Reject(e, why))?;
+    pub(super) fn create_permission(
+        &mut self,
+        ctx: &Ctx,
+        r: Result<CreatePermissionRequest, Reject>,
+    ) -> Result<(), Reject> {
+        let idx = self.own_allocation(ctx)?;
+        let now = ctx.at.now;
+        let peers = r?.peers;
         // All or nothing (RFC 8656 §9.2): check every peer before installing any.
         for p in &peers {
             self.check_peer(idx, p, false)?;
@@ -44,7 +47,7 @@ impl Server {
             .filter(|p| !a.permissions.contains_key(&p.ip()))
             .count();
         if a.permissions.len() + new > self.cfg.max_permissions {
-            return Err(Reject(
+            return Err(Reject::new(
                 StunError::InsufficientCapacity,
                 "Too many permissions",
             ));
@@ -53,7 +56,7 @@ impl Server {
             a.permit(now, p.ip());
         }
         self.schedule(idx, now + crate::relay::allocation::PERMISSION_LIFETIME);
-        self.respond(client, req, vec![], Some(key));
+        self.respond_signed(ctx, vec![]);
         Ok(())
     }
 }

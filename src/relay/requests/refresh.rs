@@ -2,35 +2,32 @@
 
 use super::*;
 
-impl Server {
+impl Core {
     /// The caller's allocation, or 437 / 441.
-    pub(super) fn own_allocation(&self, client: ClientId, username: &str) -> Result<usize, Reject> {
+    pub(super) fn own_allocation(&self, ctx: &Ctx) -> Result<usize, Reject> {
         let &idx = self
             .by_client
-            .get(&client)
+            .get(&ctx.at.client)
             .ok_or(Reject::of(StunError::AllocationMismatch))?;
-        if self.allocations[idx].username != username {
+        if self.allocations[idx].username != ctx.who.username {
             return Err(Reject::of(StunError::WrongCredentials));
         }
         Ok(idx)
     }
 
-    pub(super) fn refresh(&mut self, ctx: &Ctx) -> Result<(), Reject> {
-        let (now, client, msg, req) = (ctx.now, ctx.client, ctx.msg, ctx.req);
-        let (username, key) = (ctx.who.username.as_str(), &ctx.who.key);
-        let idx = self.own_allocation(client, username)?;
-        let r = RefreshRequest::parse(msg);
+    pub(super) fn refresh(&mut self, ctx: &Ctx, r: RefreshRequest) -> Result<(), Reject> {
+        let idx = self.own_allocation(ctx)?;
+        let now = ctx.at.now;
         let zero = r.deletes();
-        if let Some(family) = r.family {
-            let a = &self.allocations[idx];
-            let matches = match family {
-                Ok(Family::V4) => a.relay_v4.is_some(),
-                Ok(Family::V6) => a.relay_v6.is_some(),
-                Err(()) => false,
-            };
-            if !matches {
-                return Err(Reject::of(StunError::PeerAddressFamilyMismatch));
-            }
+        let a = &self.allocations[idx];
+        let family_matches = match r.family {
+            RequestedFamily::Absent => true,
+            RequestedFamily::Asked(Family::V4) => a.relay_v4.is_some(),
+            RequestedFamily::Asked(Family::V6) => a.relay_v6.is_some(),
+            RequestedFamily::Unsupported => false,
+        };
+        if !family_matches {
+            return Err(Reject::of(StunError::PeerAddressFamilyMismatch));
         }
         let lifetime = if zero {
             self.remove_allocation(now, idx, EndReason::Deleted);
@@ -41,7 +38,7 @@ impl Server {
             self.schedule(idx, now + l);
             l
         };
-        self.respond(client, req, vec![Box::new(Lifetime(lifetime))], Some(key));
+        self.respond_signed(ctx, vec![Box::new(Lifetime(lifetime))]);
         Ok(())
     }
 }

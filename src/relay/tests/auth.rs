@@ -157,3 +157,19 @@ fn credential_minted_with_a_rotated_out_secret_still_works_while_listed() {
     let c = h.client(1);
     h.allocate(c, "bob"); // creds() mints with SECRET, now the second secret
 }
+
+#[test]
+fn malformed_method_fields_are_answered_after_the_credential_and_allocation_checks() {
+    let mut h = harness();
+    let c = h.client(1);
+    // No REQUESTED-TRANSPORT: unsigned, the challenge comes first; signed, the 400.
+    let r = h.request(c, METHOD_ALLOCATE, vec![], None);
+    assert_eq!(error_code(&r), Some(401));
+    let creds = h.creds("u1");
+    let r = h.request(c, METHOD_ALLOCATE, vec![], Some(&creds));
+    assert_eq!(error_code(&r), Some(400));
+    // A channel out of range on a 5-tuple without an allocation: 437 before the 400.
+    let bad_channel: Vec<Box<dyn Setter>> = vec![Box::new(ChannelNumber(0x0001))];
+    let r = h.request(c, METHOD_CHANNEL_BIND, bad_channel, Some(&creds));
+    assert_eq!(error_code(&r), Some(437));
+}
