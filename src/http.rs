@@ -2,7 +2,6 @@
 //! credential issuer GET /api/v1/credentials (bearer token, CORS for browser apps), the
 //! sessions API (/api/v1/sessions) and the self-test page (/selftest).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,9 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::mint_credential;
-use crate::config::Config;
+use crate::runtime::Node;
 use crate::runtime::clock::unix_now;
-use crate::runtime::{Relay, advertised_ipv4};
+use crate::settings::Settings;
 
 /// What the credential API needs; swapped as a whole on reload.
 struct Api {
@@ -32,35 +31,8 @@ struct Api {
 }
 
 pub struct HttpState {
-    relay: Arc<Relay>,
+    node: Arc<Node>,
     api: RwLock<Api>,
-}
-
-/// One `turn:` URI per UDP listener; a wildcard listener is named by the advertised
-/// relay address, which is what clients can reach.
-pub fn default_uris(cfg: &Config) -> Vec<String> {
-    let named = |a: &SocketAddr| {
-        let ip = if a.ip().is_unspecified() {
-            advertised_ipv4(cfg)
-        } else {
-            a.ip()
-        };
-        SocketAddr::new(ip, a.port())
-    };
-    let s = &cfg.server;
-    let udp = s
-        .listen_udp
-        .iter()
-        .map(|a| format!("turn:{}?transport=udp", named(a)));
-    let tcp = s
-        .listen_tcp
-        .iter()
-        .map(|a| format!("turn:{}?transport=tcp", named(a)));
-    let tls = s
-        .listen_tls
-        .iter()
-        .map(|a| format!("turns:{}?transport=tcp", named(a)));
-    udp.chain(tcp).chain(tls).collect()
 }
 
 /// The JSON the TURN REST API draft describes, plus an `iceServers` array that can be
@@ -77,36 +49,33 @@ pub fn credential_json(username: &str, password: &str, ttl: u64, uris: &[String]
 }
 
 impl HttpState {
-    pub fn new(relay: Arc<Relay>, cfg: &Config, secrets: &[String]) -> Arc<HttpState> {
+    pub fn new(node: Arc<Node>, settings: &Settings) -> Arc<HttpState> {
         Arc::new(HttpState {
-            relay,
-            api: RwLock::new(Self::api(cfg, secrets)),
+            node,
+            api: RwLock::new(Self::api(settings)),
         })
     }
 
-    fn api(cfg: &Config, secrets: &[String]) -> Api {
+    fn api(settings: &Settings) -> Api {
+        let cfg = &settings.config;
         Api {
             token: cfg
                 .http
                 .credentials_token
                 .as_ref()
                 .map(|t| t.expose().to_owned()),
-            secret: secrets.first().cloned(),
+            secret: settings.secrets.first().cloned(),
             ttl: cfg.http.credentials_ttl,
             max_ttl: cfg.http.credentials_max_ttl,
-            uris: if cfg.http.uris.is_empty() {
-                default_uris(cfg)
-            } else {
-                cfg.http.uris.clone()
-            },
+            uris: settings.uris.clone(),
             cors_origins: cfg.http.cors_origins.clone(),
             admin_token: cfg.http.admin_token.as_ref().map(|t| t.expose().to_owned()),
             selftest: cfg.http.selftest,
         }
     }
 
-    pub fn reload(&self, cfg: &Config, secrets: &[String]) {
-        *self.api.write().unwrap_or_else(|e| e.into_inner()) = Self::api(cfg, secrets);
+    pub fn reload(&self, settings: &Settings) {
+        *self.api.write().unwrap_or_else(|e| e.into_inner()) = Self::api(settings);
     }
 }
 
@@ -122,12 +91,12 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
-    let relay = s.relay.clone();
+    let node = s.node.clone();
     // Waiting for the shards' fresh snapshots blocks briefly: keep it off the runtime.
     let text = tokio::task::spawn_blocking(move || {
-        let snaps = relay.snapshots();
-        relay.metrics.update(&snaps);
-        relay.metrics.render()
+        let snaps = node.snapshots();
+        node.metrics.update(&snaps);
+        node.metrics.render()
     })
     .await
     .unwrap_or_default();
@@ -142,7 +111,7 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
 }
 
 async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
-    if s.relay.is_ready() {
+    if s.node.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
@@ -296,9 +265,9 @@ async fn list_sessions(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> R
     if let Some(r) = sessions_refusal(&s, &headers) {
         return r;
     }
-    let relay = s.relay.clone();
+    let node = s.node.clone();
     // Waits (bounded) for every shard's answer: off the runtime.
-    let sessions = tokio::task::spawn_blocking(move || relay.sessions())
+    let sessions = tokio::task::spawn_blocking(move || node.sessions())
         .await
         .unwrap_or_default();
     let body = json!({ "sessions": sessions });
@@ -333,9 +302,9 @@ async fn end_sessions(
         )
             .into_response();
     }
-    let relay = s.relay.clone();
+    let node = s.node.clone();
     let u = user.clone();
-    let ended = tokio::task::spawn_blocking(move || relay.end_sessions(&u))
+    let ended = tokio::task::spawn_blocking(move || node.end_sessions(&u))
         .await
         .unwrap_or(0);
     tracing::info!(user = %user, ended, "sessions ended through the API");
