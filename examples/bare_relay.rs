@@ -25,7 +25,7 @@ use stun::textattrs::TextAttribute;
 use turn::proto::channum::ChannelNumber;
 use turn::proto::peeraddr::PeerAddress;
 use turn::proto::relayaddr::RelayedAddress;
-use turnpike::runtime::batch::{BATCH, Batch};
+use turnpike::runtime::shard::io::batch::{BATCH, Batch};
 
 const UDP: Token = Token(0);
 const TCP: Token = Token(1);
@@ -63,7 +63,7 @@ struct Bare {
 
 fn udp(addr: SocketAddr) -> UdpSocket {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-    // As turnpike's sockets (runtime::shard::SOCKET_BUFFER).
+    // As turnpike's sockets (runtime::shard::io::sockets::SOCKET_BUFFER).
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
     s.set_nonblocking(true).unwrap();

@@ -1,4 +1,4 @@
-//! turnpike's hand-written batch I/O (`runtime::batch`: sendmmsg with GSO merging,
+//! turnpike's hand-written batch I/O (`runtime::shard::io::batch`: sendmmsg with GSO merging,
 //! recvmmsg) against quinn-udp on the relay path's patterns: a batch for 32 destinations
 //! (burst-free traffic to clients), runs of 8 equal datagrams to one destination (a burst
 //! to one peer: GSO for both; quinn-udp needs the segments copied into one buffer), and
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
-use turnpike::runtime::batch::Batch;
+use turnpike::runtime::shard::io::batch::Batch;
 
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {

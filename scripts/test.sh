@@ -9,6 +9,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== shape (function and file length)"; python3 scripts/check_shape.py
+echo "== imports (layers, no cycles)"; python3 scripts/check_imports.py
 # Coverage-guided fuzzing of the decoder and the core, bounded: fails on any crash.
 echo "== fuzz (45 s per target)"
 bash scripts/fuzz.sh 45

@@ -102,7 +102,7 @@ impl Authenticator {
             .collect();
         Authenticator {
             realm: realm.to_owned(),
-            nonce_keys: nonce::nonce_keys(&secrets, nonce_key),
+            nonce_keys: Self::nonce_keys(&secrets, nonce_key),
             secrets,
             users,
             nonce_lifetime_secs,

@@ -10,7 +10,6 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 mod validate;
-pub use validate::validate_log_level;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,17 +180,6 @@ impl Auth {
         self.secrets.iter().map(|s| s.expose().to_owned()).collect()
     }
 
-    /// The REST secrets in force, by the one precedence every command uses: the config's
-    /// (with `secrets_file`'s), else the environment's TURNPIKE_SECRET, else None (the
-    /// server then keeps what it runs with, or generates one at start). A config with
-    /// only static users has no REST secret and wants none.
-    pub fn secrets_in_force(&self) -> Option<Vec<String>> {
-        if !self.secrets.is_empty() || !self.users.is_empty() {
-            return Some(self.secret_strings());
-        }
-        env_secret().map(|s| vec![s])
-    }
-
     /// The secret that mints credentials: the config's first, else TURNPIKE_SECRET.
     pub fn minting_secret(&self) -> Option<String> {
         self.secrets
@@ -202,7 +190,7 @@ impl Auth {
 }
 
 /// TURNPIKE_SECRET, when set and not empty.
-fn env_secret() -> Option<String> {
+pub(crate) fn env_secret() -> Option<String> {
     std::env::var("TURNPIKE_SECRET")
         .ok()
         .filter(|s| !s.is_empty())

@@ -2,77 +2,27 @@
 //! credential issuer GET /api/v1/credentials (bearer token, CORS for browser apps), the
 //! sessions API (/api/v1/sessions) and the self-test page (/selftest).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
 mod client;
+mod cors;
 pub mod reports;
+mod state;
+
+use cors::{cors_origin, preflight_answer, with_cors};
+pub use state::HttpState;
 
 use crate::auth::mint_credential;
-use crate::config::Config;
 use crate::runtime::clock::unix_now;
-use crate::runtime::{Relay, advertised_ipv4};
-
-/// What the credential API needs; swapped as a whole on reload.
-struct Api {
-    token: Option<String>,
-    secret: Option<String>,
-    ttl: Duration,
-    max_ttl: Duration,
-    uris: Vec<String>,
-    cors_origins: Vec<String>,
-    admin_token: Option<String>,
-    selftest: bool,
-    /// Serve the browser module and take its reports (`http.client`).
-    client: bool,
-    /// Who may sign a report: every REST secret in force, the static users.
-    secrets: Vec<String>,
-    users: Vec<(String, String)>,
-    max_credential_ttl_secs: u64,
-}
-
-pub struct HttpState {
-    relay: Arc<Relay>,
-    api: RwLock<Api>,
-    /// Browser reports' rate limits live across reloads.
-    reports: reports::Reports,
-}
-
-/// One `turn:` URI per UDP listener; a wildcard listener is named by the advertised
-/// relay address, which is what clients can reach.
-pub fn default_uris(cfg: &Config) -> Vec<String> {
-    let named = |a: &SocketAddr| {
-        let ip = if a.ip().is_unspecified() {
-            advertised_ipv4(cfg)
-        } else {
-            a.ip()
-        };
-        SocketAddr::new(ip, a.port())
-    };
-    let s = &cfg.server;
-    let udp = s
-        .listen_udp
-        .iter()
-        .map(|a| format!("turn:{}?transport=udp", named(a)));
-    let tcp = s
-        .listen_tcp
-        .iter()
-        .map(|a| format!("turn:{}?transport=tcp", named(a)));
-    let tls = s
-        .listen_tls
-        .iter()
-        .map(|a| format!("turns:{}?transport=tcp", named(a)));
-    udp.chain(tcp).chain(tls).collect()
-}
 
 /// The JSON the TURN REST API draft describes, plus an `iceServers` array that can be
 /// passed to `new RTCPeerConnection({iceServers})` as is.
@@ -85,58 +35,6 @@ pub fn credential_json(username: &str, password: &str, ttl: u64, uris: &[String]
         "iceServers": [{"urls": uris, "username": username, "credential": password}],
     });
     format!("{v:#}")
-}
-
-impl HttpState {
-    pub fn new(relay: Arc<Relay>, cfg: &Config, secrets: &[String]) -> Arc<HttpState> {
-        Arc::new(HttpState {
-            relay,
-            api: RwLock::new(Self::api_from(cfg, secrets)),
-            reports: reports::Reports::default(),
-        })
-    }
-
-    fn api(&self) -> std::sync::RwLockReadGuard<'_, Api> {
-        self.api.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn node(&self) -> &Relay {
-        &self.relay
-    }
-
-    fn api_from(cfg: &Config, secrets: &[String]) -> Api {
-        Api {
-            token: cfg
-                .http
-                .credentials_token
-                .as_ref()
-                .map(|t| t.expose().to_owned()),
-            secret: secrets.first().cloned(),
-            ttl: cfg.http.credentials_ttl,
-            max_ttl: cfg.http.credentials_max_ttl,
-            uris: if cfg.http.uris.is_empty() {
-                default_uris(cfg)
-            } else {
-                cfg.http.uris.clone()
-            },
-            cors_origins: cfg.http.cors_origins.clone(),
-            admin_token: cfg.http.admin_token.as_ref().map(|t| t.expose().to_owned()),
-            selftest: cfg.http.selftest,
-            client: cfg.http.client,
-            secrets: secrets.to_vec(),
-            users: cfg
-                .auth
-                .users
-                .iter()
-                .map(|u| (u.username.clone(), u.password.clone()))
-                .collect(),
-            max_credential_ttl_secs: cfg.auth.expiry_policy().max_ttl_secs,
-        }
-    }
-
-    pub fn reload(&self, cfg: &Config, secrets: &[String]) {
-        *self.api.write().unwrap_or_else(|e| e.into_inner()) = Self::api_from(cfg, secrets);
-    }
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
@@ -156,12 +54,12 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
-    let relay = s.relay.clone();
+    let node = s.node.clone();
     // Waiting for the shards' fresh snapshots blocks briefly: keep it off the runtime.
     let text = tokio::task::spawn_blocking(move || {
-        let snaps = relay.snapshots();
-        relay.metrics.update(&snaps);
-        relay.metrics.render()
+        let snaps = node.snapshots();
+        node.metrics.update(&snaps);
+        node.metrics.render()
     })
     .await
     .unwrap_or_default();
@@ -176,7 +74,7 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
 }
 
 async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
-    if s.relay.is_ready() {
+    if s.node.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
@@ -190,54 +88,9 @@ struct CredentialQuery {
     ttl: Option<u64>,
 }
 
-/// The Access-Control-Allow-Origin value for this request, if its origin is allowed.
-fn cors_origin(api: &Api, headers: &HeaderMap) -> Option<HeaderValue> {
-    let origin = headers.get(header::ORIGIN)?;
-    let o = origin.to_str().ok()?;
-    api.cors_origins
-        .iter()
-        .any(|a| a == "*" || a == o)
-        .then(|| origin.clone())
-}
-
-fn with_cors(mut r: Response, origin: Option<HeaderValue>) -> Response {
-    if let Some(o) = origin {
-        let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    }
-    r
-}
-
 async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let api = s.api();
     preflight_answer(cors_origin(&api, &headers), "GET", "authorization")
-}
-
-/// The answer to a CORS preflight: 403 for an origin not listed, else what may be sent.
-fn preflight_answer(
-    origin: Option<HeaderValue>,
-    methods: &'static str,
-    headers: &'static str,
-) -> Response {
-    let Some(origin) = origin else {
-        return StatusCode::FORBIDDEN.into_response();
-    };
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(methods),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(headers),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    with_cors(r, Some(origin))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -339,9 +192,9 @@ async fn list_sessions(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> R
     if let Some(r) = sessions_refusal(&s, &headers) {
         return r;
     }
-    let relay = s.relay.clone();
+    let node = s.node.clone();
     // Waits (bounded) for every shard's answer: off the runtime.
-    let sessions = tokio::task::spawn_blocking(move || relay.sessions())
+    let sessions = tokio::task::spawn_blocking(move || node.sessions())
         .await
         .unwrap_or_default();
     let body = json!({ "sessions": sessions });
@@ -376,9 +229,9 @@ async fn end_sessions(
         )
             .into_response();
     }
-    let relay = s.relay.clone();
+    let node = s.node.clone();
     let u = user.clone();
-    let ended = tokio::task::spawn_blocking(move || relay.end_sessions(&u))
+    let ended = tokio::task::spawn_blocking(move || node.end_sessions(&u))
         .await
         .unwrap_or(0);
     tracing::info!(user = %user, ended, "sessions ended through the API");
@@ -396,7 +249,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // The peer address feeds the per-source limit on browser reports.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -7,6 +7,7 @@ mod parse;
 mod ranges;
 mod render;
 mod tables;
+mod unmapped;
 
 #[cfg(test)]
 use ipnet::IpNet;
@@ -18,26 +19,7 @@ use parse::parse_alternate;
 use parse::parse_line;
 pub use ranges::{peer_range_to_cidrs, subtract};
 use render::render;
-
-/// A coturn option that has no turnpike equivalent (or a value that cannot be used).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unmapped {
-    /// 1-based line in the coturn file; 0 for a default coturn applies without a line.
-    pub line: usize,
-    pub option: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Unmapped {
-    // The option's value is never shown: it may be a password or a secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line == 0 {
-            write!(f, "`{}`: {}", self.option, self.reason)
-        } else {
-            write!(f, "line {} `{}`: {}", self.line, self.option, self.reason)
-        }
-    }
-}
+pub use unmapped::Unmapped;
 
 #[derive(Debug)]
 pub struct Import {

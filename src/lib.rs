@@ -11,16 +11,26 @@
 //!   framed by hand, in place, because they are the relay path.
 //! - [`auth`]: long-term credentials, TURN REST usernames, stateless nonces and the
 //!   credential-expiry policy.
-//! - [`runtime`]: the I/O shell. One thread per shard runs a mio loop over its listener,
-//!   relay sockets and TCP/TLS connections and owns its core; tokio runs signals and HTTP.
 //! - [`config`]: `turnserver.toml` into typed values (unknown keys are errors).
+//! - [`settings`]: what the config means on this host (port slices, relay addresses,
+//!   secrets in force, URIs, TLS), computed once at start and at reload; every part reads it.
+//! - [`runtime`]: the I/O shell. A [`runtime::Node`] is the running process: one thread
+//!   per shard runs a mio loop over its listeners, relay sockets and TCP/TLS connections
+//!   and owns its core.
 //! - [`metrics`], [`http`]: Prometheus metrics, health, the credential and sessions APIs.
+//! - [`app`]: the service's life: start, signals (tokio), reload, drain, systemd
+//!   notifications, startup checks, logging.
+//!
+//! Imports flow one way: proto <- auth <- relay <- (config, settings, metrics) <- runtime
+//! <- http <- app (`scripts/check_imports.py` checks it, and that no two files import each
+//! other).
 //! - [`testkit`]: request and indication builders shared by the tests and the load
 //!   generator.
 //! - `label_table`: the macro that declares every STUN error code and metric label enum
 //!   from one table.
 //! - [`probe`]: `turnpike probe`, a client of the public protocol that names what is wrong
 //!   with a deployment.
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod http;
@@ -31,4 +41,5 @@ pub mod probe;
 pub mod proto;
 pub mod relay;
 pub mod runtime;
+pub mod settings;
 pub mod testkit;

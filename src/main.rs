@@ -3,16 +3,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use base64::Engine;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use ipnet::IpNet;
-use tracing_subscriber::EnvFilter;
 
+use turnpike::app::checks;
 use turnpike::auth::mint_credential;
 use turnpike::config::{Config, LogFormat, parse_port_range};
-use turnpike::http::{credential_json, default_uris};
+use turnpike::http::credential_json;
 use turnpike::runtime::clock::unix_now;
-use turnpike::runtime::{checks, journal};
+use turnpike::settings::Settings;
+use turnpike::settings::addresses::{advertised_ipv4, uris};
 
 /// turnpike: a TURN/STUN relay server for WebRTC.
 ///
@@ -71,11 +71,11 @@ struct Cli {
     #[arg(long, env = "TURNPIKE_SECRETS_FILE", global = true)]
     secrets_file: Option<PathBuf>,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<Subcommand>,
 }
 
-#[derive(Subcommand, Debug)]
-enum Command {
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
     /// Validate the configuration (and that its files, relay address and ports are usable)
     /// and print the effective settings.
     CheckConfig {
@@ -239,63 +239,10 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-/// The REST secrets in force: the config's, else TURNPIKE_SECRET, else a fresh one.
-fn effective_secrets(cfg: &Config, announce: bool) -> Vec<String> {
-    if let Some(secrets) = cfg.auth.secrets_in_force() {
-        return secrets;
-    }
-    let secret =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
-    if announce {
-        // The running binary's own path: after `cargo run`, `turnpike` is not on PATH.
-        let exe = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "turnpike".into());
-        let exe = if exe
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
-        {
-            exe
-        } else {
-            format!("'{}'", exe.replace('\'', r"'\''"))
-        };
-        // Printed once on stdout (not the log) because nobody could use the server otherwise.
-        println!(
-            "No auth secret configured; generated one for this run.\n\
-             Mint a credential with:  TURNPIKE_SECRET='{secret}' {exe} credentials --user alice\n\
-             or set auth.secrets in the config (or TURNPIKE_SECRET) to keep it across restarts."
-        );
-    }
-    vec![secret]
-}
-
-fn init_logging(cfg: &Config) {
-    use std::io::IsTerminal;
-    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a person at a terminal; the journal gets `<N>` priorities instead.
-    let writer = journal::Stderr {
-        journal: journal::stderr_is_journal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal());
-    match cfg.log.format {
-        LogFormat::Text => builder.with_env_filter(filter).init(),
-        LogFormat::Json => builder.json().with_env_filter(filter).init(),
-        LogFormat::Logfmt => {
-            use tracing_subscriber::prelude::*;
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(tracing_logfmt::builder().layer().with_writer(writer))
-                .init()
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Needs no turnpike config: it makes one.
-    if let Some(Command::ImportCoturn {
+    if let Some(Subcommand::ImportCoturn {
         coturn_conf,
         output,
     }) = &cli.command
@@ -304,24 +251,23 @@ fn main() -> anyhow::Result<()> {
     }
     let cfg = effective_config(&cli)?;
     match &cli.command {
-        Some(Command::CheckConfig { quiet }) => {
-            checks::check_config(&cfg)?;
+        Some(Subcommand::CheckConfig { quiet }) => {
+            let settings = Settings::new(cfg)?;
+            checks::check_config(&settings)?;
             if !quiet {
-                println!("{cfg:#?}");
+                println!("{:#?}", settings.config);
             }
             return Ok(());
         }
-        Some(Command::Credentials { user, ttl, uri }) => {
+        Some(Subcommand::Credentials { user, ttl, uri }) => {
             let Some(secret) = cfg.auth.minting_secret() else {
                 bail!("no secret: set auth.secrets in the config or TURNPIKE_SECRET");
             };
             let (username, password) = mint_credential(&secret, user, ttl.as_secs(), unix_now());
             let uris = if !uri.is_empty() {
                 uri.clone()
-            } else if !cfg.http.uris.is_empty() {
-                cfg.http.uris.clone()
             } else {
-                default_uris(&cfg)
+                uris(&cfg, advertised_ipv4(&cfg))
             };
             println!(
                 "{}",
@@ -329,23 +275,15 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Command::ImportCoturn { .. }) => unreachable!("handled before loading a config"),
-        Some(Command::Healthcheck) => return healthcheck(cfg.http.listen),
-        Some(Command::Probe(args)) => {
+        Some(Subcommand::ImportCoturn { .. }) => unreachable!("handled before loading a config"),
+        Some(Subcommand::Healthcheck) => return healthcheck(cfg.http.listen),
+        Some(Subcommand::Probe(args)) => {
             let ok = probe(args, &cfg)?;
             std::process::exit(if ok { 0 } else { 1 });
         }
         None => {}
     }
-    init_logging(&cfg);
-    let secrets = effective_secrets(&cfg, true);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting tokio runtime")?;
-    rt.block_on(turnpike::runtime::service::run(cfg, secrets, || {
-        effective_config(&cli)
-    }))
+    turnpike::app::start(cfg, || effective_config(&cli))
 }
 
 /// GET /readyz at `listen` (loopback when it is a wildcard address), 3 s at most.

@@ -13,7 +13,7 @@ use support::*;
 use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::peeraddr::PeerAddress;
-use turnpike::runtime::Relay;
+use turnpike::runtime::Node;
 
 #[test]
 fn metrics_show_exact_relayed_totals_and_gauges_return_to_zero() {
@@ -141,7 +141,7 @@ fn health_and_readiness() {
 
 const TOKEN: &str = "bearer-token-for-tests";
 
-fn credential_server() -> (Arc<Relay>, SocketAddr, SocketAddr) {
+fn credential_server() -> (Arc<Node>, SocketAddr, SocketAddr) {
     let (relay, server, cfg) = start_with(
         true,
         "53200-53299",

@@ -592,8 +592,12 @@ fn readyz_turns_503_when_a_shard_fails_every_relay_bind() {
          [auth]\nsecrets = [\"ops-secret-1\"]\n"
     ))
     .unwrap();
-    let relay = turnpike::runtime::Relay::start(&cfg, &["ops-secret-1".into()], Default::default())
-        .unwrap();
+    let relay = turnpike::runtime::Node::start(
+        &turnpike::settings::Settings::with_secrets(cfg.clone(), vec!["ops-secret-1".into()])
+            .unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     assert!(relay.is_ready());
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(error_code(&client(server, "x").allocate()), Some(508));
@@ -605,13 +609,13 @@ fn readyz_turns_503_when_a_shard_fails_every_relay_bind() {
 fn watchdog_check_fails_when_a_shard_stops_beating() {
     let (relay, _) = support::start(false, "50000-50999");
     let mut last = Vec::new();
-    turnpike::runtime::notify::shards_alive(&relay, &mut last);
+    turnpike::app::notify::shards_alive(&relay, &mut last);
     std::thread::sleep(Duration::from_millis(2200));
-    assert!(turnpike::runtime::notify::shards_alive(&relay, &mut last));
+    assert!(turnpike::app::notify::shards_alive(&relay, &mut last));
     // No beat since the check just made: a loop that did not turn.
-    assert!(!turnpike::runtime::notify::shards_alive(&relay, &mut last));
+    assert!(!turnpike::app::notify::shards_alive(&relay, &mut last));
     std::thread::sleep(Duration::from_millis(2200));
     relay.status[1].set_running(false);
-    assert!(!turnpike::runtime::notify::shards_alive(&relay, &mut last));
+    assert!(!turnpike::app::notify::shards_alive(&relay, &mut last));
     relay.shutdown();
 }

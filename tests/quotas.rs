@@ -9,9 +9,9 @@ use stun::message::*;
 use support::*;
 use turnpike::auth::mint_credential;
 use turnpike::config::Config;
-use turnpike::runtime::Relay;
+use turnpike::runtime::Node;
 
-fn start(max_total: usize, per_user: usize, ports: &str) -> (Arc<Relay>, std::net::SocketAddr) {
+fn start(max_total: usize, per_user: usize, ports: &str) -> (Arc<Node>, std::net::SocketAddr) {
     let port = free_udp_port();
     let cfg = Config::from_toml(&format!(
         "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 2\n\
@@ -20,7 +20,11 @@ fn start(max_total: usize, per_user: usize, ports: &str) -> (Arc<Relay>, std::ne
          [auth]\nsecrets = [\"{SECRET}\"]\n[http]\nenabled = false\n"
     ))
     .unwrap();
-    let relay = Relay::start(&cfg, &[SECRET.to_owned()], Default::default()).unwrap();
+    let relay = Node::start(
+        &turnpike::settings::Settings::with_secrets(cfg.clone(), vec![SECRET.to_owned()]).unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     (
         Arc::new(relay),
         format!("127.0.0.1:{port}").parse().unwrap(),

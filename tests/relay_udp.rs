@@ -161,8 +161,11 @@ fn dual_stack_allocation_relays_to_ipv4_and_ipv6_peers() {
          [peers]\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n[http]\nenabled = false\n"
     ))
     .unwrap();
-    let relay =
-        turnpike::runtime::Relay::start(&cfg, &[SECRET.to_owned()], Default::default()).unwrap();
+    let relay = turnpike::runtime::Node::start(
+        &turnpike::settings::Settings::with_secrets(cfg.clone(), vec![SECRET.to_owned()]).unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     let server: SocketAddr = format!("[::1]:{port}").parse().unwrap();
     let (username, password) = mint_credential(SECRET, "dual", 600, unix_now());
     let mut c = RawClient::new(server, username, password);

@@ -107,7 +107,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn allocations(relay: &turnpike::runtime::Relay) -> u64 {
+fn allocations(relay: &turnpike::runtime::Node) -> u64 {
     relay
         .snapshots()
         .iter()
@@ -115,7 +115,7 @@ fn allocations(relay: &turnpike::runtime::Relay) -> u64 {
         .sum()
 }
 
-fn tcp_connections(relay: &turnpike::runtime::Relay) -> u64 {
+fn tcp_connections(relay: &turnpike::runtime::Node) -> u64 {
     let tcp = turnpike::relay::Transport::Tcp as usize;
     relay.snapshots().iter().map(|s| s.connections[tcp]).sum()
 }
@@ -525,7 +525,7 @@ fn one_source_over_the_per_ip_limit_is_refused_while_another_connects() {
         "a 4th connection from {a} is refused"
     );
     assert!(closed_by_server(&mut over));
-    let per_ip = turnpike::runtime::connections::Refused::PerIp as usize;
+    let per_ip = turnpike::metrics::labels::Refused::PerIp as usize;
     let refused: u64 = relay
         .snapshots()
         .iter()

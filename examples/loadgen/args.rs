@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use turnpike::runtime::batch::BATCH;
+use turnpike::runtime::shard::io::batch::BATCH;
 
 #[derive(Clone, Copy, PartialEq)]
 pub enum Transport {

@@ -5,7 +5,7 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use turnpike::runtime::batch::{BATCH, Batch};
+use turnpike::runtime::shard::io::batch::{BATCH, Batch};
 
 use crate::args::Args;
 use crate::client::Client;

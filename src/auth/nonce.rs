@@ -16,6 +16,25 @@ const NONCE_MAC_LEN: usize = 8;
 const NONCE_LEN: usize = 16;
 
 impl Authenticator {
+    /// The nonce keys: with REST secrets, one derived from each, so every node sharing a
+    /// secret accepts the others' nonces (a redirected browser signs its Allocate to the
+    /// alternate with the nonce the redirecting node gave it) and a restarted node its own.
+    /// The last secret mints: while a new secret is being added first on every node, the old
+    /// one is the one all nodes share. Static users only: `process_key`, this process's own.
+    pub(super) fn nonce_keys(secrets: &[String], process_key: [u8; 32]) -> Vec<Key> {
+        if secrets.is_empty() {
+            return vec![process_key.to_vec()];
+        }
+        secrets
+            .iter()
+            .map(|s| {
+                let mut mac = HmacSha1::new_from_slice(s.as_bytes()).expect("any key length");
+                mac.update(b"turnpike nonce key v1");
+                mac.finalize().into_bytes().to_vec()
+            })
+            .collect()
+    }
+
     /// A nonce that is valid for this client address until `now + nonce_lifetime`. It
     /// carries its own expiry and a MAC, so the server remembers nothing.
     pub fn mint_nonce(&self, now_unix: u64, client: SocketAddr) -> String {
@@ -90,25 +109,6 @@ fn nonce_mac(key: &[u8], expiry: u32, scope: NonceScope) -> [u8; NONCE_MAC_LEN] 
     let mut out = [0u8; NONCE_MAC_LEN];
     out.copy_from_slice(&full[..NONCE_MAC_LEN]);
     out
-}
-
-/// The nonce keys: with REST secrets, one derived from each, so every node sharing a
-/// secret accepts the others' nonces (a redirected browser signs its Allocate to the
-/// alternate with the nonce the redirecting node gave it) and a restarted node its own.
-/// The last secret mints: while a new secret is being added first on every node, the old
-/// one is the one all nodes share. Static users only: `process_key`, this process's own.
-pub(super) fn nonce_keys(secrets: &[String], process_key: [u8; 32]) -> Vec<Key> {
-    if secrets.is_empty() {
-        return vec![process_key.to_vec()];
-    }
-    secrets
-        .iter()
-        .map(|s| {
-            let mut mac = HmacSha1::new_from_slice(s.as_bytes()).expect("any key length");
-            mac.update(b"turnpike nonce key v1");
-            mac.finalize().into_bytes().to_vec()
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::cors::{cors_origin, preflight_answer, with_cors};
 use super::reports::{MAX_BODY, Refusal, Report, Signers};
-use super::{HttpState, cors_origin, preflight_answer, with_cors};
+use super::state::HttpState;
 use crate::runtime::clock::{now, unix_now};
 
 const MODULE: &str = include_str!("../../client/turnpike.js");

@@ -5,10 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use super::Unmapped;
 use super::parse::{is_true, parse_alternate};
 use super::ranges::peer_range_to_cidrs;
 use super::tables::{NO_OP, UNSUPPORTED};
+use super::unmapped::Unmapped;
 
 /// What the coturn file set, gathered line by line before the TOML is written.
 #[derive(Default)]

@@ -6,9 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use toml::{Table, Value};
 
-use super::Unmapped;
 use super::options::State;
 use super::ranges::subtract;
+use super::unmapped::Unmapped;
 
 /// Writes the turnpike config; notes defaults coturn applies that turnpike does not.
 pub(super) fn render(st: &State, unmapped: &mut Vec<Unmapped>, source: &str) -> String {

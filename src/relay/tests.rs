@@ -74,7 +74,7 @@ pub fn harness_with(cfg: CoreConfig) -> Harness {
     Harness {
         server: Core::new(cfg, 1234),
         // The shell's clock gives a starting point; from there time moves only by hand.
-        now: crate::runtime::clock::now(),
+        now: std::time::Instant::now(),
         unix: 1_800_000_000,
         busy_ports: HashSet::new(),
         bound: HashSet::new(),

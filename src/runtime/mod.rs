@@ -1,218 +1,80 @@
 //! The I/O shell: sockets, threads, signals and the clock. It owns the relay cores (one per
 //! shard) and carries out what they decide.
+//!
+//! Read top-down: this file is the `Node`, a running turnpike process as the rest of the
+//! program sees it (start the shards, reconfigure them, drain, ask them for snapshots and
+//! sessions, stop). `shard/` is one shard's event loop and everything below it; `status`
+//! is what a shard publishes; `sessions` and `session_log` describe allocations for the
+//! sessions API and the log; `clock` is the one place that reads the time.
 
-pub mod batch;
-pub mod checks;
 pub mod clock;
-mod conn_limiter;
-pub mod connections;
-mod datagrams;
-mod gso;
-pub mod journal;
-pub mod notify;
-mod read_buf;
-pub mod service;
 pub mod session_log;
 pub mod sessions;
-pub mod settings;
 pub mod shard;
-mod sockets;
-pub mod stream;
-pub mod tls;
+pub mod status;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::relay::peer_policy::OwnAddresses;
+use crate::metrics::snapshot::ShardSnapshot;
 use crate::relay::quota::Quotas;
-use crate::relay::{AddrFamily, Core, CoreConfig, RelayFamily, Transport};
+use crate::relay::{Core, CoreConfig, Transport};
+use crate::settings::Settings;
 use session_log::SessionLogger;
-use shard::{Control, Limits, Listeners, Shard, ShardParts, tcp_listener, udp_socket};
-
-pub use crate::metrics::snapshot::ShardSnapshot;
-pub use settings::{advertised_ipv4, relay_families};
-use settings::{authenticator, load_tls, own_addresses, policy};
-
-#[derive(Debug, Default)]
-pub struct ShardStatus {
-    snapshot: Mutex<ShardSnapshot>,
-    /// Bumped by every publish, so a scrape can wait for a fresh one.
-    generation: AtomicU64,
-    /// False once the shard thread has stopped.
-    running: AtomicBool,
-    /// Bumped by every turn of the shard's loop (at least once a second): the watchdog
-    /// pings systemd only while every shard's count moves.
-    heartbeat: AtomicU64,
-    /// Relay binds failed in a row for a reason other than a port in use (address not
-    /// local, port not permitted): at the threshold every recent Allocate failed.
-    bind_failures: AtomicU64,
-}
-
-/// Consecutive failed relay binds after which a shard counts as unable to relay.
-pub const BIND_FAILURES_NOT_READY: u64 = 8;
-
-impl ShardStatus {
-    pub fn publish(
-        &self,
-        core: &Core,
-        now: Instant,
-        connections: [u64; Transport::COUNT],
-        streams: connections::StreamCounters,
-    ) {
-        let mut snap = ShardSnapshot {
-            counters: core.counters().clone(),
-            connections,
-            streams,
-            ..Default::default()
-        };
-        let ports = core.relay_port_usage();
-        snap.relay_ports_in_use = ports.map(|(used, _)| used);
-        snap.relay_ports_total = ports.map(|(_, total)| total);
-        for a in core.allocations() {
-            let t = a.client.transport as usize;
-            for (fam, relay) in AddrFamily::ALL.into_iter().zip([a.relay_v4, a.relay_v6]) {
-                if relay.is_some() {
-                    snap.allocations[t][fam as usize] += 1;
-                }
-            }
-            for (ip, _) in a.permissions.iter().filter(|(_, e)| **e > now) {
-                snap.permissions[t][AddrFamily::of(*ip) as usize] += 1;
-            }
-            for b in a.channels.values().filter(|b| b.expires > now) {
-                snap.channels[t][AddrFamily::of(b.peer.ip()) as usize] += 1;
-            }
-        }
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    pub fn snapshot(&self) -> ShardSnapshot {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn set_running(&self, running: bool) {
-        self.running.store(running, Ordering::Release);
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
-    }
-
-    pub fn beat(&self) {
-        self.heartbeat.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn heartbeat(&self) -> u64 {
-        self.heartbeat.load(Ordering::Relaxed)
-    }
-
-    /// Records a relay bind's outcome; logs once when the shard starts failing every bind.
-    pub fn note_bind(&self, shard: usize, addr: SocketAddr, result: &std::io::Result<()>) {
-        match result {
-            Ok(()) => self.bind_failures.store(0, Ordering::Relaxed),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
-            Err(e) => {
-                let n = self.bind_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == BIND_FAILURES_NOT_READY {
-                    tracing::error!(shard, relay = %addr, error = %e, "relay sockets cannot be bound: Allocates fail with 508 and /readyz reports 503");
-                }
-            }
-        }
-    }
-
-    pub fn binds_failing(&self) -> bool {
-        self.bind_failures.load(Ordering::Relaxed) >= BIND_FAILURES_NOT_READY
-    }
-}
+use shard::io::sockets::{tcp_listener, udp_socket};
+use shard::streams::limiter::ConnLimiter;
+use shard::streams::table::ConnLimits;
+use shard::{Control, Listeners, Shard, ShardParts};
+use status::ShardStatus;
 
 /// How the shell reaches a shard thread: its control queue, the waker that interrupts its
 /// poll, and the thread to join on shutdown.
 type ShardHandle = (Sender<Control>, Arc<mio::Waker>, Option<JoinHandle<()>>);
 
-/// A running relay: its shards and how to reach them.
-pub struct Relay {
+/// A running turnpike process, one node of a fleet: its shards and how to reach them.
+pub struct Node {
     pub listen_udp: Vec<SocketAddr>,
     pub status: Vec<Arc<ShardStatus>>,
     shards: Mutex<Vec<ShardHandle>>,
     nonce_key: [u8; 32],
-    /// The server's own addresses, fixed at start (listeners need a restart to change).
-    own: OwnAddresses,
     pub metrics: Arc<Metrics>,
     /// Set by `drain`: /readyz says 503 and new Allocates go elsewhere.
     draining: AtomicBool,
 }
 
-/// What every shard shares: quotas, bandwidth and connection counts, the TLS config,
-/// the nonce key, the server's own addresses and the relay families.
+/// What every shard shares: quotas, bandwidth and connection counts, and the nonce key.
 struct Shared {
     quotas: Arc<Quotas>,
     user_buckets: Arc<crate::relay::bandwidth::UserBuckets>,
-    limiter: Arc<connections::ConnLimiter>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    limiter: Arc<ConnLimiter>,
     nonce_key: [u8; 32],
-    own: OwnAddresses,
-    families: (Option<RelayFamily>, Option<RelayFamily>),
-}
-
-/// The shard count (0 = one per core, never more than relay ports) and each shard's
-/// disjoint slice of the relay port range, so shards never contend for a port.
-fn port_slices(cfg: &Config) -> Vec<std::ops::RangeInclusive<u16>> {
-    let shards = if cfg.server.shards == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        cfg.server.shards
-    };
-    let (lo, hi) = cfg.relay.ports;
-    let span = (hi - lo) as usize + 1;
-    let shards = shards.min(span).max(1);
-    (0..shards)
-        .map(|i| {
-            let start = lo as usize + span * i / shards;
-            let end = lo as usize + span * (i + 1) / shards - 1;
-            start as u16..=end as u16
-        })
-        .collect()
 }
 
 /// One shard's relay core, owning the relay ports `ports`.
-fn shard_core(
-    cfg: &Config,
-    secrets: &[String],
-    shared: &Shared,
-    ports: std::ops::RangeInclusive<u16>,
-) -> Core {
-    let r = &cfg.relay;
-    let per_user =
-        (r.max_bps_per_user > 0).then(|| (r.max_bps_per_user / 8, shared.user_buckets.clone()));
+fn shard_core(s: &Settings, shared: &Shared, ports: std::ops::RangeInclusive<u16>) -> Core {
+    let r = &s.config.relay;
+    let per_user = s
+        .bytes_per_sec_per_user
+        .map(|b| (b, shared.user_buckets.clone()));
     let mut core = Core::new(
         CoreConfig {
-            auth: authenticator(cfg, secrets, shared.nonce_key),
-            policy: policy(cfg, &shared.own),
-            relay_v4: shared.families.0,
-            relay_v6: shared.families.1,
+            auth: s.authenticator(shared.nonce_key),
+            policy: s.policy(),
+            relay_v4: Some(s.relay_v4),
+            relay_v6: s.relay_v6,
             ports,
             default_lifetime: r.default_lifetime,
             max_lifetime: r.max_lifetime,
             quotas: shared.quotas.clone(),
             max_channels: r.max_channels_per_allocation,
-            unauthenticated_rate: cfg.server.unauthenticated_rate,
-            max_bytes_per_sec_per_allocation: (r.max_bps_per_allocation > 0)
-                .then_some(r.max_bps_per_allocation / 8),
+            unauthenticated_rate: s.config.server.unauthenticated_rate,
+            max_bytes_per_sec_per_allocation: s.bytes_per_sec_per_allocation,
             max_bytes_per_sec_per_user: per_user,
             max_permissions: r.max_permissions_per_allocation,
             strict_channel_numbers: r.strict_channel_numbers,
@@ -220,24 +82,25 @@ fn shard_core(
         },
         rand::random(),
     );
-    core.set_alternates(cfg.server.alternate.clone());
+    core.set_alternates(s.config.server.alternate.clone());
     core
 }
 
 /// Every listener, bound for one shard (SO_REUSEPORT spreads clients over the shards).
-fn bind_listeners(cfg: &Config) -> anyhow::Result<Listeners> {
+fn bind_listeners(s: &Settings) -> anyhow::Result<Listeners> {
+    let server = &s.config.server;
     let mut listeners = Listeners {
         udp: Vec::new(),
         tcp: Vec::new(),
     };
-    for a in &cfg.server.listen_udp {
+    for a in &server.listen_udp {
         listeners
             .udp
             .push(udp_socket(*a, true).with_context(|| format!("binding UDP listener {a}"))?);
     }
     for (addrs, t) in [
-        (&cfg.server.listen_tcp, Transport::Tcp),
-        (&cfg.server.listen_tls, Transport::Tls),
+        (&server.listen_tcp, Transport::Tcp),
+        (&server.listen_tls, Transport::Tls),
     ] {
         for a in addrs {
             let l =
@@ -250,7 +113,7 @@ fn bind_listeners(cfg: &Config) -> anyhow::Result<Listeners> {
 
 /// Binds shard `i`'s listeners and starts its thread around `core`.
 fn spawn_shard(
-    cfg: &Config,
+    s: &Settings,
     i: usize,
     core: Core,
     shared: &Shared,
@@ -259,12 +122,13 @@ fn spawn_shard(
     let (tx, rx) = channel();
     let status = Arc::new(ShardStatus::default());
     status.set_running(true);
+    let cfg = &s.config;
     let (shard, waker) = Shard::new(ShardParts {
         index: i,
         core,
-        listeners: bind_listeners(cfg)?,
-        tls: shared.tls.clone(),
-        limits: Limits {
+        listeners: bind_listeners(s)?,
+        tls: s.tls.clone(),
+        limits: ConnLimits {
             limiter: shared.limiter.clone(),
             idle_timeout: cfg.server.idle_timeout,
             tls_handshake_timeout: cfg.server.tls_handshake_timeout,
@@ -286,14 +150,12 @@ fn spawn_shard(
     Ok((status, (tx, waker, Some(handle))))
 }
 
-impl Relay {
-    /// Binds every listener and starts the shards. `secrets` are the effective REST secrets.
-    pub fn start(cfg: &Config, secrets: &[String], metrics: Arc<Metrics>) -> anyhow::Result<Relay> {
-        let slices = port_slices(cfg);
+impl Node {
+    /// Binds every listener and starts the shards.
+    pub fn start(s: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Node> {
+        let cfg = &s.config;
         let nonce_key: [u8; 32] = rand::random();
-        let (relay_v4, relay_v6) = relay_families(cfg);
-        let own = own_addresses(cfg, [relay_v4, relay_v6]);
-        let opened = policy(cfg, &own).allowed_own_addresses();
+        let opened = s.policy().allowed_own_addresses();
         if !opened.is_empty() {
             tracing::warn!(
                 addresses = ?opened,
@@ -307,30 +169,25 @@ impl Relay {
                 cfg.relay.max_allocations_per_user,
             )),
             user_buckets: Arc::new(crate::relay::bandwidth::UserBuckets::default()),
-            limiter: Arc::new(connections::ConnLimiter::new(
+            limiter: Arc::new(ConnLimiter::new(
                 cfg.server.max_connections,
                 cfg.server.max_connections_per_ip,
             )),
-            tls: load_tls(cfg)?,
             nonce_key,
-            own: own.clone(),
-            families: (relay_v4, relay_v6),
         };
-        let mut relay = Relay {
+        let mut node = Node {
             listen_udp: cfg.server.listen_udp.clone(),
             status: Vec::new(),
             shards: Mutex::new(Vec::new()),
             nonce_key,
-            own,
             metrics: metrics.clone(),
             draining: AtomicBool::new(false),
         };
-        for (i, ports) in slices.into_iter().enumerate() {
-            let core = shard_core(cfg, secrets, &shared, ports);
-            let (status, handle) = spawn_shard(cfg, i, core, &shared, metrics.clone())?;
-            relay.status.push(status);
-            relay
-                .shards
+        for (i, ports) in s.port_slices.iter().cloned().enumerate() {
+            let core = shard_core(s, &shared, ports);
+            let (status, handle) = spawn_shard(s, i, core, &shared, metrics.clone())?;
+            node.status.push(status);
+            node.shards
                 .get_mut()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(handle);
@@ -339,13 +196,13 @@ impl Relay {
             listen_udp = ?cfg.server.listen_udp,
             listen_tcp = ?cfg.server.listen_tcp,
             listen_tls = ?cfg.server.listen_tls,
-            relay_v4 = %relay_v4.map_or("none".into(), |f| f.advertised.to_string()),
-            relay_v6 = %relay_v6.map_or("none".into(), |f| f.advertised.to_string()),
-            shards = relay.status.len(),
+            relay_v4 = %s.relay_v4.advertised,
+            relay_v6 = %s.relay_v6.map_or("none".into(), |f| f.advertised.to_string()),
+            shards = node.status.len(),
             realm = %cfg.server.realm,
             "turnpike started"
         );
-        Ok(relay)
+        Ok(node)
     }
 
     fn send_all(&self, make: impl Fn() -> Control) {
@@ -356,22 +213,17 @@ impl Relay {
         }
     }
 
-    /// Applies a reloaded config's credentials, peer policy, TLS certificate and
-    /// alternates; allocations stay up. All or nothing: a certificate that fails to load
-    /// fails the whole reload, and the running configuration stays in force.
-    pub fn reload(&self, cfg: &Config, secrets: &[String]) -> anyhow::Result<()> {
-        let tls = load_tls(cfg)?;
+    /// Applies reloaded settings' credentials, peer policy, TLS certificate and
+    /// alternates; allocations stay up. `Settings::reload` loaded everything that can
+    /// fail, so this cannot.
+    pub fn reload(&self, s: &Settings) {
         self.send_all(|| {
-            Control::Reconfigure(Box::new((
-                authenticator(cfg, secrets, self.nonce_key),
-                policy(cfg, &self.own),
-            )))
+            Control::Reconfigure(Box::new((s.authenticator(self.nonce_key), s.policy())))
         });
-        if let Some(tls) = tls {
+        if let Some(tls) = &s.tls {
             self.send_all(|| Control::Tls(tls.clone()));
         }
-        self.send_all(|| Control::Alternates(cfg.server.alternate.clone()));
-        Ok(())
+        self.send_all(|| Control::Alternates(s.config.server.alternate.clone()));
     }
 
     /// Starts (or ends) draining: /readyz turns 503 at once and new Allocates are refused

@@ -12,7 +12,7 @@ use stun::message::*;
 use stun::textattrs::TextAttribute;
 use turn::proto::reqtrans::RequestedTransport;
 use turnpike::config::Config;
-use turnpike::runtime::Relay;
+use turnpike::runtime::Node;
 
 pub const SECRET: &str = "integration-secret";
 
@@ -32,7 +32,7 @@ pub fn start_with(
     ports: &str,
     server_extra: &str,
     extra: &str,
-) -> (Arc<Relay>, SocketAddr, Config) {
+) -> (Arc<Node>, SocketAddr, Config) {
     let port = free_udp_port();
     let allow = if allow_loopback {
         "allow = [\"127.0.0.0/8\"]"
@@ -45,7 +45,11 @@ pub fn start_with(
          [auth]\nsecrets = [\"{SECRET}\"]\n[peers]\n{allow}\n{extra}\n"
     ))
     .unwrap();
-    let relay = Relay::start(&cfg, &[SECRET.to_owned()], Default::default()).unwrap();
+    let relay = Node::start(
+        &turnpike::settings::Settings::with_secrets(cfg.clone(), vec![SECRET.to_owned()]).unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     (
         Arc::new(relay),
         format!("127.0.0.1:{port}").parse().unwrap(),
@@ -53,7 +57,7 @@ pub fn start_with(
     )
 }
 
-pub fn start(allow_loopback: bool, ports: &str) -> (Arc<Relay>, SocketAddr) {
+pub fn start(allow_loopback: bool, ports: &str) -> (Arc<Node>, SocketAddr) {
     let (r, a, _) = start_with(allow_loopback, ports, "", "");
     (r, a)
 }
@@ -197,8 +201,11 @@ impl RawClient {
 }
 
 /// Starts the HTTP endpoint for `relay` on a free port, on its own runtime thread.
-pub fn start_http(relay: Arc<Relay>, cfg: &turnpike::config::Config) -> SocketAddr {
-    let state = turnpike::http::HttpState::new(relay, cfg, &[SECRET.to_owned()]);
+pub fn start_http(relay: Arc<Node>, cfg: &turnpike::config::Config) -> SocketAddr {
+    let state = turnpike::http::HttpState::new(
+        relay,
+        &turnpike::settings::Settings::with_secrets(cfg.clone(), vec![SECRET.to_owned()]).unwrap(),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -7,7 +7,9 @@ use stun::message::{Getter, Message};
 use turn::proto::reqfamily::RequestedAddressFamily;
 use turn::proto::reqtrans::RequestedTransport;
 
-use super::{Family, Reject, StunError, lifetime};
+use super::fields::{Family, lifetime};
+use crate::proto::error_code::StunError;
+use crate::proto::reject::Reject;
 use crate::proto::{ATTR_ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV4, FAMILY_IPV6};
 
 /// EVEN-PORT (RFC 8656 §14.6): what the client asked of its relayed port.

@@ -4,7 +4,8 @@ use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USER
 use stun::message::Message;
 use stun::textattrs::TextAttribute;
 
-use super::{Reject, StunError};
+use crate::proto::error_code::StunError;
+use crate::proto::reject::Reject;
 
 /// RFC 8489 §14.3: USERNAME is a UTF-8 string under 513 bytes.
 const MAX_USERNAME_LEN: usize = 513;

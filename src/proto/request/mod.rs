@@ -8,6 +8,7 @@
 
 mod allocate;
 mod credentials;
+mod fields;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +21,6 @@ use stun::message::{
     METHOD_REFRESH, Message,
 };
 use turn::proto::channum::ChannelNumber;
-use turn::proto::lifetime::Lifetime;
 use turn::proto::reqfamily::RequestedAddressFamily;
 
 use super::channel_data::MIN_CHANNEL;
@@ -30,6 +30,8 @@ use super::{FAMILY_IPV4, FAMILY_IPV6, decode_xor_address};
 
 pub use allocate::{AllocateRequest, EvenPort};
 pub use credentials::Credentials;
+pub use fields::Family;
+use fields::lifetime;
 
 /// Comprehension-required attributes this server understands; any other one in a request
 /// gets 420 (RFC 8489 §7.3.1).
@@ -116,12 +118,6 @@ impl Request {
             _ => return Err(Unreadable::UnknownMethod),
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
 }
 
 /// REQUESTED-ADDRESS-FAMILY in a Refresh (RFC 8656 §8, RFC 6156 §4.2).
@@ -215,10 +211,4 @@ fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, Reject> {
             "Missing or bad XOR-PEER-ADDRESS",
         )),
     }
-}
-
-/// LIFETIME, when present.
-fn lifetime(msg: &Message) -> Option<Duration> {
-    let mut l = Lifetime::default();
-    l.get_from(msg).ok().map(|_| l.0)
 }

@@ -2,6 +2,19 @@
 //! kernel spreads clients over shards by 5-tuple), its TCP/TLS client connections and the
 //! relay sockets of its port slice. It is the only place that reads the clock for the
 //! core. Nothing here decides protocol.
+//!
+//! Read top-down: this file is the loop (`run`: poll, read each ready socket within its
+//! budget, serve the connections, flush, control messages, timers) and carries out the
+//! core's commands. `udp.rs` is the datagram path (recvmmsg in, sendmmsg out),
+//! `relay_sockets.rs` the relay-socket table and the client->peer forward, `streams/` the
+//! TCP/TLS connections, and `io/` the syscalls below them all.
+
+pub mod io;
+mod relay_sockets;
+mod socket_errors;
+pub mod streams;
+mod tokens;
+mod udp;
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -12,7 +25,6 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConfig;
-use slab::Slab;
 
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
@@ -20,31 +32,23 @@ use crate::proto::indication;
 use crate::relay::peer_policy::PeerPolicy;
 use crate::relay::{Command, Core, Time, Transport};
 
-use super::batch::{BATCH, Batch};
-use super::connections::Connections;
-pub use super::connections::Limits;
-pub(super) use super::datagrams::client_packet;
-use super::gso::{self, Run};
+use super::clock;
 use super::session_log::SessionLogger;
 use super::sessions::{SessionInfo, describe};
-use super::sockets::{RelaySockets, send_drop_reason};
-pub use super::sockets::{tcp_listener, udp_socket};
-use super::{ShardStatus, clock};
+use super::status::ShardStatus;
+use io::batch::{BATCH, Batch};
+use io::gso::{self, Run};
+use relay_sockets::RelaySockets;
+use socket_errors::send_drop_reason;
+use streams::table::{ConnLimits, Connections};
+use tokens::{CONN_BASE, RELAY_BASE, TCP_LISTENER_BASE, WAKER};
 
-const WAKER: Token = Token(usize::MAX);
-// Token ranges: UDP listeners, TCP/TLS listeners, relay sockets, client connections.
-pub(super) const TCP_LISTENER_BASE: usize = 1 << 12;
-pub(super) const RELAY_BASE: usize = 1 << 16;
-pub(super) const CONN_BASE: usize = 1 << 32;
 /// Packets read from one socket before the loop looks at the others: fairness between a
 /// busy relay and the listener that carries everyone's control traffic.
-pub(super) const BUDGET: usize = 64;
+const BUDGET: usize = 64;
 /// Room in front of a peer's payload for the largest header it may get (a Data
 /// indication from an IPv6 peer). A batch slot leaves room for the padding after it.
-pub(super) const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
-pub(super) const SOCKET_BUFFER: usize = 4 << 20;
-pub(super) const PADDING: [u8; 3] = [0; 3];
-pub(super) const NONE: u32 = u32::MAX;
+const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
 
 pub enum Control {
     Reconfigure(Box<(Authenticator, PeerPolicy)>),
@@ -52,7 +56,7 @@ pub enum Control {
     Tls(Arc<ServerConfig>),
     /// Publish a fresh snapshot now (a scrape is waiting for it).
     Publish,
-    /// Start or stop draining (see `Core::set_draining`).
+    /// Start or stop draining: stop admitting (see `Core::set_draining`).
     Draining(bool),
     /// Nodes for ALTERNATE-SERVER (reload).
     Alternates(Vec<SocketAddr>),
@@ -72,29 +76,29 @@ pub struct Listeners {
 
 pub struct Shard {
     pub index: usize,
-    pub(super) core: Core,
-    pub(super) poll: Poll,
-    pub(super) udp: Vec<UdpSocket>,
-    pub(super) tcp: Vec<(TcpListener, Transport)>,
-    pub(super) relays: RelaySockets,
-    /// TCP/TLS client connections (connections.rs).
-    pub(super) streams: Connections,
-    pub(super) control: Receiver<Control>,
-    pub(super) status: Arc<ShardStatus>,
-    pub(super) sessions: SessionLogger,
-    pub(super) metrics: Arc<Metrics>,
+    core: Core,
+    poll: Poll,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<(TcpListener, Transport)>,
+    relays: RelaySockets,
+    /// TCP/TLS client connections (streams/).
+    streams: Connections,
+    control: Receiver<Control>,
+    status: Arc<ShardStatus>,
+    sessions: SessionLogger,
+    metrics: Arc<Metrics>,
     /// recvmmsg batch for client datagrams.
-    pub(super) inbound: Batch,
+    inbound: Batch,
     /// recvmmsg batch for peer datagrams (taken out while its packets are handled).
-    pub(super) relay_in: Option<Box<Batch>>,
+    relay_in: Option<Box<Batch>>,
     /// sendmmsg batches of ChannelData towards UDP clients, one per listener.
-    pub(super) outbound: Vec<Batch>,
+    outbound: Vec<Batch>,
     /// Client payloads in `inbound` queued for one peer from one relay socket (GSO).
-    pub(super) run: Run,
+    gso_run: Run,
     /// The time as read once per loop turn: every call into the core passes this value.
-    pub(super) time: Time,
+    time: Time,
     /// Reused buffer of relay binds carried out, to be reported to the core.
-    pub(super) bind_results: Vec<(u64, SocketAddr, bool)>,
+    bind_results: Vec<(u64, SocketAddr, bool)>,
 }
 
 /// What a shard is made of: its core, listeners and TLS config, connection limits, the
@@ -104,7 +108,7 @@ pub struct ShardParts {
     pub core: Core,
     pub listeners: Listeners,
     pub tls: Option<Arc<ServerConfig>>,
-    pub limits: Limits,
+    pub limits: ConnLimits,
     pub control: Receiver<Control>,
     pub status: Arc<ShardStatus>,
     pub sessions: SessionLogger,
@@ -158,11 +162,7 @@ impl Shard {
                 poll,
                 udp,
                 tcp,
-                relays: RelaySockets {
-                    sockets: Slab::new(),
-                    v4: vec![NONE; 65536],
-                    v6: vec![NONE; 65536],
-                },
+                relays: RelaySockets::new(),
                 streams: Connections::new(tls, limits),
                 control,
                 status,
@@ -171,7 +171,7 @@ impl Shard {
                 inbound: Batch::default(),
                 relay_in: Some(Box::new(Batch::with_headroom(HEADROOM))),
                 outbound: (0..listener_count).map(|_| Batch::with_gso(gso)).collect(),
-                run: Run::new(gso),
+                gso_run: Run::new(gso),
                 time: clock::time(),
                 bind_results: Vec::new(),
             },
@@ -218,7 +218,7 @@ impl Shard {
             self.retry_accepts(now, &mut ready);
             let mut i = 0;
             while i < ready.len() {
-                if self.drain(ready[i], now) {
+                if self.read_budget(ready[i], now) {
                     i += 1;
                 } else {
                     ready.swap_remove(i);
@@ -299,7 +299,7 @@ impl Shard {
 
     /// Reads up to BUDGET packets (or connections) from one socket. True when it may
     /// have more.
-    fn drain(&mut self, token: Token, now: Instant) -> bool {
+    fn read_budget(&mut self, token: Token, now: Instant) -> bool {
         if token.0 < TCP_LISTENER_BASE {
             return (0..BUDGET / BATCH).all(|_| self.listener_batch(token.0));
         }
@@ -310,9 +310,9 @@ impl Shard {
     }
 
     /// Carries out everything the core queued. Bind results go back to the core only once
-    /// the queue is empty (never from inside the loop that drains it); what they queue in
+    /// the queue is empty (never from inside the loop that empties it); what they queue in
     /// turn is carried out by the next round.
-    pub(super) fn run_commands(&mut self) {
+    fn run_commands(&mut self) {
         let mut binds = std::mem::take(&mut self.bind_results);
         loop {
             self.run_queued(&mut binds);
@@ -326,7 +326,7 @@ impl Shard {
         self.bind_results = binds;
     }
 
-    /// One round of `run_commands`: drains the core's queue, collecting bind results.
+    /// One round of `run_commands`: empties the core's queue, collecting bind results.
     fn run_queued(&mut self, binds: &mut Vec<(u64, SocketAddr, bool)>) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
@@ -342,11 +342,11 @@ impl Shard {
                     }
                 }
                 Command::BindRelay { token, addr } => {
-                    let result = self.bind_relay(addr);
+                    let result = self.relays.bind(self.poll.registry(), addr);
                     self.status.note_bind(self.index, addr, &result);
                     binds.push((token, addr, result.is_ok()));
                 }
-                Command::ReleaseRelay { addr } => self.release_relay(addr),
+                Command::ReleaseRelay { addr } => self.relays.release(self.poll.registry(), addr),
                 Command::AllocationEnded(summary) => {
                     self.metrics
                         .allocation_lifetime

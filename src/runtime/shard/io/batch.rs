@@ -8,11 +8,9 @@ use std::os::fd::RawFd;
 
 use socket2::{SockAddr, SockAddrStorage};
 
-use super::gso;
+use super::{SLOT, gso};
 
 pub const BATCH: usize = 32;
-/// Largest UDP payload plus room for a ChannelData or Data indication header and padding.
-pub const SLOT: usize = 65536 + 64;
 /// The largest UDP payload a socket can receive: an IPv6 datagram without jumbograms.
 const MAX_DATAGRAM: usize = 65535 - 8;
 /// A Data indication pads its DATA attribute to 4 bytes, after the payload.
@@ -76,7 +74,7 @@ impl Batch {
     }
 
     /// Receives up to BATCH datagrams, each at offset `headroom` of its slot. Returns how
-    /// many (0 when the socket is drained).
+    /// many (0 when the socket has nothing left to read).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let mut names: [SockAddrStorage; BATCH] =
             std::array::from_fn(|_| SockAddrStorage::zeroed());
@@ -283,7 +281,7 @@ mod tests {
             assert_eq!(from, Some(tx.local_addr().unwrap()));
             assert_eq!(&slot[4..4 + len], &[i as u8, i as u8, i as u8, 9]);
         }
-        assert_eq!(inb.recv(rx.as_raw_fd()).unwrap(), 0, "drained");
+        assert_eq!(inb.recv(rx.as_raw_fd()).unwrap(), 0, "nothing left");
     }
 
     #[test]

@@ -6,20 +6,24 @@
 //! reads per loop turn, then waits in `ready` for the next turn, so one client sending
 //! megabytes of pipelined requests shares the shard with everyone else.
 
-use std::collections::HashMap;
+pub mod connection;
+pub mod limiter;
+mod read_buf;
+pub mod table;
+pub mod tls;
+
 use std::io::ErrorKind;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
-use rustls::ServerConfig;
-use slab::Slab;
 
-use super::shard::{CONN_BASE, Shard, TCP_LISTENER_BASE, client_packet};
-use super::stream::{Closed, Conn, Fill, Sniff};
-use super::tls::TlsFailure;
+use super::Shard;
+use super::relay_sockets::client_packet;
+use super::tokens::{CONN_BASE, TCP_LISTENER_BASE};
+use crate::metrics::labels::TlsFailure;
 use crate::relay::stats::DropReason;
 use crate::relay::{ClientId, Transport};
+use connection::{Closed, Conn, Fill};
 
 /// Frames one connection may hand to the core per loop turn.
 const FRAME_BUDGET: usize = 64;
@@ -29,115 +33,8 @@ const READ_BUDGET: usize = 4;
 /// reports no new readiness for connections already waiting.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-pub struct Limits {
-    /// Shared by every shard: the connection limits are for the whole server.
-    pub limiter: Arc<ConnLimiter>,
-    pub idle_timeout: Duration,
-    pub tls_handshake_timeout: Duration,
-    pub tls_accepts_plain: bool,
-}
-
-pub use super::conn_limiter::ConnLimiter;
-pub use crate::metrics::labels::Refused;
-pub use crate::metrics::snapshot::StreamCounters;
-
-/// A shard's stream connections and the state of their turns.
-pub struct Connections {
-    conns: Slab<Conn>,
-    by_client: HashMap<ClientId, usize>,
-    /// Certificate for connections accepted from now on.
-    pub tls: Option<Arc<ServerConfig>>,
-    limits: Limits,
-    pub counters: StreamCounters,
-    /// Connections that may have more to read or frames to handle (slab keys; a stale key
-    /// is dropped when served).
-    ready: Vec<usize>,
-    /// Connections with queued output, written at the end of the loop turn.
-    dirty: Vec<usize>,
-    /// When to try the listeners again after accept failed for lack of resources.
-    accept_retry: Option<Instant>,
-    /// Accept is failing: warn once, not on every retry.
-    accept_failing: bool,
-}
-
-impl Connections {
-    pub fn new(tls: Option<Arc<ServerConfig>>, limits: Limits) -> Connections {
-        Connections {
-            conns: Slab::new(),
-            by_client: HashMap::new(),
-            tls,
-            limits,
-            counters: StreamCounters::default(),
-            ready: Vec::new(),
-            dirty: Vec::new(),
-            accept_retry: None,
-            accept_failing: false,
-        }
-    }
-
-    /// Some connection has work left from an earlier turn (or output queued after this
-    /// turn's flush, e.g. by a timer): poll without waiting.
-    pub fn busy(&self) -> bool {
-        !self.ready.is_empty() || !self.dirty.is_empty()
-    }
-
-    /// The earliest time the loop must wake for the connections.
-    pub fn wake_at(&self, wake: Instant) -> Instant {
-        self.accept_retry.map_or(wake, |t| t.min(wake))
-    }
-
-    pub fn counts(&self) -> [u64; Transport::COUNT] {
-        let mut n = [0; Transport::COUNT];
-        for (_, c) in self.conns.iter() {
-            n[c.client.transport as usize] += 1;
-        }
-        n
-    }
-
-    fn mark_dirty(&mut self, key: usize) {
-        if let Some(c) = self.conns.get_mut(key)
-            && !c.dirty
-        {
-            c.dirty = true;
-            self.dirty.push(key);
-        }
-    }
-
-    /// The first-byte sniff of a TLS listener's connection `key`: Ok(true) once it is
-    /// TLS or plain TCP, Ok(false) while nothing has arrived.
-    fn sniff(&mut self, key: usize) -> Result<bool, Closed> {
-        let conn = &mut self.conns[key];
-        match conn.sniff(self.limits.tls_accepts_plain)? {
-            Sniff::Waiting => {
-                conn.readable = false;
-                Ok(false)
-            }
-            Sniff::Tls => Ok(true),
-            Sniff::Plain => {
-                // Served and counted as what it is: TURN over TCP.
-                tracing::debug!(client = %conn.client.addr, "plain STUN on a TLS listener");
-                let old = conn.client;
-                conn.client.transport = Transport::Tcp;
-                let new = conn.client;
-                self.by_client.remove(&old);
-                self.by_client.insert(new, key);
-                Ok(true)
-            }
-        }
-    }
-
-    fn mark_ready(&mut self, key: usize) {
-        if let Some(c) = self.conns.get_mut(key)
-            && !c.queued
-        {
-            c.queued = true;
-            self.ready.push(key);
-        }
-    }
-}
-
 impl Shard {
-    /// Accepts one connection from TCP listener `li`. False when the listener is drained
+    /// Accepts one connection from TCP listener `li`. False when the listener has no more
     /// or must wait (out of file descriptors: retried on a timer).
     pub(super) fn accept(&mut self, li: usize, now: Instant) -> bool {
         let Some((listener, transport)) = self.tcp.get(li) else {
@@ -263,7 +160,7 @@ impl Shard {
                     frames += 1;
                     let (len, client) = (frame.len(), conn.client);
                     let packet = conn.frame_in_buffer(len);
-                    let (core, relays, run) = (&mut self.core, &self.relays, &mut self.run);
+                    let (core, relays, run) = (&mut self.core, &self.relays, &mut self.gso_run);
                     let commands = client_packet(core, relays, run, self.time, client, packet);
                     let conn = &mut self.streams.conns[key];
                     conn.consume(len);
@@ -288,10 +185,10 @@ impl Shard {
             reads += 1;
             // A read may move the buffer the run points into.
             self.relays
-                .send_run(&mut self.core, &mut self.run, conn.read_buffer());
+                .send_run(&mut self.core, &mut self.gso_run, conn.read_buffer());
             match conn.fill() {
                 Ok(Fill::Data) => {}
-                Ok(Fill::Blocked | Fill::Drained) => conn.readable = false,
+                Ok(Fill::Blocked | Fill::Emptied) => conn.readable = false,
                 Ok(Fill::Eof) => conn.eof = true,
                 Err(c) => break Err(c),
             }
@@ -302,7 +199,7 @@ impl Shard {
         };
         if let Some(conn) = self.streams.conns.get(key) {
             self.relays
-                .send_run(&mut self.core, &mut self.run, conn.read_buffer());
+                .send_run(&mut self.core, &mut self.gso_run, conn.read_buffer());
         }
         match outcome {
             Ok(more) => more,

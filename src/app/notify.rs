@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use super::Relay;
+use crate::runtime::Node;
 
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -41,10 +41,10 @@ pub fn stopping(status: &str) {
 
 /// Every shard's heartbeat moved since `last` (which is updated). A stopped shard counts
 /// as stuck.
-pub fn shards_alive(relay: &Relay, last: &mut Vec<u64>) -> bool {
-    let now: Vec<u64> = relay.status.iter().map(|s| s.heartbeat()).collect();
+pub fn shards_alive(node: &Node, last: &mut Vec<u64>) -> bool {
+    let now: Vec<u64> = node.status.iter().map(|s| s.heartbeat()).collect();
     let alive = last.len() == now.len()
-        && relay
+        && node
             .status
             .iter()
             .zip(now.iter().zip(last.iter()))
@@ -56,18 +56,18 @@ pub fn shards_alive(relay: &Relay, last: &mut Vec<u64>) -> bool {
 /// When systemd set WatchdogSec: pings at a third of it, each time only if every shard
 /// loop turned since the last check (shards beat once a second, so WatchdogSec must be
 /// several seconds; the shipped unit uses 30 s).
-pub fn spawn_watchdog(relay: Arc<Relay>) {
+pub fn spawn_watchdog(node: Arc<Node>) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
     let every = (period / 3).max(Duration::from_millis(1500));
     tokio::spawn(async move {
-        let mut last: Vec<u64> = relay.status.iter().map(|s| s.heartbeat()).collect();
+        let mut last: Vec<u64> = node.status.iter().map(|s| s.heartbeat()).collect();
         send(&[NotifyState::Watchdog]);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
-            if shards_alive(&relay, &mut last) {
+            if shards_alive(&node, &mut last) {
                 send(&[NotifyState::Watchdog]);
             } else {
                 tracing::error!("a shard loop has stopped turning: withholding the watchdog ping");

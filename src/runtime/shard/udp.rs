@@ -2,60 +2,32 @@
 //! recvmmsg with headroom for their header, and framed messages out to clients by
 //! sendmmsg (UDP) or the connection's queue (TCP/TLS).
 
-use std::ops::Range;
 use std::os::fd::AsRawFd;
 
 use crate::proto::{channel_data, indication};
-use crate::relay::{ClientAction, ClientId, Core, PeerAction, Time, Transport};
+use crate::relay::{ClientId, PeerAction, Transport};
 
-use super::batch::{BATCH, SLOT};
-use super::gso::Run;
-use super::shard::{HEADROOM, PADDING, Shard};
-use super::sockets::{RelaySockets, keep_draining, record_dropped};
+use super::io::SLOT;
+use super::io::batch::BATCH;
+use super::relay_sockets::client_packet;
+use super::socket_errors::{keep_reading, record_dropped};
+use super::{HEADROOM, Shard};
 
-/// Feeds the client packet at `buf[range]` to the core. A payload for a peer joins the
-/// run (`buf` must stay as it is until the run is sent: the caller sends it before it
-/// reuses or moves the buffer). True when the core queued commands (responses, relay
-/// binds) for the caller to run; the run is sent before that, since a command may close
-/// its relay socket.
-pub(super) fn client_packet(
-    core: &mut Core,
-    relays: &RelaySockets,
-    run: &mut Run,
-    time: Time,
-    client: ClientId,
-    (buf, range): (&[u8], Range<usize>),
-) -> bool {
-    match core.handle_client_packet(time, client, &buf[range]) {
-        ClientAction::Forward {
-            relay,
-            peer,
-            payload,
-        } => {
-            let offset = payload.as_ptr() as usize - buf.as_ptr() as usize;
-            relays.queue(core, run, buf, relay, peer, (offset, payload.len()));
-            false
-        }
-        ClientAction::Handled => {
-            relays.send_run(core, run, buf);
-            true
-        }
-        ClientAction::Drop(_) => false,
-    }
-}
+/// Zero bytes that pad ChannelData to 4 bytes on a stream.
+const PADDING: [u8; 3] = [0; 3];
 
 impl Shard {
     /// Up to BATCH datagrams from UDP clients in one recvmmsg. Payloads for a peer are
     /// queued as a run while the next ones go to the same peer from the same relay socket
     /// (one GSO send); a run leaves before the batch is reused and before any command
-    /// runs (a command may close its relay socket). False when the socket is drained.
+    /// runs (a command may close its relay socket). False when the socket has no more.
     pub(super) fn listener_batch(&mut self, li: usize) -> bool {
         let Some(listener) = self.udp.get(li) else {
             return false;
         };
         let n = match self.inbound.recv(listener.as_raw_fd()) {
             Ok(n) => n,
-            Err(e) => return keep_draining(&e),
+            Err(e) => return keep_reading(&e),
         };
         for i in 0..n {
             let (_, len, from) = self.inbound.view(i);
@@ -66,13 +38,13 @@ impl Shard {
                 addr,
             };
             let packet = (self.inbound.buffer(), i * SLOT..i * SLOT + len);
-            let (core, relays, run) = (&mut self.core, &self.relays, &mut self.run);
+            let (core, relays, run) = (&mut self.core, &self.relays, &mut self.gso_run);
             if client_packet(core, relays, run, self.time, client, packet) {
                 self.run_commands();
             }
         }
         self.relays
-            .send_run(&mut self.core, &mut self.run, self.inbound.buffer());
+            .send_run(&mut self.core, &mut self.gso_run, self.inbound.buffer());
         n == BATCH
     }
 
@@ -86,11 +58,11 @@ impl Shard {
         }
     }
 
-    /// Up to BATCH packets from one relay socket in one recvmmsg (a socket drained in
+    /// Up to BATCH packets from one relay socket in one recvmmsg (a socket emptied in
     /// fewer needs no extra read that would block: the poll is edge-triggered), each read
     /// `HEADROOM` bytes into its slot so that the ChannelData or Data indication header is
     /// written in front of it, and the padding after it, in place: no copy and no
-    /// allocation on either framing. False when the socket is drained.
+    /// allocation on either framing. False when the socket has no more.
     pub(super) fn relay_batch(&mut self, key: usize) -> bool {
         let Some(relay) = self.relays.sockets.get(key) else {
             return false;
@@ -103,7 +75,7 @@ impl Shard {
             Ok(n) => n,
             Err(e) => {
                 self.relay_in = Some(batch);
-                return keep_draining(&e);
+                return keep_reading(&e);
             }
         };
         let h = HEADROOM;

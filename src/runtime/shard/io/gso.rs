@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 
 use socket2::SockAddr;
 
-use super::batch::SLOT;
+use super::SLOT;
 
 /// At most this many segments in one message (UDP_MAX_SEGMENTS is 64 before Linux 6.6).
 pub const MAX_SEGMENTS: usize = 64;

@@ -1,31 +1,16 @@
 //! Startup checks that only the host can answer: can the relay bind its address and ports,
-//! are the listener ports free, are the TLS files readable. Each error names its config key,
-//! so a misconfigured node refuses to start instead of answering every Allocate with 508.
+//! are the listener ports free (the TLS files were loaded with the settings). Each error
+//! names its config key, so a misconfigured node refuses to start instead of answering
+//! every Allocate with 508.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 
 use anyhow::bail;
 
-use super::shard::udp_socket;
 use crate::config::Config;
-
-/// The interface of the IPv4 default route in /proc/net/route's text (destination and
-/// mask 0, lowest metric first).
-pub fn default_route_interface_v4(route: &str) -> Option<String> {
-    route
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
-            let up = u32::from_str_radix(f.get(3)?, 16).ok()? & 1 == 1;
-            (up && *f.get(1)? == "00000000" && *f.get(7)? == "00000000")
-                .then(|| Some((f.get(6)?.parse::<u32>().ok()?, f[0].to_owned())))?
-        })
-        .min()
-        .map(|(_, name)| name)
-}
+use crate::runtime::shard::io::sockets::udp_socket;
+use crate::settings::Settings;
 
 fn why(e: &std::io::Error, port: u16) -> &'static str {
     match e.kind() {
@@ -40,14 +25,11 @@ fn why(e: &std::io::Error, port: u16) -> &'static str {
 
 /// Proves each relay family can bind a port of `relay.ports`: tries ports spread over the
 /// range until one binds. A port in use moves on; any other error is the answer.
-pub fn relay_range(cfg: &Config) -> anyhow::Result<()> {
-    let (lo, hi) = cfg.relay.ports;
+pub fn relay_range(s: &Settings) -> anyhow::Result<()> {
+    let (lo, hi) = s.config.relay.ports;
     let span = (hi - lo) as u32 + 1;
-    let v4 = cfg
-        .relay
-        .ipv4
-        .unwrap_or_else(|| super::settings::default_relay_ipv4(cfg));
-    for (key, ip) in [("relay.ipv4", Some(v4)), ("relay.ipv6", cfg.relay.ipv6)] {
+    let v6 = s.relay_v6.map(|f| f.bind);
+    for (key, ip) in [("relay.ipv4", Some(s.relay_v4.bind)), ("relay.ipv6", v6)] {
         let Some(ip) = ip else { continue };
         let mut bound = false;
         for i in 0..32u32.min(span) {
@@ -117,37 +99,14 @@ pub fn listeners_free(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The TLS certificate and key load (readable by this user, parseable, matching).
-pub fn tls_files(cfg: &Config) -> anyhow::Result<()> {
-    super::load_tls(cfg).map(|_| ())
-}
-
-/// Everything `turnpike check-config` can prove without the running server's sockets.
-pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
-    tls_files(cfg)?;
-    relay_range(cfg)
+/// Everything `turnpike check-config` can prove without the running server's sockets
+/// (settings that loaded have readable, matching TLS files).
+pub fn check_config(s: &Settings) -> anyhow::Result<()> {
+    relay_range(s)
 }
 
 /// Before binding for real: the checks above plus free listener ports.
-pub fn startup(cfg: &Config) -> anyhow::Result<()> {
-    check_config(cfg)?;
-    listeners_free(cfg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_route_interface_is_the_one_with_the_zero_route_not_the_first() {
-        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-            docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
-            wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
-            eth0\t00000000\t010010AC\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
-            eth0\t000010AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
-        assert_eq!(default_route_interface_v4(route).as_deref(), Some("eth0"));
-        let none = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
-            docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\n";
-        assert_eq!(default_route_interface_v4(none), None);
-    }
+pub fn startup(s: &Settings) -> anyhow::Result<()> {
+    check_config(s)?;
+    listeners_free(&s.config)
 }

@@ -1,13 +1,40 @@
-//! Log lines on stderr with their journal priority when stderr is systemd's journal stream
-//! (`<3>` error ... `<7>` debug, sd-daemon(3)), so `journalctl -p warning` finds warnings;
-//! plain lines otherwise.
+//! Where the logs go: `log.format` and `log.level` on stderr, each line with its journal
+//! priority when stderr is systemd's journal stream (`<3>` error ... `<7>` debug,
+//! sd-daemon(3)), so `journalctl -p warning` finds warnings; plain lines otherwise.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 
 use tracing::{Level, Metadata};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::{Config, LogFormat};
+
+/// Installs the process's log subscriber as the config says.
+pub fn init(cfg: &Config) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal; the journal gets `<N>` priorities instead.
+    let writer = Stderr {
+        journal: stderr_is_journal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal());
+    match cfg.log.format {
+        LogFormat::Text => builder.with_env_filter(filter).init(),
+        LogFormat::Json => builder.json().with_env_filter(filter).init(),
+        LogFormat::Logfmt => {
+            use tracing_subscriber::prelude::*;
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(tracing_logfmt::builder().layer().with_writer(writer))
+                .init()
+        }
+    }
+}
 
 /// stderr is the journal when JOURNAL_STREAM names its device and inode.
 pub fn stderr_is_journal() -> bool {

@@ -50,7 +50,7 @@ pub enum Fill {
     /// Fewer bytes than there was room for: all the socket held. The poll is
     /// edge-triggered and reports bytes that come later, so the read that would only say
     /// "would block" is saved.
-    Drained,
+    Emptied,
     /// Nothing more until the socket is readable again.
     Blocked,
     /// The client finished sending.
@@ -141,7 +141,7 @@ fn fill_plain(stream: &mut TcpStream, rbuf: &mut ReadBuf) -> Result<Fill, Closed
             Ok(0) => return Ok(Fill::Eof),
             Ok(n) => {
                 rbuf.filled(n);
-                return Ok(if n < room { Fill::Drained } else { Fill::Data });
+                return Ok(if n < room { Fill::Emptied } else { Fill::Data });
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Fill::Blocked),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -1,0 +1,137 @@
+//! The service's life: start (settings computed once, startup checks, the shards, the
+//! HTTP endpoint), signals (reload, drain, stop), the systemd notifications that go with
+//! them, and the drain before exit. It sits above `http` and `runtime` and is the only
+//! part that knows about both.
+//!
+//! Read top-down: `start` and `run` here; `reload` (SIGHUP), `drain` (SIGUSR1/2, SIGTERM),
+//! `notify` (systemd), `checks` (what the host must allow before binding) and `logging`.
+
+pub mod checks;
+mod drain;
+pub mod logging;
+pub mod notify;
+mod reload;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::http::HttpState;
+use crate::metrics::Metrics;
+use crate::runtime::Node;
+use crate::settings::Settings;
+
+/// Runs the service on `config` until it is stopped: installs the logs, computes the
+/// settings, announces a generated secret, and runs `run` on a tokio runtime. `reload`
+/// produces the config a SIGHUP applies.
+pub fn start(config: Config, reload: impl Fn() -> anyhow::Result<Config>) -> anyhow::Result<()> {
+    logging::init(&config);
+    let settings = Settings::new(config)?;
+    if settings.secret_generated {
+        announce_secret(&settings.secrets[0]);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio runtime")?;
+    rt.block_on(run(settings, reload))
+}
+
+/// Printed once on stdout (not the log), because nobody could use the server otherwise.
+fn announce_secret(secret: &str) {
+    // The running binary's own path: after `cargo run`, `turnpike` is not on PATH.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "turnpike".into());
+    let exe = if exe
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        exe
+    } else {
+        format!("'{}'", exe.replace('\'', r"'\''"))
+    };
+    println!(
+        "No auth secret configured; generated one for this run.\n\
+         Mint a credential with:  TURNPIKE_SECRET='{secret}' {exe} credentials --user alice\n\
+         or set auth.secrets in the config (or TURNPIKE_SECRET) to keep it across restarts."
+    );
+}
+
+/// Runs the server until SIGTERM (drain, then stop) or SIGINT (stop now): starts the
+/// shards and the HTTP endpoint, tells systemd, and handles SIGHUP (reload with the
+/// config `reload` produces), SIGUSR1/SIGUSR2 (drain on/off).
+pub async fn run(
+    mut settings: Settings,
+    reload: impl Fn() -> anyhow::Result<Config>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Refuse to start on what would only show later as 508s or a silently shared port.
+    checks::startup(&settings)?;
+    let metrics = Arc::new(Metrics::new());
+    let node = Arc::new(Node::start(&settings, metrics)?);
+    let http = HttpState::new(node.clone(), &settings);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = start_http(&settings.config, &http, http_stopped).await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    // Every listener and the relay range were bound above: now systemd may call us started.
+    notify::ready("relaying");
+    notify::spawn_watchdog(node.clone());
+    let drain = loop {
+        tokio::select! {
+            _ = term.recv() => break true,
+            // Ctrl-C: a person at a terminal wants it stopped now.
+            _ = int.recv() => break false,
+            _ = usr1.recv() => drain::on_signal(&node, true).await,
+            _ = usr2.recv() => drain::on_signal(&node, false).await,
+            _ = hup.recv() => {
+                if let Some(new) = reload::apply(&reload, &node, &http, &settings) {
+                    settings = new;
+                }
+            }
+        }
+    };
+    if drain {
+        let timeout = settings.config.server.drain_timeout;
+        drain::then_stop(&node, timeout, &mut term, &mut int).await;
+    } else {
+        notify::stopping("stopping");
+    }
+    tracing::info!("shutting down");
+    let _ = stop_http.send(());
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    tokio::task::spawn_blocking(move || node.shutdown()).await?;
+    Ok(())
+}
+
+/// Serves the HTTP endpoint (when enabled) until `stop` fires.
+async fn start_http(
+    cfg: &Config,
+    http: &Arc<HttpState>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if !cfg.http.enabled {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("http.listen: binding {}", cfg.http.listen))?;
+    let bound = listener.local_addr().unwrap_or(cfg.http.listen);
+    tracing::info!(listen = %bound, "HTTP endpoint up (/metrics, /healthz, /readyz)");
+    let state = http.clone();
+    Ok(Some(tokio::spawn(async move {
+        let stop = async {
+            let _ = stop.await;
+        };
+        if let Err(e) = crate::http::serve(listener, state, stop).await {
+            tracing::error!(error = %e, "HTTP endpoint failed");
+        }
+    })))
+}
