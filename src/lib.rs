@@ -15,8 +15,8 @@
 //!   relay sockets and TCP/TLS connections and owns its core; tokio runs signals and HTTP.
 //! - [`config`]: `turnserver.toml` into typed values (unknown keys are errors).
 //! - [`metrics`], [`http`]: Prometheus metrics, health, the credential and sessions APIs.
-//! - [`testkit`]: request and indication builders shared by the tests and the load
-//!   generator.
+//! - `testkit` (tests and the `testkit` feature only): the one test kit, wire builders, a
+//!   fake shell and the core harness, for the tests, the fuzz crate and the load generator.
 //! - [`probe`]: `turnpike probe`, a client of the public protocol that names what is wrong
 //!   with a deployment.
 pub mod auth;
@@ -28,4 +28,5 @@ pub mod probe;
 pub mod proto;
 pub mod relay;
 pub mod runtime;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
