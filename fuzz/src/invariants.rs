@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
+use turnpike::auth::user_id;
 use turnpike::relay::stats::{Direction, DropReason};
-use turnpike::relay::user_id;
 
 use crate::Driver;
 
