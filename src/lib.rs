@@ -20,14 +20,14 @@
 //! - [`metrics`], [`http`]: Prometheus metrics, health, the credential and sessions APIs.
 //! - [`app`]: the service's life: start, signals (tokio), reload, drain, systemd
 //!   notifications, startup checks, logging.
-//!
-//! Imports flow one way: proto <- auth <- relay <- (config, settings, metrics) <- runtime
-//! <- http <- app (`scripts/check_imports.py` checks it, and that no two files import each
-//! other).
-//! - [`testkit`]: request and indication builders shared by the tests and the load
-//!   generator.
+//! - `testkit` (tests and the `testkit` feature only): the one test kit, wire builders, a
+//!   fake shell and the core harness, for the tests, the fuzz crate and the load generator.
 //! - `label_table`: the macro that declares every STUN error code and metric label enum
 //!   from one table.
+//!
+//! Imports flow one way: label_table <- proto <- auth <- relay <- (config, settings,
+//! metrics) <- runtime <- http <- app (`scripts/check_imports.py` checks it, and that no
+//! two files import each other).
 //! - [`probe`]: `turnpike probe`, a client of the public protocol that names what is wrong
 //!   with a deployment.
 pub mod app;
@@ -42,4 +42,5 @@ pub mod proto;
 pub mod relay;
 pub mod runtime;
 pub mod settings;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

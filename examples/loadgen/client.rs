@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stun::attributes::*;
-use stun::error_code::ErrorCodeAttribute;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use turn::proto::channum::ChannelNumber;
@@ -55,10 +54,9 @@ pub struct Client {
     pub responder: bool,
 }
 
+/// The response's error code, 0 when it has none.
 pub fn error_code(r: &Message) -> u16 {
-    let mut code = ErrorCodeAttribute::default();
-    let _ = code.get_from(r);
-    code.code.0
+    turnpike::testkit::error_code(r).unwrap_or(0)
 }
 
 pub fn allocate(a: &Args, i: usize, tls: &Option<Arc<rustls::ClientConfig>>) -> Client {
@@ -123,24 +121,14 @@ pub fn bind(a: &Args, c: &mut Client, peer: SocketAddr) {
     };
     let res = exchange(&mut c.leg, a.server, &m);
     assert_eq!(res.typ.class, CLASS_SUCCESS_RESPONSE, "bind");
-    if a.indications {
-        let mut m = Message::new();
-        m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-        m.new_transaction_id().unwrap();
-        m.write_header();
-        pa.add_to(&mut m).unwrap();
-        turn::proto::data::Data(vec![0u8; a.size])
-            .add_to(&mut m)
-            .unwrap();
-        c.off = m.raw.len() - a.size;
-        c.frame = m.raw;
+    let payload = vec![0u8; a.size];
+    c.frame = if a.indications {
+        turnpike::testkit::send_indication(peer, &payload)
     } else {
-        let mut f = vec![0u8; 4 + a.size];
-        f[0..2].copy_from_slice(&0x4000u16.to_be_bytes());
-        f[2..4].copy_from_slice(&(a.size as u16).to_be_bytes());
-        c.off = 4;
-        c.frame = f;
-    }
+        turnpike::testkit::channel_data(0x4000, &payload)
+    };
+    // The payload ends the frame (sizes are multiples of 4, so no padding follows).
+    c.off = c.frame.len() - a.size;
 }
 
 /// Deletes the allocation (Refresh with LIFETIME 0), so a later round's socket that gets

@@ -24,9 +24,10 @@ use turnpike::relay::peer_policy::PeerPolicy;
 use turnpike::relay::quota::Quotas;
 use turnpike::relay::stats::DropReason;
 use turnpike::relay::{ClientId, Core, CoreConfig, RelayFamily, Transport};
+use turnpike::testkit::channel_data;
 
 pub use input::{Op, PeerSel, Setup};
-pub use messages::{Attr, Request, channel_data, req, request_of, xor_peer_tid};
+pub use messages::{Attr, Request, req, request_of, xor_peer_tid};
 
 pub const SECRET: &str = "fuzz-secret";
 pub const REALM: &str = "fuzz.test";

@@ -1,17 +1,17 @@
 //! What a client sends, built the way a real client builds it: requests signed with
 //! MESSAGE-INTEGRITY (so fuzzed attributes reach the authenticated handlers), Send
-//! indications, ChannelData, and XOR-PEER-ADDRESS.
+//! indications, and XOR-PEER-ADDRESS; the signing and the Send indication are the test
+//! kit's (`turnpike::testkit`), with counted transaction ids so a crash replays exactly.
 
 use std::net::{IpAddr, SocketAddr};
 
 use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::fingerprint::FINGERPRINT;
-use stun::integrity::MessageIntegrity;
 use stun::message::*;
-use stun::textattrs::TextAttribute;
 use turnpike::auth::mint_credential;
 use turnpike::relay::ClientId;
+use turnpike::testkit::{Signer, send_indication_in, sign};
 
 use crate::{Driver, Op, REALM, SECRET};
 
@@ -135,15 +135,6 @@ fn allocate_attrs(
     attrs
 }
 
-/// ChannelData as a client frames it over UDP: channel number, length, payload.
-pub fn channel_data(channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(payload.len() + 4);
-    p.extend_from_slice(&channel.to_be_bytes());
-    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
 impl Driver {
     /// (username, password): alice is the static user; the others are REST credentials,
     /// the last one already expired.
@@ -182,25 +173,21 @@ impl Driver {
         }
         let (username, password) = self.creds(user);
         let nonce = self.auth.mint_nonce(self.unix, client.addr);
-        let _ = TextAttribute::new(ATTR_USERNAME, username.clone()).add_to(&mut m);
-        let _ = TextAttribute::new(ATTR_REALM, REALM.into()).add_to(&mut m);
-        let _ = TextAttribute::new(ATTR_NONCE, nonce).add_to(&mut m);
-        let _ = MessageIntegrity::new_long_term_integrity(username, REALM.into(), password)
-            .add_to(&mut m);
+        let signer = Signer {
+            username: &username,
+            password: &password,
+            realm: REALM,
+            nonce: &nonce,
+        };
+        // Fuzzed attributes may refuse what follows (a FINGERPRINT among them): send as is.
+        let _ = sign(&mut m, signer);
         let _ = FINGERPRINT.add_to(&mut m);
         m.raw
     }
 
     /// A Send indication of `payload` to `peer` (unsigned, as clients send them).
     pub(crate) fn send_indication(&self, peer: SocketAddr, payload: &[u8]) -> Vec<u8> {
-        let mut m = Message::new();
-        m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-        m.transaction_id = self.transaction_id();
-        m.write_header();
-        let (t, v) = xor_peer_tid(peer, &m.transaction_id.0);
-        m.add(AttrType(t), &v);
-        m.add(ATTR_DATA, payload);
-        m.raw
+        send_indication_in(self.transaction_id(), peer, payload)
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use stun::attributes::*;
 use stun::message::*;
-use turnpike::proto::indication;
 use turnpike::relay::peer_policy::PeerPolicy;
 use turnpike::relay::{ClientAction, ClientId, Command, PeerAction};
+use turnpike::testkit::shell::data_indication;
 
 use crate::{Attr, Driver, PORT_BASE};
 
@@ -112,19 +112,7 @@ impl Driver {
                 assert!(self.has_allocation(&client));
                 // The shell frames the payload in place; the result must be a valid Data
                 // indication carrying exactly the payload.
-                let at = indication::DATA_INDICATION_HEADROOM;
-                let mut buf = vec![0u8; at + payload.len() + 3];
-                buf[at..at + payload.len()].copy_from_slice(payload);
-                let r = indication::frame_data_indication(
-                    &mut buf,
-                    at,
-                    payload.len(),
-                    peer,
-                    &transaction_id,
-                );
-                let mut m = Message::new();
-                m.raw = buf[r].to_vec();
-                m.decode().expect("a decodable Data indication");
+                let m = data_indication(&transaction_id, peer, payload);
                 assert_eq!(m.get(ATTR_DATA).unwrap(), payload);
             }
             PeerAction::Drop(r) => self.tally.drops[r as usize] += 1,

@@ -93,7 +93,7 @@ fn long_term_request_verifies_with_the_long_term_key() {
 
 #[test]
 fn sample_request_through_the_relay_core_gets_a_binding_answer() {
-    use crate::relay::tests::harness;
+    use crate::testkit::harness::harness;
     let mut h = harness();
     let client = h.client(1);
     let req = hex(SAMPLE_REQUEST);

@@ -117,7 +117,8 @@ mod tests {
     use stun::textattrs::TextAttribute;
     use turn::proto::lifetime::Lifetime;
 
-    use crate::relay::tests::*;
+    use crate::testkit::harness::*;
+    use crate::testkit::*;
 
     fn alternate(m: &Message) -> Option<SocketAddr> {
         let mut a = MappedAddress::default();

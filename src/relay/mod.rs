@@ -316,4 +316,4 @@ impl Core {
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

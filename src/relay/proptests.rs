@@ -1,8 +1,8 @@
 //! Properties of the relay core over generated sessions (proptest): relay ports never
 //! leak or double up, a permission never outlives its lifetime, counters add up, and any
 //! bytes from a client or peer are answered or dropped without a panic. Driven through the
-//! unit tests' fake shell (`tests::Harness`), whose `bound` set is the sockets it holds and
-//! which fails a test on a release of a socket it does not hold.
+//! test kit's harness (`testkit::harness::Harness`), whose fake shell's `bound` set is the
+//! sockets it holds and which fails a test on a release of a socket it does not hold.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -17,11 +17,11 @@ use turn::proto::lifetime::Lifetime;
 use turn::proto::peeraddr::PeerAddress;
 
 use super::stats::{Direction, DropReason};
-use super::tests::{Creds, Harness, config, error_code, harness_with, peer};
 use super::*;
 use crate::auth::user_id;
 use crate::proto::indication;
-use crate::testkit::{channel_data, send_indication};
+use crate::testkit::harness::{Creds, Harness, config, harness_with};
+use crate::testkit::{assert_success, channel_data, error_code, peer, send_indication};
 
 /// Few cases with short sessions: the whole module runs in a few seconds. A failure's
 /// seed is saved in `proptest-regressions/relay/proptests.txt` (beside `src/`) and
@@ -114,10 +114,10 @@ proptest! {
                 }
                 PortOp::Advance { secs } => h.advance(Duration::from_secs(secs)),
                 PortOp::Busy { offset } => {
-                    h.busy_ports.insert(50000 + offset);
+                    h.shell.busy_ports.insert(50000 + offset);
                 }
             }
-            prop_assert_eq!(&live_relays(&h), &h.bound);
+            prop_assert_eq!(&live_relays(&h), &h.shell.bound);
             prop_assert!(h.server.allocation_count() <= 6);
             let mut per_user = std::collections::HashMap::<&str, usize>::new();
             for a in h.server.allocations() {
@@ -129,12 +129,12 @@ proptest! {
         h.advance(Duration::from_secs(3601));
         h.advance(Duration::from_secs(1));
         prop_assert_eq!(h.server.allocation_count(), 0);
-        prop_assert!(h.bound.is_empty(), "leaked: {:?}", h.bound);
+        prop_assert!(h.shell.bound.is_empty(), "leaked: {:?}", h.shell.bound);
         let c = h.server.counters();
         let created: u64 = c.allocations_created.iter().sum();
         let ended: u64 = c.allocations_ended.iter().sum();
         prop_assert_eq!(created, ended);
-        prop_assert_eq!(ended, h.ended.len() as u64);
+        prop_assert_eq!(ended, h.shell.ended.len() as u64);
     }
 
     /// A permission lets traffic through for exactly 300 s after it was last installed or
@@ -149,7 +149,7 @@ proptest! {
         let creds = h.creds("bob");
         h.allocate(c, "bob");
         let p = peer("198.51.100.9:1000");
-        tests::assert_success(&h.permit(c, "bob", &[p]));
+        assert_success(&h.permit(c, "bob", &[p]));
         let relay = h.relay_bind_addr(c);
         let mut since_refresh = 0;
         for (to_edge, secs, off, renew) in steps {
@@ -161,7 +161,7 @@ proptest! {
             };
             h.advance(Duration::from_secs(secs));
             since_refresh += secs;
-            tests::assert_success(&refresh(&mut h, c, &creds, 3600));
+            assert_success(&refresh(&mut h, c, &creds, 3600));
             let live = since_refresh < 300;
             let si = send_indication(p, b"x");
             let to_peer = h.server.handle_client_packet(h.time(), c, &si);
@@ -187,7 +187,7 @@ proptest! {
                 prop_assert_eq!(from_peer, PeerAction::Drop(DropReason::NoPermission));
             }
             if renew {
-                tests::assert_success(&h.permit(c, "bob", &[p]));
+                assert_success(&h.permit(c, "bob", &[p]));
                 since_refresh = 0;
             }
         }
@@ -419,7 +419,7 @@ proptest! {
         let c = h.client(1);
         h.allocate(c, "bob");
         let p = peer("198.51.100.9:1000");
-        tests::assert_success(&h.bind_channel(c, "bob", 0x4000, p));
+        assert_success(&h.bind_channel(c, "bob", 0x4000, p));
         let relay = h.relay_bind_addr(c);
         // From the bound peer: relayed to the client (as ChannelData), whatever the bytes.
         let act = h.server.handle_peer_packet(h.time(), relay, p, &pkt);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs inside the systemd-nspawn container (systemd as PID 1, private network: only lo) as
 # a oneshot unit. Installs the .deb as an admin would and records each check as
-# "STEP <name> <exit status>" for tests/deploy.rs to assert. Every wait is bounded.
+# "STEP <name> <exit status>" for tests/ext_systemd_deb.rs to assert. Every wait is bounded.
 set -u
 out=/opt/results
 exec >"$out/probe.log" 2>&1

@@ -105,9 +105,9 @@ fn allocation_expires_when_its_lifetime_ends() {
     assert_eq!(h.server.allocation_count(), 1);
     h.advance(Duration::from_secs(2));
     assert_eq!(h.server.allocation_count(), 0);
-    assert_eq!(h.ended.len(), 1);
-    assert_eq!(h.ended[0].reason, EndReason::Expired);
-    assert!(h.bound.is_empty(), "relay socket released");
+    assert_eq!(h.shell.ended.len(), 1);
+    assert_eq!(h.shell.ended[0].reason, EndReason::Expired);
+    assert!(h.shell.bound.is_empty(), "relay socket released");
     assert_eq!(h.server.poll_timeout(), None, "idle core wants no timer");
 }
 
@@ -170,7 +170,7 @@ fn additional_address_family_gives_a_dual_allocation() {
     );
     assert_success(&r);
     h.advance(Duration::from_secs(601));
-    assert!(h.bound.is_empty(), "both relay sockets released");
+    assert!(h.shell.bound.is_empty(), "both relay sockets released");
 }
 
 #[test]
@@ -247,7 +247,7 @@ fn relay_port_that_cannot_be_bound_is_retried_then_508() {
     let mut cfg = config();
     cfg.ports = 50000..=50003;
     let mut h = harness_with(cfg);
-    h.busy_ports.extend([50000, 50001, 50002]);
+    h.shell.busy_ports.extend([50000, 50001, 50002]);
     let relay = h.allocate(h.client(1), "bob");
     assert_eq!(
         relay.port(),

@@ -106,7 +106,7 @@ fn session_ends_at_1000_s(limit: u64, ttl: u64) -> Harness {
         0,
         "refreshed to 1100 s, ends at 1000 s"
     );
-    assert_eq!(h.ended[0].reason, EndReason::MaxSession);
+    assert_eq!(h.shell.ended[0].reason, EndReason::MaxSession);
     let r = h.request(c, METHOD_REFRESH, lifetime_attr(600), Some(&creds));
     assert_eq!(error_code(&r), Some(401));
     h
@@ -140,8 +140,8 @@ fn strict_expiry_refuses_the_expired_credential_and_ends_the_allocation() {
     assert_success(&h.request(c, METHOD_REFRESH, lifetime_attr(600), Some(&creds)));
     h.advance(Duration::from_secs(11));
     assert_eq!(h.server.allocation_count(), 0);
-    assert_eq!(h.ended[0].reason, EndReason::CredentialExpired);
-    assert!(h.bound.is_empty(), "relay port released");
+    assert_eq!(h.shell.ended[0].reason, EndReason::CredentialExpired);
+    assert!(h.shell.bound.is_empty(), "relay port released");
     let r = h.request(c, METHOD_REFRESH, lifetime_attr(600), Some(&creds));
     assert_eq!(error_code(&r), Some(401));
 }
@@ -214,7 +214,7 @@ fn refresh_zero_with_a_stale_nonce_deletes_the_allocation() {
     let r = h.exchange(c, &m);
     assert_success(&r);
     assert_eq!(h.server.allocation_count(), 0);
-    assert_eq!(h.ended[0].reason, EndReason::Deleted);
+    assert_eq!(h.shell.ended[0].reason, EndReason::Deleted);
 }
 
 #[test]

@@ -26,8 +26,8 @@ fn shutdown_ends_every_allocation_with_its_totals() {
         .handle_client_packet(h.time(), c, &channel_data(0x4001, b"12345"));
     h.server.shutdown(h.time());
     h.take_responses();
-    assert_eq!(h.ended.len(), 1);
-    let s = &h.ended[0];
+    assert_eq!(h.shell.ended.len(), 1);
+    let s = &h.shell.ended[0];
     assert_eq!(s.reason, EndReason::Shutdown);
     assert_eq!((s.traffic.bytes_to_peer, s.traffic.packets_to_peer), (5, 1));
     assert_eq!((s.peers_used, s.channels_used), (1, 1));
@@ -59,8 +59,8 @@ fn closing_a_stream_connection_deletes_its_allocation() {
     h.server.client_disconnected(h.time(), c, true);
     h.take_responses();
     assert_eq!(h.server.allocation_count(), 0);
-    assert_eq!(h.ended[0].reason, EndReason::Deleted);
-    assert!(h.bound.is_empty());
+    assert_eq!(h.shell.ended[0].reason, EndReason::Deleted);
+    assert!(h.shell.bound.is_empty());
     // A UDP client at the same address is a different 5-tuple and is untouched.
     let u = h.client(1);
     h.allocate(u, "bob");

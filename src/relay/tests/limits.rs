@@ -64,7 +64,7 @@ fn every_quota_slot_comes_back_when_allocations_end() {
     attrs.push(Box::new(EvenPortR));
     assert_success(&h.request(h.client(1), METHOD_ALLOCATE, attrs, Some(&creds)));
     h.allocate(h.client(2), "bob");
-    h.busy_ports.extend(50000..=50099);
+    h.shell.busy_ports.extend(50000..=50099);
     let r = h.request(
         h.client(3),
         METHOD_ALLOCATE,
@@ -81,7 +81,7 @@ fn every_quota_slot_comes_back_when_allocations_end() {
     h.advance(Duration::from_secs(700));
     assert_eq!(h.server.allocation_count(), 0);
     assert_eq!(h.server.cfg.quotas.in_use(), 0);
-    assert!(h.server.held.is_empty() && h.bound.is_empty());
+    assert!(h.server.held.is_empty() && h.shell.bound.is_empty());
 }
 
 #[test]

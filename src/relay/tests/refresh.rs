@@ -13,8 +13,8 @@ fn refresh_with_zero_lifetime_deletes_allocation() {
     assert_success(&r);
     assert_eq!(lifetime(&r), 0);
     assert_eq!(h.server.allocation_count(), 0);
-    assert_eq!(h.ended[0].reason, EndReason::Deleted);
-    assert!(h.bound.is_empty());
+    assert_eq!(h.shell.ended[0].reason, EndReason::Deleted);
+    assert!(h.shell.bound.is_empty());
 }
 
 #[test]

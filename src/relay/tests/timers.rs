@@ -45,7 +45,7 @@ fn a_refresh_to_a_shorter_lifetime_moves_the_deadline_earlier() {
     assert_eq!(h.server.allocation_count(), 1);
     h.advance(Duration::from_secs(1));
     assert_eq!(h.server.allocation_count(), 0);
-    assert_eq!(h.ended[0].reason, EndReason::Expired);
+    assert_eq!(h.shell.ended[0].reason, EndReason::Expired);
 }
 
 #[test]

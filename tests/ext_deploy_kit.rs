@@ -10,14 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{free_udp_port, http_get};
+use support::{BIN, Proc, Scratch, free_tcp_port, free_udp_port, http_get};
 use turnpike::config::Config;
-
-const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -46,23 +44,9 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("turnpike-kit-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The turnpike binary running on loopback, killed (by its own PID) on drop.
 struct Running {
-    child: Child,
+    child: Proc,
     http: SocketAddr,
     udp: SocketAddr,
 }
@@ -71,18 +55,18 @@ impl Running {
     fn start(ports: &str) -> Running {
         let udp: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let child = Command::new(BIN)
-            .arg("--listen")
-            .arg(udp.to_string())
-            .arg("--http-listen")
-            .arg(http.to_string())
-            .args(["--relay-ip", "127.0.0.1", "--ports", ports, "--shards", "1"])
-            .env("TURNPIKE_SECRET", "deploy-kit-test-secret")
-            .env_remove("TURNPIKE_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Proc::spawn(
+            Command::new(BIN)
+                .arg("--listen")
+                .arg(udp.to_string())
+                .arg("--http-listen")
+                .arg(http.to_string())
+                .args(["--relay-ip", "127.0.0.1", "--ports", ports, "--shards", "1"])
+                .env("TURNPIKE_SECRET", "deploy-kit-test-secret")
+                .env_remove("TURNPIKE_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         let mut r = Running { child, http, udp };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -90,19 +74,12 @@ impl Running {
                 return r;
             }
             assert!(
-                r.child.try_wait().unwrap().is_none(),
+                r.child.0.try_wait().unwrap().is_none(),
                 "turnpike exited at start"
             );
             assert!(Instant::now() < deadline, "turnpike not ready in 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -222,7 +199,7 @@ fn containerfile_is_lint_clean_multi_stage_and_non_root() {
 
 #[test]
 fn container_healthcheck_command_follows_readyz() {
-    let dir = scratch("hc");
+    let dir = Scratch::new("kit-hc");
     let server = Running::start("53920-53929");
     let check = |listen: &str| -> (bool, String) {
         let conf = dir.join("hc.toml");
@@ -262,7 +239,6 @@ fn container_healthcheck_command_follows_readyz() {
     drop(server);
     let (ok, text) = check(&http.to_string());
     assert!(!ok && text.contains(&http.to_string()), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------- Kubernetes
@@ -295,13 +271,12 @@ fn kubernetes_manifests_validate_against_the_schemas() {
     );
 
     // The validator catches a misspelt field (so its pass above means something).
-    let bad_dir = scratch("k8s");
+    let bad_dir = Scratch::new("kit-k8s");
     let ds_text = std::fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
     let bad = bad_dir.join("daemonset.yaml");
     std::fs::write(&bad, ds_text.replace("hostNetwork:", "hostNetwerk:")).unwrap();
     let (ok, text) = run(Command::new(&validator).arg("--strict").arg(&bad));
     assert!(!ok, "a misspelt field passed:\n{text}");
-    let _ = std::fs::remove_dir_all(&bad_dir);
 
     let mut by_kind: BTreeMap<String, Value> = BTreeMap::new();
     for f in &files {
@@ -438,7 +413,7 @@ fn kubernetes_manifests_validate_against_the_schemas() {
     assert!(pod["securityContext"]["fsGroup"].is_u64(), "fsGroup");
 
     // The ConfigMap and the Secret as the pod sees them pass check-config.
-    let dir = scratch("k8s-check");
+    let dir = Scratch::new("kit-k8s-check");
     let file = dir.join(key);
     std::fs::write(&file, secret["stringData"][key].as_str().unwrap()).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -456,7 +431,6 @@ fn kubernetes_manifests_validate_against_the_schemas() {
         .arg(&conf)
         .env_remove("TURNPIKE_CONFIG"));
     assert!(ok, "check-config on the ConfigMap and Secret:\n{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 
     for d in by_kind.values() {
         if d["kind"] != "Namespace" {
@@ -669,7 +643,7 @@ fn dashboard_exprs() -> Vec<String> {
 #[test]
 fn dashboard_queries_are_valid_promql() {
     // promtool has no expression checker; recording rules made of the queries get one.
-    let dir = scratch("promql");
+    let dir = Scratch::new("kit-promql");
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 15, "{}", exprs.len());
@@ -684,7 +658,6 @@ fn dashboard_queries_are_valid_promql() {
         .args(["check", "rules"])
         .arg(dir.join("rules.yml")));
     assert!(ok, "dashboard queries:\n{text}\n{rules}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A STUN request of `method` with optional attribute bytes.

@@ -5,51 +5,18 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::free_udp_port;
+use support::{BIN, Lines, Proc, Scratch, free_udp_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
 const SECRET: &str = "probe-test-secret";
 const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 static N: AtomicU32 = AtomicU32::new(0);
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-impl Scratch {
-    fn new() -> Scratch {
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("turnpike-probe-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A server process this test started; killed by PID on drop.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A network namespace with only `lo` up; deleted on drop (after its processes are gone).
 struct Netns(String);
@@ -102,46 +69,18 @@ fn certificates(dir: &Scratch, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
     (
-        dir.write("ca.pem", &ca_cert.pem()),
-        dir.write("cert.pem", &cert.pem()),
-        dir.write("key.pem", &key.serialize_pem()),
+        dir.file("ca.pem", &ca_cert.pem()),
+        dir.file("cert.pem", &cert.pem()),
+        dir.file("key.pem", &key.serialize_pem()),
     )
 }
 
 /// Starts `cmd` and waits until its output contains `ready`.
 fn start(mut cmd: Command, ready: &'static str) -> Proc {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let (tx, rx) = mpsc::channel();
-    for out in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut seen = String::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(ready) {
-                    // Keep draining so the server never blocks on a full pipe.
-                    std::thread::spawn(move || while rx.recv().is_ok() {});
-                    return Proc(child);
-                }
-            }
-            Err(_) => {
-                drop(Proc(child));
-                panic!("server did not start:\n{seen}");
-            }
-        }
-    }
+    let mut server = Proc::spawn(&mut cmd);
+    Lines::collect(&mut server.0).wait_for(ready, Duration::from_secs(10));
+    server
 }
 
 struct Ports {
@@ -272,10 +211,10 @@ fn uris(p: &Ports) -> [String; 3] {
 
 #[test]
 fn healthy_turnpike_passes_every_step_over_udp_tcp_and_tls() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(0);
     let (ca, cert, key) = certificates(&dir, &["127.0.0.1"]);
-    let cfg = dir.write("t.toml", &turnpike_config(&p, Some((&cert, &key)), ""));
+    let cfg = dir.file("t.toml", &turnpike_config(&p, Some((&cert, &key)), ""));
     let _server = turnpike(&cfg, None, &[]);
     let [udp, tcp, tls] = uris(&p);
     let ca = ca.to_str().unwrap();
@@ -302,9 +241,9 @@ fn healthy_turnpike_passes_every_step_over_udp_tcp_and_tls() {
 
 #[test]
 fn wrong_secret_is_named_and_not_blamed_on_the_clock() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(1);
-    let cfg = dir.write("t.toml", &turnpike_config(&p, None, ""));
+    let cfg = dir.file("t.toml", &turnpike_config(&p, None, ""));
     let _server = turnpike(&cfg, None, &[]);
     let [udp, tcp, _] = uris(&p);
     for uri in [&udp, &tcp] {
@@ -322,9 +261,9 @@ fn skewed_server_clock_is_named_with_its_size() {
         Path::new(FAKETIME_LIB).exists(),
         "{FAKETIME_LIB} missing: run scripts/install-test-deps.sh (apt package faketime)"
     );
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(2);
-    let cfg = dir.write("t.toml", &turnpike_config(&p, None, ""));
+    let cfg = dir.file("t.toml", &turnpike_config(&p, None, ""));
     // The server's wall clock runs 3 hours ahead (its monotonic clock is left alone).
     let _server = turnpike(
         &cfg,
@@ -355,10 +294,10 @@ fn skewed_server_clock_is_named_with_its_size() {
 
 #[test]
 fn certificate_for_another_name_is_named() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(3);
     let (ca, cert, key) = certificates(&dir, &["other.example"]);
-    let cfg = dir.write("t.toml", &turnpike_config(&p, Some((&cert, &key)), ""));
+    let cfg = dir.file("t.toml", &turnpike_config(&p, Some((&cert, &key)), ""));
     let _server = turnpike(&cfg, None, &[]);
     let [_, _, tls] = uris(&p);
     let (code, v) = probe(
@@ -379,9 +318,9 @@ fn certificate_for_another_name_is_named() {
 
 #[test]
 fn closed_tcp_listener_is_named() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(4);
-    let cfg = dir.write("t.toml", &turnpike_config(&p, None, ""));
+    let cfg = dir.file("t.toml", &turnpike_config(&p, None, ""));
     let _server = turnpike(&cfg, None, &[]);
     // UDP works, but nothing listens on this TCP port.
     let closed = format!("turn:127.0.0.1:{}?transport=tcp", free_udp_port());
@@ -395,9 +334,9 @@ fn closed_tcp_listener_is_named() {
 fn advertised_relay_address_that_routes_nowhere_is_named() {
     // Inside a namespace with only lo: 203.0.113.7 has no route, so nothing leaves.
     let ns = Netns::new();
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(5);
-    let cfg = dir.write(
+    let cfg = dir.file(
         "t.toml",
         &turnpike_config(&p, None, "advertised_ipv4 = \"203.0.113.7\""),
     );
@@ -417,10 +356,10 @@ fn advertised_relay_address_that_routes_nowhere_is_named() {
 #[test]
 fn relay_port_range_blocked_by_a_firewall_is_named() {
     let ns = Netns::new();
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(6);
     // The listener stays open; the relay range is dropped, as a cloud firewall would.
-    let rules = dir.write(
+    let rules = dir.file(
         "block.nft",
         &format!(
             "table inet probe_test {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  udp dport {}-{} drop\n }}\n}}\n",
@@ -433,7 +372,7 @@ fn relay_port_range_blocked_by_a_firewall_is_named() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cfg = dir.write("t.toml", &turnpike_config(&p, None, ""));
+    let cfg = dir.file("t.toml", &turnpike_config(&p, None, ""));
     let server = turnpike(&cfg, Some(&ns), &[]);
     let [udp, tcp, _] = uris(&p);
     for uri in [&udp, &tcp] {
@@ -452,11 +391,11 @@ fn healthy_coturn_passes_every_step() {
         Path::new(turnserver).exists(),
         "{turnserver} missing: run scripts/install-test-deps.sh (apt package coturn)"
     );
-    let dir = Scratch::new();
+    let dir = Scratch::new("probe");
     let p = ports(7);
     let (ca, cert, key) = certificates(&dir, &["127.0.0.1"]);
     let db = dir.0.join("turndb");
-    let conf = dir.write(
+    let conf = dir.file(
         "turnserver.conf",
         &format!(
             "listening-ip=127.0.0.1\nlistening-port={}\ntls-listening-port={}\nrelay-ip=127.0.0.1\n\

@@ -2,16 +2,17 @@
 //! produced turnserver.toml, the list of options it could not convert, and that
 //! `turnpike check-config` accepts the result.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use support::{BIN, Scratch};
 use turnpike::config::Config;
 use turnpike::relay::peer_policy::PeerPolicy;
-
-const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
 
 struct Imported {
     toml: String,
@@ -19,12 +20,6 @@ struct Imported {
     /// (line, option) of every "not converted" line on stderr.
     unmapped: BTreeSet<(usize, String)>,
     stderr: String,
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("turnpike-import-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Runs the importer on `fixture` (after replacing each (from, to) in its text) with
@@ -137,7 +132,7 @@ fn set(v: &[(usize, &str)]) -> BTreeSet<(usize, String)> {
 
 #[test]
 fn rest_secret_behind_nat() {
-    let dir = scratch("rest");
+    let dir = Scratch::new("import-rest");
     let imp = import(
         "rest-secret.conf",
         &[],
@@ -184,12 +179,11 @@ fn rest_secret_behind_nat() {
         imp.stderr
     );
     // bps-capacity=0 means "no limit" in coturn, like turnpike: it is not on the list.
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn static_users_and_tls() {
-    let dir = scratch("tls");
+    let dir = Scratch::new("import-tls");
     // check-config reads the certificate files: give it real ones where the config says.
     let ck = rcgen::generate_simple_self_signed(vec!["turn.example.org".into()]).unwrap();
     std::fs::write(dir.join("fullchain.pem"), ck.cert.pem()).unwrap();
@@ -259,12 +253,11 @@ fn static_users_and_tls() {
             imp.stderr
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn denied_peer_ranges_and_quotas() {
-    let dir = scratch("peers");
+    let dir = Scratch::new("import-peers");
     let imp = import("peer-ranges-quotas.conf", &[], &[], &dir);
     let c = &imp.cfg;
     assert_eq!(c.server.listen_udp, addrs(&["0.0.0.0:3478"]));
@@ -323,7 +316,6 @@ fn denied_peer_ranges_and_quotas() {
         assert_eq!(policy.permits(ip), ok, "{ip}\n{}", imp.toml);
     }
     assert_eq!(imp.unmapped, set(&[(39, "mobility")]), "{}", imp.stderr);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -1,19 +1,22 @@
 //! The shipped systemd unit is valid and hardened (systemd-analyze, offline: no running
 //! systemd needed).
 
+mod support;
+
 use std::process::Command;
+
+use support::{BIN, Scratch};
 
 #[test]
 fn systemd_unit_verifies_and_is_hardened() {
-    let dir = std::env::temp_dir().join(format!("turnpike-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("unit");
     let unit = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/turnpike.service"
     ))
     .unwrap()
     // verify checks that ExecStart exists: point it at the binary this test built.
-    .replace("/usr/bin/turnpike", env!("CARGO_BIN_EXE_turnpike"));
+    .replace("/usr/bin/turnpike", BIN);
     let path = dir.join("turnpike.service");
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")
@@ -36,7 +39,6 @@ fn systemd_unit_verifies_and_is_hardened() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
     assert!(level <= 2.0, "exposure {level} (want <= 2.0):\n{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Builds the .deb with cargo-deb from the binary this test run built (no second, release

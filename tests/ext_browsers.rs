@@ -7,6 +7,8 @@
 //! against a healthy server and one whose relay range nftables blocks, and aiortc. The scripts
 //! live in tests/browser/ and start turnpike themselves (TURNPIKE_BIN).
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
@@ -26,8 +28,7 @@ fn run(program: &str, script: &str) {
 fn run_with(program: &str, script: &str, env: &[(&str, &std::ffi::OsStr)]) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let bin =
-        std::env::var("TURNPIKE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_turnpike").into());
+    let bin = support::bin();
     let local = dir.join(program);
     let program = if local.exists() {
         local
@@ -55,8 +56,7 @@ fn run_with(program: &str, script: &str, env: &[(&str, &std::ffi::OsStr)]) {
         }
         if t.elapsed() > DEADLINE {
             // SIGTERM first: the scripts tear down their namespaces and processes on it.
-            // SAFETY: kill(2) on the PID of the child this test started.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            support::signal(&child, libc::SIGTERM);
             std::thread::sleep(Duration::from_secs(5));
             let _ = child.kill();
             let _ = child.wait();

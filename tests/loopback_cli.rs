@@ -8,32 +8,12 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::free_udp_port;
+use support::{BIN, Scratch, free_udp_port, signal};
 
-const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
-
-fn write_config(text: &str) -> tempfile_path::Path {
-    tempfile_path::Path::new(text)
-}
-
-/// A config file in the system temp dir, removed on drop.
-mod tempfile_path {
-    pub struct Path(pub std::path::PathBuf);
-    impl Path {
-        pub fn new(text: &str) -> Path {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("turnpike-cli-{}-{n}.toml", std::process::id()));
-            std::fs::write(&p, text).unwrap();
-            Path(p)
-        }
-    }
-    impl Drop for Path {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+/// A config file in a scratch directory (removed on drop): `.0` is the file.
+fn write_config(text: &str) -> (std::path::PathBuf, Scratch) {
+    let dir = Scratch::new("cli");
+    (dir.file("t.toml", text), dir)
 }
 
 #[test]
@@ -154,11 +134,6 @@ fn wait_for_binding(port: u16) {
     }
 }
 
-fn sigterm(child: &std::process::Child) {
-    // SAFETY: kill(2) on the PID of a child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-}
-
 #[test]
 fn starts_on_the_embedded_default_with_a_generated_secret_and_stops_on_sigterm() {
     let port = free_udp_port();
@@ -178,7 +153,7 @@ fn starts_on_the_embedded_default_with_a_generated_secret_and_stops_on_sigterm()
         .spawn()
         .unwrap();
     wait_for_binding(port);
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status:?}");
     let mut out = String::new();
@@ -236,15 +211,14 @@ fn sighup_reload_swaps_the_secret_and_keeps_running() {
     assert_eq!(support::error_code(&alloc("first-secret-1")), None);
     assert_eq!(support::error_code(&alloc("second-secret-2")), Some(401));
     std::fs::write(&cfg.0, body("second-secret-2")).unwrap();
-    // SAFETY: kill(2) on the PID of a child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    signal(&child, libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(5);
     while support::error_code(&alloc("second-secret-2")).is_some() {
         assert!(Instant::now() < deadline, "reload did not take effect");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(support::error_code(&alloc("first-secret-1")), Some(401));
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     assert!(child.wait().unwrap().success());
     let mut err = String::new();
     child
@@ -273,8 +247,7 @@ fn reload_with_an_empty_config_file_is_refused_and_keeps_the_running_one() {
         .unwrap();
     wait_for_binding(port);
     std::fs::write(&cfg.0, "\n  \n").unwrap();
-    // SAFETY: kill(2) on the PID of a child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    signal(&child, libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     let server = format!("127.0.0.1:{port}").parse().unwrap();
     let (u, p) = turnpike::auth::mint_credential("kept-secret-1", "r", 600, support::unix_now());
@@ -284,7 +257,7 @@ fn reload_with_an_empty_config_file_is_refused_and_keeps_the_running_one() {
         None,
         "the running secret still works"
     );
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     assert!(child.wait().unwrap().success());
     let mut err = String::new();
     child
@@ -353,7 +326,7 @@ fn session_log_line_is_structured_json_with_totals_and_redactable() {
         true,
     );
     assert_eq!(support::error_code(&r), None);
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     assert!(child.wait().unwrap().success());
     let mut err = String::new();
     child

@@ -4,19 +4,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use support::*;
-
-/// Kills a helper process this test started, by PID, when the test ends.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn tool(name: &str) -> Command {
     let path = format!("/usr/bin/{name}");
@@ -28,16 +19,16 @@ fn tool(name: &str) -> Command {
 }
 
 /// turnutils_peer: a UDP echo peer on loopback.
-fn udp_echo_peer() -> (Guard, u16) {
+fn udp_echo_peer() -> (Proc, u16) {
     let port = free_udp_port();
-    let child = tool("turnutils_peer")
-        .args(["-L", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Proc::spawn(
+        tool("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     std::thread::sleep(Duration::from_millis(200));
-    (Guard(child), port)
+    (child, port)
 }
 
 struct Run {
@@ -134,8 +125,7 @@ fn uclient_over_tcp_loses_nothing() {
 
 #[test]
 fn uclient_over_tls_loses_nothing() {
-    let dir = std::env::temp_dir().join(format!("turnpike-interop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("interop");
     let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -151,7 +141,6 @@ fn uclient_over_tls_loses_nothing() {
     // -S alone would be DTLS; -t -S is TLS over TCP.
     assert_no_loss(&uclient(port, peer_port, SECRET, &["-t", "-S"]));
     relay.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

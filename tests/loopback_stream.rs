@@ -154,8 +154,7 @@ fn tcp_client_relays_padded_channel_data_and_closing_ends_the_allocation() {
 
 #[test]
 fn tls_client_allocates_and_relays() {
-    let dir = std::env::temp_dir().join(format!("turnpike-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("tls");
     let ck =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "turn.test".into()]).unwrap();
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -212,7 +211,6 @@ fn tls_client_allocates_and_relays() {
         back += 1;
     }
     relay.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -249,14 +247,13 @@ fn idle_connection_without_allocation_is_closed_and_garbage_too() {
 
 /// A self-signed certificate for 127.0.0.1 / turn.test in a fresh directory.
 struct TestCert {
-    dir: std::path::PathBuf,
+    dir: Scratch,
     ck: rcgen::CertifiedKey<rcgen::KeyPair>,
 }
 
 impl TestCert {
     fn new(tag: &str) -> TestCert {
-        let dir = std::env::temp_dir().join(format!("turnpike-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Scratch::new(tag);
         let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "turn.test".into()])
             .unwrap();
         std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
@@ -294,12 +291,6 @@ impl TestCert {
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         rustls::StreamOwned::new(conn, tcp)
-    }
-}
-
-impl Drop for TestCert {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

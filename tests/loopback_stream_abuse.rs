@@ -9,53 +9,34 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::free_udp_port;
-
-fn bin() -> String {
-    std::env::var("TURNPIKE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_turnpike").into())
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Proc, bin, free_tcp_port, free_udp_port};
 
 /// The server process, killed (by its PID) when dropped.
 struct Server {
-    child: Child,
+    child: Proc,
     udp: SocketAddr,
     tcp: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     /// One shard, so the abusive connection and the UDP probes share it.
     fn start(ports: &str) -> Server {
         let (udp, tcp) = (free_udp_port(), free_tcp_port());
-        let child = Command::new(bin())
-            .args(["--shards", "1", "--relay-ip", "127.0.0.1", "--ports", ports])
-            .args(["--listen", &format!("127.0.0.1:{udp}")])
-            .args(["--listen-tcp", &format!("127.0.0.1:{tcp}")])
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_tcp_port())])
-            .env("TURNPIKE_SECRET", "abuse-test-secret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Proc::spawn(
+            Command::new(bin())
+                .args(["--shards", "1", "--relay-ip", "127.0.0.1", "--ports", ports])
+                .args(["--listen", &format!("127.0.0.1:{udp}")])
+                .args(["--listen-tcp", &format!("127.0.0.1:{tcp}")])
+                .args(["--http-listen", &format!("127.0.0.1:{}", free_tcp_port())])
+                .env("TURNPIKE_SECRET", "abuse-test-secret")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         let s = Server {
             child,
             udp: format!("127.0.0.1:{udp}").parse().unwrap(),

@@ -8,36 +8,11 @@ use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use stun::message::*;
-use support::{RawClient, error_code, free_udp_port};
-
-const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("turnpike-ops-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{BIN, Proc, RawClient, Scratch, error_code, free_tcp_port, free_udp_port, signal};
 
 /// Runs the binary to completion, killed after 20 s.
 fn run(mut cmd: Command) -> Output {
@@ -327,30 +302,14 @@ impl Notify {
 }
 
 struct Server {
-    child: Child,
+    proc: Proc,
     udp: SocketAddr,
     http: SocketAddr,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on the PID of a child this test started.
-    unsafe { libc::kill(child.id() as i32, sig) };
-}
-
 fn start(notify: &Notify, dir: &Scratch, server_extra: &str, env: &[(&str, &str)]) -> Server {
     let port = free_udp_port();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let http_port = free_tcp_port();
     let cfg = dir.file(
         "t.toml",
         &format!(
@@ -368,7 +327,7 @@ fn start(notify: &Notify, dir: &Scratch, server_extra: &str, env: &[(&str, &str)
         .spawn()
         .unwrap();
     Server {
-        child,
+        proc: Proc(child),
         udp: format!("127.0.0.1:{port}").parse().unwrap(),
         http: format!("127.0.0.1:{http_port}").parse().unwrap(),
     }
@@ -417,7 +376,8 @@ fn relays(c: &mut RawClient, peer: SocketAddr) -> bool {
 
 fn stderr_of(mut s: Server) -> String {
     let mut err = String::new();
-    s.child
+    s.proc
+        .0
         .stderr
         .take()
         .unwrap()
@@ -438,11 +398,11 @@ fn notify_ready_after_binding_reloading_around_sighup_and_watchdog_pings() {
     n.wait_for("WATCHDOG=1", Duration::from_secs(1));
     // Pinged again only after the shards have beaten (every 1.5 s here).
     n.wait_for("WATCHDOG=1", Duration::from_secs(5));
-    signal(&s.child, libc::SIGHUP);
+    signal(&s.proc.0, libc::SIGHUP);
     let (reloading, _) = n.wait_for("RELOADING=1", Duration::from_secs(5));
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     n.wait_for("READY=1", Duration::from_secs(5));
-    signal(&s.child, libc::SIGINT);
+    signal(&s.proc.0, libc::SIGINT);
     n.wait_for("STOPPING=1", Duration::from_secs(5));
 }
 
@@ -466,7 +426,7 @@ fn sigterm_drains_readyz_503_new_allocate_redirected_existing_relays_until_it_en
     // Challenged before the drain: its signed Allocate comes during it.
     let mut b = client(s.udp, "bob");
     let t0 = Instant::now();
-    signal(&s.child, libc::SIGTERM);
+    signal(&s.proc.0, libc::SIGTERM);
     n.wait_for("STOPPING=1", Duration::from_secs(5));
     assert_eq!(support::http_get(s.http, "GET", "/readyz", &[]).0, 503);
     assert!(
@@ -501,7 +461,7 @@ fn sigterm_drains_readyz_503_new_allocate_redirected_existing_relays_until_it_en
         );
         assert_eq!(error_code(&r), None);
     }
-    assert!(s.child.try_wait().unwrap().is_none(), "exited mid-call");
+    assert!(s.proc.0.try_wait().unwrap().is_none(), "exited mid-call");
     // The call ends: the server exits 0 within moments, long before drain_timeout.
     let r = a.exchange(
         METHOD_REFRESH,
@@ -511,7 +471,7 @@ fn sigterm_drains_readyz_503_new_allocate_redirected_existing_relays_until_it_en
     assert_eq!(error_code(&r), None);
     let ended = Instant::now();
     let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
+        if let Some(st) = s.proc.0.try_wait().unwrap() {
             break st;
         }
         assert!(ended.elapsed() < Duration::from_secs(5), "still draining");
@@ -531,14 +491,14 @@ fn drain_ends_at_drain_timeout_with_calls_still_up_and_exits_zero() {
     let mut a = client(s.udp, "carol");
     assert_eq!(error_code(&a.allocate()), None);
     let t0 = Instant::now();
-    signal(&s.child, libc::SIGTERM);
+    signal(&s.proc.0, libc::SIGTERM);
     // STOPPING=1 comes once every shard refuses new allocations.
     n.wait_for("STOPPING=1", Duration::from_secs(5));
     // No alternates: a newcomer gets 403 while the node drains.
     let mut b = client(s.udp, "dave");
     assert_eq!(error_code(&b.allocate()), Some(403));
     let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
+        if let Some(st) = s.proc.0.try_wait().unwrap() {
             break st;
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "drain did not end");
@@ -561,7 +521,7 @@ fn sigusr1_drains_without_stopping_and_sigusr2_resumes() {
     let dir = Scratch::new("usr1");
     let s = start(&n, &dir, "", &[]);
     n.wait_for("READY=1", Duration::from_secs(15));
-    signal(&s.child, libc::SIGUSR1);
+    signal(&s.proc.0, libc::SIGUSR1);
     let deadline = Instant::now() + Duration::from_secs(3);
     while support::http_get(s.http, "GET", "/readyz", &[]).0 != 503 {
         assert!(Instant::now() < deadline, "readyz stayed 200");
@@ -573,7 +533,7 @@ fn sigusr1_drains_without_stopping_and_sigusr2_resumes() {
         Duration::from_secs(5),
     );
     assert_eq!(error_code(&client(s.udp, "erin").allocate()), Some(403));
-    signal(&s.child, libc::SIGUSR2);
+    signal(&s.proc.0, libc::SIGUSR2);
     let deadline = Instant::now() + Duration::from_secs(3);
     while support::http_get(s.http, "GET", "/readyz", &[]).0 != 200 {
         assert!(Instant::now() < deadline, "readyz stayed 503");

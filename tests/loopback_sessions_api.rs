@@ -4,82 +4,54 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use stun::message::*;
 use support::*;
 use turn::proto::peeraddr::PeerAddress;
 
-const BIN: &str = env!("CARGO_BIN_EXE_turnpike");
 const TOKEN: &str = "credentials-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789abcdef";
 
 /// turnpike started by this test, killed by PID on drop; its log lines are collected.
 struct Server {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    _cfg: std::path::PathBuf,
-}
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self._cfg);
-    }
+    _proc: Proc,
+    log: Lines,
+    _dir: Scratch,
 }
 
 fn start(udp: u16, http: u16, redact: bool, relay_ports: &str) -> Server {
-    let cfg = std::env::temp_dir().join(format!(
-        "turnpike-sessions-{}-{udp}.toml",
-        std::process::id()
-    ));
-    std::fs::write(
-        &cfg,
-        format!(
+    let dir = Scratch::new("sessions");
+    let cfg = dir.file(
+        "t.toml",
+        &format!(
             "[server]\nlisten_udp = [\"127.0.0.1:{udp}\"]\nshards = 2\n[relay]\nipv4 = \"127.0.0.1\"\n\
              ports = \"{relay_ports}\"\n[auth]\nsecrets = [\"{SECRET}\"]\n[peers]\nallow = [\"127.0.0.0/8\"]\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\ncredentials_token = \"{TOKEN}\"\nadmin_token = \"{ADMIN}\"\n\
              [log]\nformat = \"json\"\nredact_client_address = {redact}\n"
         ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let l = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            l.lock().unwrap().push(line);
-        }
-    });
+    );
+    let mut proc = Proc::spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let log = Lines::collect(&mut proc.0);
     let s = Server {
-        child,
+        _proc: proc,
         log,
-        _cfg: cfg,
+        _dir: dir,
     };
     wait_for(&s, "HTTP endpoint up");
     s
 }
 
 fn wait_for(s: &Server, needle: &str) -> String {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
-        if let Some(l) = s.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no log line with {needle:?}: {:?}", s.log.lock().unwrap());
+    s.log.wait_for(needle, Duration::from_secs(10))
 }
 
 fn send_indication(c: &RawClient, peer: SocketAddr, payload: &[u8]) {

@@ -1,0 +1,83 @@
+//! A fake shell: what `runtime::shard` does with the core's commands, without sockets.
+//! Relay "sockets" are a set of addresses (a bind of a busy or held port fails, a release
+//! of one not held fails the test), responses are collected, ended sessions kept. Data
+//! indications are framed in place the way the shell frames them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use stun::message::Message;
+
+use crate::proto::indication::{DATA_INDICATION_HEADROOM, frame_data_indication};
+use crate::relay::{ClientId, Command, Core, PeerAction, SessionSummary, Time};
+
+#[derive(Default)]
+pub struct FakeShell {
+    /// Ports the fake shell refuses to bind (already in use by another process).
+    pub busy_ports: HashSet<u16>,
+    /// The relay sockets it holds.
+    pub bound: HashSet<SocketAddr>,
+    /// The summaries of the sessions that ended, in order.
+    pub ended: Vec<SessionSummary>,
+}
+
+impl FakeShell {
+    /// Plays the shell as runtime::shard does: drains the queue, binding relay sockets
+    /// (failing on busy ports) and collecting what goes to clients, then reports the
+    /// binds, until the core is idle.
+    pub fn run(&mut self, server: &mut Core, time: Time) -> Vec<(ClientId, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            let mut binds = Vec::new();
+            while let Some(cmd) = server.poll_command() {
+                match cmd {
+                    Command::SendToClient { client, data } => out.push((client, data)),
+                    Command::BindRelay { token, addr } => {
+                        let ok = !self.busy_ports.contains(&addr.port()) && self.bound.insert(addr);
+                        binds.push((token, addr, ok));
+                    }
+                    Command::ReleaseRelay { addr } => {
+                        assert!(self.bound.remove(&addr), "released {addr} twice");
+                    }
+                    Command::AllocationEnded(s) => self.ended.push(*s),
+                }
+            }
+            if binds.is_empty() {
+                return out;
+            }
+            for (token, addr, ok) in binds {
+                server.relay_bound(time, token, addr, ok);
+            }
+        }
+    }
+}
+
+/// Frames `payload` from `from` as a Data indication with transaction id `id`, in place
+/// as the shell does, and decodes the result.
+pub fn data_indication(id: &[u8; 12], from: SocketAddr, payload: &[u8]) -> Message {
+    let at = DATA_INDICATION_HEADROOM;
+    let mut buf = vec![0u8; at + payload.len() + 3];
+    buf[at..at + payload.len()].copy_from_slice(payload);
+    let r = frame_data_indication(&mut buf, at, payload.len(), from, id);
+    let mut m = Message::new();
+    m.raw = buf[r].to_vec();
+    m.decode().expect("a decodable Data indication");
+    m
+}
+
+/// Whether the core told the shell to send `c` a Data indication.
+pub fn is_data_indication(act: &PeerAction, c: ClientId) -> bool {
+    matches!(act, PeerAction::DataIndication { client, .. } if *client == c)
+}
+
+/// The Data indication `act` tells the shell to send, framed and decoded.
+pub fn framed(act: PeerAction, from: SocketAddr, payload: &[u8]) -> (ClientId, Message) {
+    let PeerAction::DataIndication {
+        client,
+        transaction_id,
+    } = act
+    else {
+        panic!("expected a Data indication, got {act:?}");
+    };
+    (client, data_indication(&transaction_id, from, payload))
+}
