@@ -97,6 +97,22 @@ fn browser_module_connects_calls_and_reports_how_each_connected() {
     run("node", "module.mjs");
 }
 
+/// The README's example app (examples/call/index.html) in two Chromium tabs: both show
+/// "connected", turnpike counts both reports, and target/tmp/example-call.png shows it.
+#[test]
+fn example_app_connects_in_two_tabs_and_reports_both() {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let shot = shots.join("example-call.png");
+    let _ = std::fs::remove_file(&shot);
+    run_with(
+        "node",
+        "example_call.mjs",
+        &[("SCREENSHOT_DIR", shots.as_os_str())],
+    );
+    let len = std::fs::metadata(&shot).map_or(0, |m| m.len());
+    assert!(len > 2_000, "screenshot {} missing or empty", shot.display());
+}
+
 #[test]
 fn firefox_calls_through_turnpike_and_with_chromium() {
     run("node", "firefox.mjs");
