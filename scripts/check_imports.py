@@ -121,8 +121,8 @@ def module_of(rel):
 
 def expand(tree):
     """`a::{b, c::{d, self}}` -> [[a, b], [a, c, d], [a, c]] (aliases and globs dropped)."""
+    tree = re.sub(r"\s+as\s+" + IDENT, "", tree)
     tree = re.sub(r"\s+", "", tree)
-    tree = re.sub(r"as" + IDENT, "", tree.replace("as_", "\0")).replace("\0", "as_")
     out = []
 
     def walk(prefix, t):
