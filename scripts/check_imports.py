@@ -50,21 +50,12 @@ OUTSIDE_LAYERS = {"testkit"}
 
 # Edges the check lets pass, each with why. Remove an entry once its reason is gone.
 ALLOWED = {
-    # Issue 17's typed requests reshape src/proto/* and src/relay/requests/* and rename the
-    # core (relay/mod.rs's `Server` becomes `Core`) right now; these edges are left to it.
     # RFC 5769 vectors (a test-only module) check MESSAGE-INTEGRITY with auth's long-term
     # key and run a Binding through the core's harness (the test-kit work moves it).
     ("src/proto/rfc5769.rs", "src/auth.rs"): "test vectors use auth::long_term_key",
     ("src/proto/rfc5769.rs", "src/relay/tests.rs"): "test vectors use the core harness",
     # proto/mod.rs re-exports indication's items, which use proto/mod.rs's types.
     ("src/proto/mod.rs", "src/proto/indication.rs"): "parent re-exports; typed requests",
-    # The core's files take ClientId, Transport, Time, ... from relay/mod.rs, which uses
-    # them back: the fix (shared types in their own file) rewrites relay/mod.rs and
-    # relay/requests/mod.rs, which the Core rename and typed requests rewrite now.
-    ("src/relay/mod.rs", "src/relay/admission.rs"): "core types in relay/mod.rs",
-    ("src/relay/mod.rs", "src/relay/allocation.rs"): "core types in relay/mod.rs",
-    ("src/relay/mod.rs", "src/relay/requests/mod.rs"): "core types in relay/mod.rs",
-    ("src/relay/mod.rs", "src/relay/stats.rs"): "core types in relay/mod.rs",
 }
 # Not covered by the rule above (no other work touches them): parent <-> child cycles
 # found when this check was written and not yet restructured. Listed so the check can
