@@ -50,12 +50,6 @@ OUTSIDE_LAYERS = {"testkit"}
 
 # Edges the check lets pass, each with why. Remove an entry once its reason is gone.
 ALLOWED = {
-    # RFC 5769 vectors (a test-only module) check MESSAGE-INTEGRITY with auth's long-term
-    # key and run a Binding through the core's harness (the test-kit work moves it).
-    ("src/proto/rfc5769.rs", "src/auth.rs"): "test vectors use auth::long_term_key",
-    ("src/proto/rfc5769.rs", "src/relay/tests.rs"): "test vectors use the core harness",
-    # proto/mod.rs re-exports indication's items, which use proto/mod.rs's types.
-    ("src/proto/mod.rs", "src/proto/indication.rs"): "parent re-exports; typed requests",
 }
 # Not covered by the rule above (no other work touches them): parent <-> child cycles
 # found when this check was written and not yet restructured. Listed so the check can
