@@ -48,38 +48,6 @@ RANK = {m: i for i, group in enumerate(LAYERS) for m in group}
 # driving any of them, so it sits outside the layer order. It still may not form a cycle.
 OUTSIDE_LAYERS = {"testkit"}
 
-# Edges the check lets pass, each with why. Remove an entry once its reason is gone.
-ALLOWED = {
-    # Issue 17's typed requests reshape src/proto/* and src/relay/requests/* and rename the
-    # core (relay/mod.rs's `Server` becomes `Core`) right now; these edges are left to it.
-    # RFC 5769 vectors (a test-only module) check MESSAGE-INTEGRITY with auth's long-term
-    # key and run a Binding through the core's harness (the test-kit work moves it).
-    ("src/proto/rfc5769.rs", "src/auth.rs"): "test vectors use auth::long_term_key",
-    ("src/proto/rfc5769.rs", "src/relay/tests.rs"): "test vectors use the core harness",
-    # proto/mod.rs re-exports indication's items, which use proto/mod.rs's types.
-    ("src/proto/mod.rs", "src/proto/indication.rs"): "parent re-exports; typed requests",
-    # The core's files take ClientId, Transport, Time, ... from relay/mod.rs, which uses
-    # them back: the fix (shared types in their own file) rewrites relay/mod.rs and
-    # relay/requests/mod.rs, which the Core rename and typed requests rewrite now.
-    ("src/relay/mod.rs", "src/relay/admission.rs"): "core types in relay/mod.rs",
-    ("src/relay/mod.rs", "src/relay/allocation.rs"): "core types in relay/mod.rs",
-    ("src/relay/mod.rs", "src/relay/requests/mod.rs"): "core types in relay/mod.rs",
-    ("src/relay/mod.rs", "src/relay/stats.rs"): "core types in relay/mod.rs",
-}
-# Not covered by the rule above (no other work touches them): parent <-> child cycles
-# found when this check was written and not yet restructured. Listed so the check can
-# guard everything else now; each is a task, not an exception.
-NOT_YET = {
-    ("src/probe/steps/mod.rs", "src/probe/mod.rs"): "steps take Options from probe/mod.rs",
-    ("src/probe/mod.rs", "src/probe/steps/mod.rs"): "probe/mod.rs runs the steps",
-    # The steps take Ctx and `step` from steps/mod.rs, which calls each of them.
-    **{
-        ("src/probe/steps/mod.rs", f"src/probe/steps/{s}.rs"): "steps/mod.rs runs each step"
-        for s in ("allocate", "binding", "clock_skew", "connect", "dns", "refresh")
-        + ("round_trip", "wire")
-    },
-}
-
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 USE_RE = re.compile(r"\buse\s+([^;]*);")
 MOD_DECL_RE = re.compile(r"\bmod\s+(" + IDENT + r")\s*;")
@@ -121,8 +89,8 @@ def module_of(rel):
 
 def expand(tree):
     """`a::{b, c::{d, self}}` -> [[a, b], [a, c, d], [a, c]] (aliases and globs dropped)."""
+    tree = re.sub(r"\s+as\s+" + IDENT, "", tree)
     tree = re.sub(r"\s+", "", tree)
-    tree = re.sub(r"as" + IDENT, "", tree.replace("as_", "\0")).replace("\0", "as_")
     out = []
 
     def walk(prefix, t):
@@ -288,11 +256,6 @@ def main():
             graph[rel] = file_edges(crate, rel, f.read(), False)
     with open("src/main.rs", encoding="utf-8") as f:
         graph["src/main.rs"] = file_edges(crate, "src/main.rs", f.read(), True)
-    allowed_used = []
-    for (a, b), why in list(ALLOWED.items()) + list(NOT_YET.items()):
-        if b in graph.get(a, set()):
-            graph[a].discard(b)
-            allowed_used.append(f"{a} -> {b} ({why})")
     problems = []
     edges = sum(len(t) for t in graph.values())
     for a in sorted(graph):
@@ -312,7 +275,6 @@ def main():
         )
     order = " <- ".join("(" + ", ".join(g) + ")" if len(g) > 1 else g[0] for g in LAYERS)
     lines = problems + [f"imports: layers {order}; {', '.join(sorted(OUTSIDE_LAYERS))} outside them"]
-    lines += [f"imports: allowed for now: {a}" for a in allowed_used]
     lines.append(
         f"imports: checked {edges} imports between {len(graph)} files under src/; "
         f"{len(problems)} problem(s)"

@@ -4,40 +4,15 @@
 //! listener). A client of the public protocol only, so it checks coturn as well.
 
 pub mod client;
+mod options;
 pub mod report;
 pub mod steps;
 pub mod tls;
 pub mod uri;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
+pub use options::{Credentials, Options};
 use report::Report;
 use uri::TurnUri;
-
-/// Where the probe's credential comes from.
-#[derive(Clone)]
-pub enum Credentials {
-    /// A TURN REST secret: the probe mints its own credentials (and can mint a long-lived
-    /// one to tell clock skew from a wrong secret).
-    Secret(String),
-    Fixed {
-        username: String,
-        password: String,
-    },
-}
-
-pub struct Options {
-    pub credentials: Credentials,
-    /// User id in minted usernames.
-    pub user: String,
-    /// Lifetime of the minted credential, as an app backend would issue it.
-    pub ttl: Duration,
-    /// Extra trusted CAs (PEM) for `turns:`.
-    pub ca: Option<PathBuf>,
-    /// How long to wait for each answer.
-    pub timeout: Duration,
-}
 
 /// Probes every URI in turn. Bad URIs are an error before anything is sent.
 pub fn run(uris: &[String], opts: &Options) -> anyhow::Result<Vec<Report>> {

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 
 use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
 
-use super::{STUN_HEADER_LEN, decode_xor_address, encode_xor_address, transaction_id};
+use super::header::{STUN_HEADER_LEN, transaction_id};
+use super::xor_address::{decode_xor_address, encode_xor_address};
 
 /// Message type of a Send indication (method 0x006, class indication).
 const SEND_INDICATION: u16 = 0x0016;

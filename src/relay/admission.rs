@@ -10,13 +10,7 @@ use crate::proto::reject::Reject;
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use stun::message::{Message, Setter};
 
-use super::Core;
-
-#[derive(Debug, Default)]
-pub struct Admission {
-    draining: bool,
-    alternates: Vec<SocketAddr>,
-}
+use super::core_state::Core;
 
 /// Why a new allocation is not made here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::{ClientId, FastMap};
+use super::client::ClientId;
+use super::fast_map::FastMap;
 
 /// RFC 8656 §9: a permission lasts 300 s unless refreshed.
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);

@@ -1,7 +1,14 @@
 //! How allocations end: timers from the deadline heap, disconnected stream clients,
 //! shutdown, an admin's delete, and the bookkeeping of removal.
 
-use super::*;
+use std::cmp::Reverse;
+use std::time::Instant;
+
+use super::client::ClientId;
+use super::command::{Command, SessionSummary};
+use super::core_state::Core;
+use super::stats::EndReason;
+use super::time::Time;
 use crate::auth::user_id;
 
 impl Core {

@@ -1,7 +1,14 @@
 //! The relay path: ChannelData and Send indications from clients, datagrams from peers.
 //! No allocation and no lock per packet; the answer is a routing decision.
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::action::{ClientAction, PeerAction};
+use super::client::ClientId;
+use super::core_state::Core;
+use super::stats::{Direction, DropReason};
+use super::time::Time;
 use crate::proto::ClientMessage;
 
 impl Core {

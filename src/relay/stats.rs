@@ -1,7 +1,7 @@
 //! Plain per-shard counters. A shard owns its core, so these are ordinary integers: no
 //! atomics or shared cache lines on the relay path. The shell publishes them to Prometheus.
 
-use super::Transport;
+use super::client::Transport;
 use crate::auth::AuthError;
 use crate::label_table::label_table;
 use crate::proto::error_code::StunError;

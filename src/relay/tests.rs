@@ -1,6 +1,9 @@
 //! Unit tests of the relay core, one per protocol rule, with injected time: no sockets.
 //! They drive the core through the test kit's harness (`crate::testkit`).
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use stun::attributes::*;
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;

@@ -8,8 +8,9 @@ use serde_json::json;
 use stun::message::Message;
 
 use super::clock_skew::{self, Credential};
+use super::ctx::Ctx;
+use super::outcome::{TURN_STEPS, skip_rest, step};
 use super::wire::{fetch_nonce, lifetime, mapped, relayed};
-use super::{Ctx, TURN_STEPS, skip_rest, step};
 use crate::probe::client::{Client, ReqError, error_of, is_success};
 use crate::probe::report::{Report, Verdict};
 use crate::relay::peer_policy::PeerPolicy;

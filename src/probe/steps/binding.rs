@@ -6,8 +6,9 @@ use std::time::Instant;
 use serde_json::json;
 use stun::message::METHOD_BINDING;
 
+use super::ctx::Ctx;
+use super::outcome::{TURN_STEPS, skip_rest, step};
 use super::wire::mapped;
-use super::{Ctx, TURN_STEPS, skip_rest, step};
 use crate::probe::client::{Client, ReqError, error_of};
 use crate::probe::report::{Report, Verdict};
 use crate::probe::uri::Transport;

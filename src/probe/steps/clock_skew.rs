@@ -7,12 +7,13 @@ use std::time::Instant;
 use serde_json::json;
 use stun::message::Message;
 
+use super::ctx::Ctx;
+use super::outcome::{TURN_STEPS, skip_rest, step};
 use super::wire::{accepted, allocate, refused, set_credential};
-use super::{Ctx, TURN_STEPS, skip_rest, step, unix_now};
 use crate::auth::{mint_credential, rest_expiry};
 use crate::probe::client::{Client, ReqError};
+use crate::probe::options::{Credentials, Options};
 use crate::probe::report::{Report, Verdict};
-use crate::probe::{Credentials, Options};
 
 pub(super) type Credential = (String, String);
 
@@ -226,4 +227,11 @@ fn human_secs(s: u64) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The probe's wall clock, unix seconds.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

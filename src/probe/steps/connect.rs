@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{Ctx, TURN_STEPS, skip_rest, step, unix_now};
+use super::clock_skew::unix_now;
+use super::ctx::Ctx;
+use super::outcome::{TURN_STEPS, skip_rest, step};
 use crate::probe::client::{Client, Conn};
 use crate::probe::report::{Report, Verdict};
 use crate::probe::tls;

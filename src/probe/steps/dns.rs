@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{TURN_STEPS, skip_rest, step};
+use super::outcome::{TURN_STEPS, skip_rest, step};
 use crate::probe::report::{Report, Verdict};
 use crate::probe::uri::TurnUri;
 

@@ -1,13 +1,16 @@
 //! The probe's steps for one URI, in order, one module each: DNS, TCP connect and TLS
 //! (`connect`), Binding, Allocate (with the clock-skew diagnosis of a refused credential,
 //! `clock_skew`), the relayed round trip through two allocations of its own, and Refresh.
-//! `wire` holds the TURN exchanges they share.
+//! `wire` holds the TURN exchanges they share, `ctx` what they all read and `outcome` how
+//! they enter the report.
 
 mod allocate;
 mod binding;
 mod clock_skew;
 mod connect;
+mod ctx;
 mod dns;
+mod outcome;
 mod refresh;
 mod round_trip;
 mod wire;
@@ -15,57 +18,11 @@ mod wire;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::Options;
 use super::client::Client;
-use super::report::{Report, Step, Verdict};
+use super::options::Options;
+use super::report::Report;
 use super::uri::TurnUri;
-
-/// The steps after the connection, in order; a failed step skips those after it.
-const TURN_STEPS: [&str; 5] = [
-    "Binding",
-    "Allocate",
-    "Clock skew",
-    "Relayed round trip",
-    "Refresh",
-];
-
-fn skip_rest(rep: &mut Report, names: &[&'static str], why: &str) {
-    for name in names {
-        rep.skip(name, why);
-    }
-}
-
-fn step(
-    name: &'static str,
-    t: Instant,
-    verdict: Verdict,
-    detail: String,
-    problem: Option<&'static str>,
-    data: serde_json::Value,
-) -> Step {
-    Step {
-        name,
-        verdict,
-        ms: t.elapsed().as_millis() as u64,
-        detail,
-        problem,
-        data,
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Per URI: everything learned so far that later steps need.
-struct Ctx<'a> {
-    uri: &'a TurnUri,
-    opts: &'a Options,
-    roots: &'a rustls::RootCertStore,
-    server: SocketAddr,
-}
+use ctx::Ctx;
 
 /// Runs every step against `uri`, skipping those an earlier failure makes pointless.
 pub fn probe(uri: &TurnUri, opts: &Options, roots: &rustls::RootCertStore) -> Report {

@@ -6,7 +6,7 @@ use serde_json::json;
 use stun::message::METHOD_REFRESH;
 use turn::proto::lifetime::Lifetime;
 
-use super::step;
+use super::outcome::step;
 use super::wire::lifetime;
 use crate::probe::client::{Client, error_of, is_success};
 use crate::probe::report::{Report, Verdict};

@@ -12,8 +12,9 @@ use turn::proto::peeraddr::PeerAddress;
 
 use super::allocate::Allocation;
 use super::clock_skew::Credential;
+use super::ctx::Ctx;
+use super::outcome::step;
 use super::wire::{allocate, fetch_nonce, relayed, release, set_credential};
-use super::{Ctx, step};
 use crate::probe::client::{Client, Frame, error_of, is_success};
 use crate::probe::report::{Report, Verdict};
 

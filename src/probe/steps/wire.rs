@@ -10,7 +10,7 @@ use turn::proto::lifetime::Lifetime;
 use turn::proto::relayaddr::RelayedAddress;
 use turn::proto::reqtrans::RequestedTransport;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::probe::client::{Client, ReqError, error_of, is_success};
 
 pub(super) fn relayed(m: &Message) -> Option<SocketAddr> {

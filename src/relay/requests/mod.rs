@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::error_code::{ErrorCode, ErrorCodeAttribute};
 use stun::fingerprint::FINGERPRINT;
@@ -19,9 +18,12 @@ use turn::proto::rsrvtoken::ReservationToken;
 
 use super::allocation::Allocation;
 use super::bandwidth::{Bucket, Limits};
+use super::client::{ClientId, Transport};
+use super::command::Command;
+use super::core_state::Core;
 use super::ports::{PortParity, pick_port};
 use super::stats::{DropReason, EndReason, RequestMethod, result_index};
-use super::{ClientId, Command, Core, Time};
+use super::time::Time;
 use crate::auth::{AuthError, Key, user_id};
 use crate::proto::FAMILY_IPV6;
 use crate::proto::channel_data::{MAX_CHANNEL, MAX_CHANNEL_RFC5766};
@@ -34,46 +36,8 @@ use crate::proto::request::{
 use crate::proto::response::AddressErrorCode;
 
 const PROTO_UDP: u8 = 17;
-/// How long a port reserved by EVEN-PORT's R bit waits for its RESERVATION-TOKEN.
-pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 /// Port choices tried before an Allocate gives up with 508.
 const BIND_ATTEMPTS: u32 = 16;
-
-/// An Allocate waiting for the shell to bind its relay socket(s).
-pub struct PendingAllocate {
-    client: ClientId,
-    request: RequestInfo,
-    username: String,
-    key: Key,
-    /// Unix seconds the credential expires at (REST), for the expiry policy.
-    credential_expiry: Option<u64>,
-    /// A second quota slot is held for the port an EVEN-PORT R bit reserves.
-    reserve_slot: bool,
-    lifetime: Duration,
-    want_v4: bool,
-    want_v6: bool,
-    /// The IPv6 half was asked for with ADDITIONAL-ADDRESS-FAMILY but this server has no
-    /// IPv6 relay: reported with ADDRESS-ERROR-CODE instead of failing the whole Allocate.
-    v6_unavailable: bool,
-    parity: PortParity,
-    unix: u64,
-    /// A port reserved by an earlier Allocate's EVEN-PORT R bit, redeemed by its token.
-    reserved: Option<SocketAddr>,
-    bound_v4: Option<SocketAddr>,
-    bound_v6: Option<SocketAddr>,
-    attempts: u32,
-}
-
-impl PendingAllocate {
-    pub fn client(&self) -> ClientId {
-        self.client
-    }
-}
-
-/// A port held for an RTCP allocation by an EVEN-PORT R bit (RFC 8656 §7.1.2).
-pub struct Reservation {
-    pub addr: SocketAddr,
-}
 
 /// A request that passed authentication: who signed it, with which key, and when the
 /// credential expires (unix seconds; None for static users).
@@ -109,22 +73,21 @@ struct Ctx<'a> {
     who: &'a Authenticated,
 }
 
-/// What a response needs from its request.
-#[derive(Clone, Copy)]
-struct RequestInfo {
-    method: Method,
-    transaction_id: TransactionId,
-    fingerprint: bool,
-}
-
 type Attrs = Vec<Box<dyn Setter>>;
 
 mod allocate;
 mod auth;
 mod binding;
 mod channel_bind;
+pub(super) mod pending;
 mod permission;
 mod refresh;
+mod request_info;
+pub(super) mod reservation;
+
+use pending::PendingAllocate;
+use request_info::RequestInfo;
+use reservation::{RESERVATION_LIFETIME, Reservation};
 
 impl Core {
     /// A STUN message that is a request, decoded, with what its response needs; None
@@ -247,7 +210,7 @@ impl Core {
     /// are what a spoofed UDP source would reflect, so each source prefix has a budget.
     /// A TCP/TLS client completed a handshake, so it cannot be spoofed: no limit.
     fn unauthenticated_budget(&mut self, client: ClientId, key: Option<&Key>) -> bool {
-        let udp = client.transport == super::Transport::Udp;
+        let udp = client.transport == Transport::Udp;
         let Some(now) = self.clock.filter(|_| key.is_none() && udp) else {
             return true;
         };
