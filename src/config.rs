@@ -52,6 +52,9 @@ pub struct Server {
     pub tls_handshake_timeout: Duration,
     /// Serve plain STUN/TURN arriving on a TLS listener (first byte decides), as coturn.
     pub tls_accepts_plain: bool,
+    /// Load balancers whose TCP/TLS connections begin with a PROXY protocol v2 header
+    /// naming the real client (CIDRs; empty: none). Not for UDP.
+    pub proxy_protocol: Vec<IpNet>,
 }
 
 impl Default for Server {
@@ -70,6 +73,7 @@ impl Default for Server {
             max_connections_per_ip: 256,
             tls_handshake_timeout: Duration::from_secs(10),
             tls_accepts_plain: true,
+            proxy_protocol: vec![],
         }
     }
 }
@@ -426,6 +430,10 @@ mod tests {
                 "server.max_connections_per_ip",
             ),
             ("[peers]\nallow = [\"10.0.0.0/33\"]", "allow"),
+            (
+                "[server]\nproxy_protocol = [\"10.0.0.1\"]",
+                "proxy_protocol",
+            ),
             ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
             ("[log]\nformat = \"xml\"", "format"),
             ("[log]\nlevel = \"warning\"", "did you mean \"warn\""),

@@ -8,7 +8,7 @@ pub mod labels;
 pub mod snapshot;
 
 use families::{self as f, Family};
-use labels::{Refused, TlsFailure};
+use labels::{ProxyError, Refused, TlsFailure};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -38,6 +38,7 @@ pub struct Metrics {
     relay_ports_total: IntGaugeVec,
     tls_handshake_failures: IntCounterVec,
     connections_refused: IntCounterVec,
+    proxy_protocol_errors: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
     /// What browsers report about their calls (POST /api/v1/reports).
@@ -120,6 +121,7 @@ impl Metrics {
             relay_ports_total: gauge_vec(&r, &f::RELAY_PORTS_TOTAL),
             tls_handshake_failures: counter_vec(&r, &f::TLS_HANDSHAKE_FAILURES),
             connections_refused: counter_vec(&r, &f::CONNECTIONS_REFUSED),
+            proxy_protocol_errors: counter_vec(&r, &f::PROXY_PROTOCOL_ERRORS),
             allocation_lifetime: histogram(&r, &f::ALLOCATION_LIFETIME, &f::LIFETIME_BUCKETS),
             client: client::ClientMetrics::register(&r),
             registry: r,
@@ -231,6 +233,10 @@ impl Metrics {
         for r in Refused::ALL {
             let total = sum.of(|s| s.streams.refused[r as usize]);
             raise_series(&self.connections_refused, &[r.label()], total);
+        }
+        for r in ProxyError::ALL {
+            let total = sum.of(|s| s.streams.proxy_protocol_errors[r as usize]);
+            raise_series(&self.proxy_protocol_errors, &[r.label()], total);
         }
     }
 

@@ -7,93 +7,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stun::attributes::*;
 use stun::message::*;
-use stun::textattrs::TextAttribute;
 use support::*;
-use turn::proto::channum::ChannelNumber;
-use turn::proto::peeraddr::PeerAddress;
-use turn::proto::reqtrans::RequestedTransport;
-
-/// Frames STUN and ChannelData over any byte stream.
-struct StreamClient<S: Read + Write> {
-    s: S,
-    nonce: String,
-    username: String,
-    password: String,
-}
-
-impl<S: Read + Write> StreamClient<S> {
-    fn read_frame(&mut self) -> Vec<u8> {
-        let mut head = [0u8; 4];
-        self.s.read_exact(&mut head).unwrap();
-        let body = u16::from_be_bytes([head[2], head[3]]) as usize;
-        let rest = if head[0] & 0xC0 == 0x40 {
-            body.div_ceil(4) * 4
-        } else {
-            16 + body
-        };
-        let mut v = head.to_vec();
-        v.resize(4 + rest, 0);
-        self.s.read_exact(&mut v[4..]).unwrap();
-        v
-    }
-
-    fn request(&mut self, method: Method, attrs: Vec<Box<dyn Setter>>, sign: bool) -> Message {
-        let auth = sign.then_some((
-            self.username.as_str(),
-            self.nonce.as_str(),
-            self.password.as_str(),
-        ));
-        let m = build_request(method, &attrs, auth);
-        self.s.write_all(&m.raw).unwrap();
-        let mut r = Message::new();
-        r.raw = self.read_frame();
-        r.decode().unwrap();
-        assert_eq!(r.transaction_id, m.transaction_id);
-        r
-    }
-
-    /// Allocate (with the 401 round trip) and bind channel 0x4000 to `peer`.
-    fn allocate_and_bind(&mut self, peer: SocketAddr) {
-        let udp: Vec<Box<dyn Setter>> = vec![Box::new(RequestedTransport {
-            protocol: turn::proto::PROTO_UDP,
-        })];
-        let r = self.request(METHOD_ALLOCATE, udp, false);
-        assert_eq!(error_code(&r), Some(401));
-        self.nonce = TextAttribute::get_from_as(&r, ATTR_NONCE).unwrap().text;
-        let udp: Vec<Box<dyn Setter>> = vec![Box::new(RequestedTransport {
-            protocol: turn::proto::PROTO_UDP,
-        })];
-        let r = self.request(METHOD_ALLOCATE, udp, true);
-        assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "{:?}", error_code(&r));
-        let bind: Vec<Box<dyn Setter>> = vec![
-            Box::new(ChannelNumber(0x4000)),
-            Box::new(PeerAddress {
-                ip: peer.ip(),
-                port: peer.port(),
-            }),
-        ];
-        let r = self.request(METHOD_CHANNEL_BIND, bind, true);
-        assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "{:?}", error_code(&r));
-    }
-
-    /// Sends odd-sized payloads as padded ChannelData and checks each echo.
-    fn echo_channel_data(&mut self, count: usize) {
-        for i in 1..=count {
-            let payload: Vec<u8> = (0..i as u8).collect();
-            let mut cd = vec![0x40, 0x00, 0, i as u8];
-            cd.extend_from_slice(&payload);
-            cd.resize(4 + i.div_ceil(4) * 4, 0);
-            self.s.write_all(&cd).unwrap();
-            let back = self.read_frame();
-            assert_eq!(back, cd, "echo {i} with padding");
-        }
-    }
-}
 
 fn creds() -> (String, String) {
     turnpike::auth::mint_credential(SECRET, "tcp", 600, unix_now())
@@ -135,12 +52,7 @@ fn tcp_client_relays_padded_channel_data_and_closing_ends_the_allocation() {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let mut c = StreamClient {
-        s: stream,
-        nonce: String::new(),
-        username,
-        password,
-    };
+    let mut c = StreamClient::new(stream, username, password);
     c.allocate_and_bind(echo);
     c.echo_channel_data(30);
     assert_eq!(allocations(&relay), 1);
@@ -154,41 +66,18 @@ fn tcp_client_relays_padded_channel_data_and_closing_ends_the_allocation() {
 
 #[test]
 fn tls_client_allocates_and_relays() {
-    let dir = Scratch::new("tls");
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "turn.test".into()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, ck.cert.pem()).unwrap();
-    std::fs::write(&key_path, ck.signing_key.serialize_pem()).unwrap();
+    let cert = TestCert::new("tls");
     let port = free_udp_port();
     let (relay, _, _) = start_with(
         true,
         "55100-55199",
         &format!("listen_tls = [\"127.0.0.1:{port}\"]"),
-        &format!("[tls]\ncert = {cert_path:?}\nkey = {key_path:?}\n"),
+        &cert.config(),
     );
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from("turn.test").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let tls = rustls::StreamOwned::new(conn, tcp);
+    let tls = cert.client(port, true);
     let echo = echo_peer();
     let (username, password) = creds();
-    let mut c = StreamClient {
-        s: tls,
-        nonce: String::new(),
-        username,
-        password,
-    };
+    let mut c = StreamClient::new(tls, username, password);
     // A Binding answer first: STUN over TLS works before any allocation.
     let r = c.request(METHOD_BINDING, vec![], false);
     assert_eq!(r.typ, BINDING_SUCCESS);
@@ -245,78 +134,12 @@ fn idle_connection_without_allocation_is_closed_and_garbage_too() {
     relay.shutdown();
 }
 
-/// A self-signed certificate for 127.0.0.1 / turn.test in a fresh directory.
-struct TestCert {
-    dir: Scratch,
-    ck: rcgen::CertifiedKey<rcgen::KeyPair>,
-}
-
-impl TestCert {
-    fn new(tag: &str) -> TestCert {
-        let dir = Scratch::new(tag);
-        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "turn.test".into()])
-            .unwrap();
-        std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
-        TestCert { dir, ck }
-    }
-
-    fn config(&self) -> String {
-        format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\n",
-            self.dir.join("cert.pem"),
-            self.dir.join("key.pem")
-        )
-    }
-
-    /// A TLS client that trusts this certificate (or nothing, when `trust` is false).
-    fn client(
-        &self,
-        port: u16,
-        trust: bool,
-    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-        let mut roots = rustls::RootCertStore::empty();
-        if trust {
-            roots.add(self.ck.cert.der().clone()).unwrap();
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from("turn.test").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        rustls::StreamOwned::new(conn, tcp)
-    }
-}
-
 /// `turnpike_tls_handshake_failures_total{reason}` as scraped from /metrics.
 fn tls_failures(http: SocketAddr, reason: &str) -> u64 {
-    let (status, _, text) = http_get(http, "GET", "/metrics", &[]);
-    assert_eq!(status, 200);
-    let series = format!("turnpike_tls_handshake_failures_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
-/// True when the server closes `s` (EOF or reset) within its read timeout.
-fn closed_by_server(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 64];
-    loop {
-        match s.read(&mut b) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
+    scrape(
+        http,
+        &format!("turnpike_tls_handshake_failures_total{{reason=\"{reason}\"}}"),
+    )
 }
 
 /// A Binding over a stream, answered?
@@ -351,12 +174,7 @@ fn plain_stun_on_the_tls_port_relays_and_failed_handshakes_are_counted() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let (username, password) = creds();
-    let mut plain = StreamClient {
-        s: stream,
-        nonce: String::new(),
-        username,
-        password,
-    };
+    let mut plain = StreamClient::new(stream, username, password);
     plain.allocate_and_bind(echo_peer());
     plain.echo_channel_data(20);
     // Counted as what it is: a TCP connection.
@@ -364,12 +182,7 @@ fn plain_stun_on_the_tls_port_relays_and_failed_handshakes_are_counted() {
 
     // A TLS client on the same port still gets TLS.
     let (username, password) = creds();
-    let mut tls = StreamClient {
-        s: cert.client(port, true),
-        nonce: String::new(),
-        username,
-        password,
-    };
+    let mut tls = StreamClient::new(cert.client(port, true), username, password);
     let r = tls.request(METHOD_BINDING, vec![], false);
     assert_eq!(r.typ, BINDING_SUCCESS);
 

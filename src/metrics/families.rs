@@ -1,7 +1,7 @@
 //! The name, help text and label names of every metric family, declared as one table.
 //! Help text that lists a label's values quotes them from its label table (`LISTED`).
 
-use super::labels::{Refused, TlsFailure};
+use super::labels::{ProxyError, Refused, TlsFailure};
 use crate::auth::AuthError;
 use crate::proto::error_code::StunError;
 use crate::relay::stats::{DropReason, EndReason, RequestMethod};
@@ -116,6 +116,16 @@ pub(super) const CONNECTIONS_REFUSED: Family = Family {
     help: &[
         "TCP/TLS connections closed at accept, by the limit they hit (",
         Refused::LISTED,
+        ").",
+    ],
+    labels: &["reason"],
+};
+pub(super) const PROXY_PROTOCOL_ERRORS: Family = Family {
+    name: "turnpike_proxy_protocol_errors_total",
+    help: &[
+        "TCP/TLS connections from a server.proxy_protocol source closed for their PROXY v2 \
+         header, by reason (",
+        ProxyError::LISTED,
         ").",
     ],
     labels: &["reason"],

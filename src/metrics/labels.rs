@@ -30,3 +30,28 @@ label_table! {
         Other = "other",
     }
 }
+
+label_table! {
+    /// `turnpike_proxy_protocol_errors_total`: why a connection from a
+    /// `server.proxy_protocol` source was closed before its PROXY v2 header was read.
+    pub enum ProxyError {
+        /// It did not begin with the v2 signature: no header, or the v1 text form.
+        BadSignature = "bad_signature",
+        /// A version other than 2.
+        BadVersion = "bad_version",
+        /// A command other than LOCAL or PROXY.
+        BadCommand = "bad_command",
+        /// PROXY for something other than TCP over IPv4 or IPv6 (UDP, UNIX, UNSPEC).
+        Unsupported = "unsupported",
+        /// A length too short for the addresses of its family.
+        BadLength = "bad_length",
+        /// More TLV bytes than turnpike accepts (512).
+        TooLong = "too_long",
+        /// The connection closed in the middle of the header.
+        Truncated = "truncated",
+        /// No complete header within `server.tls_handshake_timeout`.
+        Timeout = "timeout",
+        /// The client address and port it names is already connected to this listener.
+        Duplicate = "duplicate",
+    }
+}

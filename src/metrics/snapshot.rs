@@ -1,7 +1,7 @@
 //! What a shard publishes for the metrics: plain copies of its counters and gauges. It
 //! lives here, not in the shell, so that metrics depend on no runtime type.
 
-use super::labels::{Refused, TlsFailure};
+use super::labels::{ProxyError, Refused, TlsFailure};
 use crate::relay::stats::Counters;
 use crate::relay::{AddrFamily, Transport};
 
@@ -30,4 +30,6 @@ pub struct StreamCounters {
     pub tls_handshake_failures: [u64; TlsFailure::COUNT],
     /// Connections closed at accept, by `Refused`.
     pub refused: [u64; Refused::COUNT],
+    /// Connections closed for their PROXY v2 header, by `ProxyError`.
+    pub proxy_protocol_errors: [u64; ProxyError::COUNT],
 }

@@ -58,12 +58,13 @@ fn help_text_lists_the_labels_of_its_table() {
 #[test]
 fn readme_metrics_table_lists_every_label_value() {
     let readme = include_str!("../../README.md");
-    let tables: [(&Family, &[&str]); 5] = [
+    let tables: [(&Family, &[&str]); 6] = [
         (&f::ALLOCATIONS_ENDED, &EndReason::LABELS),
         (&f::AUTH_FAILURES, &AuthError::LABELS),
         (&f::DROPPED, &DropReason::LABELS),
         (&f::TLS_HANDSHAKE_FAILURES, &TlsFailure::LABELS),
         (&f::CONNECTIONS_REFUSED, &Refused::LABELS),
+        (&f::PROXY_PROTOCOL_ERRORS, &ProxyError::LABELS),
     ];
     for (family, labels) in tables {
         let start = format!("| `{}` |", family.name);

@@ -133,6 +133,7 @@ fn spawn_shard(
             idle_timeout: cfg.server.idle_timeout,
             tls_handshake_timeout: cfg.server.tls_handshake_timeout,
             tls_accepts_plain: cfg.server.tls_accepts_plain,
+            proxy_protocol: cfg.server.proxy_protocol.clone(),
         },
         control: rx,
         status: status.clone(),

@@ -1,7 +1,8 @@
 //! Shared by the integration tests, once: the turnpike binary as a child process
 //! (`process`), scratch directories, free ports, turnpike in this process (`inproc`), a raw
-//! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`). Wire
-//! builders come from the crate's test kit (`turnpike::testkit`).
+//! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
+//! TCP/TLS with a test certificate (`stream`). Wire builders come from the crate's test kit
+//! (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
 mod client;
@@ -10,6 +11,7 @@ mod inproc;
 mod ports;
 mod process;
 mod scratch;
+mod stream;
 
 pub use client::*;
 pub use http::*;
@@ -17,6 +19,7 @@ pub use inproc::*;
 pub use ports::*;
 pub use process::*;
 pub use scratch::*;
+pub use stream::*;
 pub use turnpike::testkit::error_code;
 
 pub const SECRET: &str = "integration-secret";

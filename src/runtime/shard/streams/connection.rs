@@ -14,6 +14,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
+use super::proxy_header::{HeaderRead, ProxyError, Step};
 use super::read_buf::ReadBuf;
 use super::tls::TlsFailure;
 use crate::proto::{STUN_HEADER_LEN, channel_data};
@@ -31,6 +32,8 @@ pub enum Closed {
     Error,
     /// The TLS handshake failed; `detail` is rustls' reason, for the debug log.
     Tls { reason: TlsFailure, detail: String },
+    /// A listed load balancer's connection with a PROXY v2 header that is not acceptable.
+    Proxy(ProxyError),
 }
 
 impl Closed {
@@ -78,6 +81,9 @@ pub struct Conn {
     pub stream: TcpStream,
     pub client: ClientId,
     mode: Mode,
+    /// From a `server.proxy_protocol` source, until its PROXY v2 header is read: the
+    /// connection holds only a reserved place in the limits, and the core does not know it.
+    proxy: Option<Box<HeaderRead>>,
     rbuf: ReadBuf,
     /// Plain TCP: bytes not yet written are `wbuf[wstart..]`. (rustls keeps its own
     /// buffer for TLS.)
@@ -209,16 +215,19 @@ fn fill_tls(
 
 impl Conn {
     /// `tls`: the listener's TLS config; the first byte decides whether it is used.
+    /// `proxied`: a PROXY v2 header comes first.
     pub fn new(
         stream: TcpStream,
         client: ClientId,
         tls: Option<&Arc<ServerConfig>>,
+        proxied: bool,
         now: Instant,
     ) -> Conn {
         Conn {
             stream,
             client,
             mode: tls.map_or(Mode::Plain, |c| Mode::Sniff(c.clone())),
+            proxy: proxied.then(Box::default),
             rbuf: ReadBuf::default(),
             wbuf: Vec::new(),
             wstart: 0,
@@ -232,6 +241,24 @@ impl Conn {
             queued: false,
             dirty: false,
         }
+    }
+
+    pub fn awaiting_proxy_header(&self) -> bool {
+        self.proxy.is_some()
+    }
+
+    /// Reads what it can of the PROXY v2 header, and nothing after it. Done, the header
+    /// stays pending until `proxy_header_taken`.
+    pub fn read_proxy_header(&mut self) -> Result<Step, Closed> {
+        match &mut self.proxy {
+            Some(h) => h.read(&mut self.stream).map_err(Closed::Proxy),
+            None => Ok(Step::Done(None)),
+        }
+    }
+
+    /// The header's address is in use: from now on the connection is served as usual.
+    pub fn proxy_header_taken(&mut self) {
+        self.proxy = None;
     }
 
     pub fn sniffing(&self) -> bool {

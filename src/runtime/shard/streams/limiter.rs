@@ -39,18 +39,37 @@ impl ConnLimiter {
     }
 
     pub fn acquire(&self, ip: IpAddr) -> Result<(), Refused> {
+        self.reserve()?;
+        self.claim(ip).inspect_err(|_| self.release_reserved())
+    }
+
+    /// Takes a place in the total only, for a connection whose source is not known yet
+    /// (its PROXY header is coming); `claim` gives it its source.
+    pub fn reserve(&self) -> Result<(), Refused> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per) = &mut *st;
-        if *total >= self.max_total {
+        if st.0 >= self.max_total {
             return Err(Refused::Total);
         }
-        let n = per.entry(source_key(ip)).or_insert(0);
+        st.0 += 1;
+        Ok(())
+    }
+
+    /// Counts a reserved place for source `ip`. Refused, the place stays reserved
+    /// (`release_reserved` frees it).
+    pub fn claim(&self, ip: IpAddr) -> Result<(), Refused> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let n = st.1.entry(source_key(ip)).or_insert(0);
         if *n >= self.max_per_source {
             return Err(Refused::PerIp);
         }
         *n += 1;
-        *total += 1;
         Ok(())
+    }
+
+    /// Frees a place that `reserve` took and no source claimed.
+    pub fn release_reserved(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0 = st.0.saturating_sub(1);
     }
 
     pub fn release(&self, ip: IpAddr) {
@@ -105,6 +124,30 @@ mod tests {
         assert_eq!(
             l.acquire("2001:db8::4".parse().unwrap()),
             Err(Refused::Total)
+        );
+    }
+
+    #[test]
+    fn a_reserved_place_counts_in_the_total_until_its_source_claims_it() {
+        let l = ConnLimiter::new(2, 1);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(l.reserve(), Ok(()));
+        assert_eq!(l.reserve(), Ok(()));
+        assert_eq!(l.reserve(), Err(Refused::Total));
+        assert_eq!(l.claim(a), Ok(()));
+        assert_eq!(
+            l.claim(a),
+            Err(Refused::PerIp),
+            "per source after the header"
+        );
+        l.release_reserved();
+        assert_eq!(l.acquire("192.0.2.2".parse().unwrap()), Ok(()));
+        assert_eq!(l.acquire(a), Err(Refused::Total));
+        l.release(a);
+        assert_eq!(
+            l.acquire(a),
+            Ok(()),
+            "claimed places are released by source"
         );
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod limiter;
+pub mod proxy_header;
 mod read_buf;
 pub mod table;
 pub mod tls;
@@ -20,7 +21,7 @@ use mio::{Interest, Token};
 use super::Shard;
 use super::relay_sockets::client_packet;
 use super::tokens::{CONN_BASE, TCP_LISTENER_BASE};
-use crate::metrics::labels::TlsFailure;
+use crate::metrics::labels::{ProxyError, TlsFailure};
 use crate::relay::stats::DropReason;
 use crate::relay::{ClientId, Transport};
 use connection::{Closed, Conn, Fill};
@@ -67,11 +68,9 @@ impl Shard {
             }
         };
         self.streams.accept_failing = false;
-        if let Err(why) = self.streams.limits.limiter.acquire(addr.ip()) {
-            self.streams.counters.refused[why as usize] += 1;
-            tracing::debug!(client = %addr, reason = why.label(), "connection refused: too many connections");
+        let Some(proxied) = self.streams.admit(addr) else {
             return true; // dropping the stream closes it
-        }
+        };
         let _ = stream.set_nodelay(true);
         let client = ClientId {
             transport,
@@ -84,7 +83,7 @@ impl Shard {
             None
         };
         if transport == Transport::Tls && tls.is_none() {
-            self.streams.limits.limiter.release(addr.ip());
+            self.streams.release(proxied, addr.ip());
             return true;
         }
         let entry = self.streams.conns.vacant_entry();
@@ -95,11 +94,14 @@ impl Shard {
             .register(&mut stream, Token(CONN_BASE + key), Interest::READABLE)
             .is_err()
         {
-            self.streams.limits.limiter.release(addr.ip());
+            self.streams.release(proxied, addr.ip());
             return true;
         }
-        entry.insert(Conn::new(stream, client, tls, now));
-        self.streams.by_client.insert(client, key);
+        entry.insert(Conn::new(stream, client, tls, proxied, now));
+        if !proxied {
+            // A proxied connection gets its client id from its header.
+            self.streams.by_client.insert(client, key);
+        }
         // Bytes may have arrived with the handshake: edge-triggered, so look now.
         self.streams.mark_ready(key);
         true
@@ -140,9 +142,10 @@ impl Shard {
             let Some(conn) = self.streams.conns.get_mut(key) else {
                 return false;
             };
-            if conn.sniffing() {
-                match self.streams.sniff(key) {
-                    // Decided: the next pass serves it as TLS or plain TCP.
+            if conn.awaiting_proxy_header() || conn.sniffing() {
+                match self.streams.open(key) {
+                    // Decided: the next pass reads the TLS sniff, or serves it as TLS or
+                    // plain TCP.
                     Ok(true) => continue,
                     Ok(false) => break Ok(false),
                     Err(c) => break Err(c),
@@ -270,43 +273,40 @@ impl Shard {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.streams.by_client.remove(&conn.client);
-        self.streams.limits.limiter.release(conn.client.addr.ip());
-        if let Closed::Tls { reason, detail } = &how {
-            self.streams.counters.tls_handshake_failures[*reason as usize] += 1;
-            tracing::debug!(client = %conn.client.addr, reason = reason.label(), error = %detail, "TLS handshake failed");
+        if self.streams.closed(&conn, &how) {
+            self.core
+                .client_disconnected(self.time, conn.client, how == Closed::Clean);
+            self.run_commands();
         }
-        self.core
-            .client_disconnected(self.time, conn.client, how == Closed::Clean);
-        self.run_commands();
     }
 
-    /// Once a second: a handshake gets `tls_handshake_timeout` to finish, and a
-    /// connection with no allocation gets `idle_timeout` between complete frames.
+    /// Once a second: a PROXY header and a TLS handshake get `tls_handshake_timeout` to
+    /// finish, and a connection with no allocation gets `idle_timeout` between complete
+    /// frames.
     pub(super) fn close_idle_connections(&mut self, now: Instant) {
         let limits = &self.streams.limits;
-        let expired: Vec<(usize, bool)> = self
+        let expired: Vec<(usize, Closed)> = self
             .streams
             .conns
             .iter()
             .filter_map(|(k, c)| {
-                let hs = c.handshaking();
-                let late =
-                    hs && now.saturating_duration_since(c.accepted) > limits.tls_handshake_timeout;
-                let idle = !self.core.has_allocation(&c.client)
-                    && now.saturating_duration_since(c.last_active) > limits.idle_timeout;
-                (late || idle).then_some((k, hs))
+                let late = now.saturating_duration_since(c.accepted) > limits.tls_handshake_timeout;
+                let how = if c.awaiting_proxy_header() {
+                    late.then_some(Closed::Proxy(ProxyError::Timeout))
+                } else if c.handshaking() && late {
+                    Some(Closed::Tls {
+                        reason: TlsFailure::Timeout,
+                        detail: "handshake not finished in time".into(),
+                    })
+                } else {
+                    let idle = !self.core.has_allocation(&c.client)
+                        && now.saturating_duration_since(c.last_active) > limits.idle_timeout;
+                    idle.then_some(Closed::Clean)
+                };
+                how.map(|how| (k, how))
             })
             .collect();
-        for (k, handshaking) in expired {
-            let how = if handshaking {
-                Closed::Tls {
-                    reason: TlsFailure::Timeout,
-                    detail: "handshake not finished in time".into(),
-                }
-            } else {
-                Closed::Clean
-            };
+        for (k, how) in expired {
             self.close_conn(k, how);
         }
     }

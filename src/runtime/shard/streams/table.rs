@@ -3,14 +3,17 @@
 //! limits they are held to, and the counters the shard publishes.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use rustls::ServerConfig;
 use slab::Slab;
 
 use super::connection::{Closed, Conn, Sniff};
 use super::limiter::ConnLimiter;
+use super::proxy_header::{ProxyError, Step};
 use crate::metrics::snapshot::StreamCounters;
 use crate::relay::{ClientId, Transport};
 
@@ -21,6 +24,8 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub tls_accepts_plain: bool,
+    /// Sources whose connections begin with a PROXY v2 header (`server.proxy_protocol`).
+    pub proxy_protocol: Vec<IpNet>,
 }
 
 /// A shard's stream connections and the state of their turns.
@@ -87,7 +92,7 @@ impl Connections {
 
     /// The first-byte sniff of a TLS listener's connection `key`: Ok(true) once it is
     /// TLS or plain TCP, Ok(false) while nothing has arrived.
-    pub(super) fn sniff(&mut self, key: usize) -> Result<bool, Closed> {
+    fn sniff(&mut self, key: usize) -> Result<bool, Closed> {
         let conn = &mut self.conns[key];
         match conn.sniff(self.limits.tls_accepts_plain)? {
             Sniff::Waiting => {
@@ -106,6 +111,96 @@ impl Connections {
                 Ok(true)
             }
         }
+    }
+
+    /// Takes a new connection's place in the limits: for a `server.proxy_protocol` source
+    /// only a place in the total, until its header names the client. Some(proxied), or
+    /// None when refused (counted).
+    pub(super) fn admit(&mut self, addr: SocketAddr) -> Option<bool> {
+        let ip = addr.ip().to_canonical();
+        let proxied = self.limits.proxy_protocol.iter().any(|n| n.contains(&ip));
+        let limiter = &self.limits.limiter;
+        let taken = match proxied {
+            true => limiter.reserve(),
+            false => limiter.acquire(addr.ip()),
+        };
+        if let Err(why) = taken {
+            self.counters.refused[why as usize] += 1;
+            tracing::debug!(client = %addr, reason = why.label(), "connection refused: too many connections");
+            return None;
+        }
+        Some(proxied)
+    }
+
+    /// Gives back the place `admit` took for a connection from `ip` (its client's, once a
+    /// PROXY header named it).
+    pub(super) fn release(&self, proxied_pending: bool, ip: IpAddr) {
+        match proxied_pending {
+            true => self.limits.limiter.release_reserved(),
+            false => self.limits.limiter.release(ip),
+        }
+    }
+
+    /// Before a connection's first frame: its PROXY v2 header, then the first-byte sniff
+    /// of a TLS listener. Ok(true) once it may go on, Ok(false) while bytes are missing.
+    pub(super) fn open(&mut self, key: usize) -> Result<bool, Closed> {
+        let conn = &mut self.conns[key];
+        if conn.awaiting_proxy_header() {
+            return match conn.read_proxy_header()? {
+                Step::Waiting => {
+                    conn.readable = false;
+                    Ok(false)
+                }
+                Step::Closed => Err(Closed::Clean),
+                Step::Done(addr) => self.take_proxy_header(key, addr).map(|()| true),
+            };
+        }
+        self.sniff(key)
+    }
+
+    /// The header named `addr` (None: LOCAL, the socket's own peer address stays): the
+    /// connection takes its client's place in the limits and its client id.
+    fn take_proxy_header(&mut self, key: usize, addr: Option<SocketAddr>) -> Result<(), Closed> {
+        let conn = &mut self.conns[key];
+        let balancer = conn.client.addr;
+        let mut client = conn.client;
+        client.addr = addr.unwrap_or(balancer);
+        if self.by_client.contains_key(&client) {
+            return Err(Closed::Proxy(ProxyError::Duplicate));
+        }
+        if let Err(why) = self.limits.limiter.claim(client.addr.ip()) {
+            self.counters.refused[why as usize] += 1;
+            tracing::debug!(client = %client.addr, %balancer, reason = why.label(), "connection refused: too many connections");
+            return Err(Closed::Clean);
+        }
+        tracing::debug!(client = %client.addr, %balancer, "PROXY v2 header read");
+        conn.client = client;
+        conn.proxy_header_taken();
+        self.by_client.insert(client, key);
+        Ok(())
+    }
+
+    /// Counts why a connection closed and gives back its place in the limits and its
+    /// client id. True when the core knows the connection (its PROXY header, if any, was
+    /// taken).
+    pub(super) fn closed(&mut self, conn: &Conn, how: &Closed) -> bool {
+        match how {
+            Closed::Tls { reason, detail } => {
+                self.counters.tls_handshake_failures[*reason as usize] += 1;
+                tracing::debug!(client = %conn.client.addr, reason = reason.label(), error = %detail, "TLS handshake failed");
+            }
+            Closed::Proxy(reason) => {
+                self.counters.proxy_protocol_errors[*reason as usize] += 1;
+                tracing::debug!(balancer = %conn.client.addr, reason = reason.label(), "PROXY v2 header refused");
+            }
+            Closed::Clean | Closed::Error => {}
+        }
+        let pending = conn.awaiting_proxy_header();
+        self.release(pending, conn.client.addr.ip());
+        if !pending {
+            self.by_client.remove(&conn.client);
+        }
+        !pending
     }
 
     pub(super) fn mark_ready(&mut self, key: usize) {
