@@ -110,7 +110,11 @@ fn example_app_connects_in_two_tabs_and_reports_both() {
         &[("SCREENSHOT_DIR", shots.as_os_str())],
     );
     let len = std::fs::metadata(&shot).map_or(0, |m| m.len());
-    assert!(len > 2_000, "screenshot {} missing or empty", shot.display());
+    assert!(
+        len > 2_000,
+        "screenshot {} missing or empty",
+        shot.display()
+    );
 }
 
 #[test]
