@@ -97,6 +97,8 @@ impl Beat {
                 self.log_state(true, None);
             }
             Err(e) => {
+                // A fresh connection at the next heartbeat: no reconnect backoff to wait out.
+                self.conn = None;
                 self.registry.mark_down();
                 self.log_state(false, Some(&e));
             }
