@@ -38,6 +38,8 @@ LAYERS = [
     # (settings), metric definitions, and the probe and coturn import, which are clients.
     ("config", "settings", "metrics", "probe", "import_coturn"),
     ("runtime",),
+    # Fleet state in Redis: an adapter beside the shell, read by HTTP and the service.
+    ("fleet",),
     ("http",),
     ("app",),
     # The crate root only declares modules; the binary's main parses the command line.

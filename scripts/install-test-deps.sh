@@ -13,7 +13,7 @@ trap 'rm -f "$log"' EXIT
 fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; exit 1; }
 
 apt_packages=(coturn chromium firefox-esr libnss3-tools openssl iproute2 iptables nftables
-  python3-venv faketime haproxy
+  python3-venv faketime haproxy redis-server
   systemd systemd-container curl jq nodejs npm prometheus g++)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -9,7 +9,10 @@ use anyhow::{Context, bail};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+mod cluster;
 mod validate;
+
+pub use cluster::Cluster;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +24,8 @@ pub struct Config {
     pub peers: Peers,
     pub log: Log,
     pub http: Http,
+    /// `[cluster]`: absent means a single node.
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -450,6 +455,24 @@ mod tests {
             (
                 "[server]\nalternate = [\"0.0.0.0:3478\"]",
                 "server.alternate",
+            ),
+            ("[cluster]\nnode_name = \"a\"", "redis_url"),
+            ("[cluster]\nredis_url = \"http://x\"", "cluster.redis_url"),
+            (
+                "[cluster]\nredis_url = \"redis://127.0.0.1\"\nttl = \"1s\"",
+                "cluster.ttl",
+            ),
+            (
+                "[cluster]\nredis_url = \"redis://127.0.0.1\"\nuris = [\"http://a\"]",
+                "cluster.uris",
+            ),
+            (
+                "[cluster]\nredis_url = \"redis://127.0.0.1\"\nnode_name = \"a b\"",
+                "cluster.node_name",
+            ),
+            (
+                "[cluster]\nredis_url = \"redis://127.0.0.1\"\nheartbat = \"1s\"",
+                "heartbat",
             ),
         ] {
             let err = format!("{:#}", Config::from_toml(text).unwrap_err());

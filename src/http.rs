@@ -13,11 +13,14 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+mod admin;
 mod client;
 mod cors;
+mod nodes;
 pub mod reports;
 mod state;
 
+use admin::{constant_time_eq, sessions_refusal};
 use cors::{cors_origin, preflight_answer, with_cors};
 pub use state::HttpState;
 
@@ -44,6 +47,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/credentials", get(credentials).options(preflight))
         .route("/api/v1/sessions", get(list_sessions).delete(end_sessions))
+        .route("/api/v1/nodes", get(nodes::list))
         .route("/selftest", get(selftest))
         .route("/client/turnpike.js", get(client::module))
         .route(
@@ -86,15 +90,13 @@ struct CredentialQuery {
     user: Option<String>,
     /// Seconds.
     ttl: Option<u64>,
+    /// The caller's region ([cluster]): its nodes come first.
+    region: Option<String>,
 }
 
 async fn preflight(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let api = s.api();
     preflight_answer(cors_origin(&api, &headers), "GET", "authorization")
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 async fn credentials(
@@ -135,7 +137,9 @@ async fn credentials(
     }
     let (username, password) = mint_credential(secret, &user, ttl.as_secs(), unix_now());
     tracing::debug!(user = %user, ttl_s = ttl.as_secs(), "credential minted");
-    let body = credential_json(&username, &password, ttl.as_secs(), &api.uris);
+    let region = q.region.or_else(|| nodes::region_header(&headers));
+    let uris = s.credential_uris(region.as_deref(), &api.uris);
+    let body = credential_json(&username, &password, ttl.as_secs(), &uris);
     let r = (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -161,31 +165,6 @@ async fn selftest(State(s): State<Arc<HttpState>>) -> Response {
         SELFTEST_PAGE,
     )
         .into_response()
-}
-
-/// The sessions API's gate: the refusal (404 when no admin token is configured, 401
-/// without the right one), or None to go on. Only `http.admin_token` opens it: the
-/// credentials token is made to be handed to browser apps (CORS), and must not list
-/// everyone's sessions or end them.
-fn sessions_refusal(s: &HttpState, headers: &HeaderMap) -> Option<Response> {
-    let api = s.api();
-    let Some(token) = &api.admin_token else {
-        return Some(StatusCode::NOT_FOUND.into_response());
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let ok = constant_time_eq(presented.as_bytes(), token.as_bytes());
-    (!ok).then(|| {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong bearer token\n",
-        )
-            .into_response()
-    })
 }
 
 async fn list_sessions(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {

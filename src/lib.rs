@@ -33,6 +33,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod import_coturn;
 mod label_table;

@@ -94,6 +94,9 @@ enum Subcommand {
         /// TURN URI to put in the iceServers entry; repeatable.
         #[arg(long)]
         uri: Vec<String>,
+        /// With [cluster]: prefer the fleet's nodes in this region.
+        #[arg(long)]
+        region: Option<String>,
     },
     /// Convert a coturn turnserver.conf into a turnserver.toml (stdout, or -o FILE) and
     /// list on stderr every option that could not be converted.
@@ -259,7 +262,12 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        Some(Subcommand::Credentials { user, ttl, uri }) => {
+        Some(Subcommand::Credentials {
+            user,
+            ttl,
+            uri,
+            region,
+        }) => {
             let Some(secret) = cfg.auth.minting_secret() else {
                 bail!("no secret: set auth.secrets in the config or TURNPIKE_SECRET");
             };
@@ -267,7 +275,7 @@ fn main() -> anyhow::Result<()> {
             let uris = if !uri.is_empty() {
                 uri.clone()
             } else {
-                uris(&cfg, advertised_ipv4(&cfg))
+                fleet_or_own_uris(&cfg, region.as_deref())
             };
             println!(
                 "{}",
@@ -284,6 +292,35 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     turnpike::app::start(cfg, || effective_config(&cli))
+}
+
+/// The URIs `turnpike credentials` hands out: with [cluster], the fleet's best nodes
+/// (Redis asked for at most a second); else, or when Redis does not answer, the
+/// configured ones (saying so on stderr).
+fn fleet_or_own_uris(cfg: &Config, region: Option<&str>) -> Vec<String> {
+    let own = uris(cfg, advertised_ipv4(cfg));
+    let Some(cluster) = turnpike::settings::cluster::from_config(cfg, &own) else {
+        return own;
+    };
+    let fallback = cluster.uris.clone();
+    let asked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(turnpike::fleet::credential_uris_once(
+                cluster,
+                region,
+                Duration::from_secs(1),
+            ))
+        });
+    match asked {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("cluster: Redis unreachable ({e:#}); using this node's configured URIs");
+            fallback
+        }
+    }
 }
 
 /// GET /readyz at `listen` (loopback when it is a wildcard address), 3 s at most.

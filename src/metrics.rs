@@ -10,8 +10,8 @@ pub mod snapshot;
 use families::{self as f, Family};
 use labels::{ProxyError, Refused, TlsFailure};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use snapshot::ShardSnapshot;
 
@@ -43,6 +43,8 @@ pub struct Metrics {
     pub allocation_lifetime: Histogram,
     /// What browsers report about their calls (POST /api/v1/reports).
     pub client: client::ClientMetrics,
+    /// `turnpike_cluster_up` and `turnpike_cluster_nodes`, registered with `[cluster]` only.
+    cluster: std::sync::OnceLock<(IntGauge, IntGauge)>,
 }
 
 fn counter_vec(r: &Registry, f: &Family) -> IntCounterVec {
@@ -124,6 +126,7 @@ impl Metrics {
             proxy_protocol_errors: counter_vec(&r, &f::PROXY_PROTOCOL_ERRORS),
             allocation_lifetime: histogram(&r, &f::ALLOCATION_LIFETIME, &f::LIFETIME_BUCKETS),
             client: client::ClientMetrics::register(&r),
+            cluster: std::sync::OnceLock::new(),
             registry: r,
         };
         let info = gauge_vec(&m.registry, &f::BUILD_INFO);
@@ -238,6 +241,23 @@ impl Metrics {
             let total = sum.of(|s| s.streams.proxy_protocol_errors[r as usize]);
             raise_series(&self.proxy_protocol_errors, &[r.label()], total);
         }
+    }
+
+    /// The fleet registry's state: whether Redis answered the last heartbeat, and how
+    /// many nodes are live. The two gauges appear at the first call.
+    pub fn set_cluster(&self, up: bool, nodes: usize) {
+        let (g_up, g_nodes) = self.cluster.get_or_init(|| {
+            let gauge = |f: &Family| {
+                let g = IntGauge::new(f.name, f.help.concat()).expect("valid metric");
+                self.registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            };
+            (gauge(&f::CLUSTER_UP), gauge(&f::CLUSTER_NODES))
+        });
+        g_up.set(up as i64);
+        g_nodes.set(nodes as i64);
     }
 
     /// The Prometheus text exposition of every family.

@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use stun::message::*;
-use support::{BIN, Proc, RawClient, Scratch, error_code, free_tcp_port, free_udp_port, signal};
+use support::{
+    BIN, Proc, RawClient, Scratch, error_code, free_tcp_port, free_udp_port, relays, signal,
+};
 
 /// Runs the binary to completion, killed after 20 s.
 fn run(mut cmd: Command) -> Output {
@@ -336,42 +338,6 @@ fn start(notify: &Notify, dir: &Scratch, server_extra: &str, env: &[(&str, &str)
 fn client(server: SocketAddr, user: &str) -> RawClient {
     let (u, p) = turnpike::auth::mint_credential("ops-secret-1", user, 600, support::unix_now());
     RawClient::new(server, u, p)
-}
-
-/// Permission for `peer`, then one Send indication that must come back as a Data
-/// indication (the echo peer answers).
-fn relays(c: &mut RawClient, peer: SocketAddr) -> bool {
-    use stun::message::Setter;
-    let r = c.exchange(
-        METHOD_CREATE_PERMISSION,
-        vec![Box::new(turn::proto::peeraddr::PeerAddress {
-            ip: peer.ip(),
-            port: peer.port(),
-        })],
-        true,
-    );
-    if error_code(&r).is_some() {
-        return false;
-    }
-    let mut m = Message::new();
-    m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    turn::proto::peeraddr::PeerAddress {
-        ip: peer.ip(),
-        port: peer.port(),
-    }
-    .add_to(&mut m)
-    .unwrap();
-    turn::proto::data::Data(b"drain-probe".to_vec())
-        .add_to(&mut m)
-        .unwrap();
-    c.sock.send_to(&m.raw, c.server).unwrap();
-    let mut buf = [0u8; 1500];
-    match c.sock.recv_from(&mut buf) {
-        Ok((n, _)) => buf[..n].windows(11).any(|w| w == b"drain-probe"),
-        Err(_) => false,
-    }
 }
 
 fn stderr_of(mut s: Server) -> String {

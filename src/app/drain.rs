@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fleet::Fleet;
 use crate::runtime::Node;
 
 use super::notify;
 
 /// SIGUSR1 (`on`) or SIGUSR2: starts or ends draining, telling systemd and the log.
-pub(super) async fn on_signal(node: &Arc<Node>, on: bool) {
-    set_draining(node, on).await;
+pub(super) async fn on_signal(node: &Arc<Node>, fleet: Option<&Fleet>, on: bool) {
+    set_draining(node, fleet, on).await;
     if on {
         notify::status("draining (SIGUSR1): new allocations refused");
         tracing::info!(
@@ -22,21 +23,26 @@ pub(super) async fn on_signal(node: &Arc<Node>, on: bool) {
     }
 }
 
-/// Starts or ends draining; returns once every shard applied it.
-async fn set_draining(node: &Arc<Node>, on: bool) {
+/// Starts or ends draining; returns once every shard applied it. The fleet registry
+/// hears of it at once, not at the next heartbeat.
+async fn set_draining(node: &Arc<Node>, fleet: Option<&Fleet>, on: bool) {
     let n = node.clone();
     let _ = tokio::task::spawn_blocking(move || n.drain(on)).await;
+    if let Some(f) = fleet {
+        f.beat_now();
+    }
 }
 
 /// SIGTERM: /readyz turns 503 and new Allocates go elsewhere at once; existing allocations
 /// keep relaying until they end or `timeout` passes (or a second SIGTERM/SIGINT comes).
 pub(super) async fn then_stop(
     node: &Arc<Node>,
+    fleet: Option<&Fleet>,
     timeout: Duration,
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
 ) {
-    set_draining(node, true).await;
+    set_draining(node, fleet, true).await;
     notify::stopping("draining");
     let deadline = tokio::time::Instant::now() + timeout;
     let count = || {

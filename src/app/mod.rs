@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::http::HttpState;
 use crate::metrics::Metrics;
 use crate::runtime::Node;
@@ -71,7 +72,15 @@ pub async fn run(
     checks::startup(&settings)?;
     let metrics = Arc::new(Metrics::new());
     let node = Arc::new(Node::start(&settings, metrics)?);
-    let http = HttpState::new(node.clone(), &settings);
+    let fleet = settings
+        .cluster
+        .clone()
+        .map(|c| Fleet::start(node.clone(), c));
+    let http = HttpState::with_fleet(
+        node.clone(),
+        &settings,
+        fleet.as_ref().map(|f| f.registry.clone()),
+    );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = start_http(&settings.config, &http, http_stopped).await?;
     let mut term = signal(SignalKind::terminate())?;
@@ -87,8 +96,8 @@ pub async fn run(
             _ = term.recv() => break true,
             // Ctrl-C: a person at a terminal wants it stopped now.
             _ = int.recv() => break false,
-            _ = usr1.recv() => drain::on_signal(&node, true).await,
-            _ = usr2.recv() => drain::on_signal(&node, false).await,
+            _ = usr1.recv() => drain::on_signal(&node, fleet.as_ref(), true).await,
+            _ = usr2.recv() => drain::on_signal(&node, fleet.as_ref(), false).await,
             _ = hup.recv() => {
                 if let Some(new) = reload::apply(&reload, &node, &http, &settings) {
                     settings = new;
@@ -98,11 +107,14 @@ pub async fn run(
     };
     if drain {
         let timeout = settings.config.server.drain_timeout;
-        drain::then_stop(&node, timeout, &mut term, &mut int).await;
+        drain::then_stop(&node, fleet.as_ref(), timeout, &mut term, &mut int).await;
     } else {
         notify::stopping("stopping");
     }
     tracing::info!("shutting down");
+    if let Some(f) = fleet {
+        f.leave().await;
+    }
     let _ = stop_http.send(());
     if let Some(t) = http_task {
         let _ = t.await;

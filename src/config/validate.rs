@@ -16,6 +16,9 @@ impl Config {
         self.http.validate()?;
         validate_log_level(&self.log.level)?;
         self.validate_listeners()?;
+        if let Some(c) = &self.cluster {
+            c.validate()?;
+        }
         self.validate_alternates()
     }
 

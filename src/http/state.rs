@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::reports;
+use crate::fleet::registry::Registry;
 use crate::runtime::Node;
 use crate::settings::Settings;
 
@@ -31,15 +32,36 @@ pub struct HttpState {
     pub(super) api: RwLock<Api>,
     /// Browser reports' rate limits live across reloads.
     pub(super) reports: reports::Reports,
+    /// The fleet registry (`[cluster]`): GET /api/v1/nodes and load-aware credentials.
+    pub(super) fleet: Option<Arc<Registry>>,
 }
 
 impl HttpState {
     pub fn new(node: Arc<Node>, settings: &Settings) -> Arc<HttpState> {
+        Self::with_fleet(node, settings, None)
+    }
+
+    /// `new`, reading the fleet registry when `[cluster]` is on.
+    pub fn with_fleet(
+        node: Arc<Node>,
+        settings: &Settings,
+        fleet: Option<Arc<Registry>>,
+    ) -> Arc<HttpState> {
         Arc::new(HttpState {
             node,
             api: RwLock::new(Self::api_from(settings)),
             reports: reports::Reports::default(),
+            fleet,
         })
+    }
+
+    /// The URIs a credential carries: the fleet's best nodes for a caller in `region`
+    /// when `[cluster]` is on (own URIs when none qualifies), else `own` (the configured ones).
+    pub(super) fn credential_uris(&self, region: Option<&str>, own: &[String]) -> Vec<String> {
+        match &self.fleet {
+            Some(r) => r.credential_uris(region, crate::runtime::clock::unix_ms()),
+            None => own.to_vec(),
+        }
     }
 
     pub(super) fn api(&self) -> std::sync::RwLockReadGuard<'_, Api> {

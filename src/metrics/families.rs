@@ -144,3 +144,13 @@ pub(super) const BUILD_INFO: Family = Family {
     help: &["Always 1; labels carry the build."],
     labels: &["version"],
 };
+pub(super) const CLUSTER_UP: Family = Family {
+    name: "turnpike_cluster_up",
+    help: &["1 when the last heartbeat reached the fleet's Redis, else 0 (with [cluster] only)."],
+    labels: &[],
+};
+pub(super) const CLUSTER_NODES: Family = Family {
+    name: "turnpike_cluster_nodes",
+    help: &["Nodes in this node's view of the fleet registry, heard from within cluster.ttl."],
+    labels: &[],
+};

@@ -14,6 +14,13 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Milliseconds since the Unix epoch (the fleet registry's heartbeats).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Both clocks, read together: the one value the shell passes into the core.
 pub fn time() -> crate::relay::Time {
     crate::relay::Time {

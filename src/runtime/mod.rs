@@ -46,6 +46,25 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Set by `drain`: /readyz says 503 and new Allocates go elsewhere.
     draining: AtomicBool,
+    /// ALTERNATE-SERVER candidates: `server.alternate` and the fleet registry's.
+    alternates: Mutex<Alternates>,
+}
+
+/// The static alternates and the fleet registry's; the registry's win while it has any.
+#[derive(Default)]
+struct Alternates {
+    configured: Vec<SocketAddr>,
+    fleet: Vec<SocketAddr>,
+}
+
+impl Alternates {
+    fn in_force(&self) -> Vec<SocketAddr> {
+        if self.fleet.is_empty() {
+            self.configured.clone()
+        } else {
+            self.fleet.clone()
+        }
+    }
 }
 
 /// What every shard shares: quotas, bandwidth and connection counts, and the nonce key.
@@ -183,6 +202,10 @@ impl Node {
             nonce_key,
             metrics: metrics.clone(),
             draining: AtomicBool::new(false),
+            alternates: Mutex::new(Alternates {
+                configured: cfg.server.alternate.clone(),
+                fleet: Vec::new(),
+            }),
         };
         for (i, ports) in s.port_slices.iter().cloned().enumerate() {
             let core = shard_core(s, &shared, ports);
@@ -224,7 +247,21 @@ impl Node {
         if let Some(tls) = &s.tls {
             self.send_all(|| Control::Tls(tls.clone()));
         }
-        self.send_all(|| Control::Alternates(s.config.server.alternate.clone()));
+        let mut alts = self.alternates.lock().unwrap_or_else(|e| e.into_inner());
+        alts.configured = s.config.server.alternate.clone();
+        let now = alts.in_force();
+        drop(alts);
+        self.send_all(|| Control::Alternates(now.clone()));
+    }
+
+    /// The fleet registry's alternates (other live nodes with room), ahead of
+    /// `server.alternate` while there are any. Does not wait for the shards.
+    pub fn set_fleet_alternates(&self, fleet: Vec<SocketAddr>) {
+        let mut alts = self.alternates.lock().unwrap_or_else(|e| e.into_inner());
+        alts.fleet = fleet;
+        let now = alts.in_force();
+        drop(alts);
+        self.send_all(|| Control::Alternates(now.clone()));
     }
 
     /// Starts (or ends) draining: /readyz turns 503 at once and new Allocates are refused

@@ -5,6 +5,7 @@
 //! (startup checks, drain timeout).
 
 pub mod addresses;
+pub mod cluster;
 pub mod secrets;
 pub mod tls;
 
@@ -41,6 +42,8 @@ pub struct Settings {
     pub secret_generated: bool,
     /// The certificate for TLS listeners, if there are any.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `[cluster]` as this node runs it; None for a single node.
+    pub cluster: Option<cluster::ClusterSettings>,
 }
 
 impl Settings {
@@ -48,12 +51,14 @@ impl Settings {
     pub fn new(config: Config) -> anyhow::Result<Settings> {
         let (relay_v4, relay_v6) = addresses::relay_families(&config);
         let (secrets, secret_generated) = secrets::in_force(&config, None);
+        let uris = addresses::uris(&config, relay_v4.advertised);
         Ok(Settings {
+            cluster: cluster::from_config(&config, &uris),
             port_slices: port_slices(&config),
             own: addresses::own_addresses(&config, [Some(relay_v4), relay_v6]),
             bytes_per_sec_per_allocation: bytes_per_sec(config.relay.max_bps_per_allocation),
             bytes_per_sec_per_user: bytes_per_sec(config.relay.max_bps_per_user),
-            uris: addresses::uris(&config, relay_v4.advertised),
+            uris,
             tls: tls::for_listeners(&config)?,
             relay_v4,
             relay_v6,
@@ -70,14 +75,17 @@ impl Settings {
     /// a reload is all or nothing.
     pub fn reload(&self, config: Config) -> anyhow::Result<Settings> {
         let (secrets, _) = secrets::in_force(&config, Some(&self.secrets));
+        let uris = addresses::uris(&config, addresses::advertised_ipv4(&config));
         Ok(Settings {
+            // The registry task runs with the cluster settings it started with.
+            cluster: self.cluster.clone(),
             port_slices: self.port_slices.clone(),
             relay_v4: self.relay_v4,
             relay_v6: self.relay_v6,
             own: self.own.clone(),
             bytes_per_sec_per_allocation: self.bytes_per_sec_per_allocation,
             bytes_per_sec_per_user: self.bytes_per_sec_per_user,
-            uris: addresses::uris(&config, addresses::advertised_ipv4(&config)),
+            uris,
             tls: tls::for_listeners(&config)?,
             secrets,
             secret_generated: false,

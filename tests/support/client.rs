@@ -102,3 +102,38 @@ impl RawClient {
         )
     }
 }
+
+/// Permission for `peer`, then one Send indication that must come back as a Data
+/// indication (the echo peer answers).
+pub fn relays(c: &mut RawClient, peer: SocketAddr) -> bool {
+    let r = c.exchange(
+        METHOD_CREATE_PERMISSION,
+        vec![Box::new(turn::proto::peeraddr::PeerAddress {
+            ip: peer.ip(),
+            port: peer.port(),
+        })],
+        true,
+    );
+    if error_code(&r).is_some() {
+        return false;
+    }
+    let mut m = Message::new();
+    m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
+    m.new_transaction_id().unwrap();
+    m.write_header();
+    turn::proto::peeraddr::PeerAddress {
+        ip: peer.ip(),
+        port: peer.port(),
+    }
+    .add_to(&mut m)
+    .unwrap();
+    turn::proto::data::Data(b"drain-probe".to_vec())
+        .add_to(&mut m)
+        .unwrap();
+    c.sock.send_to(&m.raw, c.server).unwrap();
+    let mut buf = [0u8; 1500];
+    match c.sock.recv_from(&mut buf) {
+        Ok((n, _)) => buf[..n].windows(11).any(|w| w == b"drain-probe"),
+        Err(_) => false,
+    }
+}

@@ -69,6 +69,16 @@ impl Lines {
         lines
     }
 
+    /// How many lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// The first line containing `needle`, waiting up to `within` for it.
     #[track_caller]
     pub fn wait_for(&self, needle: &str, within: Duration) -> String {

@@ -1,0 +1,94 @@
+//! Fleet state in Redis (`[cluster]`): an adapter beside the shell, never on the relay
+//! path. A tokio task (`task`) writes this node's record every heartbeat and reads every
+//! node's into an in-memory `Registry`; HTTP reads the registry (GET /api/v1/nodes,
+//! load-aware credentials) and the task pushes ALTERNATE-SERVER candidates to the shards'
+//! cores through their control queues. Nothing waits on Redis except that task, and each
+//! of its waits is bounded by min(heartbeat, 1 s).
+//!
+//! Read top-down: `Fleet` here; `record` (what a node writes), `select` (which nodes new
+//! clients go to), `registry` (the in-memory view), `store` (the keys in Redis, the only
+//! code that talks to it), `load` (this node's record from its snapshots), `task`.
+//!
+//! Later slices (fleet-wide quotas, revocations, the fleet sessions view) fit the same
+//! shape: keys of their own in `store`, state in the registry or beside it, and the
+//! cores asked through control messages, answered later, never with a blocking call.
+
+pub mod load;
+pub mod record;
+pub mod registry;
+pub mod select;
+pub mod store;
+mod task;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::Node;
+use crate::settings::cluster::ClusterSettings;
+use registry::Registry;
+use task::Cmd;
+
+/// The running registry task and the view it keeps.
+pub struct Fleet {
+    pub registry: Arc<Registry>,
+    cmds: mpsc::UnboundedSender<Cmd>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Fleet {
+    /// Starts the heartbeat task for `node` (on the current tokio runtime).
+    pub fn start(node: Arc<Node>, settings: ClusterSettings) -> Fleet {
+        tracing::info!(
+            node = %settings.node_name,
+            region = %settings.region,
+            uris = ?settings.uris,
+            heartbeat_ms = settings.heartbeat.as_millis() as u64,
+            ttl_ms = settings.ttl.as_millis() as u64,
+            "cluster: joining the fleet registry"
+        );
+        let registry = Arc::new(Registry::new(settings));
+        let (cmds, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(task::run(node, registry.clone(), rx));
+        Fleet {
+            registry,
+            cmds,
+            task,
+        }
+    }
+
+    /// Writes the record now rather than at the next heartbeat (draining changed).
+    pub fn beat_now(&self) {
+        let _ = self.cmds.send(Cmd::Beat);
+    }
+
+    /// Deletes this node's record and stops the task (at most a few seconds).
+    pub async fn leave(self) {
+        let (done, wait) = oneshot::channel();
+        if self.cmds.send(Cmd::Leave(done)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+        }
+        self.task.abort();
+    }
+}
+
+/// The fleet's URIs for a credential, read once (the `turnpike credentials` command):
+/// Err when Redis does not answer within `limit`.
+pub async fn credential_uris_once(
+    settings: ClusterSettings,
+    region: Option<&str>,
+    limit: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let now = crate::runtime::clock::unix_ms();
+    let ttl = settings.ttl.as_millis() as u64;
+    let nodes = tokio::time::timeout(limit, async {
+        let mut conn = store::connect(&settings.redis_url, limit).await?;
+        store::read(&mut conn, now, ttl).await
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer from {} within {limit:?}", settings.redis_url))??;
+    let registry = Registry::new(settings);
+    registry.replace(nodes);
+    Ok(registry.credential_uris(region, now))
+}

@@ -1,0 +1,36 @@
+//! The admin gate: the bearer token of the sessions and nodes APIs, compared in
+//! constant time.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::state::HttpState;
+
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}
+
+/// The sessions API's gate: the refusal (404 when no admin token is configured, 401
+/// without the right one), or None to go on. Only `http.admin_token` opens it: the
+/// credentials token is made to be handed to browser apps (CORS), and must not list
+/// everyone's sessions or end them.
+pub(super) fn sessions_refusal(s: &HttpState, headers: &HeaderMap) -> Option<Response> {
+    let api = s.api();
+    let Some(token) = &api.admin_token else {
+        return Some(StatusCode::NOT_FOUND.into_response());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok = constant_time_eq(presented.as_bytes(), token.as_bytes());
+    (!ok).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response()
+    })
+}

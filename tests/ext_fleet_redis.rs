@@ -1,0 +1,328 @@
+//! A fleet of three turnpike processes on loopback sharing a real `redis-server`
+//! (Debian's, started here; the test is skipped with a note when it is not installed):
+//! the node registry (GET /api/v1/nodes), load- and region-aware credentials, dropout of
+//! a killed and of a draining node (latencies printed), ALTERNATE-SERVER from the
+//! registry, and a Redis outage and return.
+
+mod support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stun::attributes::ATTR_ALTERNATE_SERVER;
+use support::{
+    BIN, Lines, Proc, RawClient, Scratch, echo_peer, error_code, free_tcp_port, free_udp_port,
+    http_get, metric, relays, signal,
+};
+
+const SECRET: &str = "fleet-secret-1";
+const TOKEN: &str = "fleet-credentials-token";
+const ADMIN: &str = "fleet-admin-token-0123";
+const HEARTBEAT: Duration = Duration::from_millis(500);
+const TTL: Duration = Duration::from_secs(2);
+
+fn redis(port: u16) -> Proc {
+    let p = Proc::spawn(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null()),
+    );
+    wait_until("redis-server listening", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    p
+}
+
+struct Node {
+    name: &'static str,
+    proc: Proc,
+    lines: Lines,
+    udp: SocketAddr,
+    http: SocketAddr,
+    config: std::path::PathBuf,
+}
+
+impl Node {
+    fn uri(&self) -> String {
+        format!("turn:{}?transport=udp", self.udp)
+    }
+}
+
+fn start(dir: &Scratch, name: &'static str, region: &str, ports: &str, redis: u16) -> Node {
+    let (port, http_port) = (free_udp_port(), free_tcp_port());
+    let config = dir.file(
+        &format!("{name}.toml"),
+        &format!(
+            "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n\
+             alternate = [\"127.0.0.1:9\"]\n\
+             [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\nmax_allocations = 10\n\
+             [auth]\nsecrets = [\"{SECRET}\"]\n[peers]\nallow = [\"127.0.0.0/8\"]\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\ncredentials_token = \"{TOKEN}\"\n\
+             admin_token = \"{ADMIN}\"\n\
+             [cluster]\nredis_url = \"redis://127.0.0.1:{redis}\"\nnode_name = \"{name}\"\n\
+             region = \"{region}\"\nheartbeat = \"500ms\"\nttl = \"2s\"\ncredential_nodes = 3\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::collect(&mut child);
+    lines.wait_for("cluster: registered in Redis", Duration::from_secs(10));
+    Node {
+        name,
+        proc: Proc(child),
+        lines,
+        udp: format!("127.0.0.1:{port}").parse().unwrap(),
+        http: format!("127.0.0.1:{http_port}").parse().unwrap(),
+        config,
+    }
+}
+
+#[track_caller]
+fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+fn json(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let (status, _, body) = http_get(addr, "GET", path, headers);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The names in node `at`'s GET /api/v1/nodes.
+fn listed(at: &Node) -> Vec<String> {
+    let bearer = format!("Bearer {ADMIN}");
+    let v = json(at.http, "/api/v1/nodes", &[("Authorization", &bearer)]);
+    let mut names: Vec<String> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The URIs of a credential from node `at`'s API (`query` appended).
+fn credential_uris(at: &Node, query: &str) -> Vec<String> {
+    let bearer = format!("Bearer {TOKEN}");
+    let path = format!("/api/v1/credentials?user=alice{query}");
+    let v = json(at.http, &path, &[("Authorization", &bearer)]);
+    serde_json::from_value(v["uris"].clone()).unwrap()
+}
+
+fn cluster_up(at: &Node) -> f64 {
+    let (_, _, text) = http_get(at.http, "GET", "/metrics", &[]);
+    metric(&text, "turnpike_cluster_up")
+}
+
+fn client(at: &Node) -> RawClient {
+    let (u, p) = turnpike::auth::mint_credential(SECRET, "bob", 600, support::unix_now());
+    RawClient::new(at.udp, u, p)
+}
+
+/// Node `at`'s answer to an Allocate: unsigned first (a node may redirect before
+/// authentication), signed after a 401.
+fn redirect_from(at: &Node) -> stun::message::Message {
+    use stun::message::{Message, Setter};
+    let attrs: Vec<Box<dyn Setter>> = vec![Box::new(turn::proto::reqtrans::RequestedTransport {
+        protocol: turn::proto::PROTO_UDP,
+    })];
+    let m = support::build_request(stun::message::METHOD_ALLOCATE, &attrs, None);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock.send_to(&m.raw, at.udp).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).unwrap();
+    let mut r = Message::new();
+    r.raw = buf[..n].to_vec();
+    r.decode().unwrap();
+    if error_code(&r) == Some(401) {
+        return client(at).allocate();
+    }
+    r
+}
+
+fn alternate(r: &stun::message::Message) -> SocketAddr {
+    let mut alt = stun::addr::MappedAddress::default();
+    alt.get_from_as(r, ATTR_ALTERNATE_SERVER).unwrap();
+    SocketAddr::new(alt.ip, alt.port)
+}
+
+fn have_redis() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+    }
+    found
+}
+
+/// Every node lists the fleet; credentials follow load, then region.
+fn registry_and_credentials(a: &Node, b: &Node, c: &Node) -> (RawClient, RawClient) {
+    let all = vec!["a".to_string(), "b".into(), "c".into()];
+    // Every node started (and registered) above: two heartbeats later A sees them all.
+    let took = wait_until(
+        "A lists all three nodes",
+        2 * HEARTBEAT + Duration::from_millis(300),
+        || listed(a) == all,
+    );
+    println!("A lists all three nodes {took:?} after the last one registered");
+    let bearer = format!("Bearer {ADMIN}");
+    let v = json(a.http, "/api/v1/nodes", &[("Authorization", &bearer)]);
+    for n in v["nodes"].as_array().unwrap() {
+        for key in [
+            "allocations",
+            "relay_ports_in_use",
+            "relay_ports_total",
+            "bits_per_second",
+        ] {
+            assert!(n[key].is_u64(), "{key} in {n}");
+        }
+        assert_eq!(n["draining"], false, "{n}");
+        assert!(
+            n["last_heartbeat_age_ms"].as_u64().unwrap() <= 2 * 500,
+            "{n}"
+        );
+    }
+    // Equal load: by name. One allocation on A makes B the least loaded, one on B then C.
+    assert_eq!(credential_uris(a, "")[0], a.uri());
+    let mut on_a = client(a);
+    assert_eq!(error_code(&on_a.allocate()), None);
+    wait_until("B least loaded", 3 * HEARTBEAT, || {
+        credential_uris(a, "")[0] == b.uri()
+    });
+    let mut on_b = client(b);
+    assert_eq!(error_code(&on_b.allocate()), None);
+    wait_until("C least loaded", 3 * HEARTBEAT, || {
+        credential_uris(a, "")[0] == c.uri()
+    });
+    // The caller's region first, by query parameter or by header.
+    assert_eq!(credential_uris(a, "&region=eu")[0], a.uri());
+    let bearer = format!("Bearer {TOKEN}");
+    let h = [
+        ("Authorization", bearer.as_str()),
+        ("X-Turnpike-Region", "eu"),
+    ];
+    let v = json(a.http, "/api/v1/credentials?user=alice", &h);
+    assert_eq!(v["iceServers"][0]["urls"][0], a.uri());
+    (on_a, on_b)
+}
+
+/// SIGUSR1 on B: it leaves A's credentials at once and answers 300 naming a node from
+/// the registry; SIGKILL on C: it leaves /nodes and the credentials within the TTL.
+fn dropouts(a: &Node, b: &Node, c: &Node) {
+    signal(&b.proc.0, libc::SIGUSR1);
+    let t = Instant::now();
+    wait_until("drained B out of the credentials", TTL, || {
+        !credential_uris(a, "").contains(&b.uri())
+    });
+    println!("dropout after drain (SIGUSR1): {:?}", t.elapsed());
+    let r = redirect_from(b);
+    assert_eq!(error_code(&r), Some(300));
+    let alt = alternate(&r);
+    assert!(
+        alt == a.udp || alt == c.udp,
+        "ALTERNATE-SERVER {alt} is not a live node"
+    );
+    signal(&c.proc.0, libc::SIGKILL);
+    let t = Instant::now();
+    wait_until("killed C out of /nodes", TTL + 2 * HEARTBEAT, || {
+        !listed(a).contains(&c.name.to_string())
+    });
+    println!(
+        "dropout after SIGKILL: {:?} (ttl {TTL:?}, heartbeat {HEARTBEAT:?})",
+        t.elapsed()
+    );
+    assert!(!credential_uris(a, "").contains(&c.uri()));
+}
+
+/// `turnpike credentials` with A's config: the fleet's URIs, or A's own (with a note on
+/// stderr) when Redis does not answer.
+fn cli_uris(a: &Node) -> (Vec<String>, String) {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&a.config)
+        .args(["credentials", "--user", "carol"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uris = serde_json::from_value(v["uris"].clone()).unwrap();
+    (uris, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Redis killed: relaying goes on, cluster_up turns 0, credentials fall back to A's own
+/// URIs. Redis back on the same port: A and B re-register within two heartbeats.
+fn outage(a: &Node, b: &Node, on_a: &mut RawClient, redis_port: u16, redis_proc: Proc) {
+    signal(&b.proc.0, libc::SIGUSR2);
+    wait_until("B back in the credentials", TTL, || {
+        credential_uris(a, "").contains(&b.uri())
+    });
+    let (uris, _) = cli_uris(a);
+    assert!(uris.contains(&b.uri()), "{uris:?}");
+    drop(redis_proc);
+    let peer = echo_peer();
+    assert!(relays(on_a, peer), "relaying stopped with Redis gone");
+    wait_until("cluster_up 0", 3 * HEARTBEAT, || cluster_up(a) == 0.0);
+    let t = Instant::now();
+    wait_until(
+        "credentials fall back to A's own",
+        TTL + 2 * HEARTBEAT,
+        || credential_uris(a, "") == vec![a.uri()],
+    );
+    println!(
+        "credentials on A fell back to its own URIs {:?} after cluster_up 0",
+        t.elapsed()
+    );
+    assert!(relays(on_a, peer), "relaying stopped with Redis gone");
+    a.lines
+        .wait_for("cluster: Redis unreachable", Duration::from_secs(1));
+    let (uris, err) = cli_uris(a);
+    assert_eq!(uris, vec![a.uri()]);
+    assert!(err.contains("Redis unreachable"), "{err}");
+    let _redis = redis(redis_port);
+    let t = Instant::now();
+    wait_until(
+        "A and B re-registered",
+        2 * HEARTBEAT + Duration::from_millis(1500),
+        || listed(a) == ["a", "b"] && cluster_up(a) == 1.0,
+    );
+    println!("re-registered {:?} after Redis came back", t.elapsed());
+    a.lines
+        .wait_for("cluster: Redis reachable again", Duration::from_secs(1));
+    assert_eq!(
+        a.lines.count("cluster: Redis unreachable"),
+        1,
+        "one warn line per outage"
+    );
+}
+
+#[test]
+fn three_nodes_share_a_registry_in_redis_and_survive_its_outage() {
+    if !have_redis() {
+        return;
+    }
+    let dir = Scratch::new(&format!("fleet-{}", free_udp_port()));
+    let redis_port = free_tcp_port();
+    let redis_proc = redis(redis_port);
+    let a = start(&dir, "a", "eu", "41000-41049", redis_port);
+    let b = start(&dir, "b", "us", "41050-41099", redis_port);
+    let c = start(&dir, "c", "us", "41100-41149", redis_port);
+    let (mut on_a, _on_b) = registry_and_credentials(&a, &b, &c);
+    dropouts(&a, &b, &c);
+    outage(&a, &b, &mut on_a, redis_port, redis_proc);
+}
