@@ -22,6 +22,8 @@ crate::label_table::label_table! {
         StaleNonce = "stale_nonce",
         /// A REST credential whose expiry lies further ahead than `auth.max_credential_ttl`.
         TtlTooLong = "ttl_too_long",
+        /// Its user id or username is revoked (`[cluster]` revocations).
+        Revoked = "revoked",
     }
 }
 

@@ -37,6 +37,11 @@ impl Core {
         self.admission.draining = draining;
     }
 
+    /// The fleet's revocations in force (`[cluster]`), checked in authentication.
+    pub fn set_revocations(&mut self, revoked: std::sync::Arc<super::revocation::Revocations>) {
+        self.admission.revoked = revoked;
+    }
+
     pub fn is_draining(&self) -> bool {
         self.admission.draining
     }

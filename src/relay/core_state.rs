@@ -151,4 +151,6 @@ impl Core {
 pub struct Admission {
     pub(super) draining: bool,
     pub(super) alternates: Vec<SocketAddr>,
+    /// Users refused at Allocate and past their credential's expiry (`revocation`).
+    pub(super) revoked: std::sync::Arc<super::revocation::Revocations>,
 }

@@ -43,6 +43,7 @@ pub mod ports;
 pub mod quota;
 pub mod rate_limit;
 mod requests;
+pub mod revocation;
 pub mod stats;
 mod time;
 

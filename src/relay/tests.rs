@@ -34,4 +34,5 @@ mod lifecycle;
 mod limits;
 mod permission;
 mod refresh;
+mod revocation;
 mod timers;

@@ -264,6 +264,11 @@ impl Node {
         self.send_all(|| Control::Alternates(now.clone()));
     }
 
+    /// The fleet's revocations (`[cluster]`), to every shard. Does not wait for them.
+    pub fn set_revocations(&self, r: Arc<crate::relay::revocation::Revocations>) {
+        self.send_all(|| Control::Revocations(r.clone()));
+    }
+
     /// Starts (or ends) draining: /readyz turns 503 at once and new Allocates are refused
     /// or redirected, while existing allocations keep relaying and refreshing.
     /// Returns once every running shard has applied it (bounded wait).

@@ -63,9 +63,15 @@ impl Core {
             self.auth_failure(client, req, unix, e);
             return None;
         };
-        if cred.expiry.is_some_and(|e| e < unix)
-            && !self.may_outlive_credential(now, req, client, &username)
+        let expired = cred.expiry.is_some_and(|e| e < unix);
+        // A revoked user makes nothing new, and cannot lean on the lenient expiry path.
+        if (expired || req.method == METHOD_ALLOCATE)
+            && self.admission.revoked.revokes(&username, unix)
         {
+            self.auth_failure(client, req, unix, AuthError::Revoked);
+            return None;
+        }
+        if expired && !self.may_outlive_credential(now, req, client, &username) {
             self.auth_failure(client, req, unix, AuthError::Expired);
             return None;
         }

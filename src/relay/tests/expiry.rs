@@ -5,7 +5,7 @@ use super::*;
 use crate::auth::ExpiryPolicy;
 
 /// A core whose nonces last 60 s, with the given expiry policy.
-fn harness_with_policy(policy: ExpiryPolicy) -> Harness {
+pub(super) fn harness_with_policy(policy: ExpiryPolicy) -> Harness {
     let mut cfg = config();
     cfg.auth =
         Authenticator::new(REALM, vec![SECRET.into()], &[], [9; 32], 60).with_expiry_policy(policy);
@@ -13,7 +13,7 @@ fn harness_with_policy(policy: ExpiryPolicy) -> Harness {
 }
 
 /// A REST credential for `user` that expires `secs` from the harness's now.
-fn expiring(h: &Harness, user: &str, secs: u64) -> Creds {
+pub(super) fn expiring(h: &Harness, user: &str, secs: u64) -> Creds {
     let username = format!("{}:{user}", h.unix + secs);
     Creds {
         password: rest_password(SECRET, &username),
@@ -21,11 +21,11 @@ fn expiring(h: &Harness, user: &str, secs: u64) -> Creds {
     }
 }
 
-fn lifetime_attr(secs: u64) -> Vec<Box<dyn Setter>> {
+pub(super) fn lifetime_attr(secs: u64) -> Vec<Box<dyn Setter>> {
     vec![Box::new(Lifetime(Duration::from_secs(secs)))]
 }
 
-fn peer_attrs(p: SocketAddr) -> Vec<Box<dyn Setter>> {
+pub(super) fn peer_attrs(p: SocketAddr) -> Vec<Box<dyn Setter>> {
     vec![Box::new(PeerAddress {
         ip: p.ip(),
         port: p.port(),

@@ -60,6 +60,8 @@ pub enum Control {
     Draining(bool),
     /// Nodes for ALTERNATE-SERVER (reload).
     Alternates(Vec<SocketAddr>),
+    /// The fleet's revocations in force (`[cluster]`).
+    Revocations(Arc<crate::relay::revocation::Revocations>),
     /// Describe the live allocations (sessions API).
     Sessions(Sender<Vec<SessionInfo>>),
     /// End every allocation of this user id and say how many (sessions API).
@@ -262,6 +264,7 @@ impl Shard {
                 Ok(Control::Tls(cfg)) => self.streams.tls = Some(cfg),
                 Ok(Control::Draining(on)) => self.core.set_draining(on),
                 Ok(Control::Alternates(a)) => self.core.set_alternates(a),
+                Ok(Control::Revocations(r)) => self.core.set_revocations(r),
                 Ok(Control::Publish) => self.status.publish(
                     &self.core,
                     now,
