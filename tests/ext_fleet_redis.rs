@@ -6,99 +6,20 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use support::{
-    BIN, Lines, Proc, RawClient, Scratch, echo_peer, error_code, free_tcp_port, free_udp_port,
-    http_get, metric, relays, signal,
+    BIN, FLEET_ADMIN, FLEET_TOKEN, FleetNode, HEARTBEAT, Proc, RawClient, Scratch, TTL, echo_peer,
+    error_code, free_tcp_port, free_udp_port, have_redis, http_get, json, metric, redis, relays,
+    signal, wait_until,
 };
 
-const SECRET: &str = "fleet-secret-1";
-const TOKEN: &str = "fleet-credentials-token";
-const ADMIN: &str = "fleet-admin-token-0123";
-const HEARTBEAT: Duration = Duration::from_millis(500);
-const TTL: Duration = Duration::from_secs(2);
-
-fn redis(port: u16) -> Proc {
-    let p = Proc::spawn(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null()),
-    );
-    wait_until("redis-server listening", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    p
-}
-
-struct Node {
-    name: &'static str,
-    proc: Proc,
-    lines: Lines,
-    udp: SocketAddr,
-    http: SocketAddr,
-    config: std::path::PathBuf,
-}
-
-impl Node {
-    fn uri(&self) -> String {
-        format!("turn:{}?transport=udp", self.udp)
-    }
-}
-
-fn start(dir: &Scratch, name: &'static str, region: &str, ports: &str, redis: u16) -> Node {
-    let (port, http_port) = (free_udp_port(), free_tcp_port());
-    let config = dir.file(
-        &format!("{name}.toml"),
-        &format!(
-            "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n\
-             alternate = [\"127.0.0.1:9\"]\n\
-             [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\nmax_allocations = 10\n\
-             [auth]\nsecrets = [\"{SECRET}\"]\n[peers]\nallow = [\"127.0.0.0/8\"]\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\ncredentials_token = \"{TOKEN}\"\n\
-             admin_token = \"{ADMIN}\"\n\
-             [cluster]\nredis_url = \"redis://127.0.0.1:{redis}\"\nnode_name = \"{name}\"\n\
-             region = \"{region}\"\nheartbeat = \"500ms\"\nttl = \"2s\"\ncredential_nodes = 3\n"
-        ),
-    );
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::collect(&mut child);
-    lines.wait_for("cluster: registered in Redis", Duration::from_secs(10));
-    Node {
-        name,
-        proc: Proc(child),
-        lines,
-        udp: format!("127.0.0.1:{port}").parse().unwrap(),
-        http: format!("127.0.0.1:{http_port}").parse().unwrap(),
-        config,
-    }
-}
-
-#[track_caller]
-fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !ok() {
-        assert!(t.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
-}
-
-fn json(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
-    let (status, _, body) = http_get(addr, "GET", path, headers);
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
+type Node = FleetNode;
+const TOKEN: &str = FLEET_TOKEN;
+const ADMIN: &str = FLEET_ADMIN;
 
 /// The names in node `at`'s GET /api/v1/nodes.
 fn listed(at: &Node) -> Vec<String> {
@@ -128,8 +49,7 @@ fn cluster_up(at: &Node) -> f64 {
 }
 
 fn client(at: &Node) -> RawClient {
-    let (u, p) = turnpike::auth::mint_credential(SECRET, "bob", 600, support::unix_now());
-    RawClient::new(at.udp, u, p)
+    at.client("bob")
 }
 
 /// Node `at`'s answer to an Allocate: unsigned first (a node may redirect before
@@ -158,17 +78,6 @@ fn alternate(r: &stun::message::Message) -> SocketAddr {
     let mut alt = stun::addr::MappedAddress::default();
     alt.get_from_as(r, ATTR_ALTERNATE_SERVER).unwrap();
     SocketAddr::new(alt.ip, alt.port)
-}
-
-fn have_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-    }
-    found
 }
 
 /// Every node lists the fleet; credentials follow load, then region.
@@ -319,9 +228,9 @@ fn three_nodes_share_a_registry_in_redis_and_survive_its_outage() {
     let dir = Scratch::new(&format!("fleet-{}", free_udp_port()));
     let redis_port = free_tcp_port();
     let redis_proc = redis(redis_port);
-    let a = start(&dir, "a", "eu", "41000-41049", redis_port);
-    let b = start(&dir, "b", "us", "41050-41099", redis_port);
-    let c = start(&dir, "c", "us", "41100-41149", redis_port);
+    let a = Node::start(&dir, "a", "eu", "41000-41049", redis_port);
+    let b = Node::start(&dir, "b", "us", "41050-41099", redis_port);
+    let c = Node::start(&dir, "c", "us", "41100-41149", redis_port);
     let (mut on_a, _on_b) = registry_and_credentials(&a, &b, &c);
     dropouts(&a, &b, &c);
     outage(&a, &b, &mut on_a, redis_port, redis_proc);

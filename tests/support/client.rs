@@ -117,6 +117,12 @@ pub fn relays(c: &mut RawClient, peer: SocketAddr) -> bool {
     if error_code(&r).is_some() {
         return false;
     }
+    sends_through(c, peer)
+}
+
+/// One Send indication to `peer` (permission already there) that must come back as a
+/// Data indication (the echo peer answers).
+pub fn sends_through(c: &mut RawClient, peer: SocketAddr) -> bool {
     let mut m = Message::new();
     m.set_type(MessageType::new(METHOD_SEND, CLASS_INDICATION));
     m.new_transaction_id().unwrap();

@@ -1,11 +1,13 @@
 //! Shared by the integration tests, once: the turnpike binary as a child process
 //! (`process`), scratch directories, free ports, turnpike in this process (`inproc`), a raw
 //! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
-//! TCP/TLS with a test certificate (`stream`). Wire builders come from the crate's test kit
+//! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a
+//! redis-server (`fleet`). Wire builders come from the crate's test kit
 //! (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod fleet;
 mod http;
 mod inproc;
 mod ports;
@@ -14,6 +16,7 @@ mod scratch;
 mod stream;
 
 pub use client::*;
+pub use fleet::*;
 pub use http::*;
 pub use inproc::*;
 pub use ports::*;
