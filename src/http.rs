@@ -1,6 +1,7 @@
 //! The operator/backend HTTP endpoint: /metrics, /healthz, /readyz, the TURN REST API
 //! credential issuer GET /api/v1/credentials (bearer token, CORS for browser apps), the
-//! sessions API (/api/v1/sessions) and the self-test page (/selftest).
+//! sessions API (/api/v1/sessions), the fleet's revocations (/api/v1/revocations) and
+//! the self-test page (/selftest).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +19,11 @@ mod client;
 mod cors;
 mod nodes;
 pub mod reports;
+mod revocations;
+mod sessions;
 mod state;
 
-use admin::{constant_time_eq, sessions_refusal};
+use admin::constant_time_eq;
 use cors::{cors_origin, preflight_answer, with_cors};
 pub use state::HttpState;
 
@@ -46,7 +49,16 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/credentials", get(credentials).options(preflight))
-        .route("/api/v1/sessions", get(list_sessions).delete(end_sessions))
+        .route(
+            "/api/v1/sessions",
+            get(sessions::list).delete(sessions::end),
+        )
+        .route(
+            "/api/v1/revocations",
+            get(revocations::list)
+                .post(revocations::revoke)
+                .delete(revocations::lift),
+        )
         .route("/api/v1/nodes", get(nodes::list))
         .route("/selftest", get(selftest))
         .route("/client/turnpike.js", get(client::module))
@@ -163,60 +175,6 @@ async fn selftest(State(s): State<Arc<HttpState>>) -> Response {
             (header::CACHE_CONTROL, "no-store"),
         ],
         SELFTEST_PAGE,
-    )
-        .into_response()
-}
-
-async fn list_sessions(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Some(r) = sessions_refusal(&s, &headers) {
-        return r;
-    }
-    let node = s.node.clone();
-    // Waits (bounded) for every shard's answer: off the runtime.
-    let sessions = tokio::task::spawn_blocking(move || node.sessions())
-        .await
-        .unwrap_or_default();
-    let body = json!({ "sessions": sessions });
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        format!("{body:#}"),
-    )
-        .into_response()
-}
-
-#[derive(Deserialize)]
-struct EndQuery {
-    user: Option<String>,
-}
-
-async fn end_sessions(
-    State(s): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    Query(q): Query<EndQuery>,
-) -> Response {
-    if let Some(r) = sessions_refusal(&s, &headers) {
-        return r;
-    }
-    let user = q.user.unwrap_or_default();
-    if user.is_empty() || user.len() > 128 {
-        return (
-            StatusCode::BAD_REQUEST,
-            "user: the user id to end, 1 to 128 bytes\n",
-        )
-            .into_response();
-    }
-    let node = s.node.clone();
-    let u = user.clone();
-    let ended = tokio::task::spawn_blocking(move || node.end_sessions(&u))
-        .await
-        .unwrap_or(0);
-    tracing::info!(user = %user, ended, "sessions ended through the API");
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("{}", json!({ "user": user, "ended": ended })),
     )
         .into_response()
 }

@@ -79,7 +79,7 @@ pub async fn run(
     let http = HttpState::with_fleet(
         node.clone(),
         &settings,
-        fleet.as_ref().map(|f| f.registry.clone()),
+        fleet.as_ref().map(|f| f.admin.clone()),
     );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = start_http(&settings.config, &http, http_stopped).await?;

@@ -13,6 +13,8 @@
 //! shape: keys of their own in `store`, state in the registry or beside it, and the
 //! cores asked through control messages, answered later, never with a blocking call.
 
+pub mod admin;
+pub mod bus;
 pub mod load;
 pub mod record;
 pub mod registry;
@@ -33,8 +35,12 @@ use task::Cmd;
 /// The running registry task and the view it keeps.
 pub struct Fleet {
     pub registry: Arc<Registry>,
+    /// What the HTTP API asks of the fleet.
+    pub admin: Arc<admin::FleetAdmin>,
     cmds: mpsc::UnboundedSender<Cmd>,
     task: tokio::task::JoinHandle<()>,
+    /// The fleet commands subscription (`bus`).
+    listener: tokio::task::JoinHandle<()>,
 }
 
 impl Fleet {
@@ -50,11 +56,14 @@ impl Fleet {
         );
         let registry = Arc::new(Registry::new(settings));
         let (cmds, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(task::run(node, registry.clone(), rx));
+        let task = tokio::spawn(task::run(node.clone(), registry.clone(), rx));
+        let listener = tokio::spawn(bus::listen(node.clone(), registry.clone()));
         Fleet {
+            admin: Arc::new(admin::FleetAdmin::new(registry.clone(), node)),
             registry,
             cmds,
             task,
+            listener,
         }
     }
 
@@ -70,6 +79,7 @@ impl Fleet {
             let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
         }
         self.task.abort();
+        self.listener.abort();
     }
 }
 

@@ -5,11 +5,18 @@
 //! - `turnpike:nodes`: a sorted set of node names scored by their last heartbeat (Unix
 //!   ms); readers take the names heard from within the TTL and MGET their records.
 //!   Names older than three TTLs are pruned by whoever writes next.
+//! - `turnpike:sessions:<name>`: the node's live allocations (a JSON array, at most
+//!   `MAX_SESSIONS`), written with its record and the same `PX ttl`.
+//! - `turnpike:revocations`: a sorted set of `user:<id>` / `username:<name>` scored by
+//!   the revocation's `until` (Unix seconds): readers take the scores above now, and every
+//!   heartbeat prunes those at or below it, so a revocation disappears when it expires.
+//! - `turnpike:commands`: the pub/sub channel of fleet commands (`bus`).
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use super::record::NodeRecord;
+use crate::relay::revocation::{Revocation, Subject};
 
 pub const PREFIX: &str = "turnpike:";
 
@@ -21,18 +28,50 @@ fn names_key() -> String {
     format!("{PREFIX}nodes")
 }
 
-/// Writes `record` (expiring after `ttl_ms`) and reads every node heard from within it.
+fn sessions_key(name: &str) -> String {
+    format!("{PREFIX}sessions:{name}")
+}
+
+fn revocations_key() -> String {
+    format!("{PREFIX}revocations")
+}
+
+/// The pub/sub channel of fleet commands.
+pub fn commands_channel() -> String {
+    format!("{PREFIX}commands")
+}
+
+/// The most allocations one node lists under `turnpike:sessions:<name>`.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// What one heartbeat reads back: the live nodes and the revocations in force.
+pub struct Fleetwide {
+    pub nodes: Vec<NodeRecord>,
+    pub revocations: Vec<Revocation>,
+}
+
+/// Writes `record` and `sessions` (a JSON array), both expiring after `ttl_ms`, prunes
+/// expired revocations, and reads every node heard from within the TTL and every
+/// revocation in force.
 pub async fn heartbeat(
     conn: &mut ConnectionManager,
     record: &NodeRecord,
+    sessions: &str,
     ttl_ms: u64,
-) -> redis::RedisResult<Vec<NodeRecord>> {
+) -> redis::RedisResult<Fleetwide> {
     let json = serde_json::to_string(record).unwrap_or_default();
     let now = record.unix_ms;
-    let (names,): (Vec<String>,) = redis::pipe()
+    let now_s = now / 1000;
+    let (names, revoked): (Vec<String>, Vec<(String, u64)>) = redis::pipe()
         .cmd("SET")
         .arg(node_key(&record.name))
         .arg(json)
+        .arg("PX")
+        .arg(ttl_ms)
+        .ignore()
+        .cmd("SET")
+        .arg(sessions_key(&record.name))
+        .arg(sessions)
         .arg("PX")
         .arg(ttl_ms)
         .ignore()
@@ -41,9 +80,76 @@ pub async fn heartbeat(
         .zrembyscore(names_key(), "-inf", now.saturating_sub(3 * ttl_ms))
         .ignore()
         .zrangebyscore(names_key(), now.saturating_sub(ttl_ms), "+inf")
+        .zrembyscore(revocations_key(), "-inf", now_s)
+        .ignore()
+        .zrangebyscore_withscores(revocations_key(), format!("({now_s}"), "+inf")
         .query_async(conn)
         .await?;
-    records(conn, &names).await
+    Ok(Fleetwide {
+        nodes: records(conn, &names).await?,
+        revocations: revocation_list(revoked),
+    })
+}
+
+fn revocation_list(raw: Vec<(String, u64)>) -> Vec<Revocation> {
+    raw.into_iter()
+        .filter_map(|(k, until)| {
+            Some(Revocation {
+                subject: Subject::from_key(&k)?,
+                until,
+            })
+        })
+        .collect()
+}
+
+/// Stores a revocation (the later `until` wins over an earlier one for the same subject)
+/// and refuses when `max` others are in force.
+pub async fn revoke(
+    conn: &mut ConnectionManager,
+    r: &Revocation,
+    max: usize,
+) -> redis::RedisResult<bool> {
+    let count: usize = conn.zcard(revocations_key()).await?;
+    if count >= max {
+        return Ok(false);
+    }
+    redis::cmd("ZADD")
+        .arg(revocations_key())
+        .arg("GT")
+        .arg(r.until)
+        .arg(r.subject.key())
+        .query_async::<()>(conn)
+        .await?;
+    Ok(true)
+}
+
+/// Lifts a revocation; whether there was one.
+pub async fn lift(conn: &mut ConnectionManager, s: &Subject) -> redis::RedisResult<bool> {
+    let n: usize = conn.zrem(revocations_key(), s.key()).await?;
+    Ok(n > 0)
+}
+
+/// Sends a fleet command to every subscribed node; how many heard it.
+pub async fn publish(conn: &mut ConnectionManager, json: &str) -> redis::RedisResult<usize> {
+    conn.publish(commands_channel(), json).await
+}
+
+/// The session lists of `names` as they wrote them (missing ones are skipped).
+pub async fn sessions(
+    conn: &mut ConnectionManager,
+    names: &[String],
+) -> redis::RedisResult<Vec<(String, String)>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = names.iter().map(|n| sessions_key(n)).collect();
+    let raw: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(conn).await?;
+    Ok(names
+        .iter()
+        .cloned()
+        .zip(raw)
+        .filter_map(|(n, j)| Some((n, j?)))
+        .collect())
 }
 
 /// Reads every node heard from within `ttl_ms` of `now_ms` (no write: the CLI).
@@ -79,6 +185,8 @@ async fn records(
 pub async fn leave(conn: &mut ConnectionManager, name: &str) -> redis::RedisResult<()> {
     redis::pipe()
         .del(node_key(name))
+        .ignore()
+        .del(sessions_key(name))
         .ignore()
         .zrem(names_key(), name)
         .ignore()

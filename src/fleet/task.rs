@@ -11,9 +11,11 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
+use super::bus;
 use super::load::{Rate, own_record};
 use super::registry::Registry;
 use super::store;
+use crate::relay::revocation::Revocation;
 use crate::runtime::Node;
 use crate::runtime::clock::unix_ms;
 
@@ -33,6 +35,14 @@ struct Beat {
     up: Option<bool>,
     /// The alternates last pushed to the shards.
     pushed: Vec<SocketAddr>,
+}
+
+/// This node's live allocations as `turnpike:sessions:<name>` holds them: a JSON array of
+/// at most `store::MAX_SESSIONS` (the rest are left out).
+fn sessions_json(node: &Node) -> String {
+    let mut sessions = node.sessions();
+    sessions.truncate(store::MAX_SESSIONS);
+    serde_json::to_string(&sessions).unwrap_or_else(|_| "[]".into())
 }
 
 /// The longest any one Redis exchange may take: within a heartbeat, at most a second.
@@ -74,16 +84,17 @@ pub(super) async fn run(
 impl Beat {
     async fn beat(&mut self) {
         let node = self.node.clone();
-        let snaps = tokio::task::spawn_blocking(move || node.snapshots())
-            .await
-            .unwrap_or_default();
+        let (snaps, sessions) =
+            tokio::task::spawn_blocking(move || (node.snapshots(), sessions_json(&node)))
+                .await
+                .unwrap_or_default();
         let s = &self.registry.settings;
         let now = unix_ms();
         let record = own_record(s, &snaps, self.node.is_draining(), &mut self.rate, now);
         let ttl_ms = s.ttl.as_millis() as u64;
         let result = tokio::time::timeout(limit(s.heartbeat), async {
             let conn = self.connection().await?;
-            store::heartbeat(conn, &record, ttl_ms).await
+            store::heartbeat(conn, &record, &sessions, ttl_ms).await
         })
         .await
         .unwrap_or_else(|_| {
@@ -92,8 +103,9 @@ impl Beat {
             )))
         });
         match result {
-            Ok(nodes) => {
-                self.registry.replace(nodes);
+            Ok(fleet) => {
+                self.registry.replace(fleet.nodes);
+                self.revocations(fleet.revocations, now).await;
                 self.log_state(true, None);
             }
             Err(e) => {
@@ -104,6 +116,22 @@ impl Beat {
             }
         }
         self.publish(unix_ms());
+    }
+
+    /// The revocations as read at `read_ms`: enforced by the shards, and the allocations
+    /// of any user first seen revoked here ended (a missed pub/sub notice).
+    async fn revocations(&self, list: Vec<Revocation>, read_ms: u64) {
+        let Some(added) = self.registry.replace_revocations(list, read_ms) else {
+            return;
+        };
+        bus::enforce(&self.node, &self.registry);
+        for subject in added {
+            let user = bus::user_of(&subject);
+            let ended = bus::end_user(&self.node, user).await;
+            if ended > 0 {
+                tracing::info!(user = %user, ended, "cluster: allocations of a revoked user ended");
+            }
+        }
     }
 
     async fn connection(&mut self) -> redis::RedisResult<&mut ConnectionManager> {

@@ -1,5 +1,5 @@
-//! The admin gate: the bearer token of the sessions and nodes APIs, compared in
-//! constant time.
+//! The admin gate: the bearer token of the sessions, nodes and revocations APIs, compared
+//! in constant time; and their JSON answers.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,4 +33,22 @@ pub(super) fn sessions_refusal(s: &HttpState, headers: &HeaderMap) -> Option<Res
         )
             .into_response()
     })
+}
+
+/// A JSON answer that no cache keeps.
+pub(super) fn json_answer(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("{body:#}"),
+    )
+        .into_response()
+}
+
+/// The fleet APIs' answer on a node without `[cluster]`.
+pub(super) fn no_cluster() -> Response {
+    (StatusCode::NOT_FOUND, "no [cluster] configured\n").into_response()
 }

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
-use super::admin::sessions_refusal;
+use super::admin::{json_answer, no_cluster, sessions_refusal};
 use super::state::HttpState;
+use crate::runtime::clock::unix_ms;
 
 /// The header a backend sets to name its caller's region.
 pub(super) const REGION_HEADER: &str = "x-turnpike-region";
@@ -27,16 +28,8 @@ pub(super) async fn list(State(s): State<Arc<HttpState>>, headers: HeaderMap) ->
     if let Some(r) = sessions_refusal(&s, &headers) {
         return r;
     }
-    let Some(registry) = &s.fleet else {
-        return (StatusCode::NOT_FOUND, "no [cluster] configured\n").into_response();
+    let Some(fleet) = &s.fleet else {
+        return no_cluster();
     };
-    let body = registry.to_json(crate::runtime::clock::unix_ms());
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        format!("{body:#}"),
-    )
-        .into_response()
+    json_answer(StatusCode::OK, &fleet.registry.to_json(unix_ms()))
 }

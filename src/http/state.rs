@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::reports;
-use crate::fleet::registry::Registry;
+use crate::fleet::admin::FleetAdmin;
 use crate::runtime::Node;
 use crate::settings::Settings;
 
@@ -32,8 +32,9 @@ pub struct HttpState {
     pub(super) api: RwLock<Api>,
     /// Browser reports' rate limits live across reloads.
     pub(super) reports: reports::Reports,
-    /// The fleet registry (`[cluster]`): GET /api/v1/nodes and load-aware credentials.
-    pub(super) fleet: Option<Arc<Registry>>,
+    /// The fleet (`[cluster]`): GET /api/v1/nodes and load-aware credentials from its
+    /// registry, fleet-wide ends, revocations and the fleet sessions view.
+    pub(super) fleet: Option<Arc<FleetAdmin>>,
 }
 
 impl HttpState {
@@ -41,11 +42,11 @@ impl HttpState {
         Self::with_fleet(node, settings, None)
     }
 
-    /// `new`, reading the fleet registry when `[cluster]` is on.
+    /// `new`, with the fleet when `[cluster]` is on.
     pub fn with_fleet(
         node: Arc<Node>,
         settings: &Settings,
-        fleet: Option<Arc<Registry>>,
+        fleet: Option<Arc<FleetAdmin>>,
     ) -> Arc<HttpState> {
         Arc::new(HttpState {
             node,
@@ -59,7 +60,9 @@ impl HttpState {
     /// when `[cluster]` is on (own URIs when none qualifies), else `own` (the configured ones).
     pub(super) fn credential_uris(&self, region: Option<&str>, own: &[String]) -> Vec<String> {
         match &self.fleet {
-            Some(r) => r.credential_uris(region, crate::runtime::clock::unix_ms()),
+            Some(f) => f
+                .registry
+                .credential_uris(region, crate::runtime::clock::unix_ms()),
             None => own.to_vec(),
         }
     }
