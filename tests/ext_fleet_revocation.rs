@@ -1,0 +1,180 @@
+//! Fleet-wide commands on three turnpike processes sharing a real `redis-server` (the
+//! test is skipped with a note when it is not installed): DELETE /api/v1/sessions on one
+//! node ends a user's allocation on another (latency printed), revocations refuse a user
+//! on every node (also after a restart) until lifted or expired, and GET
+//! /api/v1/sessions?scope=fleet lists every node's allocations with the node's name.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use stun::message::{METHOD_REFRESH, Setter};
+use support::{
+    FleetNode, HEARTBEAT, RawClient, Scratch, echo_peer, error_code, free_tcp_port, free_udp_port,
+    have_redis, http_get, metric, redis, relays, sends_through, wait_until,
+};
+
+/// The user ids in node `at`'s own sessions list.
+fn users_on(at: &FleetNode) -> Vec<String> {
+    let (status, v) = at.admin("GET", "/api/v1/sessions", "");
+    assert_eq!(status, 200, "{v}");
+    let list = v["sessions"].as_array().unwrap();
+    list.iter()
+        .map(|s| s["user"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A new Allocate for `user` on `at`: its error code (None: allocated).
+fn allocate_code(at: &FleetNode, user: &str) -> Option<u16> {
+    error_code(&at.client(user).allocate())
+}
+
+fn refresh(c: &mut RawClient) -> Option<u16> {
+    let attrs: Vec<Box<dyn Setter>> = vec![Box::new(turn::proto::lifetime::Lifetime(
+        Duration::from_secs(600),
+    ))];
+    error_code(&c.exchange(METHOD_REFRESH, attrs, true))
+}
+
+/// Every node's allocations, listed on A with their node.
+fn fleet_view(a: &FleetNode, b: &FleetNode, c: &FleetNode) -> Vec<RawClient> {
+    let mut clients = Vec::new();
+    for n in [a, b, c] {
+        let mut cl = n.client(&format!("viewer-{}", n.name));
+        assert_eq!(error_code(&cl.allocate()), None);
+        clients.push(cl);
+    }
+    let want = ["a:viewer-a", "b:viewer-b", "c:viewer-c"];
+    let mut seen = Vec::new();
+    let took = wait_until("A lists the fleet's sessions", 3 * HEARTBEAT, || {
+        let (status, v) = a.admin("GET", "/api/v1/sessions?scope=fleet", "");
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["complete"], true, "{v}");
+        seen = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}",
+                    s["node"].as_str().unwrap(),
+                    s["user"].as_str().unwrap()
+                )
+            })
+            .collect();
+        seen.sort();
+        seen == want
+    });
+    println!("scope=fleet on A lists {seen:?} ({took:?} after the last Allocate)");
+    clients
+}
+
+/// DELETE on A ends dave's allocation on C: its next Send relays nothing, its Refresh
+/// gets 437.
+fn end_everywhere(a: &FleetNode, c: &FleetNode) {
+    let peer = echo_peer();
+    let mut dave = c.client("dave");
+    assert_eq!(error_code(&dave.allocate()), None);
+    assert!(relays(&mut dave, peer));
+    let t = Instant::now();
+    let (status, v) = a.admin("DELETE", "/api/v1/sessions?user=dave", "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ended"], 0, "{v}");
+    assert_eq!(v["fleet"]["published"], true, "{v}");
+    assert!(v["fleet"]["nodes_heard"].as_u64().unwrap() >= 3, "{v}");
+    wait_until(
+        "dave's allocation ended on C",
+        Duration::from_secs(2),
+        || !users_on(c).contains(&"dave".to_string()),
+    );
+    println!(
+        "DELETE on A ended dave's allocation on C in {:?}",
+        t.elapsed()
+    );
+    assert!(!sends_through(&mut dave, peer), "relayed after the end");
+    assert_eq!(refresh(&mut dave), Some(437));
+}
+
+/// A revokes eve: her allocation on B ends, every node answers her Allocate 401 (B also
+/// after a restart), C lists the revocation; lifted on A, C allocates for her again.
+fn revoke_everywhere(a: &FleetNode, b: &mut FleetNode, c: &FleetNode) {
+    let mut on_b = b.client("eve");
+    assert_eq!(error_code(&on_b.allocate()), None);
+    let t = Instant::now();
+    let (status, v) = a.admin("POST", "/api/v1/revocations", r#"{"user":"eve","ttl":60}"#);
+    assert_eq!(status, 201, "{v}");
+    for n in [a, &*b, c] {
+        wait_until(
+            &format!("eve refused on {}", n.name),
+            Duration::from_secs(2),
+            || allocate_code(n, "eve") == Some(401),
+        );
+    }
+    println!(
+        "revocation on A in force on every node in {:?}",
+        t.elapsed()
+    );
+    wait_until(
+        "eve's allocation ended on B",
+        Duration::from_secs(2),
+        || !users_on(b).contains(&"eve".to_string()),
+    );
+    assert_eq!(refresh(&mut on_b), Some(437));
+    let (_, _, text) = http_get(c.http, "GET", "/metrics", &[]);
+    assert!(metric(&text, r#"turnpike_auth_failures_total{reason="revoked"}"#) >= 1.0);
+    let (status, v) = c.admin("GET", "/api/v1/revocations", "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["revocations"][0]["user"], "eve", "{v}");
+    b.restart();
+    assert_eq!(
+        allocate_code(b, "eve"),
+        Some(401),
+        "B forgot eve after a restart"
+    );
+    assert_eq!(allocate_code(b, "mallory-not-revoked"), None);
+    let (status, v) = a.admin("DELETE", "/api/v1/revocations?user=eve", "");
+    assert_eq!(
+        (status, &v["lifted"]),
+        (200, &serde_json::json!(true)),
+        "{v}"
+    );
+    wait_until("eve admitted on C again", Duration::from_secs(2), || {
+        allocate_code(c, "eve").is_none()
+    });
+}
+
+/// A revocation with ttl 2 s: refused at once, gone (and admitted again) after it.
+fn revocation_expires(a: &FleetNode, b: &FleetNode) {
+    let (status, v) = a.admin("POST", "/api/v1/revocations", r#"{"user":"frank","ttl":2}"#);
+    assert_eq!(status, 201, "{v}");
+    wait_until("frank refused on B", Duration::from_secs(2), || {
+        allocate_code(b, "frank") == Some(401)
+    });
+    let t = Instant::now();
+    wait_until("frank's revocation gone", Duration::from_secs(4), || {
+        let (_, v) = b.admin("GET", "/api/v1/revocations", "");
+        v["revocations"].as_array().unwrap().is_empty()
+    });
+    println!(
+        "a 2 s revocation left B's list {:?} after the check began",
+        t.elapsed()
+    );
+    assert_eq!(allocate_code(b, "frank"), None);
+}
+
+#[test]
+fn fleet_commands_end_and_revoke_a_user_on_every_node() {
+    if !have_redis() {
+        return;
+    }
+    let dir = Scratch::new(&format!("revoke-{}", free_udp_port()));
+    let redis_port = free_tcp_port();
+    let _redis = redis(redis_port);
+    let a = FleetNode::start(&dir, "a", "eu", "41200-41249", redis_port);
+    let mut b = FleetNode::start(&dir, "b", "us", "41250-41299", redis_port);
+    let c = FleetNode::start(&dir, "c", "us", "41300-41349", redis_port);
+    let _viewers = fleet_view(&a, &b, &c);
+    end_everywhere(&a, &c);
+    revoke_everywhere(&a, &mut b, &c);
+    revocation_expires(&a, &b);
+}
