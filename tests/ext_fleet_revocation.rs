@@ -2,7 +2,8 @@
 //! test is skipped with a note when it is not installed): DELETE /api/v1/sessions on one
 //! node ends a user's allocation on another (latency printed), revocations refuse a user
 //! on every node (also after a restart) until lifted or expired, and GET
-//! /api/v1/sessions?scope=fleet lists every node's allocations with the node's name.
+//! /api/v1/sessions?scope=fleet lists every node's allocations with the node's name; with
+//! Redis gone, known revocations stay in force and new ones are refused (503).
 
 mod support;
 
@@ -162,6 +163,26 @@ fn revocation_expires(a: &FleetNode, b: &FleetNode) {
     assert_eq!(allocate_code(b, "frank"), None);
 }
 
+/// Redis gone: a revocation already known stays in force; a new one cannot be made.
+fn redis_outage(a: &FleetNode, c: &FleetNode, redis: support::Proc) {
+    let (status, v) = a.admin("POST", "/api/v1/revocations", r#"{"user":"gina","ttl":60}"#);
+    assert_eq!(status, 201, "{v}");
+    wait_until("gina refused on C", Duration::from_secs(2), || {
+        allocate_code(c, "gina") == Some(401)
+    });
+    drop(redis);
+    let (status, _) = a.admin("POST", "/api/v1/revocations", r#"{"user":"hank","ttl":60}"#);
+    assert_eq!(status, 503);
+    c.lines
+        .wait_for("cluster: Redis unreachable", Duration::from_secs(3));
+    assert_eq!(
+        allocate_code(c, "gina"),
+        Some(401),
+        "forgotten with Redis gone"
+    );
+    assert_eq!(allocate_code(c, "hank"), None);
+}
+
 #[test]
 fn fleet_commands_end_and_revoke_a_user_on_every_node() {
     if !have_redis() {
@@ -169,7 +190,7 @@ fn fleet_commands_end_and_revoke_a_user_on_every_node() {
     }
     let dir = Scratch::new(&format!("revoke-{}", free_udp_port()));
     let redis_port = free_tcp_port();
-    let _redis = redis(redis_port);
+    let redis_proc = redis(redis_port);
     let a = FleetNode::start(&dir, "a", "eu", "41200-41249", redis_port);
     let mut b = FleetNode::start(&dir, "b", "us", "41250-41299", redis_port);
     let c = FleetNode::start(&dir, "c", "us", "41300-41349", redis_port);
@@ -177,4 +198,5 @@ fn fleet_commands_end_and_revoke_a_user_on_every_node() {
     end_everywhere(&a, &c);
     revoke_everywhere(&a, &mut b, &c);
     revocation_expires(&a, &b);
+    redis_outage(&a, &c, redis_proc);
 }
