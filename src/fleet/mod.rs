@@ -6,12 +6,14 @@
 //! of its waits is bounded by min(heartbeat, 1 s).
 //!
 //! Read top-down: `Fleet` here; `record` (what a node writes), `select` (which nodes new
-//! clients go to), `registry` (the in-memory view), `store` (the keys in Redis, the only
-//! code that talks to it), `load` (this node's record from its snapshots), `task`.
+//! clients go to), `registry` (the in-memory view, revocations included), `store` (the
+//! keys in Redis, the only code that talks to it), `load` (this node's record from its
+//! snapshots), `task` (the heartbeat), `bus` (fleet commands over pub/sub, on a
+//! connection of their own) and `admin` (what the HTTP API asks of the fleet).
 //!
-//! Later slices (fleet-wide quotas, revocations, the fleet sessions view) fit the same
-//! shape: keys of their own in `store`, state in the registry or beside it, and the
-//! cores asked through control messages, answered later, never with a blocking call.
+//! Revocations reach the cores as a control message carrying the whole small set; the
+//! cores check it with each request's own time, never asking Redis. Fleet-wide per-user
+//! quotas, a later slice, fit the same shape.
 
 pub mod admin;
 pub mod bus;
