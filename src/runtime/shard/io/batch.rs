@@ -23,6 +23,9 @@ pub struct Batch {
     bufs: Vec<u8>,
     /// Each slot's source after `recv`, or its destination once `push` queued it.
     addrs: Vec<SockAddr>,
+    /// Where recvmmsg writes the sources: kept from call to call, so a call with one
+    /// datagram (a burst-free load) does not clear BATCH of them first.
+    names: Vec<SockAddrStorage>,
     lens: [usize; BATCH],
     /// Segment length and count of each queued message (1 segment: a plain datagram).
     segs: [(u16, u16); BATCH],
@@ -39,6 +42,7 @@ impl Default for Batch {
         Batch {
             bufs: vec![0; BATCH * SLOT],
             addrs: vec![SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))); BATCH],
+            names: (0..BATCH).map(|_| SockAddrStorage::zeroed()).collect(),
             lens: [0; BATCH],
             segs: [(0, 0); BATCH],
             last: None,
@@ -76,8 +80,7 @@ impl Batch {
     /// Receives up to BATCH datagrams, each at offset `headroom` of its slot. Returns how
     /// many (0 when the socket has nothing left to read).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut names: [SockAddrStorage; BATCH] =
-            std::array::from_fn(|_| SockAddrStorage::zeroed());
+        let names = &mut self.names;
         // SAFETY: all-zero is a valid iovec and mmsghdr (null pointers, zero lengths).
         let (mut iovs, mut hdrs): ([libc::iovec; BATCH], [libc::mmsghdr; BATCH]) =
             unsafe { (zeroed(), zeroed()) };
@@ -111,11 +114,15 @@ impl Batch {
             };
         }
         let n = n as usize;
-        for (i, (name, hdr)) in names.into_iter().zip(&hdrs).take(n).enumerate() {
+        for (i, hdr) in hdrs.iter().take(n).enumerate() {
             self.lens[i] = hdr.msg_len as usize;
+            // The received name becomes the slot's address; the address it replaces gives
+            // its storage back for the next call (no copy, no clearing).
+            let name = std::mem::replace(&mut self.names[i], SockAddrStorage::zeroed());
             // SAFETY: the kernel wrote the sender's address for this socket's family and
             // set its length.
-            self.addrs[i] = unsafe { SockAddr::new(name, hdr.msg_hdr.msg_namelen) };
+            let addr = unsafe { SockAddr::new(name, hdr.msg_hdr.msg_namelen) };
+            self.names[i] = std::mem::replace(&mut self.addrs[i], addr).as_storage();
         }
         self.count = n;
         Ok(n)
