@@ -71,7 +71,7 @@ pub fn harness_with(cfg: CoreConfig) -> Harness {
     Harness {
         server: Core::new(cfg, 1234),
         // The shell's clock gives a starting point; from there time moves only by hand.
-        now: std::time::Instant::now(),
+        now: crate::testkit::start_time(),
         unix: 1_800_000_000,
         shell: FakeShell::default(),
         nonces: HashMap::new(),

@@ -17,3 +17,9 @@ pub mod shell;
 pub mod wire;
 
 pub use wire::*;
+
+/// Where a test's time starts. The core never reads the clock; its tests take one starting
+/// point here and from there move time by hand.
+pub fn start_time() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -221,7 +221,7 @@ fn without_a_cap_nothing_is_limited() {
 /// every call, so frequent small packets never refill a low-rate bucket.
 #[test]
 fn bandwidth_bucket_refills_at_its_rate_under_frequent_packets() {
-    let t0 = std::time::Instant::now();
+    let t0 = crate::testkit::start_time();
     let mut b = Bucket::new(12_500, t0); // 100 kbit/s
     assert!(b.take(t0, 12_500)); // burst spent
     let mut passed = 0u64;
@@ -267,7 +267,7 @@ fn reservation_redeemed_on_another_shard_transfers_its_quota_slot() {
 #[test]
 fn packets_refused_by_the_allocation_cap_do_not_spend_the_users_budget() {
     use crate::relay::bandwidth::{Limits, UserBuckets};
-    let t0 = std::time::Instant::now();
+    let t0 = crate::testkit::start_time();
     let users = UserBuckets::default();
     let mut flooded = Limits {
         own: Some(Bucket::new(1_000, t0)),
