@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 mod cluster;
 mod validate;
 
-pub use cluster::Cluster;
+pub use cluster::{Cluster, OnRedisDown};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -1,5 +1,5 @@
 //! A fleet of three turnpike processes on loopback sharing a real `redis-server`
-//! (Debian's, started here; the test is skipped with a note when it is not installed):
+//! (Debian's, started here):
 //! the node registry (GET /api/v1/nodes), load- and region-aware credentials, dropout of
 //! a killed and of a draining node (latencies printed), ALTERNATE-SERVER from the
 //! registry, and a Redis outage and return.
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use support::{
     BIN, FLEET_ADMIN, FLEET_TOKEN, FleetNode, HEARTBEAT, Proc, RawClient, Scratch, TTL, echo_peer,
-    error_code, free_tcp_port, free_udp_port, have_redis, http_get, json, metric, redis, relays,
-    signal, wait_until,
+    error_code, free_tcp_port, free_udp_port, http_get, json, metric, redis, relays, signal,
+    wait_until,
 };
 
 type Node = FleetNode;
@@ -222,9 +222,7 @@ fn outage(a: &Node, b: &Node, on_a: &mut RawClient, redis_port: u16, redis_proc:
 
 #[test]
 fn three_nodes_share_a_registry_in_redis_and_survive_its_outage() {
-    if !have_redis() {
-        return;
-    }
+    support::require_redis();
     let dir = Scratch::new(&format!("fleet-{}", free_udp_port()));
     let redis_port = free_tcp_port();
     let redis_proc = redis(redis_port);

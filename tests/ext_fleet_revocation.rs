@@ -1,5 +1,4 @@
-//! Fleet-wide commands on three turnpike processes sharing a real `redis-server` (the
-//! test is skipped with a note when it is not installed): DELETE /api/v1/sessions on one
+//! Fleet-wide commands on three turnpike processes sharing a real `redis-server`: DELETE /api/v1/sessions on one
 //! node ends a user's allocation on another (latency printed), revocations refuse a user
 //! on every node (also after a restart) until lifted or expired, and GET
 //! /api/v1/sessions?scope=fleet lists every node's allocations with the node's name; with
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use stun::message::{METHOD_REFRESH, Setter};
 use support::{
     FleetNode, HEARTBEAT, RawClient, Scratch, echo_peer, error_code, free_tcp_port, free_udp_port,
-    have_redis, http_get, metric, redis, relays, sends_through, wait_until,
+    http_get, metric, redis, relays, sends_through, wait_until,
 };
 
 /// The user ids in node `at`'s own sessions list.
@@ -185,9 +184,7 @@ fn redis_outage(a: &FleetNode, c: &FleetNode, redis: support::Proc) {
 
 #[test]
 fn fleet_commands_end_and_revoke_a_user_on_every_node() {
-    if !have_redis() {
-        return;
-    }
+    support::require_redis();
     let dir = Scratch::new(&format!("revoke-{}", free_udp_port()));
     let redis_port = free_tcp_port();
     let redis_proc = redis(redis_port);

@@ -135,6 +135,7 @@ impl Driver {
             max_permissions: 1 + setup.max_permissions as usize % 6,
             strict_channel_numbers: setup.strict_channels,
             token_key: [5; 32],
+            fleet_quota: false,
         };
         Driver {
             shards: (port_ranges.iter())

@@ -29,6 +29,21 @@ pub struct Cluster {
     /// How many nodes' URIs a credential carries.
     #[serde(default = "default_credential_nodes")]
     pub credential_nodes: usize,
+    /// What a new Allocate meets while Redis cannot count the user's allocations fleet-wide:
+    /// "open" (the node's own `max_allocations_per_user` only) or "closed" (508).
+    #[serde(default)]
+    pub on_redis_down: OnRedisDown,
+}
+
+/// `cluster.on_redis_down`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisDown {
+    /// Relaying and admission go on with per-node quotas (an outage may overshoot).
+    #[default]
+    Open,
+    /// New Allocates are refused until Redis answers again (calls keep relaying).
+    Closed,
 }
 
 fn default_heartbeat() -> Duration {

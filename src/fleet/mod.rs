@@ -12,12 +12,14 @@
 //! connection of their own) and `admin` (what the HTTP API asks of the fleet).
 //!
 //! Revocations reach the cores as a control message carrying the whole small set; the
-//! cores check it with each request's own time, never asking Redis. Fleet-wide per-user
-//! quotas, a later slice, fit the same shape.
+//! cores check it with each request's own time, never asking Redis. The fleet-wide
+//! per-user quota (`quota`) is the one thing an Allocate waits for, at most
+//! `quota::CLAIM_LIMIT`, through a queue and the shard's control queue.
 
 pub mod admin;
 pub mod bus;
 pub mod load;
+pub mod quota;
 pub mod record;
 pub mod registry;
 pub mod select;
@@ -43,6 +45,8 @@ pub struct Fleet {
     task: tokio::task::JoinHandle<()>,
     /// The fleet commands subscription (`bus`).
     listener: tokio::task::JoinHandle<()>,
+    /// The fleet-wide per-user quota (`quota`).
+    slots: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Fleet {
@@ -56,6 +60,9 @@ impl Fleet {
             ttl_ms = settings.ttl.as_millis() as u64,
             "cluster: joining the fleet registry"
         );
+        let slots = node
+            .take_slot_requests()
+            .map(|rx| tokio::spawn(quota::run(node.clone(), settings.clone(), rx)));
         let registry = Arc::new(Registry::new(settings));
         let (cmds, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(task::run(node.clone(), registry.clone(), rx));
@@ -66,6 +73,7 @@ impl Fleet {
             cmds,
             task,
             listener,
+            slots,
         }
     }
 
@@ -82,6 +90,9 @@ impl Fleet {
         }
         self.task.abort();
         self.listener.abort();
+        if let Some(s) = self.slots {
+            s.abort();
+        }
     }
 }
 

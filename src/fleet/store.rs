@@ -10,6 +10,10 @@
 //! - `turnpike:revocations`: a sorted set of `user:<id>` / `username:<name>` scored by
 //!   the revocation's `until` (Unix seconds): readers take the scores above now, and every
 //!   heartbeat prunes those at or below it, so a revocation disappears when it expires.
+//! - `turnpike:quota:<user id>`: the user's allocations on every node (`quota`), a sorted
+//!   set of `<node>/<boot>/<shard>/<token>` scored by when each lapses (Redis's own clock,
+//!   Unix ms): claimed by a script that counts and adds atomically, refreshed every
+//!   heartbeat by the node that holds it, so a dead node's slots lapse after one TTL.
 //! - `turnpike:commands`: the pub/sub channel of fleet commands (`bus`).
 
 use redis::AsyncCommands;
@@ -34,6 +38,11 @@ fn sessions_key(name: &str) -> String {
 
 fn revocations_key() -> String {
     format!("{PREFIX}revocations")
+}
+
+/// The fleet-wide allocation slots of one user id.
+pub fn quota_key(user: &str) -> String {
+    format!("{PREFIX}quota:{user}")
 }
 
 /// The pub/sub channel of fleet commands.
@@ -192,6 +201,84 @@ pub async fn leave(conn: &mut ConnectionManager, name: &str) -> redis::RedisResu
         .ignore()
         .query_async::<()>(conn)
         .await
+}
+
+/// Drops the user's lapsed slots, then adds `member` (lapsing `ttl_ms` from now) if
+/// fewer than `max` remain: one script, so two nodes racing cannot both take the last slot.
+const CLAIM: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Sets each KEYS[i]'s member ARGV[i + 1] to lapse ARGV[1] ms from now (adding it back if
+/// it had gone: the reconcile after an outage), without checking the cap.
+const REFRESH: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for i, k in ipairs(KEYS) do
+  redis.call('ZADD', k, now + tonumber(ARGV[1]), ARGV[i + 1])
+  redis.call('PEXPIRE', k, ARGV[1])
+end
+return #KEYS
+";
+
+/// Takes a slot of `key`'s user for `member` if fewer than `max` are live.
+pub async fn claim_slot(
+    conn: &mut ConnectionManager,
+    key: &str,
+    member: &str,
+    max: usize,
+    ttl_ms: u64,
+) -> redis::RedisResult<bool> {
+    let taken: i64 = redis::cmd("EVAL")
+        .arg(CLAIM)
+        .arg(1)
+        .arg(key)
+        .arg(max)
+        .arg(ttl_ms)
+        .arg(member)
+        .query_async(conn)
+        .await?;
+    Ok(taken == 1)
+}
+
+/// Keeps `slots` (key, member) live for another `ttl_ms`, in scripts of at most 500.
+pub async fn refresh_slots(
+    conn: &mut ConnectionManager,
+    slots: &[(&str, &str)],
+    ttl_ms: u64,
+) -> redis::RedisResult<()> {
+    if slots.is_empty() {
+        // Nothing to keep live: still learn whether Redis answers.
+        return redis::cmd("PING").query_async(conn).await;
+    }
+    for chunk in slots.chunks(500) {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(REFRESH).arg(chunk.len());
+        for (key, _) in chunk {
+            cmd.arg(*key);
+        }
+        cmd.arg(ttl_ms);
+        for (_, member) in chunk {
+            cmd.arg(*member);
+        }
+        cmd.query_async::<i64>(conn).await?;
+    }
+    Ok(())
+}
+
+/// Gives a slot back.
+pub async fn release_slot(
+    conn: &mut ConnectionManager,
+    key: &str,
+    member: &str,
+) -> redis::RedisResult<()> {
+    conn.zrem(key, member).await
 }
 
 /// A connection manager that reconnects by itself, with every wait bounded by `limit`.

@@ -17,6 +17,11 @@ pub enum Command {
     BindRelay { token: u64, addr: SocketAddr },
     /// Close the relay socket at `addr`.
     ReleaseRelay { addr: SocketAddr },
+    /// Count an Allocate of `user` (a user id) against the fleet-wide per-user quota, then
+    /// call `Core::fleet_slot_answered` (`[cluster]` only).
+    ClaimFleetSlot { token: u64, user: String },
+    /// Give back the fleet slot claimed under `token` (its Allocate failed or ended).
+    ReleaseFleetSlot { token: u64 },
     /// An allocation ended: log it.
     AllocationEnded(Box<SessionSummary>),
 }
@@ -32,4 +37,15 @@ pub struct SessionSummary {
     pub peers_used: u32,
     pub channels_used: u32,
     pub reason: EndReason,
+}
+
+/// The fleet's answer to `Command::ClaimFleetSlot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetSlot {
+    /// Counted: the Allocate goes on.
+    Granted,
+    /// The user holds `max_allocations_per_user` across the fleet: 486.
+    Full,
+    /// The fleet could not count and `cluster.on_redis_down = "closed"`: 508.
+    Unavailable,
 }

@@ -39,4 +39,7 @@ pub struct CoreConfig {
     pub strict_channel_numbers: bool,
     /// MAC key for RESERVATION-TOKENs, the same in every shard.
     pub token_key: [u8; 32],
+    /// Count each Allocate against the fleet-wide per-user quota (`[cluster]`) before
+    /// binding its relay sockets (`Command::ClaimFleetSlot`).
+    pub fleet_quota: bool,
 }

@@ -124,6 +124,10 @@ impl Core {
             self.commands.push_back(Command::ReleaseRelay { addr: r });
         }
         self.cfg.quotas.release(&a.username);
+        if self.cfg.fleet_quota {
+            self.commands
+                .push_back(Command::ReleaseFleetSlot { token: a.serial });
+        }
         self.counters.allocations_ended[reason as usize] += 1;
         self.commands
             .push_back(Command::AllocationEnded(Box::new(SessionSummary {

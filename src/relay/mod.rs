@@ -50,7 +50,7 @@ mod time;
 pub use action::{ClientAction, PeerAction};
 pub use address_family::AddrFamily;
 pub use client::{ClientId, Transport};
-pub use command::{Command, SessionSummary};
+pub use command::{Command, FleetSlot, SessionSummary};
 pub use core_config::{CoreConfig, RelayFamily};
 pub use core_state::Core;
 pub use fast_map::FastMap;

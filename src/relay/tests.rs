@@ -30,6 +30,7 @@ mod auth;
 mod binding;
 mod channel;
 mod expiry;
+mod fleet_quota;
 mod lifecycle;
 mod limits;
 mod permission;

@@ -8,6 +8,7 @@
 //! sessions API and the log; `clock` is the one place that reads the time.
 
 pub mod clock;
+pub mod fleet_slots;
 pub mod session_log;
 pub mod sessions;
 pub mod shard;
@@ -48,6 +49,8 @@ pub struct Node {
     draining: AtomicBool,
     /// ALTERNATE-SERVER candidates: `server.alternate` and the fleet registry's.
     alternates: Mutex<Alternates>,
+    /// The shards' fleet-slot requests, until the fleet task takes them (`[cluster]`).
+    slot_requests: Mutex<Option<fleet_slots::SlotReceiver>>,
 }
 
 /// The static alternates and the fleet registry's; the registry's win while it has any.
@@ -73,6 +76,8 @@ struct Shared {
     user_buckets: Arc<crate::relay::bandwidth::UserBuckets>,
     limiter: Arc<ConnLimiter>,
     nonce_key: [u8; 32],
+    /// Where the shards send fleet-slot requests (`[cluster]` only).
+    slots: Option<fleet_slots::SlotSender>,
 }
 
 /// One shard's relay core, owning the relay ports `ports`.
@@ -98,6 +103,7 @@ fn shard_core(s: &Settings, shared: &Shared, ports: std::ops::RangeInclusive<u16
             max_permissions: r.max_permissions_per_allocation,
             strict_channel_numbers: r.strict_channel_numbers,
             token_key: shared.nonce_key,
+            fleet_quota: s.cluster.is_some(),
         },
         rand::random(),
     );
@@ -161,6 +167,7 @@ fn spawn_shard(
         },
         gso: cfg.relay.gso,
         metrics,
+        fleet_slots: shared.slots.clone(),
     })
     .context("creating shard event loop")?;
     let handle = std::thread::Builder::new()
@@ -182,6 +189,14 @@ impl Node {
                 "peers.allow covers this server's own addresses: clients may relay to its services outside the relay port range (listeners stay refused)"
             );
         }
+        // Claims are queued from the first Allocate on, before the fleet task starts.
+        let (slot_tx, slot_rx) = match s.cluster {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let shared = Shared {
             // One count for every shard: quotas and connection limits are per server.
             quotas: Arc::new(Quotas::new(
@@ -194,6 +209,7 @@ impl Node {
                 cfg.server.max_connections_per_ip,
             )),
             nonce_key,
+            slots: slot_tx,
         };
         let mut node = Node {
             listen_udp: cfg.server.listen_udp.clone(),
@@ -206,6 +222,7 @@ impl Node {
                 configured: cfg.server.alternate.clone(),
                 fleet: Vec::new(),
             }),
+            slot_requests: Mutex::new(slot_rx),
         };
         for (i, ports) in s.port_slices.iter().cloned().enumerate() {
             let core = shard_core(s, &shared, ports);
@@ -227,6 +244,23 @@ impl Node {
             "turnpike started"
         );
         Ok(node)
+    }
+
+    /// The shards' fleet-slot requests, for the fleet task (once).
+    pub fn take_slot_requests(&self) -> Option<fleet_slots::SlotReceiver> {
+        self.slot_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// The fleet's answer to shard `shard`'s claim `token`.
+    pub fn answer_fleet_slot(&self, shard: usize, token: u64, answer: crate::relay::FleetSlot) {
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((tx, waker, _)) = shards.get(shard) {
+            let _ = tx.send(Control::FleetSlot(token, answer));
+            let _ = waker.wake();
+        }
     }
 
     fn send_all(&self, make: impl Fn() -> Control) {

@@ -18,6 +18,10 @@ pub struct ClusterSettings {
     pub credential_nodes: usize,
     /// `relay.max_allocations`: what "full" and load are measured against.
     pub max_allocations: u64,
+    /// `relay.max_allocations_per_user`, counted across the fleet.
+    pub max_per_user: usize,
+    /// `cluster.on_redis_down = "closed"`: refuse new Allocates while Redis cannot count.
+    pub fail_closed: bool,
 }
 
 /// The cluster settings when `[cluster]` is present; `own_uris` are the node's
@@ -37,6 +41,8 @@ pub fn from_config(cfg: &Config, own_uris: &[String]) -> Option<ClusterSettings>
         ttl: c.ttl,
         credential_nodes: c.credential_nodes,
         max_allocations: cfg.relay.max_allocations as u64,
+        max_per_user: cfg.relay.max_allocations_per_user,
+        fail_closed: c.on_redis_down == crate::config::OnRedisDown::Closed,
     })
 }
 
@@ -63,6 +69,17 @@ mod tests {
         assert_eq!(c.heartbeat, Duration::from_secs(2));
         assert_eq!(c.ttl, Duration::from_secs(10));
         assert_eq!(c.credential_nodes, 1);
+        assert!(!c.fail_closed, "fail open by default");
+        let closed =
+            "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\non_redis_down = \"closed\"\n";
+        assert!(
+            from_config(&Config::from_toml(closed).unwrap(), &own)
+                .unwrap()
+                .fail_closed
+        );
+        let bad = closed.replace("\"closed\"", "\"shut\"");
+        let e = format!("{:#}", Config::from_toml(&bad).unwrap_err());
+        assert!(e.contains("on_redis_down"), "{e}");
         assert!(from_config(&Config::default(), &own).is_none());
     }
 }

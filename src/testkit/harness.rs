@@ -60,6 +60,7 @@ pub fn config() -> CoreConfig {
         max_permissions: 8,
         strict_channel_numbers: false,
         token_key: [5; 32],
+        fleet_quota: false,
     }
 }
 

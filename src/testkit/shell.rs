@@ -3,13 +3,37 @@
 //! of one not held fails the test), responses are collected, ended sessions kept. Data
 //! indications are framed in place the way the shell frames them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use stun::message::Message;
 
 use crate::proto::indication::{DATA_INDICATION_HEADROOM, frame_data_indication};
-use crate::relay::{ClientId, Command, Core, PeerAction, SessionSummary, Time};
+use crate::relay::{ClientId, Command, Core, FleetSlot, PeerAction, SessionSummary, Time};
+
+/// The fleet's count for `ClaimFleetSlot`, shared by the shells of several "nodes":
+/// slots by (node, token), at most `max_per_user` per user id; `down` answers
+/// `Unavailable` (fail closed) without counting.
+#[derive(Default)]
+pub struct FakeFleet {
+    pub max_per_user: usize,
+    pub down: bool,
+    pub slots: HashMap<(usize, u64), String>,
+}
+
+impl FakeFleet {
+    fn claim(&mut self, node: usize, token: u64, user: String) -> FleetSlot {
+        if self.down {
+            return FleetSlot::Unavailable;
+        }
+        if self.slots.values().filter(|u| **u == user).count() >= self.max_per_user {
+            return FleetSlot::Full;
+        }
+        self.slots.insert((node, token), user);
+        FleetSlot::Granted
+    }
+}
 
 #[derive(Default)]
 pub struct FakeShell {
@@ -19,6 +43,8 @@ pub struct FakeShell {
     pub bound: HashSet<SocketAddr>,
     /// The summaries of the sessions that ended, in order.
     pub ended: Vec<SessionSummary>,
+    /// The fleet this shell's node belongs to, and the node's number in it.
+    pub fleet: Option<(Arc<Mutex<FakeFleet>>, usize)>,
 }
 
 impl FakeShell {
@@ -29,6 +55,7 @@ impl FakeShell {
         let mut out = Vec::new();
         loop {
             let mut binds = Vec::new();
+            let mut claims = Vec::new();
             while let Some(cmd) = server.poll_command() {
                 match cmd {
                     Command::SendToClient { client, data } => out.push((client, data)),
@@ -40,10 +67,22 @@ impl FakeShell {
                         assert!(self.bound.remove(&addr), "released {addr} twice");
                     }
                     Command::AllocationEnded(s) => self.ended.push(*s),
+                    Command::ClaimFleetSlot { token, user } => {
+                        let (fleet, node) = self.fleet.as_ref().expect("a claim needs a fleet");
+                        claims.push((token, fleet.lock().unwrap().claim(*node, token, user)));
+                    }
+                    Command::ReleaseFleetSlot { token } => {
+                        let (fleet, node) = self.fleet.as_ref().expect("a release needs a fleet");
+                        let held = fleet.lock().unwrap().slots.remove(&(*node, token));
+                        assert!(held.is_some(), "released fleet slot {token} twice");
+                    }
                 }
             }
-            if binds.is_empty() {
+            if binds.is_empty() && claims.is_empty() {
                 return out;
+            }
+            for (token, answer) in claims {
+                server.fleet_slot_answered(time, token, answer);
             }
             for (token, addr, ok) in binds {
                 server.relay_bound(time, token, addr, ok);

@@ -1,6 +1,6 @@
-//! A fleet on loopback: a real `redis-server` (Debian's; tests skip with a note when it is
-//! not installed) and turnpike nodes as child processes sharing it, each with one UDP
-//! listener, its own relay ports, the admin API and a 500 ms heartbeat.
+//! A fleet on loopback: a real `redis-server` (Debian's, which the test command installs)
+//! and turnpike nodes as child processes sharing it, each with one UDP listener, its own
+//! relay ports, the admin API and a 500 ms heartbeat.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -15,16 +15,24 @@ pub const FLEET_ADMIN: &str = "fleet-admin-token-0123";
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 pub const TTL: Duration = Duration::from_secs(2);
 
-/// Whether `redis-server` is installed (a note on stderr when it is not).
-pub fn have_redis() -> bool {
+/// Fails the test when `redis-server` is missing (scripts/test.sh installs it).
+pub fn require_redis() {
     let found = Command::new("redis-server")
         .arg("--version")
         .output()
         .is_ok();
-    if !found {
-        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-    }
-    found
+    assert!(
+        found,
+        "redis-server is not installed (apt-get install redis-server)"
+    );
+}
+
+/// Lines added to a node's config sections (each ends with a newline).
+#[derive(Default, Clone, Copy)]
+pub struct Extra<'a> {
+    pub server: &'a str,
+    pub relay: &'a str,
+    pub cluster: &'a str,
 }
 
 /// A `redis-server` on `port` (no persistence), once it listens.
@@ -77,21 +85,43 @@ impl FleetNode {
         ports: &str,
         redis: u16,
     ) -> FleetNode {
+        Self::start_with(dir, name, ports, Some((region, redis)), Extra::default())
+    }
+
+    /// Node `name` with relay `ports`, in the fleet on Redis port `cluster.1` (region
+    /// `cluster.0`) or alone (None), with `extra` config lines.
+    pub fn start_with(
+        dir: &Scratch,
+        name: &'static str,
+        ports: &str,
+        cluster: Option<(&str, u16)>,
+        extra: Extra,
+    ) -> FleetNode {
         let (port, http_port) = (free_udp_port(), free_tcp_port());
+        let Extra {
+            server,
+            relay,
+            cluster: cluster_extra,
+        } = extra;
+        let fleet = cluster.map_or(String::new(), |(region, redis)| {
+            format!(
+                "[cluster]\nredis_url = \"redis://127.0.0.1:{redis}\"\nnode_name = \"{name}\"\n\
+                 region = \"{region}\"\nheartbeat = \"500ms\"\nttl = \"2s\"\ncredential_nodes = 3\n\
+                 {cluster_extra}"
+            )
+        });
         let config = dir.file(
             &format!("{name}.toml"),
             &format!(
                 "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n\
-                 alternate = [\"127.0.0.1:9\"]\n\
-                 [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\nmax_allocations = 10\n\
+                 alternate = [\"127.0.0.1:9\"]\n{server}\
+                 [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\nmax_allocations = 10\n{relay}\
                  [auth]\nsecrets = [\"{FLEET_SECRET}\"]\n[peers]\nallow = [\"127.0.0.0/8\"]\n\
                  [http]\nlisten = \"127.0.0.1:{http_port}\"\ncredentials_token = \"{FLEET_TOKEN}\"\n\
-                 admin_token = \"{FLEET_ADMIN}\"\n\
-                 [cluster]\nredis_url = \"redis://127.0.0.1:{redis}\"\nnode_name = \"{name}\"\n\
-                 region = \"{region}\"\nheartbeat = \"500ms\"\nttl = \"2s\"\ncredential_nodes = 3\n"
+                 admin_token = \"{FLEET_ADMIN}\"\n{fleet}"
             ),
         );
-        let (proc, lines) = spawn(&config);
+        let (proc, lines) = spawn(&config, cluster.is_some());
         FleetNode {
             name,
             proc,
@@ -106,7 +136,7 @@ impl FleetNode {
     pub fn restart(&mut self) {
         let _ = self.proc.0.kill();
         let _ = self.proc.0.wait();
-        (self.proc, self.lines) = spawn(&self.config);
+        (self.proc, self.lines) = spawn(&self.config, true);
     }
 
     pub fn uri(&self) -> String {
@@ -128,8 +158,8 @@ impl FleetNode {
     }
 }
 
-/// The binary on `config`, once it registered in Redis.
-fn spawn(config: &PathBuf) -> (Proc, Lines) {
+/// The binary on `config`, once it registered in Redis (`fleet`) or started.
+fn spawn(config: &PathBuf, fleet: bool) -> (Proc, Lines) {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(config)
@@ -138,6 +168,11 @@ fn spawn(config: &PathBuf) -> (Proc, Lines) {
         .spawn()
         .unwrap();
     let lines = Lines::collect(&mut child);
-    lines.wait_for("cluster: registered in Redis", Duration::from_secs(10));
+    let ready = if fleet {
+        "cluster: registered in Redis"
+    } else {
+        "turnpike started"
+    };
+    lines.wait_for(ready, Duration::from_secs(10));
     (Proc(child), lines)
 }

@@ -57,6 +57,7 @@ impl Core {
         self.pending.insert(
             token,
             PendingAllocate {
+                token,
                 client,
                 request: req,
                 username: who.username.clone(),
@@ -73,9 +74,14 @@ impl Core {
                 bound_v4: None,
                 bound_v6: None,
                 attempts: 0,
+                fleet_slot: false,
             },
         );
-        self.request_next_bind(now, token);
+        if self.cfg.fleet_quota {
+            self.claim_fleet_slot(token, &who.username);
+        } else {
+            self.request_next_bind(now, token);
+        }
         Ok(())
     }
 
@@ -270,6 +276,10 @@ impl Core {
         if p.reserve_slot {
             self.cfg.quotas.release(&p.username);
         }
+        if p.fleet_slot {
+            self.commands
+                .push_back(Command::ReleaseFleetSlot { token: p.token });
+        }
     }
 
     /// One quota slot for `username`, or 486.
@@ -290,17 +300,16 @@ impl Core {
     }
 
     pub(super) fn fail_pending(&mut self, token: u64) {
+        self.refuse_pending(token, Reject::of(StunError::InsufficientCapacity));
+    }
+
+    /// Ends a pending Allocate with an error response, giving back what it held.
+    pub(super) fn refuse_pending(&mut self, token: u64, reject: Reject) {
         let Some(p) = self.pending.remove(&token) else {
             return;
         };
         self.abandon_pending(&p);
-        self.respond_error(
-            p.client,
-            p.request,
-            Reject::of(StunError::InsufficientCapacity),
-            Some(&p.key),
-            vec![],
-        );
+        self.respond_error(p.client, p.request, reject, Some(&p.key), vec![]);
     }
 
     pub(super) fn complete_allocate(&mut self, now: Instant, token: u64) {

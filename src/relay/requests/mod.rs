@@ -79,6 +79,7 @@ mod allocate;
 mod auth;
 mod binding;
 mod channel_bind;
+mod fleet_slot;
 pub(super) mod pending;
 mod permission;
 mod refresh;

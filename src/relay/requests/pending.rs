@@ -11,6 +11,8 @@ use crate::relay::ports::PortParity;
 
 /// An Allocate waiting for the shell to bind its relay socket(s).
 pub struct PendingAllocate {
+    /// The Allocate's token: its binds, its fleet slot and, once created, its serial.
+    pub(super) token: u64,
     pub(super) client: ClientId,
     pub(super) request: RequestInfo,
     pub(super) username: String,
@@ -32,6 +34,8 @@ pub struct PendingAllocate {
     pub(super) bound_v4: Option<SocketAddr>,
     pub(super) bound_v6: Option<SocketAddr>,
     pub(super) attempts: u32,
+    /// The fleet granted a slot (`fleet_slot`) that must be given back if this fails.
+    pub(super) fleet_slot: bool,
 }
 
 impl PendingAllocate {

@@ -30,9 +30,10 @@ use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::proto::indication;
 use crate::relay::peer_policy::PeerPolicy;
-use crate::relay::{Command, Core, Time, Transport};
+use crate::relay::{Command, Core, FleetSlot, Time, Transport};
 
 use super::clock;
+use super::fleet_slots::{SlotRequest, SlotSender};
 use super::session_log::SessionLogger;
 use super::sessions::{SessionInfo, describe};
 use super::status::ShardStatus;
@@ -50,6 +51,12 @@ const BUDGET: usize = 64;
 /// indication from an IPv6 peer). A batch slot leaves room for the padding after it.
 const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
 
+/// What the shell answers to a core's command, reported once the queue is empty.
+enum Answer {
+    Bound(u64, SocketAddr, bool),
+    Slot(u64, FleetSlot),
+}
+
 pub enum Control {
     Reconfigure(Box<(Authenticator, PeerPolicy)>),
     /// New certificate for connections accepted from now on.
@@ -62,6 +69,8 @@ pub enum Control {
     Alternates(Vec<SocketAddr>),
     /// The fleet's revocations in force (`[cluster]`).
     Revocations(Arc<crate::relay::revocation::Revocations>),
+    /// The fleet's answer to a `ClaimFleetSlot` (`[cluster]`).
+    FleetSlot(u64, FleetSlot),
     /// Describe the live allocations (sessions API).
     Sessions(Sender<Vec<SessionInfo>>),
     /// End every allocation of this user id and say how many (sessions API).
@@ -99,8 +108,11 @@ pub struct Shard {
     gso_run: Run,
     /// The time as read once per loop turn: every call into the core passes this value.
     time: Time,
-    /// Reused buffer of relay binds carried out, to be reported to the core.
-    bind_results: Vec<(u64, SocketAddr, bool)>,
+    /// Reused buffer of answers to the core's commands (relay binds carried out), to be
+    /// reported to the core.
+    answers: Vec<Answer>,
+    /// Where fleet-slot requests go (`[cluster]`).
+    fleet_slots: Option<SlotSender>,
 }
 
 /// What a shard is made of: its core, listeners and TLS config, connection limits, the
@@ -117,6 +129,8 @@ pub struct ShardParts {
     pub metrics: Arc<Metrics>,
     /// Use UDP GSO where the kernel has it (`relay.gso`).
     pub gso: bool,
+    /// Where fleet-slot requests go (`[cluster]`).
+    pub fleet_slots: Option<SlotSender>,
 }
 
 impl Shard {
@@ -132,6 +146,7 @@ impl Shard {
             sessions,
             metrics,
             gso,
+            fleet_slots,
         } = parts;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -165,6 +180,7 @@ impl Shard {
                 udp,
                 tcp,
                 relays: RelaySockets::new(),
+                fleet_slots,
                 streams: Connections::new(tls, limits),
                 control,
                 status,
@@ -175,7 +191,7 @@ impl Shard {
                 outbound: (0..listener_count).map(|_| Batch::with_gso(gso)).collect(),
                 gso_run: Run::new(gso),
                 time: clock::time(),
-                bind_results: Vec::new(),
+                answers: Vec::new(),
             },
             waker,
         ))
@@ -265,6 +281,10 @@ impl Shard {
                 Ok(Control::Draining(on)) => self.core.set_draining(on),
                 Ok(Control::Alternates(a)) => self.core.set_alternates(a),
                 Ok(Control::Revocations(r)) => self.core.set_revocations(r),
+                Ok(Control::FleetSlot(token, answer)) => {
+                    self.core.fleet_slot_answered(self.time, token, answer);
+                    self.run_commands();
+                }
                 Ok(Control::Publish) => self.status.publish(
                     &self.core,
                     now,
@@ -316,21 +336,28 @@ impl Shard {
     /// the queue is empty (never from inside the loop that empties it); what they queue in
     /// turn is carried out by the next round.
     fn run_commands(&mut self) {
-        let mut binds = std::mem::take(&mut self.bind_results);
+        let mut answers = std::mem::take(&mut self.answers);
         loop {
-            self.run_queued(&mut binds);
-            if binds.is_empty() {
+            self.run_queued(&mut answers);
+            if answers.is_empty() {
                 break;
             }
-            for (token, addr, ok) in binds.drain(..) {
-                self.core.relay_bound(self.time, token, addr, ok);
+            for a in answers.drain(..) {
+                match a {
+                    Answer::Bound(token, addr, ok) => {
+                        self.core.relay_bound(self.time, token, addr, ok)
+                    }
+                    Answer::Slot(token, slot) => {
+                        self.core.fleet_slot_answered(self.time, token, slot)
+                    }
+                }
             }
         }
-        self.bind_results = binds;
+        self.answers = answers;
     }
 
-    /// One round of `run_commands`: empties the core's queue, collecting bind results.
-    fn run_queued(&mut self, binds: &mut Vec<(u64, SocketAddr, bool)>) {
+    /// One round of `run_commands`: empties the core's queue, collecting the answers.
+    fn run_queued(&mut self, answers: &mut Vec<Answer>) {
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::SendToClient { client, data } => {
@@ -347,9 +374,32 @@ impl Shard {
                 Command::BindRelay { token, addr } => {
                     let result = self.relays.bind(self.poll.registry(), addr);
                     self.status.note_bind(self.index, addr, &result);
-                    binds.push((token, addr, result.is_ok()));
+                    answers.push(Answer::Bound(token, addr, result.is_ok()));
                 }
                 Command::ReleaseRelay { addr } => self.relays.release(self.poll.registry(), addr),
+                Command::ClaimFleetSlot { token, user } => {
+                    let claim = SlotRequest::Claim {
+                        shard: self.index,
+                        token,
+                        user,
+                    };
+                    // No fleet task (stopping): the Allocate is refused, not left waiting.
+                    if self
+                        .fleet_slots
+                        .as_ref()
+                        .is_none_or(|q| q.send(claim).is_err())
+                    {
+                        answers.push(Answer::Slot(token, FleetSlot::Unavailable));
+                    }
+                }
+                Command::ReleaseFleetSlot { token } => {
+                    if let Some(q) = &self.fleet_slots {
+                        let _ = q.send(SlotRequest::Release {
+                            shard: self.index,
+                            token,
+                        });
+                    }
+                }
                 Command::AllocationEnded(summary) => {
                     self.metrics
                         .allocation_lifetime
