@@ -1,11 +1,13 @@
 //! End-to-end calls with real WebRTC stacks, driven from here so `cargo test` runs them:
 //! headless Chromium through turnpike on loopback (UDP, TCP, TLS, wrong credential), two
 //! Chromiums behind simulated NATs in network namespaces (root), both browsers redirected
-//! by a draining or full node (namespaces, root), headless Firefox (alone and
-//! with Chromium) in a namespace of its own, calls in both browsers whose credential expires
-//! mid-call (lenient, strict and max-session policies), the self-test page (GET /selftest)
-//! against a healthy server and one whose relay range nftables blocks, and aiortc. The scripts
-//! live in tests/browser/ and start turnpike themselves (TURNPIKE_BIN).
+//! by a draining or full node (namespaces, root), calls in a two-node fleet relayed where
+//! one node's credential API sends them, before and after a drain (namespaces, Redis,
+//! root), headless Firefox (alone and with Chromium) in a namespace of its own, calls in
+//! both browsers whose credential expires mid-call (lenient, strict and max-session
+//! policies), the self-test page (GET /selftest) against a healthy server and one whose
+//! relay range nftables blocks, and aiortc. The scripts live in tests/browser/ and start
+//! turnpike themselves (TURNPIKE_BIN).
 
 mod support;
 
@@ -86,6 +88,15 @@ fn chromium_behind_symmetric_nats_connects_only_through_turnpike() {
 #[test]
 fn chromium_and_firefox_follow_a_draining_or_full_nodes_redirect_at_the_first_try() {
     run("node", "redirect.mjs");
+}
+
+/// A fleet of two nodes sharing a redis-server: each page gets its credential from node
+/// A's API for its region and the call is relayed by node B; B drains and leaves A's
+/// credentials within the TTL, a second call lands on A and the first one goes on
+/// (root: network namespaces, symmetric NATs).
+#[test]
+fn chromium_calls_go_to_the_fleet_node_the_credential_api_names_before_and_after_a_drain() {
+    run("node", "fleet_call.mjs");
 }
 
 /// client/turnpike.js in Chromium and Firefox on one network, behind cone NATs, behind

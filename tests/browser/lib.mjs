@@ -178,13 +178,15 @@ export async function newPeer(browser) {
   return page;
 }
 
-/// Runs a call between `a` (offers) and `b` (answers) with ICE config `config`. The test
-/// relays the SDP and trickled candidates. Resolves when both sides are connected, or
-/// when `timeoutMs` passes or either side fails.
+/// Runs a call between `a` (offers) and `b` (answers) with ICE config `config`, or
+/// `[configA, configB]` when each end has its own credential. The test relays the SDP and
+/// trickled candidates. Resolves when both sides are connected, or when `timeoutMs`
+/// passes or either side fails.
 export async function call(a, b, config, { media = false, timeoutMs = 15000 } = {}) {
   const t0 = Date.now();
-  await a.evaluate(([c, m]) => tp.create(c, { media: m, channel: true }), [config, media]);
-  await b.evaluate(([c, m]) => tp.create(c, { media: m }), [config, media]);
+  const [configA, configB] = Array.isArray(config) ? config : [config, config];
+  await a.evaluate(([c, m]) => tp.create(c, { media: m, channel: true }), [configA, media]);
+  await b.evaluate(([c, m]) => tp.create(c, { media: m }), [configB, media]);
   const offer = await a.evaluate(() => tp.offer());
   // Trickle starts before the answer exists: b must queue what arrives early.
   const early = await a.evaluate(() => tp.takeCandidates());
