@@ -286,7 +286,8 @@ pub struct Http {
     pub uris: Vec<String>,
     /// Origins allowed to call the credential API from a browser (CORS); "*" for any.
     pub cors_origins: Vec<String>,
-    /// A second bearer token for the sessions API only (the credentials token works too).
+    /// The bearer token of the admin API (sessions, nodes, revocations); the credentials
+    /// token does not open it. Absent: those endpoints answer 404.
     pub admin_token: Option<Secret>,
     /// Serve the self-test page at GET /selftest.
     pub selftest: bool,
