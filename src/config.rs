@@ -9,10 +9,14 @@ use anyhow::{Context, bail};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+mod alternate;
 mod cluster;
+mod secret;
 mod validate;
 
+pub use alternate::TlsAlternate;
 pub use cluster::{Cluster, OnRedisDown};
+pub use secret::Secret;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,6 +54,8 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// Other nodes to send new clients to (300 Try Alternate) while draining or full.
     pub alternate: Vec<SocketAddr>,
+    /// Where TLS clients go instead, with their certificates' names.
+    pub alternate_tls: Vec<TlsAlternate>,
     /// Most TCP/TLS connections from one IPv4 address or IPv6 /64.
     pub max_connections_per_ip: usize,
     /// A TLS handshake not finished this long after accept is abandoned.
@@ -75,6 +81,7 @@ impl Default for Server {
             idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             alternate: vec![],
+            alternate_tls: vec![],
             max_connections_per_ip: 256,
             tls_handshake_timeout: Duration::from_secs(10),
             tls_accepts_plain: true,
@@ -135,23 +142,6 @@ impl Default for Relay {
             strict_channel_numbers: false,
             gso: true,
         }
-    }
-}
-
-/// A secret string (REST secret, bearer token): deserializes like a string, never prints.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
     }
 }
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 use stun::attributes::*;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
-use support::{RawClient, SECRET, build_request, error_code, start_with};
+use support::{
+    RawClient, SECRET, StreamClient, TestCert, build_request, error_code, free_tcp_port, start_with,
+};
 use turn::proto::reqtrans::RequestedTransport;
 
 fn alternate(r: &Message) -> SocketAddr {
@@ -59,4 +61,54 @@ fn signed_allocate_redirected_by_a_draining_node_succeeds_on_the_alternate_with_
     let m = build_request(METHOD_ALLOCATE, &allocate_attrs(), Some((&u, &nonce, &p)));
     let r = from_new_port(b, &m);
     assert_eq!(error_code(&r), None, "{r}");
+}
+
+/// A TLS client that a draining node redirects gets ALTERNATE-SERVER (the alternate's TLS
+/// listener) and ALTERNATE-DOMAIN (the name on its certificate): verified against that
+/// name the handshake passes and the Allocate succeeds; against the bare address it fails,
+/// which is all a client had before ALTERNATE-DOMAIN.
+#[test]
+fn tls_client_redirected_by_300_verifies_the_alternate_by_alternate_domain() {
+    let (cert_a, cert_b) = (
+        TestCert::for_names("alt-tls-a", &["turn-a.test"]),
+        TestCert::for_names("alt-tls-b", &["turn-b.test"]),
+    );
+    let (tls_a, tls_b) = (free_tcp_port(), free_tcp_port());
+    let listen = |p: u16| format!("listen_tls = [\"127.0.0.1:{p}\"]\n");
+    let (_relay_b, _, _) = start_with(false, "58700-58749", &listen(tls_b), &cert_b.config());
+    let alt = format!(
+        "{}alternate_tls = [{{ address = \"127.0.0.1:{tls_b}\", domain = \"turn-b.test\" }}]\n",
+        listen(tls_a)
+    );
+    let (relay_a, _, _) = start_with(false, "58750-58799", &alt, &cert_a.config());
+    relay_a.drain(true);
+    let (u, p) =
+        turnpike::auth::mint_credential(SECRET, "tls-redirected", 600, support::unix_now());
+    let a = SocketAddr::from(([127, 0, 0, 1], tls_a));
+    let mut c = StreamClient::new(cert_a.client_for(a, "turn-a.test"), u.clone(), p.clone());
+    let r = c.request(METHOD_ALLOCATE, allocate_attrs(), false);
+    assert_eq!(error_code(&r), Some(300));
+    let to = alternate(&r);
+    assert_eq!(to, SocketAddr::from(([127, 0, 0, 1], tls_b)));
+    let domain = r
+        .get(ATTR_ALTERNATE_DOMAIN)
+        .expect("ALTERNATE-DOMAIN on a TLS redirect");
+    let domain = String::from_utf8(domain).unwrap();
+    assert_eq!(domain, "turn-b.test");
+
+    // Verified against the bare address, B's certificate does not pass.
+    let mut by_ip = cert_b.client_for(to, "127.0.0.1");
+    assert!(
+        std::io::Write::write_all(&mut by_ip, &build_request(METHOD_BINDING, &[], None).raw)
+            .and_then(|_| std::io::Write::flush(&mut by_ip))
+            .and_then(|_| std::io::Read::read(&mut by_ip, &mut [0u8; 64]))
+            .is_err()
+    );
+    // Verified against ALTERNATE-DOMAIN, it does, and B allocates.
+    let mut b = StreamClient::new(cert_b.client_for(to, &domain), u, p);
+    let r = b.request(METHOD_ALLOCATE, allocate_attrs(), false);
+    assert_eq!(error_code(&r), Some(401));
+    b.nonce = TextAttribute::get_from_as(&r, ATTR_NONCE).unwrap().text;
+    let r = b.request(METHOD_ALLOCATE, allocate_attrs(), true);
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "{:?}", error_code(&r));
 }

@@ -57,6 +57,8 @@ pub struct Driver {
     busy: HashSet<u16>,
     /// The relay sockets the shell holds, and the shard that bound each one.
     pub bound: HashMap<SocketAddr, usize>,
+    /// Fleet slots granted and not given back, by (shard, token).
+    fleet_slots: HashSet<(usize, u64)>,
     defer: bool,
     deferred: VecDeque<(usize, u64, SocketAddr)>,
     last_token: Option<Vec<u8>>,
@@ -135,7 +137,8 @@ impl Driver {
             max_permissions: 1 + setup.max_permissions as usize % 6,
             strict_channel_numbers: setup.strict_channels,
             token_key: [5; 32],
-            fleet_quota: false,
+            // The fleet-wide quota's wait (answered at once, granted) on every run.
+            fleet_quota: true,
         };
         Driver {
             shards: (port_ranges.iter())
@@ -150,6 +153,7 @@ impl Driver {
             unix: 1_800_000_000,
             busy: HashSet::new(),
             bound: HashMap::new(),
+            fleet_slots: HashSet::new(),
             defer: false,
             deferred: VecDeque::new(),
             last_token: None,
@@ -232,6 +236,11 @@ impl Driver {
             self.bound.is_empty(),
             "relay sockets leaked: {:?}",
             self.bound
+        );
+        assert!(
+            self.fleet_slots.is_empty(),
+            "fleet slots never given back: {:?}",
+            self.fleet_slots
         );
         self.check_counters();
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use stun::attributes::*;
 use stun::message::*;
 use turnpike::relay::peer_policy::PeerPolicy;
-use turnpike::relay::{ClientAction, ClientId, Command, PeerAction};
+use turnpike::relay::{ClientAction, ClientId, Command, FleetSlot, PeerAction};
 use turnpike::testkit::shell::data_indication;
 
 use crate::{Attr, Driver, PORT_BASE};
@@ -157,6 +157,15 @@ impl Driver {
                     assert_eq!(owner, Some(shard), "shard {shard} released {addr}");
                 }
                 Command::AllocationEnded(_) => self.tally.ended += 1,
+                Command::ClaimFleetSlot { token, .. } => {
+                    self.fleet_slots.insert((shard, token));
+                    let time = self.time();
+                    self.shards[shard].fleet_slot_answered(time, token, FleetSlot::Granted);
+                }
+                Command::ReleaseFleetSlot { token } => {
+                    let held = self.fleet_slots.remove(&(shard, token));
+                    assert!(held, "shard {shard} gave back fleet slot {token} it did not hold");
+                }
             }
         }
     }

@@ -68,6 +68,9 @@ impl Config {
                 bail!("server.alternate: {a} must be a concrete address and port");
             }
         }
+        for a in &self.server.alternate_tls {
+            a.validate()?;
+        }
         Ok(())
     }
 }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::relay::Alternate;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub name: String,
@@ -53,6 +55,27 @@ impl NodeRecord {
     /// Where its plain `turn:` listeners are, for ALTERNATE-SERVER: every `turn:` URI
     /// whose host is an IP literal and whose transport is UDP or unnamed (a host name
     /// cannot go in ALTERNATE-SERVER, and `turns:` needs ALTERNATE-DOMAIN).
+    /// Where a TLS client redirected to this node goes: the host of its first `turns:` URI
+    /// that names a DNS host (the certificate's, sent as ALTERNATE-DOMAIN) at that URI's
+    /// port (default 5349), on the address of its first IP-literal `turn:` URI. None
+    /// without both.
+    pub fn tls_alternate(&self) -> Option<Alternate> {
+        let ip = self.listener_addresses().first()?.ip();
+        self.uris.iter().find_map(|u| {
+            let rest = u.strip_prefix("turns:")?;
+            let hostport = rest.split_once('?').map_or(rest, |(h, _)| h);
+            let (host, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().ok()?),
+                None => (hostport, 5349),
+            };
+            let is_name = matches!(
+                rustls::pki_types::ServerName::try_from(host),
+                Ok(rustls::pki_types::ServerName::DnsName(_))
+            );
+            is_name.then(|| Alternate::tls(SocketAddr::new(ip, port), host))
+        })
+    }
+
     pub fn listener_addresses(&self) -> Vec<SocketAddr> {
         self.uris
             .iter()

@@ -135,7 +135,7 @@ impl Registry {
     }
 
     /// ALTERNATE-SERVER candidates from the registry (other nodes with room).
-    pub fn alternates(&self, now_ms: u64) -> Vec<std::net::SocketAddr> {
+    pub fn alternates(&self, now_ms: u64) -> Vec<crate::relay::Alternate> {
         select::alternates(
             &self.live(now_ms),
             &self.settings.node_name,

@@ -2,9 +2,9 @@
 //! the least loaded. Pure functions of the registry's records and the time.
 
 use std::cmp::Ordering;
-use std::net::SocketAddr;
 
 use super::record::NodeRecord;
+use crate::relay::Alternate;
 
 /// The best `n` nodes for a new client: live (heard from within `ttl_ms`), not draining,
 /// not full; those in `region` (when named) before the others, then by load, then name.
@@ -55,13 +55,14 @@ pub fn credential_uris(
 }
 
 /// ALTERNATE-SERVER candidates: the listener addresses of every other node with room,
-/// least loaded first (the core picks among them by the client's family and port).
+/// and their TLS listeners with their names, least loaded first (the core picks among them
+/// by the client's transport, family and port).
 pub fn alternates(
     nodes: &[NodeRecord],
     own_name: &str,
     now_ms: u64,
     ttl_ms: u64,
-) -> Vec<SocketAddr> {
+) -> Vec<Alternate> {
     let others: Vec<NodeRecord> = nodes
         .iter()
         .filter(|r| r.name != own_name)
@@ -69,7 +70,8 @@ pub fn alternates(
         .collect();
     let mut out = Vec::new();
     for r in best_nodes(&others, now_ms, ttl_ms, None, usize::MAX) {
-        for a in r.listener_addresses() {
+        let plain = r.listener_addresses().into_iter().map(Alternate::plain);
+        for a in plain.chain(r.tls_alternate()) {
             if !out.contains(&a) {
                 out.push(a);
             }
@@ -80,6 +82,8 @@ pub fn alternates(
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     const TTL: u64 = 10_000;
@@ -180,10 +184,15 @@ mod tests {
             node("c", "", 5),
         ];
         nodes[3].draining = true;
-        let want: Vec<SocketAddr> = [&nodes[2], &nodes[1]]
-            .iter()
-            .flat_map(|r| r.listener_addresses())
-            .collect();
+        nodes[2]
+            .uris
+            .push("turns:turn-b.example.com:443?transport=tcp".into());
+        let b_udp = nodes[2].listener_addresses()[0];
+        let want = vec![
+            Alternate::plain(b_udp),
+            Alternate::tls(SocketAddr::new(b_udp.ip(), 443), "turn-b.example.com"),
+            Alternate::plain(nodes[1].listener_addresses()[0]),
+        ];
         assert_eq!(alternates(&nodes, "self", NOW, TTL), want);
     }
 }

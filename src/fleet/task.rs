@@ -4,7 +4,6 @@
 //! is bounded; on failure the registry keeps its last view and the task tries again at
 //! the next heartbeat (a new connection if it has none).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ struct Beat {
     /// Whether the last heartbeat reached Redis (None before the first).
     up: Option<bool>,
     /// The alternates last pushed to the shards.
-    pushed: Vec<SocketAddr>,
+    pushed: Vec<crate::relay::Alternate>,
 }
 
 /// This node's live allocations as `turnpike:sessions:<name>` holds them: a JSON array of

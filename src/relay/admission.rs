@@ -7,24 +7,26 @@ use std::net::SocketAddr;
 use crate::proto::error_code::StunError;
 use crate::proto::reject::Reject;
 
-use stun::attributes::ATTR_ALTERNATE_SERVER;
+use stun::attributes::{ATTR_ALTERNATE_DOMAIN, ATTR_ALTERNATE_SERVER};
 use stun::message::{Message, Setter};
 
+use super::alternate::Alternate;
+use super::client::{ClientId, Transport};
 use super::core_state::Core;
 
 /// Why a new allocation is not made here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// 300 Try Alternate, naming this node in ALTERNATE-SERVER.
-    Redirect(SocketAddr),
+    /// 300 Try Alternate, naming that node in ALTERNATE-SERVER.
+    Redirect(Alternate),
     /// Refused outright, with nowhere to send the client.
     Refuse(Reject),
 }
 
 impl Refusal {
     /// The error response it is answered with.
-    pub fn reject(self) -> Reject {
-        match self {
+    pub fn reject(&self) -> Reject {
+        match *self {
             Refusal::Redirect(_) => Reject::of(StunError::TryAlternate),
             Refusal::Refuse(reject) => reject,
         }
@@ -46,8 +48,9 @@ impl Core {
         self.admission.draining
     }
 
-    /// The nodes named in ALTERNATE-SERVER (config `server.alternate`).
-    pub fn set_alternates(&mut self, alternates: Vec<SocketAddr>) {
+    /// The nodes named in ALTERNATE-SERVER (`server.alternate`, `server.alternate_tls`, the
+    /// fleet registry's).
+    pub fn set_alternates(&mut self, alternates: Vec<Alternate>) {
         self.admission.alternates = alternates;
     }
 
@@ -55,7 +58,7 @@ impl Core {
     /// (an administrative refusal: 486 would tell the client its user hit a quota, 508
     /// that a retry might succeed). A full node redirects when it has somewhere to send
     /// the client; otherwise Allocate goes on to its usual 486.
-    pub(super) fn refuse_new_allocation(&mut self, client: SocketAddr) -> Option<Refusal> {
+    pub(super) fn refuse_new_allocation(&mut self, client: ClientId) -> Option<Refusal> {
         let full = self.cfg.quotas.is_full();
         if !self.admission.draining && !full {
             return None;
@@ -75,20 +78,24 @@ impl Core {
         }
     }
 
-    /// One of the alternates, preferring the client's address family, spread over the
-    /// list by the client's port so that one node does not take every redirected client.
-    fn alternate_for(&self, client: SocketAddr) -> Option<SocketAddr> {
-        let alts = &self.admission.alternates;
-        let same: Vec<_> = alts
+    /// One of the alternates for the client's transport, preferring its address family,
+    /// spread over the list by the client's port so that one node does not take every
+    /// redirected client.
+    fn alternate_for(&self, client: ClientId) -> Option<Alternate> {
+        let tls = client.transport == Transport::Tls;
+        let fits: Vec<&Alternate> = self
+            .admission
+            .alternates
             .iter()
-            .filter(|a| a.is_ipv4() == client.is_ipv4())
+            .filter(|a| a.domain.is_some() == tls)
             .collect();
-        let pool: Vec<_> = if same.is_empty() {
-            alts.iter().collect()
-        } else {
-            same
-        };
-        (!pool.is_empty()).then(|| *pool[client.port() as usize % pool.len()])
+        let same: Vec<&Alternate> = fits
+            .iter()
+            .copied()
+            .filter(|a| a.addr.is_ipv4() == client.addr.is_ipv4())
+            .collect();
+        let pool = if same.is_empty() { fits } else { same };
+        (!pool.is_empty()).then(|| pool[client.addr.port() as usize % pool.len()].clone())
     }
 }
 
@@ -105,17 +112,37 @@ impl Setter for AlternateServer {
     }
 }
 
+/// ALTERNATE-DOMAIN (0x8003, RFC 8489 §14.16): the alternate's DNS name, as UTF-8 (the
+/// stun crate's TextAttribute refuses this type). Names come validated from the config
+/// or a `turns:` URI, so they fit its 255 bytes.
+pub struct AlternateDomain(pub String);
+
+impl Setter for AlternateDomain {
+    fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
+        if self.0.len() > 255 {
+            return Err(stun::Error::Other("ALTERNATE-DOMAIN over 255 bytes".into()));
+        }
+        m.add(ATTR_ALTERNATE_DOMAIN, self.0.as_bytes());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
 
     use stun::addr::MappedAddress;
-    use stun::attributes::{ATTR_ALTERNATE_SERVER, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM};
+    use stun::attributes::{
+        ATTR_ALTERNATE_DOMAIN, ATTR_ALTERNATE_SERVER, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE,
+        ATTR_REALM,
+    };
     use stun::integrity::MessageIntegrity;
     use stun::message::*;
     use stun::textattrs::TextAttribute;
     use turn::proto::lifetime::Lifetime;
 
+    use crate::relay::alternate::Alternate;
+    use crate::relay::{ClientId, Transport};
     use crate::testkit::harness::*;
     use crate::testkit::*;
 
@@ -123,6 +150,10 @@ mod tests {
         let mut a = MappedAddress::default();
         a.get_from_as(m, ATTR_ALTERNATE_SERVER).ok()?;
         Some(SocketAddr::new(a.ip, a.port))
+    }
+
+    fn plain(addrs: &[&str]) -> Vec<Alternate> {
+        addrs.iter().map(|a| Alternate::plain(peer(a))).collect()
     }
 
     fn try_allocate(h: &mut Harness, n: u16, user: &str) -> Message {
@@ -138,8 +169,8 @@ mod tests {
     #[test]
     fn draining_refuses_new_allocate_with_300_and_alternate_server_signed() {
         let mut h = harness();
-        let alts: Vec<SocketAddr> = vec![peer("[2001:db8::9]:3478"), peer("192.0.2.9:3478")];
-        h.server.set_alternates(alts);
+        h.server
+            .set_alternates(plain(&["[2001:db8::9]:3478", "192.0.2.9:3478"]));
         h.server.set_draining(true);
         let r = try_allocate(&mut h, 1, "u1");
         assert_eq!(error_code(&r), Some(300));
@@ -172,7 +203,7 @@ mod tests {
     #[test]
     fn redirecting_node_answers_unsigned_allocate_with_300_before_the_challenge() {
         let mut h = harness();
-        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        h.server.set_alternates(plain(&["192.0.2.9:3478"]));
         assert_eq!(error_code(&unsigned_allocate(&mut h, 1)), Some(401));
         h.server.set_draining(true);
         let r = unsigned_allocate(&mut h, 2);
@@ -193,7 +224,7 @@ mod tests {
         let mut cfg = config();
         cfg.quotas = std::sync::Arc::new(crate::relay::quota::Quotas::new(1, 5));
         let mut h = harness_with(cfg);
-        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        h.server.set_alternates(plain(&["192.0.2.9:3478"]));
         h.allocate(h.client(1), "u1");
         let r = unsigned_allocate(&mut h, 2);
         assert_eq!(error_code(&r), Some(300));
@@ -205,7 +236,7 @@ mod tests {
     fn unsigned_allocate_on_own_allocation_is_challenged_not_redirected() {
         let mut h = harness();
         h.allocate(h.client(1), "u1");
-        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        h.server.set_alternates(plain(&["192.0.2.9:3478"]));
         h.server.set_draining(true);
         assert_eq!(error_code(&unsigned_allocate(&mut h, 1)), Some(401));
     }
@@ -235,9 +266,39 @@ mod tests {
         let mut h = harness_with(cfg);
         h.allocate(h.client(1), "u1");
         assert_eq!(error_code(&try_allocate(&mut h, 2, "u2")), Some(486));
-        h.server.set_alternates(vec![peer("192.0.2.9:3478")]);
+        h.server.set_alternates(plain(&["192.0.2.9:3478"]));
         let r = try_allocate(&mut h, 3, "u3");
         assert_eq!(error_code(&r), Some(300));
         assert_eq!(alternate(&r), Some(peer("192.0.2.9:3478")));
+    }
+
+    #[test]
+    fn tls_clients_go_to_tls_alternates_with_alternate_domain_and_others_never() {
+        let mut h = harness();
+        let tls_alt = Alternate::tls(peer("192.0.2.9:5349"), "turn-b.example.com");
+        let mut alts = plain(&["192.0.2.9:3478"]);
+        alts.push(tls_alt);
+        h.server.set_alternates(alts);
+        h.server.set_draining(true);
+        let tls = ClientId {
+            transport: Transport::Tls,
+            ..h.client(7)
+        };
+        let r = h.request(tls, METHOD_ALLOCATE, Harness::allocate_attrs(), None);
+        assert_eq!(error_code(&r), Some(300));
+        assert_eq!(alternate(&r), Some(peer("192.0.2.9:5349")));
+        assert_eq!(r.get(ATTR_ALTERNATE_DOMAIN).unwrap(), b"turn-b.example.com");
+        // A UDP client gets the plain alternate and no ALTERNATE-DOMAIN.
+        let r = unsigned_allocate(&mut h, 8);
+        assert_eq!(alternate(&r), Some(peer("192.0.2.9:3478")));
+        assert!(!r.contains(ATTR_ALTERNATE_DOMAIN));
+        // No TLS alternate: a TLS client is refused rather than sent to a plain port.
+        h.server.set_alternates(plain(&["192.0.2.9:3478"]));
+        let r = h.request(tls, METHOD_ALLOCATE, Harness::allocate_attrs(), None);
+        assert_eq!(
+            error_code(&r),
+            Some(401),
+            "challenged, then refused once signed"
+        );
     }
 }

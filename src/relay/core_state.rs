@@ -150,7 +150,7 @@ impl Core {
 #[derive(Debug, Default)]
 pub struct Admission {
     pub(super) draining: bool,
-    pub(super) alternates: Vec<SocketAddr>,
+    pub(super) alternates: Vec<super::alternate::Alternate>,
     /// Users refused at Allocate and past their credential's expiry (`revocation`).
     pub(super) revoked: std::sync::Arc<super::revocation::Revocations>,
 }

@@ -30,6 +30,7 @@ mod action;
 mod address_family;
 pub mod admission;
 pub mod allocation;
+mod alternate;
 pub mod bandwidth;
 mod client;
 mod command;
@@ -49,6 +50,7 @@ mod time;
 
 pub use action::{ClientAction, PeerAction};
 pub use address_family::AddrFamily;
+pub use alternate::Alternate;
 pub use client::{ClientId, Transport};
 pub use command::{Command, FleetSlot, SessionSummary};
 pub use core_config::{CoreConfig, RelayFamily};

@@ -24,6 +24,7 @@ use anyhow::Context;
 
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::ShardSnapshot;
+use crate::relay::Alternate;
 use crate::relay::quota::Quotas;
 use crate::relay::{Core, CoreConfig, Transport};
 use crate::settings::Settings;
@@ -53,20 +54,32 @@ pub struct Node {
     slot_requests: Mutex<Option<fleet_slots::SlotReceiver>>,
 }
 
-/// The static alternates and the fleet registry's; the registry's win while it has any.
+/// The static alternates and the fleet registry's; for TLS clients and for the others
+/// apart, the registry's win while it has any.
 #[derive(Default)]
 struct Alternates {
-    configured: Vec<SocketAddr>,
-    fleet: Vec<SocketAddr>,
+    configured: Vec<Alternate>,
+    fleet: Vec<Alternate>,
 }
 
 impl Alternates {
-    fn in_force(&self) -> Vec<SocketAddr> {
-        if self.fleet.is_empty() {
-            self.configured.clone()
-        } else {
-            self.fleet.clone()
+    fn in_force(&self) -> Vec<Alternate> {
+        let mut out = Vec::new();
+        for tls in [false, true] {
+            let of = |v: &[Alternate]| -> Vec<Alternate> {
+                v.iter()
+                    .filter(|a| a.domain.is_some() == tls)
+                    .cloned()
+                    .collect()
+            };
+            let fleet = of(&self.fleet);
+            out.extend(if fleet.is_empty() {
+                of(&self.configured)
+            } else {
+                fleet
+            });
         }
+        out
     }
 }
 
@@ -107,7 +120,7 @@ fn shard_core(s: &Settings, shared: &Shared, ports: std::ops::RangeInclusive<u16
         },
         rand::random(),
     );
-    core.set_alternates(s.config.server.alternate.clone());
+    core.set_alternates(s.alternates());
     core
 }
 
@@ -219,7 +232,7 @@ impl Node {
             metrics: metrics.clone(),
             draining: AtomicBool::new(false),
             alternates: Mutex::new(Alternates {
-                configured: cfg.server.alternate.clone(),
+                configured: s.alternates(),
                 fleet: Vec::new(),
             }),
             slot_requests: Mutex::new(slot_rx),
@@ -282,7 +295,7 @@ impl Node {
             self.send_all(|| Control::Tls(tls.clone()));
         }
         let mut alts = self.alternates.lock().unwrap_or_else(|e| e.into_inner());
-        alts.configured = s.config.server.alternate.clone();
+        alts.configured = s.alternates();
         let now = alts.in_force();
         drop(alts);
         self.send_all(|| Control::Alternates(now.clone()));
@@ -290,7 +303,7 @@ impl Node {
 
     /// The fleet registry's alternates (other live nodes with room), ahead of
     /// `server.alternate` while there are any. Does not wait for the shards.
-    pub fn set_fleet_alternates(&self, fleet: Vec<SocketAddr>) {
+    pub fn set_fleet_alternates(&self, fleet: Vec<Alternate>) {
         let mut alts = self.alternates.lock().unwrap_or_else(|e| e.into_inner());
         alts.fleet = fleet;
         let now = alts.in_force();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::relay::Alternate;
 use crate::relay::RelayFamily;
 use crate::relay::peer_policy::{OwnAddresses, PeerPolicy};
 
@@ -122,6 +123,18 @@ impl Settings {
     }
 
     /// The peer policy every core checks peers against, the server's own addresses included.
+    /// Where a draining or full node sends new clients, from `server.alternate` (plain)
+    /// and `server.alternate_tls` (TLS, with the certificate's name).
+    pub fn alternates(&self) -> Vec<Alternate> {
+        let s = &self.config.server;
+        let plain = s.alternate.iter().map(|a| Alternate::plain(*a));
+        let tls = s
+            .alternate_tls
+            .iter()
+            .map(|a| Alternate::tls(a.address, &a.domain));
+        plain.chain(tls).collect()
+    }
+
     pub fn policy(&self) -> PeerPolicy {
         let peers = &self.config.peers;
         PeerPolicy::new(peers.allow.clone(), peers.deny.clone())

@@ -113,9 +113,14 @@ pub struct TestCert {
 
 impl TestCert {
     pub fn new(tag: &str) -> TestCert {
+        Self::for_names(tag, &["127.0.0.1", "turn.test"])
+    }
+
+    /// A self-signed certificate for exactly `names`.
+    pub fn for_names(tag: &str, names: &[&str]) -> TestCert {
         let dir = Scratch::new(tag);
-        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "turn.test".into()])
-            .unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let ck = rcgen::generate_simple_self_signed(names).unwrap();
         std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
         std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
         TestCert { dir, ck }
@@ -135,6 +140,19 @@ impl TestCert {
         port: u16,
         trust: bool,
     ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.client_for(addr, if trust { "turn.test" } else { "" })
+    }
+
+    /// A TLS client to `addr` that trusts this certificate and verifies it for `name`
+    /// (an empty name: trusts nothing, verifying "turn.test").
+    pub fn client_for(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        let trust = !name.is_empty();
+        let name = if trust { name } else { "turn.test" };
         let mut roots = rustls::RootCertStore::empty();
         if trust {
             roots.add(self.ck.cert.der().clone()).unwrap();
@@ -146,9 +164,9 @@ impl TestCert {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from("turn.test").unwrap();
+        let name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
         let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         rustls::StreamOwned::new(conn, tcp)
     }

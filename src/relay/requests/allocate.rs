@@ -2,7 +2,7 @@
 //! success response, EVEN-PORT reservations and lifetimes.
 
 use super::*;
-use crate::relay::admission::{AlternateServer, Refusal};
+use crate::relay::admission::Refusal;
 
 impl Core {
     pub(super) fn allocate(
@@ -20,8 +20,8 @@ impl Core {
         if self.answered_as_retransmission(client, req)? {
             return Ok(());
         }
-        if let Some(refusal) = self.refuse_new_allocation(client.addr) {
-            let extra = match refusal {
+        if let Some(refusal) = self.refuse_new_allocation(client) {
+            let extra = match &refusal {
                 Refusal::Redirect(alt) => self.redirect_attrs(alt, unix),
                 Refusal::Refuse(_) => vec![],
             };
@@ -83,50 +83,6 @@ impl Core {
             self.request_next_bind(now, token);
         }
         Ok(())
-    }
-
-    /// A first, unsigned Allocate at a node that redirects (draining or full, with an
-    /// alternate) gets its 300 at once, before the 401 challenge, and carries no REALM or
-    /// NONCE. libwebrtc keeps the REALM and NONCE a 300 gives it and signs its Allocate to
-    /// the alternate with them: a nonce the alternate never minted earns a 438 there, which
-    /// Chromium treats as fatal on Allocate. Redirected before it was challenged, a browser
-    /// meets the alternate fresh (401, then its signed Allocate), whatever the alternate
-    /// runs. RFC 8489 §10 lets a 300 go unauthenticated; the client learns nothing it
-    /// could not get from the credential API, the node keeps no state, and the answer
-    /// draws on the same per-source budget as a 401 (no more amplification). A signed
-    /// Allocate that reaches a redirecting node still gets the signed 300 after
-    /// authentication (`allocate`).
-    pub(super) fn redirected_unsigned(
-        &mut self,
-        client: ClientId,
-        req: RequestInfo,
-        credentials: &Credentials,
-    ) -> bool {
-        if credentials.is_signed() || self.by_client.contains_key(&client) {
-            return false;
-        }
-        let Some(refusal @ Refusal::Redirect(alt)) = self.refuse_new_allocation(client.addr) else {
-            return false;
-        };
-        let extra: Attrs = vec![Box::new(AlternateServer(alt))];
-        self.respond_error(client, req, refusal.reject(), None, extra);
-        true
-    }
-
-    /// What a signed 300 carries: the alternate, and REALM with a NONCE that is valid from
-    /// any address. libwebrtc signs its Allocate to the alternate with this REALM and
-    /// NONCE and treats the 438 a nonce bound to this node's view of it would get there
-    /// as fatal; an alternate sharing a REST secret accepts this one (`auth::nonce_keys`).
-    fn redirect_attrs(&self, alt: SocketAddr, unix: u64) -> Attrs {
-        let auth = &self.cfg.auth;
-        vec![
-            Box::new(AlternateServer(alt)),
-            Box::new(TextAttribute::new(ATTR_REALM, auth.realm().to_owned())),
-            Box::new(TextAttribute::new(
-                ATTR_NONCE,
-                auth.mint_portable_nonce(unix),
-            )),
-        ]
     }
 
     /// An Allocate from a 5-tuple that has one, or is getting one: a retransmission whose

@@ -82,6 +82,7 @@ mod channel_bind;
 mod fleet_slot;
 pub(super) mod pending;
 mod permission;
+mod redirect;
 mod refresh;
 mod request_info;
 pub(super) mod reservation;

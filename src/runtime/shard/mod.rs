@@ -66,7 +66,7 @@ pub enum Control {
     /// Start or stop draining: stop admitting (see `Core::set_draining`).
     Draining(bool),
     /// Nodes for ALTERNATE-SERVER (reload).
-    Alternates(Vec<SocketAddr>),
+    Alternates(Vec<crate::relay::Alternate>),
     /// The fleet's revocations in force (`[cluster]`).
     Revocations(Arc<crate::relay::revocation::Revocations>),
     /// The fleet's answer to a `ClaimFleetSlot` (`[cluster]`).
