@@ -2,11 +2,12 @@
 //! (`process`), scratch directories, free ports, turnpike in this process (`inproc`), a raw
 //! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
 //! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a
-//! redis-server (`fleet`). Wire builders come from the crate's test kit
-//! (`turnpike::testkit`).
+//! redis-server (`fleet`), the deploy kit's files and the tools that check them
+//! (`deploy`). Wire builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod deploy;
 mod fleet;
 mod http;
 mod inproc;
@@ -16,6 +17,7 @@ mod scratch;
 mod stream;
 
 pub use client::*;
+pub use deploy::*;
 pub use fleet::*;
 pub use http::*;
 pub use inproc::*;
