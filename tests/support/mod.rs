@@ -3,7 +3,8 @@
 //! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
 //! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a
 //! redis-server (`fleet`), the deploy kit's files and the tools that check them
-//! (`deploy`). Wire builders come from the crate's test kit (`turnpike::testkit`).
+//! (`deploy`), the Kubernetes manifests and their init script (`kubernetes`). Wire
+//! builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
 mod client;
@@ -11,6 +12,7 @@ mod deploy;
 mod fleet;
 mod http;
 mod inproc;
+pub mod kubernetes;
 mod ports;
 mod process;
 mod scratch;
