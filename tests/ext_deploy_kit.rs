@@ -1,48 +1,22 @@
 //! The deploy kit in deploy/: the Containerfile (hadolint, its key instructions, and its
-//! HEALTHCHECK command against a live server), the Kubernetes manifests (validated offline
-//! against the Kubernetes schemas), the Prometheus alert rules (promtool check and unit
-//! tests) and the Grafana dashboard (every metric it and the alerts name exists in a real
-//! turnpike's /metrics). The tools come from scripts/install-test-deps.sh.
+//! HEALTHCHECK command against a live server), the Prometheus alert rules (promtool check
+//! and unit tests) and the Grafana dashboard (every metric it and the alerts name exists in
+//! a real turnpike's /metrics). The Kubernetes manifests have ext_deploy_kubernetes.rs.
+//! The tools come from scripts/install-test-deps.sh.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{BIN, Proc, Scratch, free_tcp_port, free_udp_port, http_get};
-use turnpike::config::Config;
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// A tool installed by scripts/install-test-deps.sh into deploy/.venv.
-fn venv_tool(name: &str) -> PathBuf {
-    let p = repo("deploy/.venv/bin").join(name);
-    assert!(
-        p.exists(),
-        "{} missing: run scripts/install-test-deps.sh",
-        p.display()
-    );
-    p
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/install-test-deps.sh)"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use support::{
+    BIN, Proc, Scratch, free_tcp_port, free_udp_port, http_get, repo, run_tool, venv_tool,
+    yaml_docs,
+};
 
 /// The turnpike binary running on loopback, killed (by its own PID) on drop.
 struct Running {
@@ -110,7 +84,8 @@ fn containerfile() -> Vec<(String, String)> {
 
 #[test]
 fn containerfile_is_lint_clean_multi_stage_and_non_root() {
-    let (ok, text) = run(Command::new(venv_tool("hadolint")).arg(repo("deploy/Containerfile")));
+    let (ok, text) =
+        run_tool(Command::new(venv_tool("hadolint")).arg(repo("deploy/Containerfile")));
     assert!(ok && text.trim().is_empty(), "hadolint:\n{text}");
 
     let ins = containerfile();
@@ -204,9 +179,11 @@ fn container_healthcheck_command_follows_readyz() {
     let check = |listen: &str| -> (bool, String) {
         let conf = dir.join("hc.toml");
         std::fs::write(&conf, format!("[http]\nlisten = \"{listen}\"\n")).unwrap();
-        run(Command::new(BIN)
-            .arg("healthcheck")
-            .env("TURNPIKE_CONFIG", &conf))
+        run_tool(
+            Command::new(BIN)
+                .arg("healthcheck")
+                .env("TURNPIKE_CONFIG", &conf),
+        )
     };
     // A wildcard http.listen (as in the Kubernetes ConfigMap) is checked on loopback.
     let (ok, text) = check(&format!("0.0.0.0:{}", server.http.port()));
@@ -241,219 +218,25 @@ fn container_healthcheck_command_follows_readyz() {
     assert!(!ok && text.contains(&http.to_string()), "{text}");
 }
 
-// ---------------------------------------------------------------- Kubernetes
-
-fn yaml_docs(path: &Path) -> Vec<Value> {
-    let py = "import json, sys, yaml\n\
-              print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))";
-    let (ok, text) = run(Command::new(venv_tool("python")).args(["-c", py]).arg(path));
-    assert!(ok, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-#[test]
-fn kubernetes_manifests_validate_against_the_schemas() {
-    let dir = repo("deploy/kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 4, "{files:?}");
-    let validator = venv_tool("kubernetes-validate");
-    let (ok, text) = run(Command::new(&validator).arg("--strict").args(&files));
-    assert!(ok, "kubernetes-validate:\n{text}");
-    assert_eq!(
-        text.matches(" passed for resource ").count(),
-        files.len(),
-        "{text}"
-    );
-
-    // The validator catches a misspelt field (so its pass above means something).
-    let bad_dir = Scratch::new("kit-k8s");
-    let ds_text = std::fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
-    let bad = bad_dir.join("daemonset.yaml");
-    std::fs::write(&bad, ds_text.replace("hostNetwork:", "hostNetwerk:")).unwrap();
-    let (ok, text) = run(Command::new(&validator).arg("--strict").arg(&bad));
-    assert!(!ok, "a misspelt field passed:\n{text}");
-
-    let mut by_kind: BTreeMap<String, Value> = BTreeMap::new();
-    for f in &files {
-        for d in yaml_docs(f) {
-            by_kind.insert(d["kind"].as_str().unwrap().to_owned(), d);
-        }
-    }
-    let toml_text = by_kind["ConfigMap"]["data"]["turnserver.toml"]
-        .as_str()
-        .unwrap();
-    let cfg = Config::from_toml(toml_text).unwrap_or_else(|e| panic!("ConfigMap: {e:#}"));
-    assert!(
-        cfg.http.listen.ip().is_unspecified(),
-        "the kubelet probes the node address, not loopback: {}",
-        cfg.http.listen
-    );
-
-    let ds = &by_kind["DaemonSet"];
-    let pod = &ds["spec"]["template"]["spec"];
-    assert_eq!(pod["hostNetwork"], true);
-    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    let c = &pod["containers"][0];
-    let ready = &c["readinessProbe"]["httpGet"];
-    assert_eq!(ready["path"], "/readyz");
-    assert_eq!(ready["port"], cfg.http.listen.port());
-    assert!(c["lifecycle"]["preStop"].is_object(), "preStop hook");
-    let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-        .as_u64()
-        .unwrap_or(0);
-    // SIGTERM drains for up to server.drain_timeout after the preStop hook.
-    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-    let drain = cfg.server.drain_timeout.as_secs();
-    assert!(grace > pre_stop + drain, "grace {grace}s, drain {drain}s");
-    // The config's listeners are the ports the pod declares.
-    let declared: BTreeSet<(u64, String)> = c["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["containerPort"].as_u64().unwrap(),
-                p["protocol"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    for (addrs, proto) in [
-        (&cfg.server.listen_udp, "UDP"),
-        (&cfg.server.listen_tcp, "TCP"),
-        (&cfg.server.listen_tls, "TCP"),
-    ] {
-        for a in addrs {
-            assert!(
-                declared.contains(&(a.port() as u64, proto.to_owned())),
-                "{a}/{proto} not declared in {declared:?}"
-            );
-        }
-    }
-    // The config is mounted where --config points, and the secret the pod references
-    // exists in the Secret.
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    let conf_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
-    let mounts = c["volumeMounts"].as_array().unwrap();
-    let cm_volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"])
-        .expect("the ConfigMap is a volume");
-    let mount = mounts
-        .iter()
-        .find(|m| m["name"] == cm_volume["name"])
-        .expect("the ConfigMap volume is mounted");
-    assert_eq!(
-        Path::new(mount["mountPath"].as_str().unwrap()).join("turnserver.toml"),
-        Path::new(conf_path)
-    );
-    let secret = &by_kind["Secret"];
-    let secret_name = secret["metadata"]["name"].as_str().unwrap();
-    let keys: Vec<String> = secret["stringData"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    let refs: Vec<&Value> = c["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["valueFrom"].get("secretKeyRef"))
-        .chain(
-            pod["volumes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|v| v.get("secret")),
-        )
-        .collect();
-    assert!(!refs.is_empty(), "the pod uses the Secret");
-    for r in refs {
-        let name = r.get("name").or(r.get("secretName")).unwrap();
-        assert_eq!(name, secret_name);
-        if let Some(k) = r.get("key") {
-            assert!(keys.contains(&k.as_str().unwrap().to_owned()), "{k}");
-        }
-    }
-
-    // auth.secrets_file is a key of the Secret, mounted where the config says, readable
-    // by the pod's group and not by every user (turnpike refuses that).
-    let secrets_file = cfg.auth.secrets_file.clone().expect("auth.secrets_file");
-    let secret_volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["secret"]["secretName"] == secret_name)
-        .expect("the Secret is a volume");
-    let secret_mount = mounts
-        .iter()
-        .find(|m| m["name"] == secret_volume["name"])
-        .expect("the Secret volume is mounted");
-    assert_eq!(
-        secrets_file.parent().unwrap(),
-        Path::new(secret_mount["mountPath"].as_str().unwrap())
-    );
-    let key = secrets_file.file_name().unwrap().to_str().unwrap();
-    assert!(keys.contains(&key.to_owned()), "{key} not in {keys:?}");
-    let mode = secret_volume["secret"]["defaultMode"].as_u64().unwrap() as u32;
-    assert_eq!(mode & 0o004, 0, "world-readable secrets: {mode:o}");
-    assert_ne!(mode & 0o040, 0, "the fsGroup cannot read it: {mode:o}");
-    assert!(pod["securityContext"]["fsGroup"].is_u64(), "fsGroup");
-
-    // The ConfigMap and the Secret as the pod sees them pass check-config.
-    let dir = Scratch::new("kit-k8s-check");
-    let file = dir.join(key);
-    std::fs::write(&file, secret["stringData"][key].as_str().unwrap()).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
-    let conf = dir.join("turnserver.toml");
-    let pod_path = secrets_file.display().to_string();
-    assert!(toml_text.contains(&pod_path));
-    std::fs::write(
-        &conf,
-        toml_text.replace(&pod_path, &file.display().to_string()),
-    )
-    .unwrap();
-    let (ok, text) = run(Command::new(BIN)
-        .args(["check-config", "--quiet", "--config"])
-        .arg(&conf)
-        .env_remove("TURNPIKE_CONFIG"));
-    assert!(ok, "check-config on the ConfigMap and Secret:\n{text}");
-
-    for d in by_kind.values() {
-        if d["kind"] != "Namespace" {
-            assert_eq!(d["metadata"]["namespace"], "turnpike", "{}", d["kind"]);
-        }
-    }
-}
-
 // ---------------------------------------------------------------- Prometheus, Grafana
 
 #[test]
 fn prometheus_alert_rules_check_and_unit_tests_pass() {
     let dir = repo("deploy/prometheus");
-    let (ok, text) = run(Command::new("promtool")
-        .args(["check", "rules", "turnpike-alerts.yml"])
-        .current_dir(&dir));
+    let (ok, text) = run_tool(
+        Command::new("promtool")
+            .args(["check", "rules", "turnpike-alerts.yml"])
+            .current_dir(&dir),
+    );
     assert!(
         ok && text.contains("SUCCESS"),
         "promtool check rules:\n{text}"
     );
-    let (ok, text) = run(Command::new("promtool")
-        .args(["test", "rules", "turnpike-alerts.test.yml"])
-        .current_dir(&dir));
+    let (ok, text) = run_tool(
+        Command::new("promtool")
+            .args(["test", "rules", "turnpike-alerts.test.yml"])
+            .current_dir(&dir),
+    );
     assert!(
         ok && text.contains("SUCCESS"),
         "promtool test rules:\n{text}"
@@ -654,9 +437,11 @@ fn dashboard_queries_are_valid_promql() {
         ));
     }
     std::fs::write(dir.join("rules.yml"), &rules).unwrap();
-    let (ok, text) = run(Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(dir.join("rules.yml")));
+    let (ok, text) = run_tool(
+        Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(dir.join("rules.yml")),
+    );
     assert!(ok, "dashboard queries:\n{text}\n{rules}");
 }
 

@@ -2,20 +2,24 @@
 //! (`process`), scratch directories, free ports, turnpike in this process (`inproc`), a raw
 //! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
 //! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a
-//! redis-server (`fleet`). Wire builders come from the crate's test kit
-//! (`turnpike::testkit`).
+//! redis-server (`fleet`), the deploy kit's files and the tools that check them
+//! (`deploy`), the Kubernetes manifests and their init script (`kubernetes`). Wire
+//! builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod deploy;
 mod fleet;
 mod http;
 mod inproc;
+pub mod kubernetes;
 mod ports;
 mod process;
 mod scratch;
 mod stream;
 
 pub use client::*;
+pub use deploy::*;
 pub use fleet::*;
 pub use http::*;
 pub use inproc::*;
