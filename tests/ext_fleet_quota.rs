@@ -1,5 +1,5 @@
-//! The fleet-wide per-user quota on three turnpike processes sharing a real
-//! `redis-server`: `relay.max_allocations_per_user` = 5 counts across the fleet under a
+//! The fleet-wide per-user quota on three turnpike nodes sharing a real `redis-server`,
+//! each on its own host in network namespaces the test creates: `relay.max_allocations_per_user` = 5 counts across the fleet under a
 //! race of 3 nodes × 50 concurrent Allocates (the overshoot is printed and must be 0), a
 //! slot given back on one node is free on another, a killed node's slots lapse after the
 //! TTL (printed), and with Redis gone calls keep relaying while new Allocates follow each
@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use stun::message::{METHOD_REFRESH, Setter};
 use support::{
-    Extra, FleetNode, HEARTBEAT, RawClient, Scratch, TTL, echo_peer, error_code, free_tcp_port,
-    relays, wait_until,
+    Extra, FleetNet, FleetNode, HEARTBEAT, RawClient, Scratch, TTL, error_code, relays, wait_until,
 };
 
 const MAX: usize = 5;
@@ -23,7 +22,7 @@ const RACERS: usize = 50;
 
 fn extra(cluster: &'static str) -> Extra<'static> {
     Extra {
-        // Every racer's 401 comes from 127.0.0.1 at once.
+        // Every racer's 401 comes from the test's one address at once.
         server: "unauthenticated_rate = 0\n",
         relay: "max_allocations_per_user = 5\n",
         cluster,
@@ -31,13 +30,13 @@ fn extra(cluster: &'static str) -> Extra<'static> {
 }
 
 fn node(
+    net: &mut FleetNet,
     dir: &Scratch,
     name: &'static str,
     ports: &str,
-    redis: u16,
     cluster: &'static str,
 ) -> FleetNode {
-    FleetNode::start_with(dir, name, ports, Some(("eu", redis)), extra(cluster))
+    net.node_with(dir, name, ports, Some("eu"), extra(cluster))
 }
 
 /// A new Allocate for `user` on `at`: the client (kept alive) and its error code.
@@ -131,18 +130,12 @@ fn dead_node_slots_lapse(a: &mut FleetNode, b: &FleetNode) -> Duration {
 }
 
 fn main_flow(dir: &Scratch) {
-    support::require_redis();
-    let redis_port = free_tcp_port();
-    let redis = support::redis(redis_port);
-    let mut a = node(dir, "a", "46000-46049", redis_port, "");
-    let b = node(dir, "b", "46050-46099", redis_port, "");
-    let c = node(
-        dir,
-        "c",
-        "46100-46149",
-        redis_port,
-        "on_redis_down = \"closed\"\n",
-    );
+    let mut net = FleetNet::new();
+    let redis = net.redis();
+    let mut a = node(&mut net, dir, "a", "46000-46049", "");
+    let b = node(&mut net, dir, "b", "46050-46099", "");
+    let closed = "on_redis_down = \"closed\"\n";
+    let c = node(&mut net, dir, "c", "46100-46149", closed);
     quota_race(&a, &b, &c);
     let lapse = dead_node_slots_lapse(&mut a, &b);
     println!("quota: a SIGKILLed node's slots came back after {lapse:?} (ttl {TTL:?})");
@@ -150,14 +143,14 @@ fn main_flow(dir: &Scratch) {
         lapse >= TTL / 2,
         "slots lapse by TTL, not at once: {lapse:?}"
     );
-    redis_outage(&b, &c, redis, redis_port);
+    redis_outage(&net, &b, &c, redis);
 }
 
 /// Redis killed: a call keeps relaying; "open" b grants on its own count (5, then 486),
 /// "closed" c refuses with 508. Redis back: b's allocations are recounted, so c refuses
 /// the same user with 486.
-fn redis_outage(b: &FleetNode, c: &FleetNode, redis: support::Proc, port: u16) {
-    let peer = echo_peer();
+fn redis_outage(net: &FleetNet, b: &FleetNode, c: &FleetNode, redis: support::Proc) {
+    let peer = net.peer();
     let (mut call, code) = allocate(b, "call");
     assert_eq!(code, None);
     drop(redis);
@@ -177,7 +170,7 @@ fn redis_outage(b: &FleetNode, c: &FleetNode, redis: support::Proc, port: u16) {
         Some(486),
         "the node's own quota still holds"
     );
-    let _redis = support::redis(port);
+    let _redis = net.redis();
     // Until b's next heartbeat writes its slots back, a Redis that came back empty counts
     // none of them: c may grant in that window (each grant is given straight back here).
     let mut window = 0;
@@ -224,12 +217,11 @@ fn the_per_user_quota_counts_across_the_fleet_and_follows_redis_outages() {
 
 #[test]
 fn allocate_latency_with_the_cluster_on_and_off() {
-    support::require_redis();
     let dir = Scratch::new("fleet-latency");
-    let redis_port = free_tcp_port();
-    let _redis = support::redis(redis_port);
-    let on = node(&dir, "on", "46200-46249", redis_port, "");
-    let off = FleetNode::start_with(&dir, "off", "46250-46299", None, extra(""));
+    let mut net = FleetNet::new();
+    let _redis = net.redis();
+    let on = node(&mut net, &dir, "on", "46200-46249", "");
+    let off = net.node_with(&dir, "off", "46250-46299", None, extra(""));
     let n = 400;
     let (_, _) = allocate_latency(&on, 20); // warm both paths up
     let (_, _) = allocate_latency(&off, 20);

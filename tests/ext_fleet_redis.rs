@@ -1,6 +1,5 @@
-//! A fleet of three turnpike processes on loopback sharing a real `redis-server`
-//! (Debian's, started here):
-//! the node registry (GET /api/v1/nodes), load- and region-aware credentials, dropout of
+//! A fleet of three turnpike nodes sharing a real `redis-server` (Debian's, started
+//! here), each on its own host in network namespaces the test creates: the node registry (GET /api/v1/nodes), load- and region-aware credentials, dropout of
 //! a killed and of a draining node (latencies printed), ALTERNATE-SERVER from the
 //! registry, and a Redis outage and return.
 
@@ -12,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use support::{
-    BIN, FLEET_ADMIN, FLEET_TOKEN, FleetNode, HEARTBEAT, Proc, RawClient, Scratch, TTL, echo_peer,
-    error_code, free_tcp_port, free_udp_port, http_get, json, metric, redis, relays, signal,
-    wait_until,
+    BIN, FLEET_ADMIN, FLEET_TOKEN, FleetNet, FleetNode, HEARTBEAT, Proc, RawClient, Scratch, TTL,
+    error_code, free_udp_port, http_get, json, metric, relays, signal, wait_until,
 };
 
 type Node = FleetNode;
@@ -60,7 +58,7 @@ fn redirect_from(at: &Node) -> stun::message::Message {
         protocol: turn::proto::PROTO_UDP,
     })];
     let m = support::build_request(stun::message::METHOD_ALLOCATE, &attrs, None);
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     sock.send_to(&m.raw, at.udp).unwrap();
     let mut buf = [0u8; 1500];
@@ -176,7 +174,7 @@ fn cli_uris(a: &Node) -> (Vec<String>, String) {
 
 /// Redis killed: relaying goes on, cluster_up turns 0, credentials fall back to A's own
 /// URIs. Redis back on the same port: A and B re-register within two heartbeats.
-fn outage(a: &Node, b: &Node, on_a: &mut RawClient, redis_port: u16, redis_proc: Proc) {
+fn outage(a: &Node, b: &Node, on_a: &mut RawClient, net: &FleetNet, redis_proc: Proc) {
     signal(&b.proc.0, libc::SIGUSR2);
     wait_until("B back in the credentials", TTL, || {
         credential_uris(a, "").contains(&b.uri())
@@ -184,7 +182,7 @@ fn outage(a: &Node, b: &Node, on_a: &mut RawClient, redis_port: u16, redis_proc:
     let (uris, _) = cli_uris(a);
     assert!(uris.contains(&b.uri()), "{uris:?}");
     drop(redis_proc);
-    let peer = echo_peer();
+    let peer = net.peer();
     assert!(relays(on_a, peer), "relaying stopped with Redis gone");
     wait_until("cluster_up 0", 3 * HEARTBEAT, || cluster_up(a) == 0.0);
     let t = Instant::now();
@@ -203,7 +201,7 @@ fn outage(a: &Node, b: &Node, on_a: &mut RawClient, redis_port: u16, redis_proc:
     let (uris, err) = cli_uris(a);
     assert_eq!(uris, vec![a.uri()]);
     assert!(err.contains("Redis unreachable"), "{err}");
-    let _redis = redis(redis_port);
+    let _redis = net.redis();
     let t = Instant::now();
     wait_until(
         "A and B re-registered",
@@ -222,14 +220,13 @@ fn outage(a: &Node, b: &Node, on_a: &mut RawClient, redis_port: u16, redis_proc:
 
 #[test]
 fn three_nodes_share_a_registry_in_redis_and_survive_its_outage() {
-    support::require_redis();
     let dir = Scratch::new(&format!("fleet-{}", free_udp_port()));
-    let redis_port = free_tcp_port();
-    let redis_proc = redis(redis_port);
-    let a = Node::start(&dir, "a", "eu", "41000-41049", redis_port);
-    let b = Node::start(&dir, "b", "us", "41050-41099", redis_port);
-    let c = Node::start(&dir, "c", "us", "41100-41149", redis_port);
+    let mut net = FleetNet::new();
+    let redis_proc = net.redis();
+    let a = net.node(&dir, "a", "eu", "41000-41049");
+    let b = net.node(&dir, "b", "us", "41050-41099");
+    let c = net.node(&dir, "c", "us", "41100-41149");
     let (mut on_a, _on_b) = registry_and_credentials(&a, &b, &c);
     dropouts(&a, &b, &c);
-    outage(&a, &b, &mut on_a, redis_port, redis_proc);
+    outage(&a, &b, &mut on_a, &net, redis_proc);
 }

@@ -1,4 +1,5 @@
-//! Fleet-wide commands on three turnpike processes sharing a real `redis-server`: DELETE /api/v1/sessions on one
+//! Fleet-wide commands on three turnpike nodes sharing a real `redis-server`, each on its
+//! own host in network namespaces the test creates: DELETE /api/v1/sessions on one
 //! node ends a user's allocation on another (latency printed), revocations refuse a user
 //! on every node (also after a restart) until lifted or expired, and GET
 //! /api/v1/sessions?scope=fleet lists every node's allocations with the node's name; with
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use stun::message::{METHOD_REFRESH, Setter};
 use support::{
-    FleetNode, HEARTBEAT, RawClient, Scratch, echo_peer, error_code, free_tcp_port, free_udp_port,
-    http_get, metric, redis, relays, sends_through, wait_until,
+    FleetNet, FleetNode, HEARTBEAT, RawClient, Scratch, error_code, free_udp_port, http_get,
+    metric, relays, sends_through, wait_until,
 };
 
 /// The user ids in node `at`'s own sessions list.
@@ -71,8 +72,7 @@ fn fleet_view(a: &FleetNode, b: &FleetNode, c: &FleetNode) -> Vec<RawClient> {
 
 /// DELETE on A ends dave's allocation on C: its next Send relays nothing, its Refresh
 /// gets 437.
-fn end_everywhere(a: &FleetNode, c: &FleetNode) {
-    let peer = echo_peer();
+fn end_everywhere(a: &FleetNode, c: &FleetNode, peer: std::net::SocketAddr) {
     let mut dave = c.client("dave");
     assert_eq!(error_code(&dave.allocate()), None);
     assert!(relays(&mut dave, peer));
@@ -184,15 +184,14 @@ fn redis_outage(a: &FleetNode, c: &FleetNode, redis: support::Proc) {
 
 #[test]
 fn fleet_commands_end_and_revoke_a_user_on_every_node() {
-    support::require_redis();
     let dir = Scratch::new(&format!("revoke-{}", free_udp_port()));
-    let redis_port = free_tcp_port();
-    let redis_proc = redis(redis_port);
-    let a = FleetNode::start(&dir, "a", "eu", "41200-41249", redis_port);
-    let mut b = FleetNode::start(&dir, "b", "us", "41250-41299", redis_port);
-    let c = FleetNode::start(&dir, "c", "us", "41300-41349", redis_port);
+    let mut net = FleetNet::new();
+    let redis_proc = net.redis();
+    let a = net.node(&dir, "a", "eu", "41200-41249");
+    let mut b = net.node(&dir, "b", "us", "41250-41299");
+    let c = net.node(&dir, "c", "us", "41300-41349");
     let _viewers = fleet_view(&a, &b, &c);
-    end_everywhere(&a, &c);
+    end_everywhere(&a, &c, net.peer());
     revoke_everywhere(&a, &mut b, &c);
     revocation_expires(&a, &b);
     redis_outage(&a, &c, redis_proc);

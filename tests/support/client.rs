@@ -55,10 +55,12 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn new(server: SocketAddr, username: String, password: String) -> RawClient {
-        let local = if server.is_ipv6() {
-            "[::1]:0"
-        } else {
-            "127.0.0.1:0"
+        // Loopback servers from loopback; others (in a namespace) from any address.
+        let local = match (server.is_ipv6(), server.ip().is_loopback()) {
+            (true, true) => "[::1]:0",
+            (true, false) => "[::]:0",
+            (false, true) => "127.0.0.1:0",
+            (false, false) => "0.0.0.0:0",
         };
         let sock = UdpSocket::bind(local).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();

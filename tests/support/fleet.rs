@@ -1,19 +1,135 @@
-//! A fleet on loopback: a real `redis-server` (Debian's, which the test command installs)
-//! and turnpike nodes as child processes sharing it, each with one UDP listener, its own
-//! relay ports, the admin API and a 500 ms heartbeat.
+//! A fleet in network namespaces this test creates (`netns`): a real `redis-server`
+//! (Debian's, which the test command installs) on 198.51.100.10 and turnpike nodes as
+//! child processes sharing it, each on its own host (198.51.100.1, .2, ...) with one UDP
+//! listener, its own relay ports, the admin API and a 500 ms heartbeat. The test's thread
+//! is the host 198.51.100.20, where its echo peer also runs.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{BIN, Lines, Proc, RawClient, Scratch, free_tcp_port, free_udp_port, http_get};
+use super::netns::Net;
+use super::{BIN, Lines, Proc, RawClient, Scratch, echo_peer_at, http_get};
 
 pub const FLEET_SECRET: &str = "fleet-secret-1";
 pub const FLEET_TOKEN: &str = "fleet-credentials-token";
 pub const FLEET_ADMIN: &str = "fleet-admin-token-0123";
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 pub const TTL: Duration = Duration::from_secs(2);
+const REDIS_HOST: u8 = 10;
+const CLIENT_HOST: u8 = 20;
+
+/// The fleet's network; the thread that made it is its client host from then on.
+pub struct FleetNet {
+    net: Net,
+    redis_ns: String,
+    /// The hosts given to nodes so far (the next one is 198.51.100.<len + 1>).
+    nodes: usize,
+}
+
+impl FleetNet {
+    pub fn new() -> FleetNet {
+        require_redis();
+        let mut net = Net::new();
+        let client = net.host("client", CLIENT_HOST);
+        let redis_ns = net.host("redis", REDIS_HOST);
+        net.enter(&client);
+        FleetNet {
+            net,
+            redis_ns,
+            nodes: 0,
+        }
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://{}:6379", Net::addr(REDIS_HOST))
+    }
+
+    /// A `redis-server` on its host (no persistence), once it listens.
+    pub fn redis(&self) -> Proc {
+        let ip = Net::addr(REDIS_HOST).to_string();
+        let p = Proc::spawn(
+            Net::cmd(&self.redis_ns, "redis-server")
+                .args(["--port", "6379", "--bind", &ip])
+                // No password on a network of this test's own: let the nodes' hosts in.
+                .args(["--protected-mode", "no"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null()),
+        );
+        wait_until("redis-server listening", Duration::from_secs(10), || {
+            TcpStream::connect((ip.as_str(), 6379)).is_ok()
+        });
+        p
+    }
+
+    /// An echo peer on the client host (nodes may relay to it).
+    pub fn peer(&self) -> SocketAddr {
+        echo_peer_at(&format!("{}:0", Net::addr(CLIENT_HOST)))
+    }
+
+    /// Node `name` in `region` with relay `ports`, registered in Redis.
+    pub fn node(
+        &mut self,
+        dir: &Scratch,
+        name: &'static str,
+        region: &str,
+        ports: &str,
+    ) -> FleetNode {
+        self.node_with(dir, name, ports, Some(region), Extra::default())
+    }
+
+    /// Node `name` with relay `ports` on a host of its own, in the fleet (with its
+    /// region) or alone (None), with `extra` config lines.
+    pub fn node_with(
+        &mut self,
+        dir: &Scratch,
+        name: &'static str,
+        ports: &str,
+        region: Option<&str>,
+        extra: Extra,
+    ) -> FleetNode {
+        self.nodes += 1;
+        let last = u8::try_from(self.nodes).unwrap();
+        let ns = self.net.host(name, last);
+        let ip = Net::addr(last);
+        let peer = Net::addr(CLIENT_HOST);
+        let Extra {
+            server,
+            relay,
+            cluster: cluster_extra,
+        } = extra;
+        let redis_url = self.redis_url();
+        let fleet = region.map_or(String::new(), |region| {
+            format!(
+                "[cluster]\nredis_url = \"{redis_url}\"\nnode_name = \"{name}\"\n\
+                 region = \"{region}\"\nheartbeat = \"500ms\"\nttl = \"2s\"\ncredential_nodes = 3\n\
+                 {cluster_extra}"
+            )
+        });
+        let config = dir.file(
+            &format!("{name}.toml"),
+            &format!(
+                "[server]\nlisten_udp = [\"{ip}:3478\"]\nshards = 1\n\
+                 alternate = [\"192.0.2.9:3478\"]\n{server}\
+                 [relay]\nipv4 = \"{ip}\"\nports = \"{ports}\"\nmax_allocations = 10\n{relay}\
+                 [auth]\nsecrets = [\"{FLEET_SECRET}\"]\n[peers]\nallow = [\"{peer}/32\"]\n\
+                 [http]\nlisten = \"{ip}:9641\"\ncredentials_token = \"{FLEET_TOKEN}\"\n\
+                 admin_token = \"{FLEET_ADMIN}\"\n{fleet}"
+            ),
+        );
+        let (proc, lines) = spawn(&ns, &config, region.is_some());
+        FleetNode {
+            name,
+            proc,
+            lines,
+            udp: SocketAddr::new(ip.into(), 3478),
+            http: SocketAddr::new(ip.into(), 9641),
+            config,
+            ns,
+        }
+    }
+}
 
 /// Fails the test when `redis-server` is missing (scripts/test.sh installs it).
 pub fn require_redis() {
@@ -33,20 +149,6 @@ pub struct Extra<'a> {
     pub server: &'a str,
     pub relay: &'a str,
     pub cluster: &'a str,
-}
-
-/// A `redis-server` on `port` (no persistence), once it listens.
-pub fn redis(port: u16) -> Proc {
-    let p = Proc::spawn(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null()),
-    );
-    wait_until("redis-server listening", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    p
 }
 
 /// Polls `ok` every 20 ms; how long it took (panics after `within`).
@@ -74,69 +176,16 @@ pub struct FleetNode {
     pub udp: SocketAddr,
     pub http: SocketAddr,
     pub config: PathBuf,
+    /// The namespace of its host.
+    pub ns: String,
 }
 
 impl FleetNode {
-    /// Node `name` in `region` with relay `ports`, registered in Redis on `redis`.
-    pub fn start(
-        dir: &Scratch,
-        name: &'static str,
-        region: &str,
-        ports: &str,
-        redis: u16,
-    ) -> FleetNode {
-        Self::start_with(dir, name, ports, Some((region, redis)), Extra::default())
-    }
-
-    /// Node `name` with relay `ports`, in the fleet on Redis port `cluster.1` (region
-    /// `cluster.0`) or alone (None), with `extra` config lines.
-    pub fn start_with(
-        dir: &Scratch,
-        name: &'static str,
-        ports: &str,
-        cluster: Option<(&str, u16)>,
-        extra: Extra,
-    ) -> FleetNode {
-        let (port, http_port) = (free_udp_port(), free_tcp_port());
-        let Extra {
-            server,
-            relay,
-            cluster: cluster_extra,
-        } = extra;
-        let fleet = cluster.map_or(String::new(), |(region, redis)| {
-            format!(
-                "[cluster]\nredis_url = \"redis://127.0.0.1:{redis}\"\nnode_name = \"{name}\"\n\
-                 region = \"{region}\"\nheartbeat = \"500ms\"\nttl = \"2s\"\ncredential_nodes = 3\n\
-                 {cluster_extra}"
-            )
-        });
-        let config = dir.file(
-            &format!("{name}.toml"),
-            &format!(
-                "[server]\nlisten_udp = [\"127.0.0.1:{port}\"]\nshards = 1\n\
-                 alternate = [\"127.0.0.1:9\"]\n{server}\
-                 [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\nmax_allocations = 10\n{relay}\
-                 [auth]\nsecrets = [\"{FLEET_SECRET}\"]\n[peers]\nallow = [\"127.0.0.0/8\"]\n\
-                 [http]\nlisten = \"127.0.0.1:{http_port}\"\ncredentials_token = \"{FLEET_TOKEN}\"\n\
-                 admin_token = \"{FLEET_ADMIN}\"\n{fleet}"
-            ),
-        );
-        let (proc, lines) = spawn(&config, cluster.is_some());
-        FleetNode {
-            name,
-            proc,
-            lines,
-            udp: format!("127.0.0.1:{port}").parse().unwrap(),
-            http: format!("127.0.0.1:{http_port}").parse().unwrap(),
-            config,
-        }
-    }
-
     /// Stops the process (SIGKILL) and starts it again from the same config.
     pub fn restart(&mut self) {
         let _ = self.proc.0.kill();
         let _ = self.proc.0.wait();
-        (self.proc, self.lines) = spawn(&self.config, true);
+        (self.proc, self.lines) = spawn(&self.ns, &self.config, true);
     }
 
     pub fn uri(&self) -> String {
@@ -158,9 +207,10 @@ impl FleetNode {
     }
 }
 
-/// The binary on `config`, once it registered in Redis (`fleet`) or started.
-fn spawn(config: &PathBuf, fleet: bool) -> (Proc, Lines) {
-    let mut child = Command::new(BIN)
+/// The binary on `config` in namespace `ns`, once it registered in Redis (`fleet`) or
+/// started.
+fn spawn(ns: &str, config: &PathBuf, fleet: bool) -> (Proc, Lines) {
+    let mut child = Net::cmd(ns, BIN)
         .arg("--config")
         .arg(config)
         .stdout(Stdio::piped())

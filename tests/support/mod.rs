@@ -1,9 +1,9 @@
 //! Shared by the integration tests, once: the turnpike binary as a child process
 //! (`process`), scratch directories, free ports, turnpike in this process (`inproc`), a raw
 //! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
-//! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a
-//! redis-server (`fleet`), the deploy kit's files and the tools that check them
-//! (`deploy`), the Kubernetes manifests and their init script (`kubernetes`). Wire
+//! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a redis-server
+//! in network namespaces (`fleet`, `netns`), the deploy kit's files and the tools that
+//! check them (`deploy`), the Kubernetes manifests and their init script (`kubernetes`). Wire
 //! builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
@@ -13,6 +13,7 @@ mod fleet;
 mod http;
 mod inproc;
 pub mod kubernetes;
+pub mod netns;
 mod ports;
 mod process;
 mod scratch;
