@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use support::{
-    BIN, FLEET_ADMIN, FLEET_TOKEN, FleetNet, FleetNode, HEARTBEAT, Proc, RawClient, Scratch, TTL,
-    error_code, free_udp_port, http_get, json, metric, relays, signal, wait_until,
+    BIN, Extra, FLEET_ADMIN, FLEET_TOKEN, FleetNet, FleetNode, HEARTBEAT, Proc, RawClient, Scratch,
+    TTL, error_code, free_udp_port, http_get, json, metric, relays, signal, wait_until,
 };
 
 type Node = FleetNode;
@@ -229,4 +229,45 @@ fn three_nodes_share_a_registry_in_redis_and_survive_its_outage() {
     let (mut on_a, _on_b) = registry_and_credentials(&a, &b, &c);
     dropouts(&a, &b, &c);
     outage(&a, &b, &mut on_a, &net, redis_proc);
+}
+
+/// A full node's 300 names a live node with room: not another full one, not the static
+/// `server.alternate`.
+#[test]
+fn a_full_node_redirects_to_a_live_node_with_room() {
+    let dir = Scratch::new(&format!("fleet-full-{}", free_udp_port()));
+    let mut net = FleetNet::new();
+    let _redis = net.redis();
+    let one = Extra {
+        max_allocations: 1,
+        ..Extra::default()
+    };
+    let a = net.node_with(&dir, "a", "41400-41449", Some("eu"), one);
+    let b = net.node_with(&dir, "b", "41450-41499", Some("eu"), one);
+    let c = net.node(&dir, "c", "eu", "41500-41549");
+    let (mut on_a, mut on_b) = (client(&a), client(&b));
+    assert_eq!(error_code(&on_a.allocate()), None);
+    assert_eq!(error_code(&on_b.allocate()), None);
+    // The fleet learns B is full from B's next record (one heartbeat).
+    let bearer = format!("Bearer {ADMIN}");
+    let took = wait_until("A's registry has B full", 4 * HEARTBEAT, || {
+        let v = json(a.http, "/api/v1/nodes", &[("Authorization", &bearer)]);
+        let nodes = v["nodes"].as_array().unwrap().clone();
+        nodes.iter().any(|n| n["name"] == "b" && n["full"] == true)
+    });
+    println!("A's registry has B full {took:?} after its allocation");
+    for _ in 0..10 {
+        let r = redirect_from(&a);
+        assert_eq!(error_code(&r), Some(300));
+        assert_eq!(alternate(&r), c.udp, "a full or static alternate");
+    }
+    // C killed: no live node with room is left, so the static alternate stands in (from
+    // the heartbeat after C's record passes the TTL).
+    drop(c);
+    let stat: SocketAddr = "192.0.2.9:3478".parse().unwrap();
+    wait_until(
+        "A falls back to server.alternate",
+        TTL + 3 * HEARTBEAT,
+        || alternate(&redirect_from(&a)) == stat,
+    );
 }

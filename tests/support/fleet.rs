@@ -98,7 +98,13 @@ impl FleetNet {
             server,
             relay,
             cluster: cluster_extra,
+            max_allocations,
         } = extra;
+        let max = if max_allocations == 0 {
+            10
+        } else {
+            max_allocations
+        };
         let redis_url = self.redis_url();
         let fleet = region.map_or(String::new(), |region| {
             format!(
@@ -112,7 +118,7 @@ impl FleetNet {
             &format!(
                 "[server]\nlisten_udp = [\"{ip}:3478\"]\nshards = 1\n\
                  alternate = [\"192.0.2.9:3478\"]\n{server}\
-                 [relay]\nipv4 = \"{ip}\"\nports = \"{ports}\"\nmax_allocations = 10\n{relay}\
+                 [relay]\nipv4 = \"{ip}\"\nports = \"{ports}\"\nmax_allocations = {max}\n{relay}\
                  [auth]\nsecrets = [\"{FLEET_SECRET}\"]\n[peers]\nallow = [\"{peer}/32\"]\n\
                  [http]\nlisten = \"{ip}:9641\"\ncredentials_token = \"{FLEET_TOKEN}\"\n\
                  admin_token = \"{FLEET_ADMIN}\"\n{fleet}"
@@ -149,6 +155,8 @@ pub struct Extra<'a> {
     pub server: &'a str,
     pub relay: &'a str,
     pub cluster: &'a str,
+    /// `relay.max_allocations` (0: 10).
+    pub max_allocations: usize,
 }
 
 /// Polls `ok` every 20 ms; how long it took (panics after `within`).
