@@ -236,3 +236,34 @@ fn allocate_latency_with_the_cluster_on_and_off() {
         "the claim is bounded"
     );
 }
+
+/// A node stopped (SIGINT: no drain) gives its users' slots back as it exits, rather
+/// than leaving them to lapse after the TTL.
+#[test]
+fn a_node_that_stops_gives_its_slots_back_at_once() {
+    let dir = Scratch::new("fleet-stop");
+    let mut net = FleetNet::new();
+    let _redis = net.redis();
+    let x = node(&mut net, &dir, "x", "46300-46349", "");
+    let y = node(&mut net, &dir, "y", "46350-46399", "");
+    let held: Vec<RawClient> = (0..MAX)
+        .map(|_| allocate(&x, "ivy"))
+        .map(|(c, code)| {
+            assert_eq!(code, None);
+            c
+        })
+        .collect();
+    assert_eq!(allocate(&y, "ivy").1, Some(486));
+    support::signal(&x.proc.0, libc::SIGINT);
+    let stopped = std::time::Instant::now();
+    let mut kept = Vec::new();
+    wait_until("ivy's slots back", TTL, || {
+        let (c, code) = allocate(&y, "ivy");
+        kept.push(c);
+        code.is_none()
+    });
+    let took = stopped.elapsed();
+    println!("quota: a stopped node's slots came back {took:?} after SIGINT (ttl {TTL:?})");
+    assert!(took < TTL / 2, "given back, not lapsed: {took:?}");
+    drop(held);
+}

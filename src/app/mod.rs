@@ -112,14 +112,16 @@ pub async fn run(
         notify::stopping("stopping");
     }
     tracing::info!("shutting down");
-    if let Some(f) = fleet {
-        f.leave().await;
-    }
     let _ = stop_http.send(());
     if let Some(t) = http_task {
         let _ = t.await;
     }
+    // The shards first: the allocations they end give their fleet quota slots back
+    // through the fleet's task, which leaves after them.
     tokio::task::spawn_blocking(move || node.shutdown()).await?;
+    if let Some(f) = fleet {
+        f.leave().await;
+    }
     Ok(())
 }
 

@@ -82,7 +82,9 @@ impl Fleet {
         let _ = self.cmds.send(Cmd::Beat);
     }
 
-    /// Deletes this node's record and stops the task (at most a few seconds).
+    /// Deletes this node's record and stops the tasks (at most a few seconds). After the
+    /// shards stopped, the quota task gives back the slots they released, then ends (its
+    /// queue closes); what it cannot give back in time lapses after the TTL.
     pub async fn leave(self) {
         let (done, wait) = oneshot::channel();
         if self.cmds.send(Cmd::Leave(done)).is_ok() {
@@ -90,7 +92,11 @@ impl Fleet {
         }
         self.task.abort();
         self.listener.abort();
-        if let Some(s) = self.slots {
+        if let Some(mut s) = self.slots
+            && tokio::time::timeout(Duration::from_secs(3), &mut s)
+                .await
+                .is_err()
+        {
             s.abort();
         }
     }
