@@ -72,7 +72,7 @@ fn fleet_view(a: &FleetNode, b: &FleetNode, c: &FleetNode) -> Vec<RawClient> {
 
 /// DELETE on A ends dave's allocation on C: its next Send relays nothing, its Refresh
 /// gets 437.
-fn end_everywhere(a: &FleetNode, c: &FleetNode, peer: std::net::SocketAddr) {
+fn end_everywhere(a: &FleetNode, c: &FleetNode, peer: std::net::SocketAddr, nodes: u64) {
     let mut dave = c.client("dave");
     assert_eq!(error_code(&dave.allocate()), None);
     assert!(relays(&mut dave, peer));
@@ -81,7 +81,7 @@ fn end_everywhere(a: &FleetNode, c: &FleetNode, peer: std::net::SocketAddr) {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["ended"], 0, "{v}");
     assert_eq!(v["fleet"]["published"], true, "{v}");
-    assert!(v["fleet"]["nodes_heard"].as_u64().unwrap() >= 3, "{v}");
+    assert!(v["fleet"]["nodes_heard"].as_u64().unwrap() >= nodes, "{v}");
     wait_until(
         "dave's allocation ended on C",
         Duration::from_secs(2),
@@ -191,8 +191,67 @@ fn fleet_commands_end_and_revoke_a_user_on_every_node() {
     let mut b = net.node(&dir, "b", "us", "41250-41299");
     let c = net.node(&dir, "c", "us", "41300-41349");
     let _viewers = fleet_view(&a, &b, &c);
-    end_everywhere(&a, &c, net.peer());
+    end_everywhere(&a, &c, net.peer(), 3);
     revoke_everywhere(&a, &mut b, &c);
     revocation_expires(&a, &b);
     redis_outage(&a, &c, redis_proc);
+}
+
+/// The Redis ports of `node`'s fleet command subscriptions, from Redis's CLIENT LIST.
+fn subscription_ports(net: &FleetNet, node: &FleetNode) -> Vec<u16> {
+    let out = net
+        .on_redis_host("redis-cli")
+        .args(["-h", "198.51.100.10", "CLIENT", "LIST"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let host = format!("addr={}:", node.udp.ip());
+    list.lines()
+        .filter(|l| l.contains(&host) && l.contains(" sub=1 "))
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix(&host)))
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// A subscription whose connection goes silent (every packet of it dropped on Redis's
+/// host, no reset: a NAT or firewall that forgot it) is noticed by its PING going
+/// unanswered, and renewed: a DELETE made afterwards still ends the user's allocation.
+#[test]
+fn a_silently_dead_subscription_is_noticed_and_renewed() {
+    let dir = Scratch::new(&format!("silent-{}", free_udp_port()));
+    let mut net = FleetNet::new();
+    let _redis = net.redis();
+    let a = net.node(&dir, "a", "eu", "41400-41449");
+    let c = net.node(&dir, "c", "eu", "41450-41499");
+    let ports = subscription_ports(&net, &c);
+    assert_eq!(ports.len(), 1, "one subscription per node");
+    let port = ports[0];
+    let ip = c.udp.ip().to_string();
+    let rules = format!(
+        "table inet silent {{\n\
+         chain in {{ type filter hook input priority 0; ip saddr {ip} tcp sport {port} drop; }}\n\
+         chain out {{ type filter hook output priority 0; ip daddr {ip} tcp dport {port} drop; }}\n\
+         }}\n"
+    );
+    let ok = net
+        .on_redis_host("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut p| {
+            use std::io::Write;
+            p.stdin.take().unwrap().write_all(rules.as_bytes())?;
+            p.wait()
+        });
+    assert!(ok.unwrap().success(), "nft");
+    let t = Instant::now();
+    c.lines
+        .wait_for("fleet command subscription not answering", 4 * HEARTBEAT);
+    println!("a silent subscription noticed after {:?}", t.elapsed());
+    // Redis still counts the dead connection among the subscribers until it gives up on
+    // it: wait for the new one.
+    wait_until("C subscribed again", 2 * HEARTBEAT, || {
+        subscription_ports(&net, &c).iter().any(|p| *p != port)
+    });
+    end_everywhere(&a, &c, net.peer(), 2);
 }

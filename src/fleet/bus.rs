@@ -82,36 +82,65 @@ async fn act(node: &Arc<Node>, registry: &Registry, command: Command) {
     tracing::info!(user = %user, ended, "cluster: allocations ended by a fleet command");
 }
 
-/// Subscribes (bounded by `limit`) and returns the message stream.
-async fn subscribe(url: &str, limit: Duration) -> anyhow::Result<redis::aio::PubSubStream> {
+/// Subscribes (bounded by `limit`): the sink (for pings) and the message stream.
+async fn subscribe(
+    url: &str,
+    limit: Duration,
+) -> anyhow::Result<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
     let client = redis::Client::open(url)?;
     let mut pubsub = tokio::time::timeout(limit, client.get_async_pubsub()).await??;
     tokio::time::timeout(limit, pubsub.subscribe(store::commands_channel())).await??;
-    Ok(pubsub.into_on_message())
+    Ok(pubsub.split())
+}
+
+/// Hears commands until the subscription fails: the stream ends, or a PING sent every
+/// heartbeat gets no answer within `limit` (a connection that died without a reset, which
+/// would otherwise miss every command while looking subscribed).
+async fn hear(
+    node: &Arc<Node>,
+    registry: &Arc<Registry>,
+    (mut sink, mut stream): (redis::aio::PubSubSink, redis::aio::PubSubStream),
+    limit: Duration,
+) {
+    let own = &registry.settings.node_name;
+    let mut tick = tokio::time::interval(registry.settings.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return };
+                let notice = msg
+                    .get_payload::<String>()
+                    .ok()
+                    .and_then(|p| serde_json::from_str::<Notice>(&p).ok());
+                match notice {
+                    Some(n) if &n.from != own => act(node, registry, n.command).await,
+                    Some(_) => {}
+                    None => tracing::debug!("cluster: unreadable fleet command ignored"),
+                }
+            }
+            _ = tick.tick() => {
+                let pong = tokio::time::timeout(limit, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    tracing::warn!("cluster: fleet command subscription not answering; subscribing again");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// The subscription task: hears commands until the connection drops, then subscribes
 /// again after a heartbeat, for as long as the node runs.
 pub(super) async fn listen(node: Arc<Node>, registry: Arc<Registry>) {
-    let s = &registry.settings;
-    let (url, own) = (s.redis_url.clone(), s.node_name.clone());
-    let pause = s.heartbeat;
+    let url = registry.settings.redis_url.clone();
+    let pause = registry.settings.heartbeat;
     let limit = pause.min(Duration::from_secs(1));
     loop {
         match subscribe(&url, limit).await {
-            Ok(mut stream) => {
+            Ok(sub) => {
                 tracing::debug!("cluster: subscribed to fleet commands");
-                while let Some(msg) = stream.next().await {
-                    let notice = msg
-                        .get_payload::<String>()
-                        .ok()
-                        .and_then(|p| serde_json::from_str::<Notice>(&p).ok());
-                    match notice {
-                        Some(n) if n.from != own => act(&node, &registry, n.command).await,
-                        Some(_) => {}
-                        None => tracing::debug!("cluster: unreadable fleet command ignored"),
-                    }
-                }
+                hear(&node, &registry, sub, limit).await;
                 tracing::debug!("cluster: fleet command subscription lost");
             }
             Err(e) => tracing::debug!(error = %e, "cluster: cannot subscribe to fleet commands"),

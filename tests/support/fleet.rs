@@ -63,6 +63,11 @@ impl FleetNet {
         p
     }
 
+    /// `program` to be run on Redis's host.
+    pub fn on_redis_host(&self, program: &str) -> Command {
+        Net::cmd(&self.redis_ns, program)
+    }
+
     /// An echo peer on the client host (nodes may relay to it).
     pub fn peer(&self) -> SocketAddr {
         echo_peer_at(&format!("{}:0", Net::addr(CLIENT_HOST)))
