@@ -31,6 +31,7 @@ mod binding;
 mod channel;
 mod expiry;
 mod fleet_quota;
+mod handover;
 mod lifecycle;
 mod limits;
 mod permission;
