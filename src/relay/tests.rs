@@ -32,6 +32,8 @@ mod channel;
 mod expiry;
 mod fleet_quota;
 mod handover;
+mod handover_format;
+mod handover_shards;
 mod lifecycle;
 mod limits;
 mod permission;

@@ -63,7 +63,7 @@ pub fn by_port_slice(states: Vec<CoreState>, slices: &[RangeInclusive<u16>]) -> 
 }
 
 /// Moves a state `by` into the future: every remaining duration shrinks by it (to zero:
-/// what was due then is due at once), every age grows. Exported at T, aged by d, it
+/// what was due then is due at once), every age grows, buckets refill. Exported at T, aged by d, it
 /// reads as if exported at T + d.
 pub fn age(state: &mut CoreState, by: Duration) {
     let ms = by.as_millis().min(i64::MAX as u128) as u64;
@@ -79,6 +79,12 @@ pub fn age(state: &mut CoreState, by: Duration) {
         }
         for c in &mut a.channels {
             c.remaining_ms = c.remaining_ms.saturating_sub(ms as i64);
+        }
+        // Nothing was relayed meanwhile: the bucket refilled (rate units per microsecond).
+        if let Some(b) = &mut a.bandwidth {
+            let refill = ms.saturating_mul(1000).saturating_mul(b.rate_bytes_per_sec);
+            let cap = b.rate_bytes_per_sec.saturating_mul(1_000_000);
+            b.units = b.units.saturating_add(refill).min(cap);
         }
     }
     for r in &mut state.reservations {
