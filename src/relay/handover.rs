@@ -34,6 +34,9 @@ pub mod format;
 mod import;
 pub mod split;
 
+#[cfg(test)]
+mod proptests;
+
 pub use format::{CoreState, HandoverError, decode, encode};
 
 use super::client::ClientId;
