@@ -6,10 +6,13 @@
 //!
 //! Why JSON: it is already a dependency, it names every field (a reader rejects a body
 //! that is not exactly version 1 with the field it choked on: `deny_unknown_fields`), and
-//! an operator can read a state that failed with `tail -c +41 | jq`. A compact format
-//! (postcard, bincode) would be ~4x smaller and faster, but is neither self-describing
-//! nor in this crate's dependencies; the state is encoded once per restart, and the body
-//! of 10,000 allocations is a few MB (`handover_encodes_ten_thousand_allocations`).
+//! an operator can read a state that failed with `tail -c +41 | jq`. The cost, measured
+//! (`handover_encodes_ten_thousand_allocations`): 10,000 allocations with two permissions
+//! and a channel each are 8 MB, encoded in 0.3 s and decoded in 0.2 s by a debug build
+//! (several times less in release), per shard and in parallel across shards. A compact
+//! format (postcard, bincode) would be several times smaller and faster but is neither
+//! self-describing nor a dependency yet: it is the version 2 to write if the handover gap
+//! of large nodes says so; `decode` would keep reading this one.
 //!
 //! The types here are the format, independent of the core's own types, so that a
 //! refactor of `Allocation` cannot change what a state file means: a change to any of

@@ -126,3 +126,40 @@ fn v1_blob(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(body);
     out
 }
+
+/// The cost of the format at scale: 10,000 allocations, each with two permissions and a
+/// channel. Bounds the size; prints the times (`--nocapture`; a debug build is several
+/// times slower than the release binary).
+#[test]
+fn handover_encodes_ten_thousand_allocations() {
+    let (a, _, _, _) = super::handover::busy_core();
+    let mut state = a.server.export_state(a.time());
+    let one = state.allocations.pop().unwrap();
+    state.allocations = (0..10_000u16)
+        .map(|i| {
+            let mut x = one.clone();
+            x.client.addr.set_port(10_000 + i);
+            x.relay_v4.as_mut().unwrap().set_port(40_000 + i);
+            x.serial = i as u64 + 1;
+            x
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let bytes = handover::encode(&state);
+    let encoded = t.elapsed();
+    let decoded = handover::decode(&bytes).unwrap();
+    let read = t.elapsed() - encoded;
+    let mut b = harness_with(CoreConfig {
+        ports: 40_000..=50_000,
+        ..config()
+    });
+    b.unix = a.unix;
+    let report = b.server.import_state(b.time(), decoded);
+    let imported = t.elapsed() - encoded - read;
+    assert_eq!(report.imported, 10_000);
+    println!(
+        "10,000 allocations: {} bytes, encode {encoded:?}, decode {read:?}, import {imported:?}",
+        bytes.len()
+    );
+    assert!(bytes.len() < 10_000 * 1_000, "{} bytes", bytes.len());
+}
