@@ -57,11 +57,15 @@ prop_compose! {
         traffic in any::<[u64; 4]>(),
         used in any::<(u32, u32)>(),
         units in 0..=RATE * 1_000_000,
+        transport in prop::sample::select(vec![
+            TransportState::Udp, TransportState::Tcp, TransportState::Tls,
+        ]),
+        listener in 0u16..4,
     ) -> AllocationState {
         AllocationState {
             client: ClientState {
-                transport: TransportState::Udp,
-                listener: 0,
+                transport,
+                listener,
                 addr: "192.0.2.1:1".parse().unwrap(),
             },
             username: user.to_string(),
