@@ -22,6 +22,13 @@
 //!   they stay valid; static users' depend on `token_key` (see `ImportReport`).
 //! - Draining, alternates, revocations: the shell sets them from config and the fleet.
 //!
+//! Left to the shell (phase 2): which allocations to offer. A TCP/TLS allocation lives as
+//! long as its connection; if the connection is not handed over, leave it out of the
+//! state (`state.allocations.retain(..)`) and let the old process serve it. A `listener`
+//! index means the same only with the same listeners in the same order. With `[cluster]`
+//! each allocation holds a fleet slot named by (shard, serial): the new process must take
+//! those over under its own name, or release and re-claim them.
+//!
 //! Metrics continue: the core's counters travel (by name, `counters.rs`) and are added to
 //! the importing core's, so the Prometheus counters (sums over shards) keep counting.
 
