@@ -29,6 +29,23 @@ impl Bucket {
         }
     }
 
+    /// A bucket at a level carried over from another process (handover), capped at this
+    /// rate's burst.
+    pub fn restored(bytes_per_sec: u64, units: u64, now: Instant) -> Self {
+        Bucket {
+            rate: bytes_per_sec,
+            units: units.min(bytes_per_sec.saturating_mul(UNIT)),
+            last: now,
+        }
+    }
+
+    /// Its rate and its level at `now` (refilled up to then), in byte-microseconds.
+    pub fn level(&self, now: Instant) -> (u64, u64) {
+        let mut b = self.clone();
+        b.refill(now);
+        (b.rate, b.units)
+    }
+
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_micros() as u64;
         self.units = self

@@ -37,6 +37,7 @@ mod command;
 mod core_config;
 mod core_state;
 mod fast_map;
+pub mod handover;
 mod lifecycle;
 mod path;
 pub mod peer_policy;

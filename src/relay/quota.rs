@@ -58,6 +58,21 @@ impl Quotas {
         Ok(())
     }
 
+    /// Takes a slot for an allocation or reservation carried over from another process
+    /// (handover). It existed before, so it is counted even past a cap the new config
+    /// lowered: the user then gets 486 until enough of them end.
+    pub fn restore(&self, username: &str) {
+        self.total.fetch_add(1, Ordering::AcqRel);
+        let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        *users.entry(user_id(username).to_owned()).or_default() += 1;
+    }
+
+    /// The user a reservation's slot is held for, if it still holds one.
+    pub fn reservation_user(&self, token: &[u8; 8]) -> Option<String> {
+        let r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        r.get(token).cloned()
+    }
+
     /// Gives back a slot taken by `acquire`.
     pub fn release(&self, username: &str) {
         let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());

@@ -373,7 +373,11 @@ impl Core {
     }
 
     /// The bandwidth budgets a new allocation of `username` relays under, if any.
-    pub(super) fn bandwidth_limits(&self, now: Instant, username: &str) -> Option<Box<Limits>> {
+    pub(in crate::relay) fn bandwidth_limits(
+        &self,
+        now: Instant,
+        username: &str,
+    ) -> Option<Box<Limits>> {
         let own = self
             .cfg
             .max_bytes_per_sec_per_allocation
