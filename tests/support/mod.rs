@@ -3,13 +3,15 @@
 //! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
 //! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a
 //! redis-server (`fleet`), the deploy kit's files and the tools that check them
-//! (`deploy`), the Kubernetes manifests and their init script (`kubernetes`). Wire
+//! (`deploy`), the Kubernetes manifests and their init script (`kubernetes`), Ethernet
+//! frames with independently computed checksums for the fast path (`frames`). Wire
 //! builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
 mod client;
 mod deploy;
 mod fleet;
+pub mod frames;
 mod http;
 mod inproc;
 pub mod kubernetes;
