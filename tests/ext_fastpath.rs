@@ -381,3 +381,208 @@ fn counters_per_binding_and_direction_and_removal_stops_forwarding() {
     );
     fp.remove(&a).expect("removing twice is harmless");
 }
+
+// End to end: client, server and peer each in a namespace, joined by a router namespace,
+// the server on one interface (a cloud VM's shape). The program on the server's interface
+// relays real datagrams; the test only installs and removes the binding.
+
+mod e2e {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::Duration;
+
+    use super::support::netns::{Netns, sh};
+    use super::*;
+    use turnpike::fastpath::{AttachMode, Mode};
+
+    struct Topology {
+        client: Netns,
+        server: Netns,
+        peer: Netns,
+        _router: Netns,
+    }
+
+    /// client c0 -- r1 router r0 -- s0 server; router r2 -- p0 peer. IPv4 10.11.x.0/24
+    /// and IPv6 fd11:x::/64, x = 1 (client), 0 (server), 2 (peer).
+    fn topology() -> Topology {
+        let (client, server, peer, router) = (
+            Netns::new("c"),
+            Netns::new("s"),
+            Netns::new("p"),
+            Netns::new("r"),
+        );
+        for (ns, dev, rdev, x) in [
+            (&client, "c0", "r1", 1),
+            (&server, "s0", "r0", 0),
+            (&peer, "p0", "r2", 2),
+        ] {
+            ns.veth(dev, &router, rdev);
+            ns.addr(dev, &format!("10.11.{x}.2/24"));
+            ns.addr(dev, &format!("fd11:{x}::2/64"));
+            router.addr(rdev, &format!("10.11.{x}.1/24"));
+            router.addr(rdev, &format!("fd11:{x}::1/64"));
+            ns.ip(&["route", "add", "default", "via", &format!("10.11.{x}.1")]);
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd11:{x}::1"),
+            ]);
+        }
+        router.exec(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+            ],
+        );
+        // Full checksums from the senders, as from a real NIC (veth defaults to partial).
+        client.exec("ethtool", &["-K", "c0", "tx", "off"]);
+        peer.exec("ethtool", &["-K", "p0", "tx", "off"]);
+        // A veth takes the frames its peer sends with XDP_TX only when it has an XDP
+        // program of its own (on this kernel GRO on r0 was not enough: frames vanished).
+        router.ip(&[
+            "link",
+            "set",
+            "dev",
+            "r0",
+            "xdpdrv",
+            "obj",
+            pass_program(),
+            "sec",
+            "xdp",
+        ]);
+        Topology {
+            client,
+            server,
+            peer,
+            _router: router,
+        }
+    }
+
+    /// An XDP program that passes everything, compiled once per test run.
+    fn pass_program() -> &'static str {
+        static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PATH.get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdp-pass");
+            std::fs::create_dir_all(&dir).unwrap();
+            let src = dir.join("pass.c");
+            std::fs::write(
+                &src,
+                "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n\
+                 SEC(\"xdp\") int pass(struct xdp_md *c) { return XDP_PASS; }\n\
+                 char LICENSE[] SEC(\"license\") = \"GPL\";\n",
+            )
+            .unwrap();
+            let obj = dir.join("pass.o").to_string_lossy().into_owned();
+            let multiarch = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+            let src = src.to_string_lossy().into_owned();
+            sh(
+                "clang",
+                &["-O2", "-target", "bpf", &multiarch, "-c", &src, "-o", &obj],
+            );
+            obj
+        })
+    }
+
+    fn socket(ns: &Netns, addr: &str) -> UdpSocket {
+        let addr: SocketAddr = addr.parse().unwrap();
+        ns.enter(|| {
+            let s = UdpSocket::bind(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s
+        })
+    }
+
+    fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+        let mut buf = [0u8; 2048];
+        let (n, from) = s.recv_from(&mut buf).expect("a datagram");
+        (buf[..n].to_vec(), from)
+    }
+
+    fn nothing_more(s: &UdpSocket, what: &str) {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        assert!(s.recv_from(&mut buf).is_err(), "{what} got a datagram");
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    }
+
+    fn relays_and_stops_after_removal(mode: AttachMode, v6: bool) {
+        let t = topology();
+        let a = |x: u8, port: u16| {
+            if v6 {
+                format!("[fd11:{x}::2]:{port}")
+            } else {
+                format!("10.11.{x}.2:{port}")
+            }
+        };
+        let (c_addr, l_addr, r_addr, p_addr) = (a(1, 40000), a(0, 3478), a(0, 50000), a(2, 9000));
+        let client = socket(&t.client, &c_addr);
+        let listener = socket(&t.server, &l_addr);
+        let relay_sock = socket(&t.server, &r_addr);
+        let peer = socket(&t.peer, &p_addr);
+        let mut fp = t.server.enter(|| {
+            let mut fp = FastPath::load(1500).unwrap();
+            assert_eq!(fp.attach("s0", Mode::Only(mode)).unwrap(), mode);
+            fp
+        });
+        let cd = channel_data(CHANNEL, b"hello", 3);
+        // No binding yet: ChannelData goes up to the listener socket.
+        client.send_to(&cd, &l_addr).unwrap();
+        assert_eq!(recv(&listener), (cd.clone(), c_addr.parse().unwrap()));
+
+        let r = route(1, &c_addr, &l_addr, &r_addr, &p_addr);
+        fp.add(&r).unwrap();
+        client.send_to(&cd, &l_addr).unwrap();
+        assert_eq!(
+            recv(&peer),
+            (b"hello".to_vec(), r_addr.parse().unwrap()),
+            "at the peer"
+        );
+        peer.send_to(b"world!", &r_addr).unwrap();
+        let want = channel_data(CHANNEL, b"world!", 0);
+        assert_eq!(
+            recv(&client),
+            (want, l_addr.parse().unwrap()),
+            "at the client"
+        );
+        nothing_more(&listener, "the listener socket (the kernel relayed it)");
+        nothing_more(&relay_sock, "the relay socket (the kernel relayed it)");
+        let counted = fp.remove(&r).unwrap();
+        assert_eq!(counted.client_to_peer_packets, 1);
+        assert_eq!(counted.client_to_peer_bytes, 5);
+        assert_eq!(counted.peer_to_client_packets, 1);
+        assert_eq!(counted.peer_to_client_bytes, 6);
+
+        // Removed: both directions go up to the server's sockets again.
+        client.send_to(&cd, &l_addr).unwrap();
+        assert_eq!(recv(&listener).0, cd, "after removal, at the listener");
+        peer.send_to(b"again", &r_addr).unwrap();
+        assert_eq!(
+            recv(&relay_sock).0,
+            b"again",
+            "after removal, at the relay socket"
+        );
+        nothing_more(&peer, "the peer");
+        nothing_more(&client, "the client");
+        t.server.enter(|| fp.detach().unwrap());
+    }
+
+    #[test]
+    fn native_xdp_on_veth_relays_ipv4() {
+        relays_and_stops_after_removal(AttachMode::Xdp, false);
+    }
+
+    #[test]
+    fn native_xdp_on_veth_relays_ipv6() {
+        relays_and_stops_after_removal(AttachMode::Xdp, true);
+    }
+
+    #[test]
+    fn generic_xdp_relays_ipv4() {
+        relays_and_stops_after_removal(AttachMode::XdpGeneric, false);
+    }
+}

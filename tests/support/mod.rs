@@ -4,7 +4,8 @@
 //! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a
 //! redis-server (`fleet`), the deploy kit's files and the tools that check them
 //! (`deploy`), the Kubernetes manifests and their init script (`kubernetes`), Ethernet
-//! frames with independently computed checksums for the fast path (`frames`). Wire
+//! frames with independently computed checksums for the fast path (`frames`), network
+//! namespaces joined by veth pairs (`netns`). Wire
 //! builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
@@ -15,6 +16,7 @@ pub mod frames;
 mod http;
 mod inproc;
 pub mod kubernetes;
+pub mod netns;
 mod ports;
 mod process;
 mod scratch;
