@@ -9,9 +9,15 @@
 //   makes it optional over UDP, and adding it would cost a tail adjustment per packet.
 //
 // Userspace (the core) is the only decider: it adds and removes bindings; anything this
-// program is not sure about goes up unchanged (XDP_PASS) to the socket path, which
-// handles every case. The rewritten packet leaves by XDP_TX on the interface it came
-// in on (a cloud VM's shape: one interface, one gateway).
+// program is not sure about goes up unchanged (XDP_PASS, TC_ACT_OK) to the socket path,
+// which handles every case. The rewritten packet leaves by the interface it came in on
+// (XDP_TX, or a TC redirect to its egress): a cloud VM's shape, one interface, one
+// gateway. One parser, lookup and header writer serve both hooks; only the resizing
+// differs (XDP moves the frame's head, TC uses the skb helpers).
+//
+// Checksums are updated, not recomputed: the payload's sum is recovered from the UDP
+// checksum that came in, so the payload is never read and a corrupt datagram stays
+// corrupt (its receiver drops it, as it would have dropped the original).
 //
 // Addresses are 16 bytes everywhere; IPv4 is written IPv4-mapped (::ffff:a.b.c.d), so
 // one map covers both families and a binding may join an IPv6 client to an IPv4 relay.
@@ -23,6 +29,7 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -253,7 +260,7 @@ static __always_inline __u32 payload_sum(const struct flow *f)
 	return sub(~f->udp_csum & 0xffff, hdr);
 }
 
-static __always_inline int client_to_peer(void *data, void *end, const struct flow *f,
+static __noinline int client_to_peer(void *data, void *end, const struct flow *f,
 					  struct rewrite *r, __u64 *id)
 {
 	__u8 *p = data + (f->l4_off & 0x3f) + sizeof(struct udphdr);
@@ -298,7 +305,7 @@ static __always_inline int client_to_peer(void *data, void *end, const struct fl
 	return 0;
 }
 
-static __always_inline int peer_to_client(const struct flow *f, struct rewrite *r, __u64 *id)
+static __noinline int peer_to_client(const struct flow *f, struct rewrite *r, __u64 *id)
 {
 	struct p2c_key k = {};
 	__builtin_memcpy(k.peer_ip, f->src, 16);
@@ -374,104 +381,179 @@ static __always_inline void write_udp(struct udphdr *udp, const struct rewrite *
 	udp->check = bpf_htons(udp_checksum(r, udp_len));
 }
 
-// Moves the data to its new frame: trims what follows it (ChannelData padding, an
-// Ethernet trailer), then grows or shrinks the front to the new headers' size.
-// Returns XDP_PASS when nothing was changed yet, XDP_DROP when the frame is half-done.
-static __always_inline int resize(struct xdp_md *ctx, const struct flow *f,
-				  const struct rewrite *r, int out_hdr)
+// The headers' sizes before and after: where the data starts in each frame.
+static __always_inline int in_hdr_len(const struct flow *f, const struct rewrite *r)
 {
-	int in_hdr = f->l4_off + 8 + (r->channel ? 0 : 4);
-	int frame = ctx->data_end - ctx->data;
-	int trim = frame - (in_hdr + r->payload_len);
-	if (trim > 0 && bpf_xdp_adjust_tail(ctx, -trim))
-		return XDP_PASS;
-	if (bpf_xdp_adjust_head(ctx, in_hdr - out_hdr))
-		return trim > 0 ? XDP_DROP : XDP_PASS;
-	return XDP_TX;
+	return f->l4_off + 8 + (r->channel ? 0 : 4);
 }
 
-static __always_inline int rewrite(struct xdp_md *ctx, const struct flow *f,
-				   const struct rewrite *r)
+static __always_inline int out_v6(const struct rewrite *r)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u8 mac_src[6], mac_dst[6];
-	int out_v6 = !is_mapped(r->dst);
-	__u16 udp_len = 8 + (r->channel ? 4 : 0) + r->payload_len;
+	return !is_mapped(r->dst);
+}
 
-	if ((void *)(eth + 1) > end || is_mapped(r->src) == out_v6)
-		return XDP_PASS;
-	if ((out_v6 ? 40 : 20) + udp_len > max_ip_len)
-		return XDP_PASS;
-	// Out through the interface it came in by: from its MAC to the next hop's, which is
-	// the sender's own unless userspace said otherwise.
+static __always_inline int out_hdr_len(const struct rewrite *r)
+{
+	return sizeof(struct ethhdr) + (out_v6(r) ? 40 : 20) + 8 + (r->channel ? 4 : 0);
+}
+
+static __always_inline __u16 out_udp_len(const struct rewrite *r)
+{
+	return 8 + (r->channel ? 4 : 0) + r->payload_len;
+}
+
+// Whether the rewritten packet can leave: one family on the outer side, within the MTU.
+static __always_inline int fits(const struct rewrite *r)
+{
+	return is_mapped(r->src) != out_v6(r) &&
+	       (out_v6(r) ? 40 : 20) + out_udp_len(r) <= max_ip_len;
+}
+
+// Out through the interface it came in by: from its MAC to the next hop's, which is the
+// sender's own unless userspace said otherwise.
+static __always_inline int save_macs(void *data, void *end, const struct rewrite *r,
+				     __u8 *mac_src, __u8 *mac_dst)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
 	__builtin_memcpy(mac_src, eth->h_dest, 6);
 	__builtin_memcpy(mac_dst, r->flags & FLAG_NEXT_HOP_MAC ? r->next_hop_mac : eth->h_source, 6);
-	int act = resize(ctx, f, r, sizeof(*eth) + (out_v6 ? 40 : 20) + 8 + (r->channel ? 4 : 0));
-	if (act != XDP_TX)
-		return act;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	eth = data;
+	return 0;
+}
+
+// Writes every header in front of the data, once the frame has its new size.
+static __always_inline int write_headers(void *data, void *end, const struct flow *f,
+					 const struct rewrite *r, const __u8 *mac_src,
+					 const __u8 *mac_dst)
+{
+	struct ethhdr *eth = data;
+	struct udphdr *udp;
+	__u16 udp_len = out_udp_len(r);
+
 	if ((void *)(eth + 1) > end)
-		return XDP_DROP;
+		return -1;
 	__builtin_memcpy(eth->h_source, mac_src, 6);
 	__builtin_memcpy(eth->h_dest, mac_dst, 6);
-	struct udphdr *udp;
-	if (out_v6) {
+	if (out_v6(r)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		udp = (void *)(ip6 + 1);
 		if ((void *)(udp + 1) > end)
-			return XDP_DROP;
+			return -1;
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
 		write_ipv6(ip6, f, r, udp_len);
 	} else {
 		struct iphdr *ip = (void *)(eth + 1);
 		udp = (void *)(ip + 1);
 		if ((void *)(udp + 1) > end)
-			return XDP_DROP;
+			return -1;
 		eth->h_proto = bpf_htons(ETH_P_IP);
 		write_ipv4(ip, f, r, udp_len);
 	}
 	if (r->channel) {
 		__u16 *ch = (void *)(udp + 1);
 		if ((void *)(ch + 2) > end)
-			return XDP_DROP;
+			return -1;
 		ch[0] = r->channel;
 		ch[1] = bpf_htons(r->payload_len);
 	}
 	write_udp(udp, r, udp_len);
-	return XDP_TX;
+	return 0;
 }
 
+// Finds the binding of a parsed packet and its counters, or NULL: the packet goes up.
+// Counters exist before the binding (userspace inserts them first): without them the
+// packet goes up, so the kernel never relays a packet it does not count.
+static __always_inline struct counters *route(void *data, void *end, const struct flow *f,
+					      struct rewrite *r)
+{
+	__u64 id = 0;
+	if (client_to_peer(data, end, f, r, &id) < 0 && peer_to_client(f, r, &id) < 0)
+		return NULL;
+	if (!fits(r))
+		return NULL;
+	return bpf_map_lookup_elem(&TP_COUNTERS, &id);
+}
+
+static __always_inline void count(struct counters *c, const struct rewrite *r)
+{
+	if (r->channel) {
+		c->p2c_packets++;
+		c->p2c_bytes += r->payload_len;
+	} else {
+		c->c2p_packets++;
+		c->c2p_bytes += r->payload_len;
+	}
+}
+
+// XDP: trim what follows the data (ChannelData padding, an Ethernet trailer), move the
+// front to the new headers' size, write them, and send the frame back out (XDP_TX).
 SEC("xdp")
 int turnpike_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct flow f = {};
 	struct rewrite r = {};
-	__u64 id = 0;
+	__u8 mac_src[6], mac_dst[6];
 
 	if (parse(data, end, &f) < 0)
 		return XDP_PASS;
-	if (client_to_peer(data, end, &f, &r, &id) < 0 && peer_to_client(&f, &r, &id) < 0)
+	struct counters *c = route(data, end, &f, &r);
+	if (!c || save_macs(data, end, &r, mac_src, mac_dst) < 0)
 		return XDP_PASS;
-	// Counters exist before the binding (userspace inserts them first): without them
-	// the packet goes up, so the kernel never relays a packet it does not count.
-	struct counters *c = bpf_map_lookup_elem(&TP_COUNTERS, &id);
-	if (!c)
-		return XDP_PASS;
-	int act = rewrite(ctx, &f, &r);
-	if (act != XDP_TX)
-		return act;
-	if (r.channel) {
-		c->p2c_packets++;
-		c->p2c_bytes += r.payload_len;
-	} else {
-		c->c2p_packets++;
-		c->c2p_bytes += r.payload_len;
-	}
+	// The length from a helper: the verifier allows no arithmetic on the end pointer.
+	int trim = (int)bpf_xdp_get_buff_len(ctx) - (in_hdr_len(&f, &r) + r.payload_len);
+	if (trim > 0 && bpf_xdp_adjust_tail(ctx, -trim))
+		return XDP_PASS; // nothing changed yet
+	if (bpf_xdp_adjust_head(ctx, in_hdr_len(&f, &r) - out_hdr_len(&r)))
+		return trim > 0 ? XDP_DROP : XDP_PASS;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (write_headers(data, end, &f, &r, mac_src, mac_dst) < 0)
+		return XDP_DROP;
+	count(c, &r);
 	return XDP_TX;
+}
+
+// TC (clsact ingress), where XDP cannot attach: the same parse, lookup and headers, with
+// the skb helpers to resize, and a redirect to the same interface's egress.
+SEC("classifier") // aya's name for a TC program
+int turnpike_tc(struct __sk_buff *skb)
+{
+	struct flow f = {};
+	struct rewrite r = {};
+	__u8 mac_src[6], mac_dst[6];
+
+	// GRO-merged datagrams are many packets in one: the socket path splits them.
+	if (skb->gso_size)
+		return TC_ACT_OK;
+	// The direct view may hold only the headers; the padding check needs the tail too.
+	if (skb->data_end - skb->data < skb->len && bpf_skb_pull_data(skb, skb->len))
+		return TC_ACT_OK;
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	if (parse(data, end, &f) < 0)
+		return TC_ACT_OK;
+	struct counters *c = route(data, end, &f, &r);
+	if (!c || save_macs(data, end, &r, mac_src, mac_dst) < 0)
+		return TC_ACT_OK;
+	__u32 keep = in_hdr_len(&f, &r) + r.payload_len;
+	if (skb->len > keep && bpf_skb_change_tail(skb, keep, 0))
+		return TC_ACT_OK; // nothing changed yet
+	// A family change moves the front by 20 bytes; the ChannelData header by 4, right
+	// after the IP header, where the UDP header is rewritten anyway.
+	if (f.v6 != out_v6(&r) &&
+	    bpf_skb_change_proto(skb, bpf_htons(out_v6(&r) ? ETH_P_IPV6 : ETH_P_IP), 0))
+		return TC_ACT_SHOT;
+	if (bpf_skb_adjust_room(skb, r.channel ? 4 : -4, BPF_ADJ_ROOM_NET, 0))
+		return TC_ACT_SHOT;
+	// The checksums are complete in the packet now; what the NIC computed is stale.
+	bpf_csum_level(skb, BPF_CSUM_LEVEL_RESET);
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	if (write_headers(data, end, &f, &r, mac_src, mac_dst) < 0)
+		return TC_ACT_SHOT;
+	count(c, &r);
+	return bpf_redirect(skb->ifindex, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

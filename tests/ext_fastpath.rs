@@ -7,10 +7,30 @@
 mod support;
 
 use support::frames::{CLIENT_MAC, Frame, SERVER_MAC, assert_checksums_valid};
-use turnpike::fastpath::{ChannelRoute, Counters, FastPath};
+use turnpike::fastpath::{AttachMode, ChannelRoute, Counters, FastPath};
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
+/// A program and its verdicts: every crafted-frame test runs on both.
+#[derive(Clone, Copy, Debug)]
+struct Hook {
+    mode: AttachMode,
+    pass: u32,
+    relay: u32,
+}
+
+const HOOKS: [Hook; 2] = [
+    // h.pass, h.relay
+    Hook {
+        mode: AttachMode::Xdp,
+        pass: 2,
+        relay: 3,
+    },
+    // TC_ACT_OK, TC_ACT_REDIRECT
+    Hook {
+        mode: AttachMode::Tc,
+        pass: 0,
+        relay: 7,
+    },
+];
 
 const CLIENT: &str = "192.0.2.10:40000";
 const LISTENER: &str = "198.51.100.1:3478";
@@ -66,121 +86,139 @@ fn sent(src: &str, dst: &str, payload: &[u8], from: &Frame) -> Frame {
     f
 }
 
-fn assert_tx(fp: &mut FastPath, input: &Frame, expected: &Frame) {
-    let (verdict, out) = fp.test_run(&input.bytes()).unwrap();
-    assert_eq!(verdict, XDP_TX, "verdict for {input:?}");
+fn assert_tx(h: Hook, fp: &mut FastPath, input: &Frame, expected: &Frame) {
+    let (verdict, out) = fp.test_run(h.mode, &input.bytes()).unwrap();
+    assert_eq!(verdict, h.relay, "{h:?}: verdict for {input:?}");
     assert_checksums_valid(&out);
     assert_eq!(out, expected.bytes(), "rewritten frame, byte by byte");
 }
 
-fn assert_pass(fp: &mut FastPath, frame: &[u8], what: &str) {
-    let (verdict, out) = fp.test_run(frame).unwrap();
-    assert_eq!(verdict, XDP_PASS, "{what}: verdict");
-    assert_eq!(out, frame, "{what}: the frame goes up unchanged");
+fn assert_pass(h: Hook, fp: &mut FastPath, frame: &[u8], what: &str) {
+    let (verdict, out) = fp.test_run(h.mode, frame).unwrap();
+    assert_eq!(verdict, h.pass, "{h:?} {what}: verdict");
+    assert_eq!(out, frame, "{h:?} {what}: the frame goes up unchanged");
 }
 
 #[test]
 fn client_to_peer_ipv4_strips_the_header_and_rewrites_to_relay_and_peer() {
-    let mut fp = loaded(&[route(1, CLIENT, LISTENER, RELAY, PEER)]);
-    let data = b"hello, peer";
-    let mut input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, data, 1));
-    input.tos = 0xb8; // EF: carried over
-    assert_tx(&mut fp, &input, &sent(RELAY, PEER, data, &input));
-    // Unpadded, and an odd length padded to 4 bytes: the padding leaves the checksum too.
-    for (len, pad) in [(5, 0), (5, 3), (6, 2), (0, 0), (1, 3)] {
-        let data: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
-        let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, &data, pad));
-        assert_tx(&mut fp, &input, &sent(RELAY, PEER, &data, &input));
+    for h in HOOKS {
+        let mut fp = loaded(&[route(1, CLIENT, LISTENER, RELAY, PEER)]);
+        let data = b"hello, peer";
+        let mut input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, data, 1));
+        input.tos = 0xb8; // EF: carried over
+        assert_tx(h, &mut fp, &input, &sent(RELAY, PEER, data, &input));
+        // Unpadded, and an odd length padded to 4 bytes: the padding leaves the checksum too.
+        for (len, pad) in [(5, 0), (5, 3), (6, 2), (0, 0), (1, 3)] {
+            let data: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+            let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, &data, pad));
+            assert_tx(h, &mut fp, &input, &sent(RELAY, PEER, &data, &input));
+        }
     }
 }
 
 #[test]
 fn peer_to_client_ipv4_gains_an_unpadded_header() {
-    let mut fp = loaded(&[route(1, CLIENT, LISTENER, RELAY, PEER)]);
-    for len in [0usize, 1, 5, 1200] {
-        let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-        let input = Frame::new(PEER, RELAY, &data);
-        let expected = sent(LISTENER, CLIENT, &channel_data(CHANNEL, &data, 0), &input);
-        assert_tx(&mut fp, &input, &expected);
+    for h in HOOKS {
+        let mut fp = loaded(&[route(1, CLIENT, LISTENER, RELAY, PEER)]);
+        for len in [0usize, 1, 5, 1200] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let input = Frame::new(PEER, RELAY, &data);
+            let expected = sent(LISTENER, CLIENT, &channel_data(CHANNEL, &data, 0), &input);
+            assert_tx(h, &mut fp, &input, &expected);
+        }
     }
 }
 
 #[test]
 fn ipv6_both_ways() {
-    let mut fp = loaded(&[route(1, CLIENT6, LISTENER6, RELAY6, PEER6)]);
-    let mut input = Frame::new(CLIENT6, LISTENER6, &channel_data(CHANNEL, b"abcde", 3));
-    input.tos = 0x28;
-    assert_tx(&mut fp, &input, &sent(RELAY6, PEER6, b"abcde", &input));
-    let input = Frame::new(PEER6, RELAY6, b"reply");
-    let expected = sent(
-        LISTENER6,
-        CLIENT6,
-        &channel_data(CHANNEL, b"reply", 0),
-        &input,
-    );
-    assert_tx(&mut fp, &input, &expected);
+    for h in HOOKS {
+        let mut fp = loaded(&[route(1, CLIENT6, LISTENER6, RELAY6, PEER6)]);
+        let mut input = Frame::new(CLIENT6, LISTENER6, &channel_data(CHANNEL, b"abcde", 3));
+        input.tos = 0x28;
+        assert_tx(h, &mut fp, &input, &sent(RELAY6, PEER6, b"abcde", &input));
+        let input = Frame::new(PEER6, RELAY6, b"reply");
+        let expected = sent(
+            LISTENER6,
+            CLIENT6,
+            &channel_data(CHANNEL, b"reply", 0),
+            &input,
+        );
+        assert_tx(h, &mut fp, &input, &expected);
+    }
 }
 
 #[test]
 fn ipv6_client_with_an_ipv4_relay_and_back() {
-    let mut fp = loaded(&[
-        route(1, CLIENT6, LISTENER6, RELAY, PEER),
-        route(2, CLIENT, LISTENER, RELAY6, PEER6),
-    ]);
-    let input = Frame::new(
-        CLIENT6,
-        LISTENER6,
-        &channel_data(CHANNEL, b"six to four", 1),
-    );
-    assert_tx(&mut fp, &input, &sent(RELAY, PEER, b"six to four", &input));
-    let input = Frame::new(PEER, RELAY, b"four to six");
-    let expected = sent(
-        LISTENER6,
-        CLIENT6,
-        &channel_data(CHANNEL, b"four to six", 0),
-        &input,
-    );
-    assert_tx(&mut fp, &input, &expected);
-    let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"4 to 6", 2));
-    assert_tx(&mut fp, &input, &sent(RELAY6, PEER6, b"4 to 6", &input));
-    let input = Frame::new(PEER6, RELAY6, b"6 to 4");
-    let expected = sent(
-        LISTENER,
-        CLIENT,
-        &channel_data(CHANNEL, b"6 to 4", 0),
-        &input,
-    );
-    assert_tx(&mut fp, &input, &expected);
+    for h in HOOKS {
+        let mut fp = loaded(&[
+            route(1, CLIENT6, LISTENER6, RELAY, PEER),
+            route(2, CLIENT, LISTENER, RELAY6, PEER6),
+        ]);
+        let input = Frame::new(
+            CLIENT6,
+            LISTENER6,
+            &channel_data(CHANNEL, b"six to four", 1),
+        );
+        assert_tx(
+            h,
+            &mut fp,
+            &input,
+            &sent(RELAY, PEER, b"six to four", &input),
+        );
+        let input = Frame::new(PEER, RELAY, b"four to six");
+        let expected = sent(
+            LISTENER6,
+            CLIENT6,
+            &channel_data(CHANNEL, b"four to six", 0),
+            &input,
+        );
+        assert_tx(h, &mut fp, &input, &expected);
+        let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"4 to 6", 2));
+        assert_tx(h, &mut fp, &input, &sent(RELAY6, PEER6, b"4 to 6", &input));
+        let input = Frame::new(PEER6, RELAY6, b"6 to 4");
+        let expected = sent(
+            LISTENER,
+            CLIENT,
+            &channel_data(CHANNEL, b"6 to 4", 0),
+            &input,
+        );
+        assert_tx(h, &mut fp, &input, &expected);
+    }
 }
 
 #[test]
 fn an_ethernet_trailer_is_trimmed() {
-    // Real NICs hand short frames up padded to 60 bytes; the IP length is what counts.
-    let mut fp = loaded(&[route(1, CLIENT, LISTENER, RELAY, PEER)]);
-    let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"hi", 0));
-    let mut bytes = input.bytes();
-    bytes.resize(60, 0);
-    let (verdict, out) = fp.test_run(&bytes).unwrap();
-    assert_eq!(verdict, XDP_TX);
-    assert_eq!(out, sent(RELAY, PEER, b"hi", &input).bytes());
+    for h in HOOKS {
+        // Real NICs hand short frames up padded to 60 bytes; the IP length is what counts.
+        let mut fp = loaded(&[route(1, CLIENT, LISTENER, RELAY, PEER)]);
+        let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"hi", 0));
+        let mut bytes = input.bytes();
+        bytes.resize(60, 0);
+        let (verdict, out) = fp.test_run(h.mode, &bytes).unwrap();
+        assert_eq!(verdict, h.relay);
+        assert_eq!(out, sent(RELAY, PEER, b"hi", &input).bytes());
+    }
 }
 
 #[test]
 fn next_hop_mac_from_the_route() {
-    let mut r = route(1, CLIENT, LISTENER, RELAY, PEER);
-    r.peer_next_hop = Some([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
-    let mut fp = loaded(&[r]);
-    let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"x", 0));
-    let mut expected = sent(RELAY, PEER, b"x", &input);
-    expected.dst_mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
-    assert_tx(&mut fp, &input, &expected);
-    // The other direction has no next hop: back to the sender's MAC.
-    let input = Frame::new(PEER, RELAY, b"y");
-    assert_tx(
-        &mut fp,
-        &input,
-        &sent(LISTENER, CLIENT, &channel_data(CHANNEL, b"y", 0), &input),
-    );
+    for h in HOOKS {
+        let mut r = route(1, CLIENT, LISTENER, RELAY, PEER);
+        r.peer_next_hop = Some([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+        let mut fp = loaded(&[r]);
+        let input = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"x", 0));
+        let mut expected = sent(RELAY, PEER, b"x", &input);
+        expected.dst_mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+        assert_tx(h, &mut fp, &input, &expected);
+        // The other direction has no next hop: back to the sender's MAC.
+        let input = Frame::new(PEER, RELAY, b"y");
+        assert_tx(
+            h,
+            &mut fp,
+            &input,
+            &sent(LISTENER, CLIENT, &channel_data(CHANNEL, b"y", 0), &input),
+        );
+    }
 }
 
 /// Frames the program must leave to the socket path, each with the reason.
@@ -309,77 +347,88 @@ fn with_hop_by_hop(f: &Frame) -> Vec<u8> {
 
 #[test]
 fn everything_else_goes_up_unchanged() {
-    let mut fp = loaded(&[
-        route(1, CLIENT, LISTENER, RELAY, PEER),
-        route(2, CLIENT6, LISTENER6, RELAY6, PEER6),
-    ]);
-    for (what, frame) in not_for_the_fast_path() {
-        assert_pass(&mut fp, &frame, what);
+    for h in HOOKS {
+        let mut fp = loaded(&[
+            route(1, CLIENT, LISTENER, RELAY, PEER),
+            route(2, CLIENT6, LISTENER6, RELAY6, PEER6),
+        ]);
+        for (what, frame) in not_for_the_fast_path() {
+            // The kernel builds no skb of an IPv4 frame without an IP header (EINVAL).
+            if matches!(h.mode, AttachMode::Tc) && what == "only an Ethernet header" {
+                continue;
+            }
+            assert_pass(h, &mut fp, &frame, what);
+        }
+        assert_eq!(
+            fp.counters(1).unwrap(),
+            Counters::default(),
+            "nothing counted"
+        );
     }
-    assert_eq!(
-        fp.counters(1).unwrap(),
-        Counters::default(),
-        "nothing counted"
-    );
 }
 
 #[test]
 fn a_packet_longer_than_the_mtu_once_rewritten_goes_up() {
-    let mut fp = FastPath::load(1500).unwrap();
-    fp.add(&route(1, CLIENT, LISTENER, RELAY, PEER)).unwrap();
-    // 1472 bytes of payload fill a 1500-byte IPv4 packet; the header would overflow it.
-    assert_pass(
-        &mut fp,
-        &Frame::new(PEER, RELAY, &[9; 1472]).bytes(),
-        "1472 + 4",
-    );
-    let input = Frame::new(PEER, RELAY, &[9; 1468]);
-    let expected = sent(
-        LISTENER,
-        CLIENT,
-        &channel_data(CHANNEL, &[9; 1468], 0),
-        &input,
-    );
-    assert_tx(&mut fp, &input, &expected);
+    for h in HOOKS {
+        let mut fp = FastPath::load(1500).unwrap();
+        fp.add(&route(1, CLIENT, LISTENER, RELAY, PEER)).unwrap();
+        // 1472 bytes of payload fill a 1500-byte IPv4 packet; the header would overflow it.
+        assert_pass(
+            h,
+            &mut fp,
+            &Frame::new(PEER, RELAY, &[9; 1472]).bytes(),
+            "1472 + 4",
+        );
+        let input = Frame::new(PEER, RELAY, &[9; 1468]);
+        let expected = sent(
+            LISTENER,
+            CLIENT,
+            &channel_data(CHANNEL, &[9; 1468], 0),
+            &input,
+        );
+        assert_tx(h, &mut fp, &input, &expected);
+    }
 }
 
 #[test]
 fn counters_per_binding_and_direction_and_removal_stops_forwarding() {
-    let (a, b) = (
-        route(7, CLIENT, LISTENER, RELAY, PEER),
-        route(8, CLIENT6, LISTENER6, RELAY6, PEER6),
-    );
-    let mut fp = loaded(&[a, b]);
-    let to_peer = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"12345", 3)).bytes();
-    let to_client = Frame::new(PEER, RELAY, b"1234567890").bytes();
-    for _ in 0..3 {
-        assert_eq!(fp.test_run(&to_peer).unwrap().0, XDP_TX);
+    for h in HOOKS {
+        let (a, b) = (
+            route(7, CLIENT, LISTENER, RELAY, PEER),
+            route(8, CLIENT6, LISTENER6, RELAY6, PEER6),
+        );
+        let mut fp = loaded(&[a, b]);
+        let to_peer = Frame::new(CLIENT, LISTENER, &channel_data(CHANNEL, b"12345", 3)).bytes();
+        let to_client = Frame::new(PEER, RELAY, b"1234567890").bytes();
+        for _ in 0..3 {
+            assert_eq!(fp.test_run(h.mode, &to_peer).unwrap().0, h.relay);
+        }
+        assert_eq!(fp.test_run(h.mode, &to_client).unwrap().0, h.relay);
+        let six = Frame::new(PEER6, RELAY6, b"x").bytes();
+        assert_eq!(fp.test_run(h.mode, &six).unwrap().0, h.relay);
+        let want = Counters {
+            client_to_peer_packets: 3,
+            client_to_peer_bytes: 15,
+            peer_to_client_packets: 1,
+            peer_to_client_bytes: 10,
+        };
+        assert_eq!(fp.counters(7).unwrap(), want);
+        assert_eq!(fp.counters(8).unwrap().peer_to_client_packets, 1);
+        assert_eq!(
+            fp.remove(&a).unwrap(),
+            want,
+            "removal returns the final counters"
+        );
+        assert_pass(h, &mut fp, &to_peer, "after removal, client to peer");
+        assert_pass(h, &mut fp, &to_client, "after removal, peer to client");
+        assert_eq!(fp.counters(7).unwrap(), Counters::default(), "forgotten");
+        assert_eq!(
+            fp.test_run(h.mode, &six).unwrap().0,
+            h.relay,
+            "the other binding stays"
+        );
+        fp.remove(&a).expect("removing twice is harmless");
     }
-    assert_eq!(fp.test_run(&to_client).unwrap().0, XDP_TX);
-    let six = Frame::new(PEER6, RELAY6, b"x").bytes();
-    assert_eq!(fp.test_run(&six).unwrap().0, XDP_TX);
-    let want = Counters {
-        client_to_peer_packets: 3,
-        client_to_peer_bytes: 15,
-        peer_to_client_packets: 1,
-        peer_to_client_bytes: 10,
-    };
-    assert_eq!(fp.counters(7).unwrap(), want);
-    assert_eq!(fp.counters(8).unwrap().peer_to_client_packets, 1);
-    assert_eq!(
-        fp.remove(&a).unwrap(),
-        want,
-        "removal returns the final counters"
-    );
-    assert_pass(&mut fp, &to_peer, "after removal, client to peer");
-    assert_pass(&mut fp, &to_client, "after removal, peer to client");
-    assert_eq!(fp.counters(7).unwrap(), Counters::default(), "forgotten");
-    assert_eq!(
-        fp.test_run(&six).unwrap().0,
-        XDP_TX,
-        "the other binding stays"
-    );
-    fp.remove(&a).expect("removing twice is harmless");
 }
 
 // End to end: client, server and peer each in a namespace, joined by a router namespace,
@@ -584,5 +633,31 @@ mod e2e {
     #[test]
     fn generic_xdp_relays_ipv4() {
         relays_and_stops_after_removal(AttachMode::XdpGeneric, false);
+    }
+
+    #[test]
+    fn tc_relays_ipv4() {
+        relays_and_stops_after_removal(AttachMode::Tc, false);
+    }
+
+    #[test]
+    fn tc_relays_ipv6() {
+        relays_and_stops_after_removal(AttachMode::Tc, true);
+    }
+
+    #[test]
+    fn auto_takes_native_xdp_on_veth_and_names_every_refusal() {
+        let t = topology();
+        t.server.enter(|| {
+            let mut fp = FastPath::load(1500).unwrap();
+            assert_eq!(fp.attach("s0", Mode::Auto).unwrap(), AttachMode::Xdp);
+            assert_eq!(fp.attached(), Some(("s0", AttachMode::Xdp)));
+            fp.detach().unwrap();
+            assert_eq!(fp.attached(), None);
+            let err = fp.attach("nosuch0", Mode::Auto).unwrap_err().to_string();
+            for mode in ["xdp:", "xdp-generic:", "tc:"] {
+                assert!(err.contains(mode), "{err}");
+            }
+        });
     }
 }

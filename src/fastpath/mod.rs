@@ -49,9 +49,7 @@ impl FastPath {
             .override_global(program::MAX_IP_LEN, &max_ip_len, true)
             .load(program::OBJECT)?;
         program::xdp(&mut ebpf)?.load()?;
-        if let Ok(tc) = program::tc_program(&mut ebpf) {
-            tc.load()?;
-        }
+        program::tc_program(&mut ebpf)?.load()?;
         Ok(FastPath {
             ebpf,
             attached: None,
@@ -133,17 +131,26 @@ impl FastPath {
         Ok(total)
     }
 
-    /// Runs the XDP program once on `frame` (BPF_PROG_TEST_RUN, no interface needed) and
-    /// returns its verdict (XDP_PASS = 2, XDP_TX = 3, ...) and the frame as it left.
-    /// For tests and for a startup self-check.
-    pub fn test_run(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), FastPathError> {
+    /// Runs the program of `mode` once on `frame` (BPF_PROG_TEST_RUN, no interface
+    /// needed) and returns its verdict and the frame as it left. XDP: XDP_PASS = 2,
+    /// XDP_TX = 3; TC: TC_ACT_OK = 0, TC_ACT_REDIRECT = 7. For tests and self-checks.
+    pub fn test_run(
+        &mut self,
+        mode: AttachMode,
+        frame: &[u8],
+    ) -> Result<(u32, Vec<u8>), FastPathError> {
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
             ..Default::default()
         };
-        let r = program::xdp(&mut self.ebpf)?.test_run(opts)?;
+        let r = match mode {
+            AttachMode::Xdp | AttachMode::XdpGeneric => {
+                program::xdp(&mut self.ebpf)?.test_run(opts)?
+            }
+            AttachMode::Tc => program::tc_program(&mut self.ebpf)?.test_run(opts)?,
+        };
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
     }
