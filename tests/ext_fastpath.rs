@@ -654,7 +654,20 @@ mod e2e {
             assert_eq!(fp.attached(), Some(("s0", AttachMode::Xdp)));
             fp.detach().unwrap();
             assert_eq!(fp.attached(), None);
+            // Loopback has no native XDP: auto falls back to generic XDP.
+            let err = fp
+                .attach("lo", Mode::Only(AttachMode::Xdp))
+                .unwrap_err()
+                .to_string();
+            eprintln!("native XDP on lo: {err}");
+            assert!(
+                err.contains("os error"),
+                "the kernel's errno is named: {err}"
+            );
+            assert_eq!(fp.attach("lo", Mode::Auto).unwrap(), AttachMode::XdpGeneric);
+            fp.detach().unwrap();
             let err = fp.attach("nosuch0", Mode::Auto).unwrap_err().to_string();
+            eprintln!("no such interface: {err}");
             for mode in ["xdp:", "xdp-generic:", "tc:"] {
                 assert!(err.contains(mode), "{err}");
             }

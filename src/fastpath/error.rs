@@ -25,3 +25,17 @@ pub enum FastPathError {
         tried: Vec<(AttachMode, String)>,
     },
 }
+
+/// An error with its causes, "a: b: c": aya's syscall errors keep the errno in a source.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !s.contains(&c_text) {
+            s = format!("{s}: {c_text}");
+        }
+        cause = c.source();
+    }
+    s
+}

@@ -67,7 +67,7 @@ impl FastPath {
                     self.attached = Some((interface.to_string(), m, link));
                     return Ok(m);
                 }
-                Err(e) => tried.push((m, e.to_string())),
+                Err(e) => tried.push((m, error::with_causes(&e))),
             }
         }
         Err(FastPathError::Attach {
