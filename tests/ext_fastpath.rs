@@ -439,7 +439,7 @@ mod e2e {
     use std::net::{SocketAddr, UdpSocket};
     use std::time::Duration;
 
-    use super::support::netns::{Netns, sh};
+    use super::support::veth::{Netns, sh};
     use super::*;
     use turnpike::fastpath::{AttachMode, Mode};
 

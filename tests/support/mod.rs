@@ -5,7 +5,7 @@
 //! redis-server (`fleet`), the deploy kit's files and the tools that check them
 //! (`deploy`), the Kubernetes manifests and their init script (`kubernetes`), Ethernet
 //! frames with independently computed checksums for the fast path (`frames`), network
-//! namespaces joined by veth pairs (`netns`). Wire
+//! namespaces joined point to point by veth pairs, routed (`veth`). Wire
 //! builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
@@ -16,11 +16,11 @@ pub mod frames;
 mod http;
 mod inproc;
 pub mod kubernetes;
-pub mod netns;
 mod ports;
 mod process;
 mod scratch;
 mod stream;
+pub mod veth;
 
 pub use client::*;
 pub use deploy::*;

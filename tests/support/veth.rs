@@ -1,4 +1,6 @@
-//! Network namespaces a test creates (root), joined by veth pairs; deleted on drop.
+//! Network namespaces a test creates (root), joined point to point by veth pairs, so a
+//! test can build a routed topology (the fast path's: a router namespace between client,
+//! server and peer) and attach programs to each interface; deleted on drop.
 //! Code runs inside one through [`Netns::enter`]: a thread that joins the namespace, so
 //! sockets and attachments made there belong to it, and the test process stays put.
 use std::os::fd::AsRawFd;
