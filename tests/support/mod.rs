@@ -3,13 +3,16 @@
 //! STUN/TURN client and an echo peer (`client`), a minimal HTTP client (`http`), TURN over
 //! TCP/TLS with a test certificate (`stream`), a fleet of nodes sharing a redis-server
 //! in network namespaces (`fleet`, `netns`), the deploy kit's files and the tools that
-//! check them (`deploy`), the Kubernetes manifests and their init script (`kubernetes`). Wire
+//! check them (`deploy`), the Kubernetes manifests and their init script (`kubernetes`),
+//! Ethernet frames with independently computed checksums for the fast path (`frames`),
+//! network namespaces joined point to point by veth pairs, routed (`veth`). Wire
 //! builders come from the crate's test kit (`turnpike::testkit`).
 #![allow(dead_code, unused_imports)]
 
 mod client;
 mod deploy;
 mod fleet;
+pub mod frames;
 mod http;
 mod inproc;
 pub mod kubernetes;
@@ -18,6 +21,7 @@ mod ports;
 mod process;
 mod scratch;
 mod stream;
+pub mod veth;
 
 pub use client::*;
 pub use deploy::*;
