@@ -5,7 +5,7 @@ use super::*;
 use crate::relay::handover::{self, HandoverError};
 use crate::testkit::EvenPortR;
 
-/// Written once by `write_handover_v1_fixture` (the state of `handover::busy_core`
+/// Written once by `write_v1_fixture` (the state of `handover::busy_core`
 /// plus carol's EVEN-PORT reservation) and never rewritten: a later format version must
 /// go on reading it. A new version gets its own `v2.state` beside it.
 const V1_FIXTURE: &str = concat!(
@@ -13,9 +13,9 @@ const V1_FIXTURE: &str = concat!(
     "/tests/fixtures/handover/v1.state"
 );
 
-#[test]
-#[ignore = "writes the v1 fixture: run by hand, only while version 1 is the newest"]
-fn write_handover_v1_fixture() {
+/// Writes the v1 fixture: with TURNPIKE_WRITE_V1_FIXTURE=1 set, by hand, and only while
+/// version 1 is the newest.
+fn write_v1_fixture() {
     assert_eq!(handover::format::VERSION, 1);
     let (mut a, _, _, _) = super::handover::busy_core();
     let (c2, creds) = (a.client(2), a.creds("carol"));
@@ -29,6 +29,9 @@ fn write_handover_v1_fixture() {
 
 #[test]
 fn handover_reads_the_v1_fixture() {
+    if std::env::var_os("TURNPIKE_WRITE_V1_FIXTURE").is_some() {
+        write_v1_fixture();
+    }
     let bytes = std::fs::read(V1_FIXTURE).expect("the checked-in v1 fixture");
     assert_eq!(&bytes[8..12], &1u32.to_be_bytes());
     let state = handover::decode(&bytes).expect("version 1 stays readable");
