@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 pub mod counters;
 mod export;
+mod forget;
 pub mod format;
 mod import;
 pub mod split;

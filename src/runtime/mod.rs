@@ -7,8 +7,10 @@
 //! is what a shard publishes; `sessions` and `session_log` describe allocations for the
 //! sessions API and the log; `clock` is the one place that reads the time.
 
+pub mod adopt;
 pub mod clock;
 pub mod fleet_slots;
+pub mod handover;
 pub mod session_log;
 pub mod sessions;
 pub mod shard;
@@ -149,11 +151,26 @@ fn bind_listeners(s: &Settings) -> anyhow::Result<Listeners> {
     Ok(listeners)
 }
 
-/// Binds shard `i`'s listeners and starts its thread around `core`.
+/// Relay sockets passed by the previous process, and every relay address the shard's
+/// imported core owns (handover).
+type AdoptedRelays = (Vec<(SocketAddr, std::net::UdpSocket)>, Vec<SocketAddr>);
+
+/// The warning when `peers.allow` opens this server's own addresses.
+fn warn_own_addresses(s: &Settings) {
+    let opened = s.policy().allowed_own_addresses();
+    if !opened.is_empty() {
+        tracing::warn!(
+            addresses = ?opened,
+            "peers.allow covers this server's own addresses: clients may relay to its services outside the relay port range (listeners stay refused)"
+        );
+    }
+}
+
+/// Starts shard `i`'s thread around its core, listeners and adopted relay sockets.
 fn spawn_shard(
     s: &Settings,
     i: usize,
-    core: Core,
+    (core, listeners, adopted): (Core, Listeners, AdoptedRelays),
     shared: &Shared,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Arc<ShardStatus>, ShardHandle)> {
@@ -164,7 +181,7 @@ fn spawn_shard(
     let (shard, waker) = Shard::new(ShardParts {
         index: i,
         core,
-        listeners: bind_listeners(s)?,
+        listeners,
         tls: s.tls.clone(),
         limits: ConnLimits {
             limiter: shared.limiter.clone(),
@@ -183,6 +200,8 @@ fn spawn_shard(
         fleet_slots: shared.slots.clone(),
     })
     .context("creating shard event loop")?;
+    let mut shard = shard;
+    shard.adopt_relays(adopted.0, &adopted.1);
     let handle = std::thread::Builder::new()
         .name(format!("turnpike-shard-{i}"))
         .spawn(move || shard.run())
@@ -193,15 +212,23 @@ fn spawn_shard(
 impl Node {
     /// Binds every listener and starts the shards.
     pub fn start(s: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Node> {
+        Node::start_adopting(s, metrics, None)
+    }
+
+    /// Starts the shards on what a previous process handed over (`adopted`: listeners,
+    /// relay sockets, states), else on listeners bound here.
+    pub fn start_adopting(
+        s: &Settings,
+        metrics: Arc<Metrics>,
+        adopted: Option<adopt::Adopted>,
+    ) -> anyhow::Result<Node> {
         let cfg = &s.config;
-        let nonce_key: [u8; 32] = rand::random();
-        let opened = s.policy().allowed_own_addresses();
-        if !opened.is_empty() {
-            tracing::warn!(
-                addresses = ?opened,
-                "peers.allow covers this server's own addresses: clients may relay to its services outside the relay port range (listeners stay refused)"
-            );
-        }
+        let nonce_key: [u8; 32] = adopted
+            .as_ref()
+            .and_then(|a| a.token_key)
+            .unwrap_or_else(rand::random);
+        let mut adopted = adopted.map(|a| a.shards.into_iter());
+        warn_own_addresses(s);
         // Claims are queued from the first Allocate on, before the fleet task starts.
         let (slot_tx, slot_rx) = match s.cluster {
             Some(_) => {
@@ -238,8 +265,15 @@ impl Node {
             slot_requests: Mutex::new(slot_rx),
         };
         for (i, ports) in s.port_slices.iter().cloned().enumerate() {
-            let core = shard_core(s, &shared, ports);
-            let (status, handle) = spawn_shard(s, i, core, &shared, metrics.clone())?;
+            let mut core = shard_core(s, &shared, ports);
+            let io = match adopted.as_mut().and_then(|a| a.next()) {
+                Some(a) => {
+                    let (listeners, relays, owned) = adopt::adopt(&mut core, a);
+                    (core, listeners, (relays, owned))
+                }
+                None => (core, bind_listeners(s)?, Default::default()),
+            };
+            let (status, handle) = spawn_shard(s, i, io, &shared, metrics.clone())?;
             node.status.push(status);
             node.shards
                 .get_mut()

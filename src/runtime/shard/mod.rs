@@ -9,6 +9,8 @@
 //! `relay_sockets.rs` the relay-socket table and the client->peer forward, `streams/` the
 //! TCP/TLS connections, and `io/` the syscalls below them all.
 
+pub mod export;
+mod handover;
 pub mod io;
 mod relay_sockets;
 mod socket_errors;
@@ -75,6 +77,8 @@ pub enum Control {
     Sessions(Sender<Vec<SessionInfo>>),
     /// End every allocation of this user id and say how many (sessions API).
     EndSessions(String, Sender<usize>),
+    /// Export for a process handover and stand still until the verdict (handover.rs).
+    HandOver(Box<export::HandOverRequest>),
     Shutdown,
 }
 
@@ -303,6 +307,7 @@ impl Shard {
                     self.run_commands();
                     let _ = reply.send(n);
                 }
+                Ok(Control::HandOver(req)) => self.hand_over(*req),
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(self.time);
                     self.run_commands();

@@ -90,7 +90,22 @@ impl RelaySockets {
 
     /// Binds a relay socket at `addr` and registers it with the shard's poll.
     pub(super) fn bind(&mut self, registry: &Registry, addr: SocketAddr) -> std::io::Result<()> {
-        let std_sock = udp_socket(addr, false)?;
+        self.adopt(registry, addr, udp_socket(addr, false)?)
+    }
+
+    /// The descriptor of the relay socket at `addr` (handover).
+    pub(super) fn fd(&self, addr: SocketAddr) -> Option<std::os::fd::RawFd> {
+        let key = self.key(addr);
+        (key != NONE).then(|| self.sockets[key as usize].socket.as_raw_fd())
+    }
+
+    /// Registers a socket bound at `addr` (here, or by the previous process).
+    pub(super) fn adopt(
+        &mut self,
+        registry: &Registry,
+        addr: SocketAddr,
+        std_sock: std::net::UdpSocket,
+    ) -> std::io::Result<()> {
         let mut socket = UdpSocket::from_std(std_sock);
         let entry = self.sockets.vacant_entry();
         let token = Token(RELAY_BASE + entry.key());

@@ -1,0 +1,34 @@
+//! `Core::forget_handed_over`: the old process's side once the new one has taken over.
+
+use crate::relay::command::Command;
+use crate::relay::core_state::Core;
+
+impl Core {
+    /// Drops the allocations with these serials without ending them: another process
+    /// serves them now, so there is no log line, no counter and no fleet-slot release
+    /// (the allocation goes on). Their relay sockets are released here (the new process
+    /// holds its own descriptors for them). Returns how many were dropped.
+    pub fn forget_handed_over(&mut self, serials: &[u64]) -> usize {
+        let serials: std::collections::HashSet<u64> = serials.iter().copied().collect();
+        let idxs: Vec<usize> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| serials.contains(&a.serial))
+            .map(|(i, _)| i)
+            .collect();
+        for &idx in &idxs {
+            let a = self.allocations.remove(idx);
+            self.by_client.remove(&a.client);
+            for r in [a.relay_v4, a.relay_v6].into_iter().flatten() {
+                if r.is_ipv4() {
+                    self.by_relay_v4.remove(&r.port());
+                } else {
+                    self.by_relay_v6.remove(&r.port());
+                }
+                self.commands.push_back(Command::ReleaseRelay { addr: r });
+            }
+            self.cfg.quotas.release(&a.username);
+        }
+        idxs.len()
+    }
+}

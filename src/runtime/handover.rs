@@ -1,0 +1,60 @@
+//! The shell's part of a process handover (issue 18), the old process's side: every shard
+//! exports and stands still (`Node::export_for_handover`) until told whether the new
+//! process took over. The new process's side is adopt.rs; how the two processes find
+//! each other is app/handover.rs's business.
+
+use std::sync::mpsc::{Sender, channel};
+
+use super::Node;
+use super::shard::Control;
+use super::shard::export::{HandOverRequest, ShardExport};
+
+/// Every shard's export, each shard standing still until `settle`.
+pub struct Exported {
+    pub shards: Vec<ShardExport>,
+    verdicts: Vec<Sender<bool>>,
+}
+
+impl Exported {
+    /// Tells every shard: true, forget what was exported (the new process serves it);
+    /// false, resume as if nothing happened.
+    pub fn settle(self, took_over: bool) {
+        for v in &self.verdicts {
+            let _ = v.send(took_over);
+        }
+    }
+}
+
+impl Node {
+    /// Asks every shard to export its state and stand still. None when a shard did not
+    /// answer (then every shard resumes).
+    pub fn export_for_handover(&self) -> Option<Exported> {
+        let (tx, rx) = channel();
+        let mut verdicts = Vec::new();
+        {
+            let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+            for (ctl, waker, _) in shards.iter() {
+                let (vtx, vrx) = channel();
+                let req = HandOverRequest {
+                    reply: tx.clone(),
+                    verdict: vrx,
+                };
+                let _ = ctl.send(Control::HandOver(Box::new(req)));
+                let _ = waker.wake();
+                verdicts.push(vtx);
+            }
+        }
+        drop(tx);
+        let mut shards = self.collect(rx);
+        let exported = Exported {
+            shards: Vec::new(),
+            verdicts,
+        };
+        if shards.len() != exported.verdicts.len() {
+            exported.settle(false);
+            return None;
+        }
+        shards.sort_by_key(|s| s.index);
+        Some(Exported { shards, ..exported })
+    }
+}
