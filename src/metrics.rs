@@ -41,6 +41,8 @@ pub struct Metrics {
     proxy_protocol_errors: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
+    /// `turnpike_handover_total{result}` (app/handover.rs).
+    pub handovers: IntCounterVec,
     /// What browsers report about their calls (POST /api/v1/reports).
     pub client: client::ClientMetrics,
     /// `turnpike_cluster_up` and `turnpike_cluster_nodes`, registered with `[cluster]` only.
@@ -125,6 +127,7 @@ impl Metrics {
             connections_refused: counter_vec(&r, &f::CONNECTIONS_REFUSED),
             proxy_protocol_errors: counter_vec(&r, &f::PROXY_PROTOCOL_ERRORS),
             allocation_lifetime: histogram(&r, &f::ALLOCATION_LIFETIME, &f::LIFETIME_BUCKETS),
+            handovers: counter_vec(&r, &f::HANDOVERS),
             client: client::ClientMetrics::register(&r),
             cluster: std::sync::OnceLock::new(),
             registry: r,
@@ -139,6 +142,9 @@ impl Metrics {
             ))
             .expect("unique metric");
         // Create every labelled series up front, so a dashboard sees zeros, not gaps.
+        for r in f::HANDOVER_RESULTS {
+            m.handovers.with_label_values(&[r]);
+        }
         m.update(&[ShardSnapshot::default()]);
         m
     }

@@ -8,10 +8,12 @@
 
 pub mod checks;
 mod drain;
+mod handover;
 pub mod logging;
 pub mod notify;
 mod reload;
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -19,8 +21,6 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::http::HttpState;
-use crate::metrics::Metrics;
-use crate::runtime::Node;
 use crate::settings::Settings;
 
 /// Runs the service on `config` until it is stopped: installs the logs, computes the
@@ -68,10 +68,7 @@ pub async fn run(
     reload: impl Fn() -> anyhow::Result<Config>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    // Refuse to start on what would only show later as 508s or a silently shared port.
-    checks::startup(&settings)?;
-    let metrics = Arc::new(Metrics::new());
-    let node = Arc::new(Node::start(&settings, metrics)?);
+    let (node, incoming, http_listener) = handover::start_node(&settings)?;
     let fleet = settings
         .cluster
         .clone()
@@ -82,7 +79,12 @@ pub async fn run(
         fleet.as_ref().map(|f| f.admin.clone()),
     );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = start_http(&settings.config, &http, http_stopped).await?;
+    let (http_task, http_fd) =
+        start_http(&settings.config, &http, http_stopped, http_listener).await?;
+    if let Some(i) = incoming {
+        i.finish(&node.metrics);
+    }
+    let mut urg = signal(SignalKind::from_raw(libc::SIGURG))?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -91,11 +93,16 @@ pub async fn run(
     // Every listener and the relay range were bound above: now systemd may call us started.
     notify::ready("relaying");
     notify::spawn_watchdog(node.clone());
-    let drain = loop {
+    let stop = loop {
         tokio::select! {
-            _ = term.recv() => break true,
+            _ = term.recv() => break Stop::Drain,
             // Ctrl-C: a person at a terminal wants it stopped now.
-            _ = int.recv() => break false,
+            _ = int.recv() => break Stop::Now,
+            _ = urg.recv() => {
+                if let Some(h) = handover::on_signal(&node, &settings, http_fd).await {
+                    break Stop::Handed(h);
+                }
+            }
             _ = usr1.recv() => drain::on_signal(&node, fleet.as_ref(), true).await,
             _ = usr2.recv() => drain::on_signal(&node, fleet.as_ref(), false).await,
             _ = hup.recv() => {
@@ -105,14 +112,19 @@ pub async fn run(
             }
         }
     };
-    if drain {
-        let timeout = settings.config.server.drain_timeout;
-        drain::then_stop(&node, fleet.as_ref(), timeout, &mut term, &mut int).await;
-    } else {
-        notify::stopping("stopping");
+    let timeout = settings.config.server.drain_timeout;
+    let mut stop_http = Some(stop_http);
+    if matches!(stop, Stop::Handed(handover::Handed::Over)) {
+        // The new process answers on the same HTTP listener now.
+        let _ = stop_http.take().map(|s| s.send(()));
+    }
+    match &stop {
+        Stop::Drain => drain::then_stop(&node, fleet.as_ref(), timeout, &mut term, &mut int).await,
+        Stop::Now => notify::stopping("stopping"),
+        Stop::Handed(_) => handover::drain_quietly(&node, timeout).await,
     }
     tracing::info!("shutting down");
-    let _ = stop_http.send(());
+    let _ = stop_http.map(|s| s.send(()));
     if let Some(t) = http_task {
         let _ = t.await;
     }
@@ -122,7 +134,21 @@ pub async fn run(
     if let Some(f) = fleet {
         f.leave().await;
     }
+    // Only now may the new process read the listeners: this one has stopped.
+    if let Stop::Handed(handover::Handed::Declined(next)) = stop {
+        next.release();
+    }
     Ok(())
+}
+
+/// Why the signal loop ended.
+enum Stop {
+    /// SIGTERM: drain, then exit.
+    Drain,
+    /// SIGINT: exit now.
+    Now,
+    /// SIGURG: a new process took over (or will, once this one has drained).
+    Handed(handover::Handed),
 }
 
 /// Serves the HTTP endpoint (when enabled) until `stop` fires.
@@ -130,22 +156,34 @@ async fn start_http(
     cfg: &Config,
     http: &Arc<HttpState>,
     stop: tokio::sync::oneshot::Receiver<()>,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    adopted: Option<std::net::TcpListener>,
+) -> anyhow::Result<(Option<tokio::task::JoinHandle<()>>, Option<RawFd>)> {
     if !cfg.http.enabled {
-        return Ok(None);
+        return Ok((None, None));
     }
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| format!("http.listen: binding {}", cfg.http.listen))?;
+    let listener = match adopted {
+        // The old process's, after a handover: same address, no gap for scrapes.
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)?
+        }
+        None => tokio::net::TcpListener::bind(cfg.http.listen)
+            .await
+            .with_context(|| format!("http.listen: binding {}", cfg.http.listen))?,
+    };
+    let fd = listener.as_raw_fd();
     let bound = listener.local_addr().unwrap_or(cfg.http.listen);
     tracing::info!(listen = %bound, "HTTP endpoint up (/metrics, /healthz, /readyz)");
     let state = http.clone();
-    Ok(Some(tokio::spawn(async move {
-        let stop = async {
-            let _ = stop.await;
-        };
-        if let Err(e) = crate::http::serve(listener, state, stop).await {
-            tracing::error!(error = %e, "HTTP endpoint failed");
-        }
-    })))
+    Ok((
+        Some(tokio::spawn(async move {
+            let stop = async {
+                let _ = stop.await;
+            };
+            if let Err(e) = crate::http::serve(listener, state, stop).await {
+                tracing::error!(error = %e, "HTTP endpoint failed");
+            }
+        })),
+        Some(fd),
+    ))
 }

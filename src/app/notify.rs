@@ -35,6 +35,14 @@ pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
+/// Hands the service over to process `pid` (a handover's new process, in our cgroup).
+pub fn main_pid(pid: u32) {
+    send(&[
+        NotifyState::MainPid(pid),
+        NotifyState::Status("relaying (handed over)"),
+    ]);
+}
+
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }

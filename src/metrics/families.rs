@@ -17,6 +17,17 @@ pub(super) struct Family {
 
 const TRANSPORT_FAMILY: &[&str] = &["transport", "family"];
 
+pub(super) const HANDOVERS: Family = Family {
+    name: "turnpike_handover_total",
+    help: &[
+        "Process handovers (restart without dropping calls), by result: took_over (counted by ",
+        "the new process, carried on), declined (the new one could not read the state), ",
+        "failed (it did not start or answer), unsupported ([cluster]).",
+    ],
+    labels: &["result"],
+};
+pub(super) const HANDOVER_RESULTS: &[&str] = &["took_over", "declined", "failed", "unsupported"];
+
 pub(super) const ALLOCATIONS: Family = Family {
     name: "turnpike_allocations",
     help: &["Active allocations."],

@@ -79,6 +79,16 @@ impl Lines {
             .count()
     }
 
+    /// Every line so far containing `needle`.
+    pub fn all(&self, needle: &str) -> Vec<String> {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
     /// The first line containing `needle`, waiting up to `within` for it.
     #[track_caller]
     pub fn wait_for(&self, needle: &str, within: Duration) -> String {

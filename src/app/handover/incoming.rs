@@ -1,0 +1,190 @@
+//! The new process's side of a handover: read what the old one passed (`ENV`), take its
+//! listeners, relay sockets and states, or decline them and say why.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::relay::handover::decode;
+use crate::runtime::adopt::{Adopted, AdoptedShard, listener_order};
+use crate::runtime::shard::Listeners;
+use crate::settings::Settings;
+
+use super::payload::{self, ENV, Manifest};
+
+/// What a process started by a handover was given.
+pub(crate) struct Incoming {
+    sock: UnixStream,
+    old_pid: u32,
+    pub adopted: Option<Adopted>,
+    pub http: Option<std::net::TcpListener>,
+    /// Why the state was not taken (then the shards start empty).
+    declined: Option<String>,
+    handovers: Vec<(String, u64)>,
+}
+
+/// Reads what the old process passed, if this process was started by a handover.
+pub(crate) fn incoming(s: &Settings) -> Option<Incoming> {
+    let v = std::env::var(ENV).ok()?;
+    let (memfd, sock) = v.split_once(',')?;
+    let (memfd, sock): (RawFd, RawFd) = (memfd.parse().ok()?, sock.parse().ok()?);
+    // SAFETY: both were inherited for this process alone (the old one named them here).
+    let (file, sock) = unsafe {
+        (
+            std::fs::File::from_raw_fd(memfd),
+            UnixStream::from_raw_fd(sock),
+        )
+    };
+    let mut bytes = vec![0; file.metadata().map(|m| m.len() as usize).unwrap_or(0)];
+    // The offset is shared with the old process's descriptor: read from 0 explicitly.
+    let read = file.read_exact_at(&mut bytes, 0);
+    drop(file);
+    let parsed = read
+        .map_err(|e| format!("reading the payload: {e}"))
+        .and_then(|()| payload::read(&bytes));
+    let (m, states) = match parsed {
+        Ok(p) => p,
+        Err(why) => {
+            // Nothing says which descriptors are what: bind afresh once the old one is gone.
+            return Some(Incoming {
+                sock,
+                old_pid: 0,
+                adopted: None,
+                http: None,
+                declined: Some(why),
+                handovers: Vec::new(),
+            });
+        }
+    };
+    let http = m
+        .http
+        // SAFETY: named by the old process as its HTTP listener, inherited by us alone.
+        .map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) });
+    let (adopted, declined) = adopt(s, &m, &states);
+    Some(Incoming {
+        sock,
+        old_pid: m.old_pid,
+        adopted,
+        http,
+        declined,
+        handovers: m.handovers,
+    })
+}
+
+/// Takes every descriptor the manifest names; the states too when this config and
+/// version can use them, else says why not.
+fn adopt(s: &Settings, m: &Manifest, states: &[&[u8]]) -> (Option<Adopted>, Option<String>) {
+    let ours: Vec<(String, SocketAddr)> = listener_order(s)
+        .into_iter()
+        .map(|(t, a)| (t.label().to_owned(), a))
+        .collect();
+    let mut why = None;
+    if ours != m.listeners {
+        why = Some(format!(
+            "the listeners changed ({:?} -> {ours:?})",
+            m.listeners
+        ));
+    } else if m.shards.len() != s.port_slices.len() {
+        why = Some(format!(
+            "the shard count changed ({} -> {})",
+            m.shards.len(),
+            s.port_slices.len()
+        ));
+    }
+    let mut decoded = Vec::new();
+    for st in states {
+        match decode(st) {
+            Ok(d) => decoded.push(d),
+            Err(e) if why.is_none() => why = Some(format!("the state cannot be read: {e}")),
+            Err(_) => {}
+        }
+    }
+    let tls = |i: usize| {
+        let tcp = s.config.server.listen_tcp.len();
+        if i < tcp {
+            crate::relay::Transport::Tcp
+        } else {
+            crate::relay::Transport::Tls
+        }
+    };
+    let mut token_key = None;
+    let mut shards = Vec::new();
+    let mut decoded = decoded.into_iter();
+    for sh in &m.shards {
+        // SAFETY (this block): every descriptor was named by the old process and
+        // inherited by this one alone; each is taken once.
+        let listeners = Listeners {
+            udp: sh
+                .udp
+                .iter()
+                .map(|fd| unsafe { std::net::UdpSocket::from_raw_fd(*fd) })
+                .collect(),
+            tcp: sh
+                .tcp
+                .iter()
+                .enumerate()
+                .map(|(i, fd)| (unsafe { std::net::TcpListener::from_raw_fd(*fd) }, tls(i)))
+                .collect(),
+        };
+        let relays: Vec<_> = sh
+            .relays
+            .iter()
+            .map(|(a, fd)| (*a, unsafe { std::net::UdpSocket::from_raw_fd(*fd) }))
+            .collect();
+        let state = if why.is_none() { decoded.next() } else { None };
+        token_key = token_key.or(state.as_ref().map(|st| st.token_key.0));
+        shards.push(AdoptedShard {
+            listeners,
+            // Declined: the relay sockets are closed here.
+            relays: if why.is_none() { relays } else { Vec::new() },
+            state,
+        });
+    }
+    // Listeners that are not ours would serve the wrong addresses: bind afresh instead.
+    let usable = ours == m.listeners && m.shards.len() == s.port_slices.len();
+    let adopted = usable.then_some(Adopted { shards, token_key });
+    (adopted, why)
+}
+
+impl Incoming {
+    /// Before the shards start: when declined, tells the old process why and waits
+    /// until it has drained and exited (it goes on reading the listeners until then).
+    pub(crate) fn before_start(&mut self, drain: Duration) {
+        let Some(why) = &self.declined else { return };
+        tracing::warn!(
+            old_pid = self.old_pid,
+            why = why.as_str(),
+            "handover: not taking the calls over; the old process drains, then this one starts empty"
+        );
+        let _ = (&self.sock).write_all(format!("declined {why}\n").as_bytes());
+        let _ = self
+            .sock
+            .set_read_timeout(Some(drain + Duration::from_secs(60)));
+        let mut rest = Vec::new();
+        let _ = (&self.sock).read_to_end(&mut rest);
+    }
+
+    /// Once the shards run: tells the old process, and waits (bounded) until it has
+    /// made this process systemd's main process, so that READY=1 is accepted.
+    pub(crate) fn finish(self, metrics: &Metrics) {
+        for (result, n) in &self.handovers {
+            metrics.handovers.with_label_values(&[result]).inc_by(*n);
+        }
+        if self.declined.is_some() {
+            return;
+        }
+        metrics.handovers.with_label_values(&["took_over"]).inc();
+        let _ = (&self.sock).write_all(b"took-over\n");
+        let _ = self.sock.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut line = String::new();
+        let _ = BufReader::new(&self.sock).read_line(&mut line);
+        tracing::info!(
+            old_pid = self.old_pid,
+            "handover: took over from the old process"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! What the old process passes to the new one besides the descriptors themselves: a
+//! manifest naming every descriptor (by number: they are inherited across exec) and each
+//! shard's state, in one memfd. `MAGIC`, then the manifest's length (u64, big endian),
+//! the manifest (JSON), then the shards' states back to back (their lengths are in it).
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use serde::{Deserialize, Serialize};
+
+/// The variable that tells a process it was started by a handover: "MEMFD,SOCKET".
+pub(super) const ENV: &str = "TURNPIKE_HANDOVER";
+
+/// Says what the rest is; a later layout takes another magic.
+pub(super) const MAGIC: &[u8; 8] = b"TPHOVER1";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Manifest {
+    pub old_pid: u32,
+    /// The old process's listeners as its config named them (transport label, address),
+    /// UDP then TCP then TLS: a new config that names others cannot take them over.
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The HTTP endpoint's listener.
+    pub http: Option<RawFd>,
+    pub shards: Vec<ShardFds>,
+    /// `turnpike_handover_total` so far, by result: the new process carries it on.
+    pub handovers: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ShardFds {
+    pub udp: Vec<RawFd>,
+    pub tcp: Vec<RawFd>,
+    pub relays: Vec<(SocketAddr, RawFd)>,
+    pub state_len: usize,
+}
+
+impl Manifest {
+    /// Every descriptor named here.
+    pub fn fds(&self) -> Vec<RawFd> {
+        let mut out: Vec<RawFd> = self.http.into_iter().collect();
+        for s in &self.shards {
+            out.extend(&s.udp);
+            out.extend(&s.tcp);
+            out.extend(s.relays.iter().map(|(_, fd)| *fd));
+        }
+        out
+    }
+}
+
+pub(super) fn write(m: &Manifest, states: &[Vec<u8>]) -> Vec<u8> {
+    let json = serde_json::to_vec(m).expect("plain data serializes");
+    let mut out = Vec::with_capacity(16 + json.len() + states.iter().map(Vec::len).sum::<usize>());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(json.len() as u64).to_be_bytes());
+    out.extend_from_slice(&json);
+    for s in states {
+        out.extend_from_slice(s);
+    }
+    out
+}
+
+/// The manifest and each shard's state bytes (still to be decoded).
+pub(super) fn read(bytes: &[u8]) -> Result<(Manifest, Vec<&[u8]>), String> {
+    if bytes.get(..8) != Some(&MAGIC[..]) {
+        return Err("not a turnpike handover payload (bad magic)".into());
+    }
+    let len = bytes
+        .get(8..16)
+        .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or("payload truncated")?;
+    let json = bytes.get(16..16 + len).ok_or("payload truncated")?;
+    let m: Manifest = serde_json::from_slice(json).map_err(|e| format!("manifest: {e}"))?;
+    let mut at = 16 + len;
+    let mut states = Vec::new();
+    for s in &m.shards {
+        states.push(bytes.get(at..at + s.state_len).ok_or("payload truncated")?);
+        at += s.state_len;
+    }
+    Ok((m, states))
+}

@@ -1,0 +1,344 @@
+//! Restart without dropping calls (issue 18), on the binary as an admin runs it outside
+//! systemd: SIGURG hands listeners, relay sockets and state to a new process. A call
+//! through a channel and one through Send indications, each at 50 packets/s to an echo
+//! peer, go on through the same relayed address across two handovers in a row; the
+//! sessions API shows the same allocations with their counters going on; the old process
+//! exits. A state the new process cannot read: it says why, the old one drains, and the
+//! new one starts empty.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stun::message::*;
+use support::*;
+use turn::proto::channum::ChannelNumber;
+use turn::proto::peeraddr::PeerAddress;
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const CHANNEL: u16 = 0x4000;
+
+/// A turnpike started by this test and every process it handed over to: each is killed
+/// by its PID on drop (the first is our child; the others its descendants).
+struct Server {
+    first: Proc,
+    log: Lines,
+    pids: Vec<u32>,
+    udp: SocketAddr,
+    http: SocketAddr,
+    _dir: Scratch,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            // SAFETY: kill(2) on a process this test started (directly or by handover).
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+fn start(ports: &str, env: &[(&str, &str)]) -> Server {
+    let (udp, http) = (free_udp_port(), free_tcp_port());
+    let dir = Scratch::new("handover");
+    let cfg = dir.file(
+        "t.toml",
+        &format!(
+            "[server]\nlisten_udp = [\"127.0.0.1:{udp}\"]\nshards = 2\ndrain_timeout = \"2s\"\n\
+             [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\n[auth]\nsecrets = [\"{SECRET}\"]\n\
+             [peers]\nallow = [\"127.0.0.0/8\"]\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             admin_token = \"{ADMIN}\"\n"
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut first = Proc::spawn(&mut cmd);
+    let log = Lines::collect(&mut first.0);
+    log.wait_for("HTTP endpoint up", Duration::from_secs(10));
+    let pids = vec![first.id()];
+    Server {
+        first,
+        log,
+        pids,
+        udp: format!("127.0.0.1:{udp}").parse().unwrap(),
+        http: format!("127.0.0.1:{http}").parse().unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Server {
+    /// SIGURG to the serving process; waits for the `n`th handover to finish and
+    /// returns how long that took and the new PID.
+    fn hand_over(&mut self, n: usize) -> (Duration, u32) {
+        let pid = *self.pids.last().unwrap();
+        let t = Instant::now();
+        // SAFETY: kill(2) on a process this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGURG) };
+        wait_until("handover done", Duration::from_secs(15), || {
+            self.log.count("handover done") >= n
+        });
+        let took = t.elapsed();
+        let new_pid = pid_in(&self.log.all("handover done")[n - 1]);
+        self.pids.push(new_pid);
+        (took, new_pid)
+    }
+
+    fn sessions(&self) -> Vec<serde_json::Value> {
+        let bearer = format!("Bearer {ADMIN}");
+        let (status, _, body) = http_get(
+            self.http,
+            "GET",
+            "/api/v1/sessions",
+            &[("Authorization", &bearer)],
+        );
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["sessions"].as_array().unwrap().clone()
+    }
+}
+
+/// The `new_pid=` of a log line.
+fn pid_in(line: &str) -> u32 {
+    line.split("new_pid=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no new_pid in {line}"))
+}
+
+/// Whether process `pid` has exited (gone, or a zombie nobody reaped yet).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+    }
+}
+
+/// A call at 50 packets/s: each packet carries its sequence number; the echo peer sends
+/// it back. `sent` and `received` are read at the end.
+struct Flow {
+    stop: Arc<AtomicBool>,
+    sent: Arc<Mutex<u64>>,
+    received: Arc<Mutex<HashSet<u64>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Flow {
+    fn start(
+        sock: &UdpSocket,
+        server: SocketAddr,
+        frame: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+    ) -> Flow {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(Mutex::new(0u64));
+        let received = Arc::new(Mutex::new(HashSet::new()));
+        let tx = sock.try_clone().unwrap();
+        let rx = sock.try_clone().unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let (s, n) = (stop.clone(), sent.clone());
+        let sender = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut i = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let mut payload = b"seq:".to_vec();
+                payload.extend_from_slice(&i.to_be_bytes());
+                tx.send_to(&frame(&payload), server).unwrap();
+                i += 1;
+                *n.lock().unwrap() = i;
+                let next = start + Duration::from_millis(20 * i);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        });
+        let (s, r) = (stop.clone(), received.clone());
+        let receiver = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((len, _)) = rx.recv_from(&mut buf)
+                    && let Some(at) = buf[..len].windows(4).position(|w| w == b"seq:")
+                    && len >= at + 12
+                {
+                    let seq = u64::from_be_bytes(buf[at + 4..at + 12].try_into().unwrap());
+                    r.lock().unwrap().insert(seq);
+                }
+            }
+        });
+        Flow {
+            stop,
+            sent,
+            received,
+            threads: vec![sender, receiver],
+        }
+    }
+
+    /// Stops sending, lets the last echoes come back; (sent, lost).
+    fn finish(self) -> (u64, u64) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let sent = *self.sent.lock().unwrap();
+        // The last few were sent while the receiver was stopping: count what had time.
+        let due = sent.saturating_sub(10);
+        let got = self
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| **s < due)
+            .count() as u64;
+        (due, due - got)
+    }
+}
+
+fn client(server: SocketAddr, user: &str, peer: SocketAddr) -> (RawClient, SocketAddr) {
+    let (u, p) = turnpike::auth::mint_credential(SECRET, user, 600, unix_now());
+    let mut c = RawClient::new(server, u, p);
+    let r = c.allocate();
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    let relay = turnpike::testkit::relayed(&r)[0];
+    let pa = PeerAddress {
+        ip: peer.ip(),
+        port: peer.port(),
+    };
+    let r = c.exchange(METHOD_CREATE_PERMISSION, vec![Box::new(pa)], true);
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    (c, relay)
+}
+
+fn session<'a>(list: &'a [serde_json::Value], user: &str) -> &'a serde_json::Value {
+    list.iter()
+        .find(|s| s["user"] == user)
+        .unwrap_or_else(|| panic!("no session of {user} in {list:#?}"))
+}
+
+#[test]
+fn two_handovers_in_a_row_keep_a_channel_call_and_an_indication_call() {
+    let mut server = start("47900-47949", &[]);
+    let peer = echo_peer();
+    let (mut ch, ch_relay) = client(server.udp, "chan", peer);
+    let bind = ch.exchange(
+        METHOD_CHANNEL_BIND,
+        vec![
+            Box::new(ChannelNumber(CHANNEL)),
+            Box::new(PeerAddress {
+                ip: peer.ip(),
+                port: peer.port(),
+            }),
+        ],
+        true,
+    );
+    assert_eq!(bind.typ.class, CLASS_SUCCESS_RESPONSE);
+    let (ind, ind_relay) = client(server.udp, "ind", peer);
+    let flows = [
+        Flow::start(&ch.sock, server.udp, |p| {
+            turnpike::testkit::channel_data(CHANNEL, p)
+        }),
+        Flow::start(&ind.sock, server.udp, move |p| {
+            turnpike::testkit::send_indication(peer, p)
+        }),
+    ];
+    std::thread::sleep(Duration::from_secs(1));
+    let before = server.sessions();
+    let mut pids = vec![server.first.id()];
+    for n in 1..=2 {
+        let (took, new_pid) = server.hand_over(n);
+        eprintln!("handover {n}: done in {took:?}, new pid {new_pid}");
+        let old = pids[n - 1];
+        wait_until("the old process exits", Duration::from_secs(10), || {
+            exited(old)
+        });
+        pids.push(new_pid);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        !exited(*pids.last().unwrap()),
+        "the last new process serves"
+    );
+    let after = server.sessions();
+    for (user, relay) in [("chan", ch_relay), ("ind", ind_relay)] {
+        let (b, a) = (session(&before, user), session(&after, user));
+        assert_eq!(a["relay"][0], relay.to_string(), "{a:#}");
+        assert_eq!(a["relay"], b["relay"]);
+        assert_eq!(a["client"], b["client"]);
+        let (pb, pa) = (
+            b["packets_to_peer"].as_u64().unwrap(),
+            a["packets_to_peer"].as_u64().unwrap(),
+        );
+        // About 2 s more at 50/s: the counters went on, not from zero.
+        assert!(pa >= pb + 80, "{user}: packets_to_peer {pb} -> {pa}");
+    }
+    assert_eq!(
+        session(&after, "chan")["channels"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    for (flow, name) in flows.into_iter().zip(["channel", "indications"]) {
+        let (sent, lost) = flow.finish();
+        eprintln!("{name}: {sent} packets over two handovers, {lost} lost");
+        // Fewer than 100 ms worth (5 packets at 50/s) per handover.
+        assert!(lost < 10, "{name}: {lost} of {sent} lost");
+    }
+    let metrics = http_get(server.http, "GET", "/metrics", &[]).2;
+    assert_eq!(
+        metric(&metrics, "turnpike_handover_total{result=\"took_over\"}"),
+        2.0
+    );
+    drop(ch);
+}
+
+#[test]
+fn a_state_the_new_process_cannot_read_is_declined_and_it_starts_empty() {
+    for spoil in ["corrupt", "future"] {
+        let mut server = start("47950-47989", &[("TURNPIKE_TEST_HANDOVER_STATE", spoil)]);
+        let peer = echo_peer();
+        let (mut c, _) = client(server.udp, "alice", peer);
+        assert!(sends_through(&mut c, peer));
+        let pid = server.first.id();
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(pid as i32, libc::SIGURG) };
+        let why = server.log.wait_for(
+            "handover declined by the new process",
+            Duration::from_secs(10),
+        );
+        server.pids.push(pid_in(&why));
+        eprintln!("{spoil}: {why}");
+        assert!(why.contains("state cannot be read"), "{why}");
+        // The old one drains (2 s here) with the call still relayed, then exits.
+        assert!(
+            sends_through(&mut c, peer),
+            "the old process still relays while draining"
+        );
+        wait_until("the old process exits", Duration::from_secs(10), || {
+            exited(pid)
+        });
+        server
+            .log
+            .wait_for("turnpike started", Duration::from_secs(10));
+        wait_until("the new process answers", Duration::from_secs(10), || {
+            server.sessions().is_empty()
+        });
+        let (mut fresh, _) = client(server.udp, "bob", peer);
+        assert!(sends_through(&mut fresh, peer));
+        server
+            .log
+            .wait_for("handover: not taking the calls over", Duration::ZERO);
+    }
+}
