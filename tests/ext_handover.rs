@@ -44,12 +44,17 @@ impl Drop for Server {
 }
 
 fn start(ports: &str, env: &[(&str, &str)]) -> Server {
+    start_with(ports, env, "")
+}
+
+/// `extra` goes into `[server]`.
+fn start_with(ports: &str, env: &[(&str, &str)], extra: &str) -> Server {
     let (udp, http) = (free_udp_port(), free_tcp_port());
     let dir = Scratch::new("handover");
     let cfg = dir.file(
         "t.toml",
         &format!(
-            "[server]\nlisten_udp = [\"127.0.0.1:{udp}\"]\nshards = 2\ndrain_timeout = \"2s\"\n\
+            "[server]\n{extra}listen_udp = [\"127.0.0.1:{udp}\"]\nshards = 2\ndrain_timeout = \"2s\"\n\
              [relay]\nipv4 = \"127.0.0.1\"\nports = \"{ports}\"\n[auth]\nsecrets = [\"{SECRET}\"]\n\
              [peers]\nallow = [\"127.0.0.0/8\"]\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              admin_token = \"{ADMIN}\"\n"
@@ -341,4 +346,86 @@ fn a_state_the_new_process_cannot_read_is_declined_and_it_starts_empty() {
             .log
             .wait_for("handover: not taking the calls over", Duration::ZERO);
     }
+}
+
+/// A new process that cannot start (here its config is broken by the time it reads it):
+/// the old one says why and keeps serving the call, then hands over once it can.
+#[test]
+fn a_new_process_that_fails_leaves_the_old_one_serving() {
+    let mut server = start("47990-47999", &[]);
+    let peer = echo_peer();
+    let (mut c, _) = client(server.udp, "alice", peer);
+    assert!(sends_through(&mut c, peer));
+    let cfg = server._dir.0.join("t.toml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\n[bogus]\nkey = 1\n")).unwrap();
+    let pid = server.first.id();
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(pid as i32, libc::SIGURG) };
+    let why = server
+        .log
+        .wait_for("handover failed: still serving", Duration::from_secs(25));
+    eprintln!("{why}");
+    assert!(!exited(pid));
+    assert!(sends_through(&mut c, peer), "the old process still relays");
+    let metrics = http_get(server.http, "GET", "/metrics", &[]).2;
+    assert_eq!(
+        metric(&metrics, "turnpike_handover_total{result=\"failed\"}"),
+        1.0
+    );
+    std::fs::write(&cfg, good).unwrap();
+    server.hand_over(1);
+    wait_until("the old process exits", Duration::from_secs(10), || {
+        exited(pid)
+    });
+    assert!(
+        sends_through(&mut c, peer),
+        "the new process relays the same allocation"
+    );
+}
+
+/// TCP/TLS connections are not handed over: the old process keeps relaying for an
+/// existing one (until it ends or drain_timeout, 2 s here), the new one accepts every new
+/// connection, and the old one exits once its last connection has gone.
+#[test]
+fn tcp_connections_stay_with_the_old_process_and_new_ones_go_to_the_new() {
+    let tcp = free_tcp_port();
+    let mut server = start_with(
+        "48000-48019",
+        &[],
+        &format!("listen_tcp = [\"127.0.0.1:{tcp}\"]\n"),
+    );
+    let peer = echo_peer();
+    let connect = |user: &str| {
+        let s = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let (u, p) = turnpike::auth::mint_credential(SECRET, user, 600, unix_now());
+        let mut c = StreamClient::new(s, u, p);
+        c.allocate_and_bind(peer);
+        c.echo_channel_data(3);
+        c
+    };
+    let mut old_conn = connect("before");
+    let old = server.first.id();
+    let (_, _) = server.hand_over(1);
+    assert!(server.log.all("handover done")[0].contains("kept_tcp_tls=1"));
+    old_conn.echo_channel_data(5);
+    assert!(!exited(old), "the old process serves its connection");
+    let mut new_conn = connect("after");
+    new_conn.echo_channel_data(3);
+    let users: Vec<String> = server
+        .sessions()
+        .iter()
+        .map(|s| s["user"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        users,
+        ["after"],
+        "the new process has only the connection it accepted"
+    );
+    drop(old_conn);
+    wait_until("the old process exits", Duration::from_secs(5), || {
+        exited(old)
+    });
+    new_conn.echo_channel_data(3);
 }
