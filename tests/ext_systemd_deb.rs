@@ -149,12 +149,10 @@ fn sh(cmd: &str, args: &[&str]) {
     );
 }
 
-/// The package under real systemd as PID 1 (systemd-nspawn over an overlay of this
-/// machine's root, private network: traffic stays on the container's loopback):
-/// `dpkg -i`, the service is active only once it relays, a bad reload fails and the old
-/// config keeps serving, a start that cannot relay fails, and `systemctl stop` drains.
-#[test]
-fn deb_installs_and_runs_under_systemd_as_pid1() {
+/// Boots systemd (PID 1) in a container over an overlay of this machine's root with the
+/// .deb and `probe` (a script of tests/deploy/) run as a oneshot unit that powers off at
+/// its end; returns the probe's log, which must end in PROBE-DONE.
+fn boot_with_probe(probe_script: &str) -> String {
     let overlay = Overlay::new();
     let root = &overlay.merged;
     let deb = build_deb(&overlay.base);
@@ -164,7 +162,9 @@ fn deb_installs_and_runs_under_systemd_as_pid1() {
     std::fs::create_dir_all(&results).unwrap();
     std::fs::copy(&deb, probe.join("turnpike.deb")).unwrap();
     std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/deploy/probe.sh"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/deploy")
+            .join(probe_script),
         probe.join("probe.sh"),
     )
     .unwrap();
@@ -216,12 +216,25 @@ fn deb_installs_and_runs_under_systemd_as_pid1() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let step = |name: &str| -> String {
-        log.lines()
-            .find_map(|l| l.strip_prefix(&format!("STEP {name} ")))
-            .unwrap_or_else(|| panic!("no step {name} in:\n{log}"))
-            .to_owned()
-    };
+    log
+}
+
+/// The value of `STEP <name> <value>` in a probe's log.
+fn step_in(log: &str, name: &str) -> String {
+    log.lines()
+        .find_map(|l| l.strip_prefix(&format!("STEP {name} ")))
+        .unwrap_or_else(|| panic!("no step {name} in:\n{log}"))
+        .to_owned()
+}
+
+/// The package under real systemd as PID 1 (systemd-nspawn over an overlay of this
+/// machine's root, private network: traffic stays on the container's loopback):
+/// `dpkg -i`, the service is active only once it relays, a bad reload fails and the old
+/// config keeps serving, a start that cannot relay fails, and `systemctl stop` drains.
+#[test]
+fn deb_installs_and_runs_under_systemd_as_pid1() {
+    let log = boot_with_probe("probe.sh");
+    let step = |name: &str| step_in(&log, name);
     let expect = [
         ("install", "0"),
         ("active", "0"),
@@ -259,4 +272,41 @@ fn deb_installs_and_runs_under_systemd_as_pid1() {
     // The call that was up kept the node draining past its own end, until the timeout.
     let drain: u64 = step("drain_seconds").parse().unwrap();
     assert!((5..=30).contains(&drain), "drain took {drain} s:\n{log}");
+}
+
+/// Issue 18 under real systemd 252: the package's upgrade (`dpkg -i` again) and the
+/// documented `systemctl kill --kill-who=main -s URG turnpike` each hand a channel call
+/// and a Send-indication call (turnutils_uclient, 50 packets/s) over to a new main
+/// process: both calls finish, fewer than 100 ms of packets lost per call, the old
+/// process is gone, and the unit stays active past a watchdog period with no restart.
+#[test]
+fn upgrade_and_sigurg_hand_calls_over_under_systemd() {
+    let log = boot_with_probe("probe_handover.sh");
+    let step = |name: &str| step_in(&log, name);
+    eprintln!(
+        "{}",
+        log.lines()
+            .filter(|l| l.starts_with("STEP"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(step("install"), "0", "{log}");
+    assert_eq!(step("restart"), "0", "{log}");
+    for how in ["upgrade", "signal"] {
+        for s in ["trigger", "new_main_pid", "chan", "ind", "active"] {
+            assert_eq!(step(&format!("{how}_{s}")), "0", "{how}_{s}:\n{log}");
+        }
+        assert_ne!(
+            step(&format!("{how}_old_alive")),
+            "0",
+            "old process still there:\n{log}"
+        );
+        for call in ["chan", "ind"] {
+            let lost: u64 = step(&format!("{how}_{call}_lost")).parse().unwrap();
+            // Fewer than 100 ms worth at 50 packets/s.
+            assert!(lost < 5, "{how}: {call} lost {lost}:\n{log}");
+        }
+    }
+    assert_eq!(step("active_after_watchdog"), "0", "{log}");
+    assert_eq!(step("restarts"), "0", "{log}");
 }

@@ -256,6 +256,9 @@ fn launch(
     let mut cmd = std::process::Command::new(own_path());
     cmd.args(std::env::args_os().skip(1))
         .env(ENV, format!("{},{}", memfd.as_raw_fd(), theirs.as_raw_fd()))
+        // systemd's WATCHDOG_PID names this process: without it the new one pings too
+        // (once it is the main process, the only one systemd listens to).
+        .env_remove("WATCHDOG_PID")
         .stdin(std::process::Stdio::null());
     // SAFETY: between fork and exec only fcntl, which is async-signal-safe, on a list
     // built before the fork.

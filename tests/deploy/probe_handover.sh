@@ -1,0 +1,70 @@
+#!/bin/bash
+# Runs inside the systemd-nspawn container (systemd 252 as PID 1, private network: only
+# lo) as a oneshot unit, for tests/ext_systemd_deb.rs: two calls at 50 packets/s (one
+# through a channel, one through Send indications) while the package is upgraded
+# (`dpkg -i` again: postinst hands over on SIGURG) and then while an admin sends the
+# documented SIGURG. Records "STEP <name> <value>"; every wait is bounded.
+set -u
+out=/opt/results
+exec >"$out/probe.log" 2>&1
+step() { echo "STEP $1 $2"; }
+cfg=/etc/turnpike/turnserver.toml
+
+dpkg -i /opt/probe/turnpike.deb; step install $?
+secret=$(grep -v '^#' /etc/turnpike/secrets | head -n 1)
+# The test relays to a loopback echo peer, which only a test config may allow.
+sed -i -e 's|^allow = \[\]|allow = ["127.0.0.0/8"]|' "$cfg"
+timeout 60 systemctl restart turnpike; step restart $?
+uclient() { timeout 40 turnutils_uclient -c -e 127.0.0.1 -r 3480 -W "$secret" "$@" 127.0.0.1; }
+lost() { grep -o 'Total lost packets [0-9]*' "$1" | grep -o '[0-9]*$' || echo missing; }
+sent() { grep -o 'Total send dropped [0-9]*\|tot_send_msgs=[0-9]*' "$1" | tail -n 1 | grep -o '[0-9]*$' || echo missing; }
+
+# Two calls across one handover; `how` triggers it.
+calls_across() {
+    local name=$1 how=$2
+    timeout 30 turnutils_peer -L 127.0.0.1 -p 3480 >/dev/null 2>&1 &
+    local peer=$!
+    sleep 0.5
+    local pid0 c i t0
+    pid0=$(systemctl show -P MainPID turnpike)
+    uclient -n 300 -z 20 >"/root/$name-chan.log" 2>&1 &
+    c=$!
+    uclient -s -n 300 -z 20 >"/root/$name-ind.log" 2>&1 &
+    i=$!
+    sleep 2
+    t0=$(date +%s%N)
+    $how; step "${name}_trigger" $?
+    step "${name}_ms" $(( ($(date +%s%N) - t0) / 1000000 ))
+    local pid1
+    pid1=$(systemctl show -P MainPID turnpike)
+    [ "$pid1" != "$pid0" ] && [ "$pid1" != 0 ]; step "${name}_new_main_pid" $?
+    wait "$c"; step "${name}_chan" $?
+    wait "$i"; step "${name}_ind" $?
+    tail -n 6 "/root/$name-chan.log" "/root/$name-ind.log"
+    step "${name}_chan_sent" "$(sent "/root/$name-chan.log")"
+    step "${name}_chan_lost" "$(lost "/root/$name-chan.log")"
+    step "${name}_ind_sent" "$(sent "/root/$name-ind.log")"
+    step "${name}_ind_lost" "$(lost "/root/$name-ind.log")"
+    kill -0 "$pid0" 2>/dev/null; step "${name}_old_alive" $?
+    systemctl is-active turnpike; step "${name}_active" $?
+    kill "$peer" 2>/dev/null
+    wait "$peer" 2>/dev/null
+}
+urg() {
+    systemctl kill --kill-who=main -s URG turnpike || return 1
+    for _ in $(seq 50); do
+        [ "$(systemctl show -P MainPID turnpike)" != "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+upgrade() { dpkg -i /opt/probe/turnpike.deb; }
+admin() { urg "$(systemctl show -P MainPID turnpike)"; }
+calls_across upgrade upgrade
+calls_across signal admin
+# The watchdog (30 s) keeps being fed by the process that took over.
+sleep 35
+systemctl is-active turnpike; step active_after_watchdog $?
+step restarts "$(systemctl show -P NRestarts turnpike)"
+journalctl -u turnpike --no-pager -o cat | grep -iE 'handover|took over|started|watchdog' | head -n 20
+echo PROBE-DONE
