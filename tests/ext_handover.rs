@@ -260,10 +260,25 @@ fn two_handovers_in_a_row_keep_a_channel_call_and_an_indication_call() {
     ];
     std::thread::sleep(Duration::from_secs(1));
     let before = server.sessions();
+    let relayed = "turnpike_relayed_packets_total{direction=\"client_to_peer\",transport=\"udp\"}";
+    let relayed_before = metric(&http_get(server.http, "GET", "/metrics", &[]).2, relayed);
     let mut pids = vec![server.first.id()];
-    for n in 1..=2 {
+    // HANDOVER_ROUNDS=20 for the median and the worst; two in a row by default.
+    let rounds: usize = std::env::var("HANDOVER_ROUNDS").map_or(2, |v| v.parse().unwrap());
+    let mut gaps = Vec::new();
+    for n in 1..=rounds {
         let (took, new_pid) = server.hand_over(n);
-        eprintln!("handover {n}: done in {took:?}, new pid {new_pid}");
+        let line = &server.log.all("handover done")[n - 1];
+        let gap: u64 = line
+            .split("duration_ms=")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        gaps.push(gap);
+        eprintln!(
+            "handover {n}: {gap} ms standing still (seen by the test after {took:?}), new pid {new_pid}"
+        );
         let old = pids[n - 1];
         wait_until("the old process exits", Duration::from_secs(10), || {
             exited(old)
@@ -275,6 +290,18 @@ fn two_handovers_in_a_row_keep_a_channel_call_and_an_indication_call() {
         !exited(*pids.last().unwrap()),
         "the last new process serves"
     );
+    gaps.sort();
+    eprintln!(
+        "{rounds} handovers: median {} ms, worst {} ms standing still",
+        gaps[gaps.len() / 2],
+        gaps[gaps.len() - 1]
+    );
+    // The Prometheus counters went on from the old process's values.
+    let relayed_after = metric(&http_get(server.http, "GET", "/metrics", &[]).2, relayed);
+    assert!(
+        relayed_after >= relayed_before + 80.0,
+        "{relayed_before} -> {relayed_after}"
+    );
     let after = server.sessions();
     for (user, relay) in [("chan", ch_relay), ("ind", ind_relay)] {
         let (b, a) = (session(&before, user), session(&after, user));
@@ -285,8 +312,8 @@ fn two_handovers_in_a_row_keep_a_channel_call_and_an_indication_call() {
             b["packets_to_peer"].as_u64().unwrap(),
             a["packets_to_peer"].as_u64().unwrap(),
         );
-        // About 2 s more at 50/s: the counters went on, not from zero.
-        assert!(pa >= pb + 80, "{user}: packets_to_peer {pb} -> {pa}");
+        // A second or more at 50/s: the counters went on, not from zero.
+        assert!(pa >= pb + 40, "{user}: packets_to_peer {pb} -> {pa}");
     }
     assert_eq!(
         session(&after, "chan")["channels"]
@@ -297,14 +324,14 @@ fn two_handovers_in_a_row_keep_a_channel_call_and_an_indication_call() {
     );
     for (flow, name) in flows.into_iter().zip(["channel", "indications"]) {
         let (sent, lost) = flow.finish();
-        eprintln!("{name}: {sent} packets over two handovers, {lost} lost");
+        eprintln!("{name}: {sent} packets over {rounds} handovers, {lost} lost");
         // Fewer than 100 ms worth (5 packets at 50/s) per handover.
-        assert!(lost < 10, "{name}: {lost} of {sent} lost");
+        assert!(lost < 5 * rounds as u64, "{name}: {lost} of {sent} lost");
     }
     let metrics = http_get(server.http, "GET", "/metrics", &[]).2;
     assert_eq!(
         metric(&metrics, "turnpike_handover_total{result=\"took_over\"}"),
-        2.0
+        rounds as f64
     );
     drop(ch);
 }
