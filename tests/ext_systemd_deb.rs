@@ -274,9 +274,10 @@ fn deb_installs_and_runs_under_systemd_as_pid1() {
     assert!((5..=30).contains(&drain), "drain took {drain} s:\n{log}");
 }
 
-/// Issue 18 under real systemd 252: the package's upgrade (`dpkg -i` again) and the
-/// documented `systemctl kill --kill-who=main -s URG turnpike` each hand a channel call
-/// and a Send-indication call (turnutils_uclient, 50 packets/s) over to a new main
+/// Issue 18 under real systemd 252: the package's upgrade (`dpkg -i` again, which
+/// restarts the unit) and `systemctl restart`, both through the file descriptor store,
+/// and then `systemctl kill --kill-who=main -s URG turnpike` (exec handover) each hand a
+/// channel call and a Send-indication call (turnutils_uclient, 50 packets/s) over to a new main
 /// process: both calls finish, fewer than 100 ms of packets lost per call, the old
 /// process is gone, and the unit stays active past a watchdog period with no restart.
 #[test]
@@ -292,7 +293,7 @@ fn upgrade_and_sigurg_hand_calls_over_under_systemd() {
     );
     assert_eq!(step("install"), "0", "{log}");
     assert_eq!(step("restart"), "0", "{log}");
-    for how in ["upgrade", "signal"] {
+    for how in ["upgrade", "restart", "signal"] {
         for s in ["trigger", "new_main_pid", "chan", "ind", "active"] {
             assert_eq!(step(&format!("{how}_{s}")), "0", "{how}_{s}:\n{log}");
         }
@@ -307,6 +308,8 @@ fn upgrade_and_sigurg_hand_calls_over_under_systemd() {
             assert!(lost < 5, "{how}: {call} lost {lost}:\n{log}");
         }
     }
+    // The first restart (a config change, no calls yet), the upgrade's and the admin's.
+    assert_eq!(step("store_takeovers"), "3", "{log}");
     assert_eq!(step("active_after_watchdog"), "0", "{log}");
     assert_eq!(step("restarts"), "0", "{log}");
 }

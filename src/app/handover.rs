@@ -15,22 +15,25 @@
 //! Not handed over: TCP/TLS client connections. The old process keeps serving them (and
 //! their allocations, which are left out of the state) until they end or
 //! `server.drain_timeout` passes; their listeners go to the new process, which accepts
-//! every new connection. Handing over a TLS session would need kernel TLS; a TURN
-//! client over TCP reconnects and allocates afresh, which browsers do on their own.
+//! every new connection. Handing over a TLS session would need kernel TLS.
 //!
 //! A new process that cannot read the state (corrupt, a future version, another shard
 //! count or other listeners) says `declined <why>` and logs it; the old one then drains
 //! as on SIGTERM, names the new one main PID and exits, and the new one starts empty on
 //! the listeners it inherited. Two processes never read the same listener at once.
 //!
-//! Why a signal and not systemd's file descriptor store: systemd 252 keeps the store
-//! across `systemctl restart`, but there the old process is gone before the new one
-//! starts, so a new binary that fails would leave nobody serving, and SIGTERM cannot tell
-//! a stop (drain) from a restart. SIGURG because it is ignored by default: sent to a
-//! turnpike that predates handover, it does nothing.
+//! Two ways in. SIGURG (this exec handover) is the one for containers and the
+//! foreground; SIGURG because it is ignored by default, so a turnpike that predates
+//! handover does nothing on it. Under systemd, `systemctl restart` goes through the file
+//! descriptor store instead (store.rs, the unit's `RestartKillSignal=`): the same export,
+//! manifest and adoption, but the old process exits before systemd starts the new one.
+//! That is weaker when the new binary fails, but the new main process is systemd's own
+//! child: after an exec handover it is not, and systemd 252 then SIGKILLs it at once on
+//! the next restart (seen in tests/ext_systemd_deb.rs; a stop kills the same way).
 
 mod incoming;
 mod payload;
+mod store;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -48,6 +51,7 @@ use crate::settings::Settings;
 
 use incoming::Incoming;
 use payload::{ENV, Manifest, ShardFds};
+pub(super) use store::restart_signal;
 
 /// Test hook: "corrupt" or "future" spoils the states this process hands over, so that
 /// a test can watch the new process decline them.
@@ -55,6 +59,16 @@ const TEST_STATE: &str = "TURNPIKE_TEST_HANDOVER_STATE";
 /// How long the new process may take to start and take over (below the shards' own
 /// limit on standing still, 30 s).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why the signal loop ended.
+pub(super) enum Stop {
+    /// SIGTERM: drain, then exit.
+    Drain,
+    /// SIGINT: exit now.
+    Now,
+    /// SIGURG: a new process took over (or will, once this one has drained).
+    Handed(Handed),
+}
 
 /// How a handover ended for the old process.
 pub(super) enum Handed {
@@ -75,6 +89,54 @@ impl Successor {
     pub(super) fn release(self) {
         super::notify::main_pid(self.pid);
         drop(self.sock);
+    }
+}
+
+/// systemd's RestartKillSignal= (store.rs): `Stop::Now` once everything is in the store
+/// (the UDP allocations are forgotten here, what stays ends); else `Stop::Drain`, as on
+/// SIGTERM.
+pub(super) async fn on_restart(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> Stop {
+    match stored(node, s, http).await {
+        true => Stop::Now,
+        false => Stop::Drain,
+    }
+}
+
+async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
+    if s.cluster.is_some() || std::env::var_os("NOTIFY_SOCKET").is_none() {
+        tracing::warn!("restart signal without systemd's store (or with [cluster]): draining");
+        return false;
+    }
+    let listeners = listener_order(s)
+        .into_iter()
+        .map(|(t, a)| (t.label().to_owned(), a))
+        .collect();
+    let n = node.clone();
+    let run = move || -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let exported = n
+            .export_for_handover()
+            .context("a shard did not answer the export")?;
+        let stored = write_payload(&n, &exported, listeners, http)
+            .and_then(|(m, memfd)| store::store_all(&m, memfd.as_raw_fd()));
+        exported.settle(stored.is_ok());
+        stored?;
+        tracing::info!(
+            duration_ms = started.elapsed().as_millis() as u64,
+            "restart: sockets and calls are in systemd's store for the next process"
+        );
+        Ok(())
+    };
+    match tokio::task::spawn_blocking(run).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "restart: could not use systemd's store: draining"
+            );
+            false
+        }
+        Err(_) => false,
     }
 }
 
@@ -214,6 +276,17 @@ fn launch(
     listeners: Vec<(String, std::net::SocketAddr)>,
     http: Option<RawFd>,
 ) -> anyhow::Result<(std::process::Child, UnixStream)> {
+    let (manifest, memfd) = write_payload(node, exported, listeners, http)?;
+    spawn(&manifest, memfd)
+}
+
+/// The manifest and a memfd holding it with every shard's state.
+fn write_payload(
+    node: &Node,
+    exported: &Exported,
+    listeners: Vec<(String, std::net::SocketAddr)>,
+    http: Option<RawFd>,
+) -> anyhow::Result<(Manifest, OwnedFd)> {
     let spoil = std::env::var(TEST_STATE).ok();
     let mut states = Vec::new();
     let mut shards = Vec::new();
@@ -250,6 +323,11 @@ fn launch(
         handovers,
     };
     let memfd = memfd(&payload::write(&manifest, &states))?;
+    Ok((manifest, memfd))
+}
+
+/// Starts the new process with the payload and every descriptor the manifest names.
+fn spawn(manifest: &Manifest, memfd: OwnedFd) -> anyhow::Result<(std::process::Child, UnixStream)> {
     let (ours, theirs) = UnixStream::pair().context("socketpair")?;
     let mut fds = manifest.fds();
     fds.extend([memfd.as_raw_fd(), theirs.as_raw_fd()]);

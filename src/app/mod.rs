@@ -13,6 +13,8 @@ pub mod logging;
 pub mod notify;
 mod reload;
 
+use handover::Stop;
+
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
@@ -85,6 +87,7 @@ pub async fn run(
         i.finish(&node.metrics);
     }
     let mut urg = signal(SignalKind::from_raw(libc::SIGURG))?;
+    let mut restart = signal(SignalKind::from_raw(handover::restart_signal()))?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -103,6 +106,8 @@ pub async fn run(
                     break Stop::Handed(h);
                 }
             }
+            // systemd's RestartKillSignal=: hand over through its store (handover/store.rs).
+            _ = restart.recv() => break handover::on_restart(&node, &settings, http_fd).await,
             _ = usr1.recv() => drain::on_signal(&node, fleet.as_ref(), true).await,
             _ = usr2.recv() => drain::on_signal(&node, fleet.as_ref(), false).await,
             _ = hup.recv() => {
@@ -139,16 +144,6 @@ pub async fn run(
         next.release();
     }
     Ok(())
-}
-
-/// Why the signal loop ended.
-enum Stop {
-    /// SIGTERM: drain, then exit.
-    Drain,
-    /// SIGINT: exit now.
-    Now,
-    /// SIGURG: a new process took over (or will, once this one has drained).
-    Handed(handover::Handed),
 }
 
 /// Serves the HTTP endpoint (when enabled) until `stop` fires.

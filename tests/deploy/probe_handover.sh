@@ -2,8 +2,8 @@
 # Runs inside the systemd-nspawn container (systemd 252 as PID 1, private network: only
 # lo) as a oneshot unit, for tests/ext_systemd_deb.rs: two calls at 50 packets/s (one
 # through a channel, one through Send indications) while the package is upgraded
-# (`dpkg -i` again: postinst hands over on SIGURG) and then while an admin sends the
-# documented SIGURG. Records "STEP <name> <value>"; every wait is bounded.
+# (`dpkg -i` again: the package restarts the unit) and `systemctl restart`, both through
+# systemd's file descriptor store, then across an exec handover (SIGURG). Records "STEP <name> <value>"; every wait is bounded.
 set -u
 out=/opt/results
 exec >"$out/probe.log" 2>&1
@@ -59,12 +59,16 @@ urg() {
     return 1
 }
 upgrade() { dpkg -i /opt/probe/turnpike.deb; }
+restart() { timeout 60 systemctl restart turnpike; }
 admin() { urg "$(systemctl show -P MainPID turnpike)"; }
 calls_across upgrade upgrade
+calls_across restart restart
+step store_takeovers "$(journalctl -u turnpike -o cat | grep -c "taking over from systemd's store")"
+# Last: after it the main process is no longer systemd's child (see the unit).
 calls_across signal admin
 # The watchdog (30 s) keeps being fed by the process that took over.
 sleep 35
 systemctl is-active turnpike; step active_after_watchdog $?
 step restarts "$(systemctl show -P NRestarts turnpike)"
-journalctl -u turnpike --no-pager -o cat | grep -iE 'handover|took over|started|watchdog' | head -n 20
+journalctl -u turnpike --no-pager -o cat | grep -vE 'advertised relay|peers.allow' | tail -n 25
 echo PROBE-DONE

@@ -15,10 +15,12 @@ use crate::runtime::shard::Listeners;
 use crate::settings::Settings;
 
 use super::payload::{self, ENV, Manifest};
+use super::store::STATE_NAME;
 
 /// What a process started by a handover was given.
 pub(crate) struct Incoming {
-    sock: UnixStream,
+    /// To the old process (an exec handover); None from systemd's store.
+    sock: Option<UnixStream>,
     old_pid: u32,
     pub adopted: Option<Adopted>,
     pub http: Option<std::net::TcpListener>,
@@ -27,9 +29,12 @@ pub(crate) struct Incoming {
     handovers: Vec<(String, u64)>,
 }
 
-/// Reads what the old process passed, if this process was started by a handover.
+/// Reads what the old process passed, if this process was started by a handover (exec,
+/// or systemd's store after a restart).
 pub(crate) fn incoming(s: &Settings) -> Option<Incoming> {
-    let v = std::env::var(ENV).ok()?;
+    let Ok(v) = std::env::var(ENV) else {
+        return from_store(s);
+    };
     let (memfd, sock) = v.split_once(',')?;
     let (memfd, sock): (RawFd, RawFd) = (memfd.parse().ok()?, sock.parse().ok()?);
     // SAFETY: both were inherited for this process alone (the old one named them here).
@@ -39,13 +44,26 @@ pub(crate) fn incoming(s: &Settings) -> Option<Incoming> {
             UnixStream::from_raw_fd(sock),
         )
     };
+    let bytes = read_memfd(file);
+    let parsed = bytes.and_then(|b| {
+        let (m, states) = payload::read(&b)?;
+        let states = states.into_iter().map(<[u8]>::to_vec).collect();
+        Ok((m, states))
+    });
+    from_payload(s, parsed, Some(sock))
+}
+
+/// The payload: the offset is shared with the old process's descriptor, so read from 0.
+fn read_memfd(file: std::fs::File) -> Result<Vec<u8>, String> {
     let mut bytes = vec![0; file.metadata().map(|m| m.len() as usize).unwrap_or(0)];
-    // The offset is shared with the old process's descriptor: read from 0 explicitly.
-    let read = file.read_exact_at(&mut bytes, 0);
-    drop(file);
-    let parsed = read
-        .map_err(|e| format!("reading the payload: {e}"))
-        .and_then(|()| payload::read(&bytes));
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| format!("reading the payload: {e}"))?;
+    Ok(bytes)
+}
+
+type Parsed = Result<(Manifest, Vec<Vec<u8>>), String>;
+
+fn from_payload(s: &Settings, parsed: Parsed, sock: Option<UnixStream>) -> Option<Incoming> {
     let (m, states) = match parsed {
         Ok(p) => p,
         Err(why) => {
@@ -64,6 +82,7 @@ pub(crate) fn incoming(s: &Settings) -> Option<Incoming> {
         .http
         // SAFETY: named by the old process as its HTTP listener, inherited by us alone.
         .map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) });
+    let states: Vec<&[u8]> = states.iter().map(Vec::as_slice).collect();
     let (adopted, declined) = adopt(s, &m, &states);
     Some(Incoming {
         sock,
@@ -160,12 +179,12 @@ impl Incoming {
             why = why.as_str(),
             "handover: not taking the calls over; the old process drains, then this one starts empty"
         );
-        let _ = (&self.sock).write_all(format!("declined {why}\n").as_bytes());
-        let _ = self
-            .sock
-            .set_read_timeout(Some(drain + Duration::from_secs(60)));
+        // From the store there is no old process left to wait for.
+        let Some(sock) = &self.sock else { return };
+        let _ = (&*sock).write_all(format!("declined {why}\n").as_bytes());
+        let _ = sock.set_read_timeout(Some(drain + Duration::from_secs(60)));
         let mut rest = Vec::new();
-        let _ = (&self.sock).read_to_end(&mut rest);
+        let _ = (&*sock).read_to_end(&mut rest);
     }
 
     /// Once the shards run: tells the old process, and waits (bounded) until it has
@@ -178,13 +197,59 @@ impl Incoming {
             return;
         }
         metrics.handovers.with_label_values(&["took_over"]).inc();
-        let _ = (&self.sock).write_all(b"took-over\n");
-        let _ = self.sock.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        let _ = BufReader::new(&self.sock).read_line(&mut line);
+        if let Some(sock) = &self.sock {
+            let _ = (&*sock).write_all(b"took-over\n");
+            let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut line = String::new();
+            let _ = BufReader::new(sock).read_line(&mut line);
+        }
         tracing::info!(
             old_pid = self.old_pid,
             "handover: took over from the old process"
         );
     }
+}
+
+/// After `systemctl restart`: what the previous process put in systemd's store (see
+/// store.rs). Empties the store and closes what it does not use.
+fn from_store(s: &Settings) -> Option<Incoming> {
+    if std::env::var("LISTEN_PID").ok()? != std::process::id().to_string() {
+        return None;
+    }
+    let n: RawFd = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let names: Vec<String> = names.split(':').map(str::to_owned).collect();
+    let fds: Vec<(RawFd, String)> = (0..n)
+        .map(|i| (3 + i, names.get(i as usize).cloned().unwrap_or_default()))
+        .collect();
+    super::store::remove(&names);
+    let state = fds.iter().find(|(_, n)| n == STATE_NAME).map(|(fd, _)| *fd);
+    let old_to_new = |old: RawFd| {
+        let name = format!("fd{old}");
+        fds.iter().find(|(_, n)| *n == name).map(|(fd, _)| *fd)
+    };
+    let parsed = match state {
+        // SAFETY: passed by systemd for this process alone, taken once.
+        Some(fd) => read_memfd(unsafe { std::fs::File::from_raw_fd(fd) }).and_then(|b| {
+            let (mut m, states) = payload::read(&b)?;
+            m.renumber(old_to_new)
+                .map_err(|fd| format!("descriptor {fd} missing from the store"))?;
+            Ok((m, states.into_iter().map(<[u8]>::to_vec).collect()))
+        }),
+        None => Err("no state in systemd's store".into()),
+    };
+    // What the manifest does not name is closed: a stray socket would keep its port.
+    let used: Vec<RawFd> = parsed.as_ref().map(|(m, _)| m.fds()).unwrap_or_default();
+    for (fd, _) in &fds {
+        if Some(*fd) != state && !used.contains(fd) {
+            // SAFETY: passed by systemd for this process alone and used by nothing.
+            drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    state?;
+    tracing::info!(
+        descriptors = fds.len(),
+        "restart: taking over from systemd's store"
+    );
+    from_payload(s, parsed, None)
 }

@@ -48,6 +48,26 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// Renumbers every descriptor through `map` (the store hands them back under new
+    /// numbers); Err names the first one missing.
+    pub fn renumber(&mut self, map: impl Fn(RawFd) -> Option<RawFd>) -> Result<(), RawFd> {
+        let one = |fd: &mut RawFd| -> Result<(), RawFd> {
+            *fd = map(*fd).ok_or(*fd)?;
+            Ok(())
+        };
+        if let Some(fd) = &mut self.http {
+            one(fd)?;
+        }
+        for s in &mut self.shards {
+            s.udp.iter_mut().try_for_each(one)?;
+            s.tcp.iter_mut().try_for_each(one)?;
+            s.relays.iter_mut().try_for_each(|(_, fd)| one(fd))?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn write(m: &Manifest, states: &[Vec<u8>]) -> Vec<u8> {
     let json = serde_json::to_vec(m).expect("plain data serializes");
     let mut out = Vec::with_capacity(16 + json.len() + states.iter().map(Vec::len).sum::<usize>());
