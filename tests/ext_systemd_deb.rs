@@ -279,7 +279,8 @@ fn deb_installs_and_runs_under_systemd_as_pid1() {
 /// and then `systemctl kill --kill-who=main -s URG turnpike` (exec handover) each hand a
 /// channel call and a Send-indication call (turnutils_uclient, 50 packets/s) over to a new main
 /// process: both calls finish, fewer than 100 ms of packets lost per call, the old
-/// process is gone, and the unit stays active past a watchdog period with no restart.
+/// process is gone, and the unit stays active past a watchdog period. Also a restart
+/// whose first new process fails: the calls go on with the one `Restart=` starts next.
 #[test]
 fn upgrade_and_sigurg_hand_calls_over_under_systemd() {
     let log = boot_with_probe("probe_handover.sh");
@@ -308,8 +309,15 @@ fn upgrade_and_sigurg_hand_calls_over_under_systemd() {
             assert!(lost < 5, "{how}: {call} lost {lost}:\n{log}");
         }
     }
-    // The first restart (a config change, no calls yet), the upgrade's and the admin's.
-    assert_eq!(step("store_takeovers"), "3", "{log}");
+    // A restart whose new process fails once: the calls go on once Restart= has started
+    // one that works (the packets of the gap wait in the socket buffers).
+    for s in ["trigger", "new_main_pid", "chan", "ind", "active"] {
+        assert_eq!(step(&format!("failing_{s}")), "0", "failing_{s}:\n{log}");
+    }
+    // The first restart (a config change, no calls yet), the upgrade's, the admin's and
+    // the one after the failed start.
+    assert_eq!(step("store_takeovers"), "4", "{log}");
     assert_eq!(step("active_after_watchdog"), "0", "{log}");
-    assert_eq!(step("restarts"), "0", "{log}");
+    // Only the one after the failed start.
+    assert_eq!(step("restarts"), "1", "{log}");
 }

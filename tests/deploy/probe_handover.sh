@@ -60,9 +60,24 @@ urg() {
 }
 upgrade() { dpkg -i /opt/probe/turnpike.deb; }
 restart() { timeout 60 systemctl restart turnpike; }
+# A new process that fails (a broken config) keeps the store for the next one Restart=
+# starts; the admin fixes the config meanwhile.
+failing_restart() {
+    cp "$cfg" /root/good.toml
+    printf '\n[bogus]\nkey = 1\n' >>"$cfg"
+    systemctl restart --no-block turnpike
+    sleep 1.5
+    cp /root/good.toml "$cfg"
+    for _ in $(seq 100); do
+        systemctl is-active --quiet turnpike && return 0
+        sleep 0.1
+    done
+    return 1
+}
 admin() { urg "$(systemctl show -P MainPID turnpike)"; }
 calls_across upgrade upgrade
 calls_across restart restart
+calls_across failing failing_restart
 step store_takeovers "$(journalctl -u turnpike -o cat | grep -c "taking over from systemd's store")"
 # Last: after it the main process is no longer systemd's child (see the unit).
 calls_across signal admin

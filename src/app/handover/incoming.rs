@@ -27,6 +27,9 @@ pub(crate) struct Incoming {
     /// Why the state was not taken (then the shards start empty).
     declined: Option<String>,
     handovers: Vec<(String, u64)>,
+    /// Names to take out of systemd's store once the shards run: until then a new
+    /// process that fails leaves them there for the next one `Restart=` starts.
+    stored: Vec<String>,
 }
 
 /// Reads what the old process passed, if this process was started by a handover (exec,
@@ -75,6 +78,7 @@ fn from_payload(s: &Settings, parsed: Parsed, sock: Option<UnixStream>) -> Optio
                 http: None,
                 declined: Some(why),
                 handovers: Vec::new(),
+                stored: Vec::new(),
             });
         }
     };
@@ -91,6 +95,7 @@ fn from_payload(s: &Settings, parsed: Parsed, sock: Option<UnixStream>) -> Optio
         http,
         declined,
         handovers: m.handovers,
+        stored: Vec::new(),
     })
 }
 
@@ -190,6 +195,7 @@ impl Incoming {
     /// Once the shards run: tells the old process, and waits (bounded) until it has
     /// made this process systemd's main process, so that READY=1 is accepted.
     pub(crate) fn finish(self, metrics: &Metrics) {
+        super::store::remove(&self.stored);
         for (result, n) in &self.handovers {
             metrics.handovers.with_label_values(&[result]).inc_by(*n);
         }
@@ -222,12 +228,10 @@ fn from_store(s: &Settings) -> Option<Incoming> {
     let fds: Vec<(RawFd, String)> = (0..n)
         .map(|i| (3 + i, names.get(i as usize).cloned().unwrap_or_default()))
         .collect();
-    super::store::remove(&names);
     let state = fds.iter().find(|(_, n)| n == STATE_NAME).map(|(fd, _)| *fd);
-    let old_to_new = |old: RawFd| {
-        let name = format!("fd{old}");
-        fds.iter().find(|(_, n)| *n == name).map(|(fd, _)| *fd)
-    };
+    let by_name: std::collections::HashMap<&str, RawFd> =
+        fds.iter().map(|(fd, n)| (n.as_str(), *fd)).collect();
+    let old_to_new = |old: RawFd| by_name.get(format!("fd{old}").as_str()).copied();
     let parsed = match state {
         // SAFETY: passed by systemd for this process alone, taken once.
         Some(fd) => read_memfd(unsafe { std::fs::File::from_raw_fd(fd) }).and_then(|b| {
@@ -239,17 +243,26 @@ fn from_store(s: &Settings) -> Option<Incoming> {
         None => Err("no state in systemd's store".into()),
     };
     // What the manifest does not name is closed: a stray socket would keep its port.
-    let used: Vec<RawFd> = parsed.as_ref().map(|(m, _)| m.fds()).unwrap_or_default();
+    let used: std::collections::HashSet<RawFd> = parsed
+        .as_ref()
+        .map(|(m, _)| m.fds().into_iter().collect())
+        .unwrap_or_default();
     for (fd, _) in &fds {
         if Some(*fd) != state && !used.contains(fd) {
             // SAFETY: passed by systemd for this process alone and used by nothing.
             drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(*fd) });
         }
     }
-    state?;
+    if state.is_none() {
+        // Nothing to take over: only empty the store.
+        super::store::remove(&names);
+        return None;
+    }
     tracing::info!(
         descriptors = fds.len(),
         "restart: taking over from systemd's store"
     );
-    from_payload(s, parsed, None)
+    let mut incoming = from_payload(s, parsed, None)?;
+    incoming.stored = names;
+    Some(incoming)
 }

@@ -7,8 +7,9 @@
 //! gets them back (`LISTEN_FDS`, `LISTEN_FDNAMES`), takes them over exactly like an
 //! exec handover's, and removes them from the store. Packets wait in the socket buffers
 //! meanwhile. Unlike SIGURG, the old process is gone before the new one starts: a new
-//! binary that fails leaves nobody serving until systemd's `Restart=` starts it again
-//! (with the same store); TCP/TLS connections end.
+//! binary that fails leaves nobody serving until systemd's `Restart=` starts it again,
+//! with the same store (the store is emptied only once the shards run); TCP/TLS
+//! connections end.
 
 use std::io::{Error, ErrorKind};
 use std::os::fd::{AsRawFd, RawFd};
