@@ -99,3 +99,56 @@ pub(super) fn read(bytes: &[u8]) -> Result<(Manifest, Vec<&[u8]>), String> {
     }
     Ok((m, states))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            old_pid: 7,
+            listeners: vec![("udp".into(), "127.0.0.1:3478".parse().unwrap())],
+            http: Some(9),
+            shards: vec![
+                ShardFds {
+                    udp: vec![10],
+                    tcp: vec![11],
+                    relays: vec![("127.0.0.1:50000".parse().unwrap(), 12)],
+                    state_len: 3,
+                },
+                ShardFds {
+                    udp: vec![13],
+                    tcp: vec![],
+                    relays: vec![],
+                    state_len: 2,
+                },
+            ],
+            handovers: vec![("took_over".into(), 2)],
+        }
+    }
+
+    #[test]
+    fn payload_round_trips_each_shards_state_in_order() {
+        let bytes = write(&manifest(), &[b"abc".to_vec(), b"de".to_vec()]);
+        let (m, states) = read(&bytes).unwrap();
+        assert_eq!(states, [&b"abc"[..], &b"de"[..]]);
+        assert_eq!(m.fds(), [9, 10, 11, 12, 13]);
+        assert_eq!(m.handovers, [("took_over".to_string(), 2)]);
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_payload_is_refused() {
+        let bytes = write(&manifest(), &[b"abc".to_vec(), b"de".to_vec()]);
+        assert!(read(&bytes[..bytes.len() - 1]).is_err());
+        assert!(read(b"NOTOURS!rest").is_err());
+    }
+
+    #[test]
+    fn renumber_maps_every_descriptor_and_names_a_missing_one() {
+        let mut m = manifest();
+        m.renumber(|fd| Some(fd + 100)).unwrap();
+        assert_eq!(m.fds(), [109, 110, 111, 112, 113]);
+        let mut m = manifest();
+        assert_eq!(m.renumber(|fd| (fd != 12).then_some(fd)), Err(12));
+    }
+}
