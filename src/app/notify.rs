@@ -13,6 +13,10 @@ use sd_notify::NotifyState;
 
 use crate::runtime::Node;
 
+/// Cleared once this process has named another one main PID (a handover): systemd then
+/// listens to that one only, so this one stops pinging.
+static MAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "could not notify systemd");
@@ -41,6 +45,7 @@ pub fn main_pid(pid: u32) {
         NotifyState::MainPid(pid),
         NotifyState::Status("relaying (handed over)"),
     ]);
+    MAIN.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 pub fn stopping(status: &str) {
@@ -75,6 +80,9 @@ pub fn spawn_watchdog(node: Arc<Node>) {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
+            if !MAIN.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             if shards_alive(&node, &mut last) {
                 send(&[NotifyState::Watchdog]);
             } else {
