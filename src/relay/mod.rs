@@ -37,7 +37,10 @@ mod command;
 mod core_config;
 mod core_state;
 mod fast_map;
+mod fastpath_binding;
 pub mod handover;
+mod kernel_bindings;
+mod kernel_route;
 mod lifecycle;
 mod path;
 pub mod peer_policy;
@@ -57,6 +60,7 @@ pub use command::{Command, FleetSlot, SessionSummary};
 pub use core_config::{CoreConfig, RelayFamily};
 pub use core_state::Core;
 pub use fast_map::FastMap;
+pub use kernel_route::KernelRoute;
 pub use time::Time;
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ fn shard_core(s: &Settings, shared: &Shared, ports: std::ops::RangeInclusive<u16
             strict_channel_numbers: r.strict_channel_numbers,
             token_key: shared.nonce_key,
             fleet_quota: s.cluster.is_some(),
+            fastpath: false,
         },
         rand::random(),
     );

@@ -55,6 +55,8 @@ const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
 enum Answer {
     Bound(u64, SocketAddr, bool),
     Slot(u64, FleetSlot),
+    /// A kernel route removed, with its final counters.
+    Removed(u64, crate::relay::allocation::Traffic),
 }
 
 pub enum Control {
@@ -350,6 +352,7 @@ impl Shard {
                     Answer::Slot(token, slot) => {
                         self.core.fleet_slot_answered(self.time, token, slot)
                     }
+                    Answer::Removed(id, totals) => self.core.fastpath_removed(id, totals),
                 }
             }
         }
@@ -399,6 +402,10 @@ impl Shard {
                             token,
                         });
                     }
+                }
+                Command::FastPathAdd(_) => {}
+                Command::FastPathRemove(r) => {
+                    answers.push(Answer::Removed(r.id, Default::default()))
                 }
                 Command::AllocationEnded(summary) => {
                     self.metrics
