@@ -9,7 +9,9 @@
 //! `relay_sockets.rs` the relay-socket table and the client->peer forward, `streams/` the
 //! TCP/TLS connections, and `io/` the syscalls below them all.
 
+mod fastpath;
 pub mod io;
+pub mod kernel_path;
 mod relay_sockets;
 mod socket_errors;
 pub mod streams;
@@ -115,6 +117,8 @@ pub struct Shard {
     answers: Vec<Answer>,
     /// Where fleet-slot requests go (`[cluster]`).
     fleet_slots: Option<SlotSender>,
+    /// The kernel fast path's maps, when attached (`[fastpath]`).
+    kernel: Option<kernel_path::KernelPath>,
 }
 
 /// What a shard is made of: its core, listeners and TLS config, connection limits, the
@@ -133,6 +137,8 @@ pub struct ShardParts {
     pub gso: bool,
     /// Where fleet-slot requests go (`[cluster]`).
     pub fleet_slots: Option<SlotSender>,
+    /// The attached fast path and each UDP listener's own address (`[fastpath]`).
+    pub fastpath: Option<kernel_path::KernelPath>,
 }
 
 impl Shard {
@@ -149,6 +155,7 @@ impl Shard {
             metrics,
             gso,
             fleet_slots,
+            fastpath,
         } = parts;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -183,6 +190,7 @@ impl Shard {
                 tcp,
                 relays: RelaySockets::new(),
                 fleet_slots,
+                kernel: fastpath,
                 streams: Connections::new(tls, limits),
                 control,
                 status,
@@ -261,12 +269,7 @@ impl Shard {
             if now >= next_tick {
                 self.status.beat();
                 self.close_idle_connections(now);
-                self.status.publish(
-                    &self.core,
-                    now,
-                    self.streams.counts(),
-                    self.streams.counters,
-                );
+                self.publish(now);
                 next_tick = now + Duration::from_secs(1);
             }
         }
@@ -287,13 +290,9 @@ impl Shard {
                     self.core.fleet_slot_answered(self.time, token, answer);
                     self.run_commands();
                 }
-                Ok(Control::Publish) => self.status.publish(
-                    &self.core,
-                    now,
-                    self.streams.counts(),
-                    self.streams.counters,
-                ),
+                Ok(Control::Publish) => self.publish(now),
                 Ok(Control::Sessions(reply)) => {
+                    self.read_kernel();
                     let _ = reply.send(describe(
                         &self.core,
                         now,
@@ -308,12 +307,7 @@ impl Shard {
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(self.time);
                     self.run_commands();
-                    self.status.publish(
-                        &self.core,
-                        now,
-                        self.streams.counts(),
-                        self.streams.counters,
-                    );
+                    self.publish(now);
                     self.status.set_running(false);
                     return Err(());
                 }
@@ -403,9 +397,14 @@ impl Shard {
                         });
                     }
                 }
-                Command::FastPathAdd(_) => {}
+                Command::FastPathAdd(r) => {
+                    if let Some(k) = &mut self.kernel {
+                        k.add(&r);
+                    }
+                }
                 Command::FastPathRemove(r) => {
-                    answers.push(Answer::Removed(r.id, Default::default()))
+                    let totals = self.kernel.as_mut().map(|k| k.remove(r.id));
+                    answers.push(Answer::Removed(r.id, totals.unwrap_or_default()));
                 }
                 Command::AllocationEnded(summary) => {
                     self.metrics
