@@ -64,6 +64,8 @@ pub use kernel_route::KernelRoute;
 pub use time::Time;
 
 #[cfg(test)]
+mod fastpath_proptests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;

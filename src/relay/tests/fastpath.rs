@@ -44,7 +44,11 @@ fn channel_bind_installs_a_kernel_route_for_a_udp_client() {
 fn kernel_route_leaves_exactly_at_channel_expiry() {
     let mut h = enabled();
     let (c, p) = bound(&mut h);
-    // Keep the permission alive past the channel's expiry (600 s).
+    // Keep the allocation and the permission alive past the channel's expiry (600 s), so
+    // that only the channel's own deadline can remove the route.
+    let creds = h.creds("bob");
+    let long: Vec<Box<dyn Setter>> = vec![Box::new(Lifetime(Duration::from_secs(3600)))];
+    assert_success(&h.request(c, METHOD_REFRESH, long, Some(&creds)));
     h.advance(Duration::from_secs(290));
     assert_success(&h.permit(c, "bob", &[p]));
     h.advance(Duration::from_secs(290));
@@ -189,4 +193,15 @@ fn kernel_counters_are_added_once_to_the_allocation_and_the_relayed_totals() {
     );
     assert_eq!(h.server.counters().relayed_bytes[0], [505, 23]);
     assert_eq!(h.server.fastpath_packets(), [5, 2]);
+}
+
+#[test]
+fn a_reload_that_denies_the_peer_removes_its_route() {
+    let mut h = enabled();
+    bound(&mut h);
+    assert_eq!(h.shell.kernel.len(), 1);
+    let deny = PeerPolicy::new(vec![], vec!["198.51.100.0/24".parse().unwrap()]);
+    h.server.reconfigure(config().auth, deny);
+    h.advance(Duration::ZERO);
+    assert!(h.shell.kernel.is_empty());
 }
