@@ -205,3 +205,24 @@ fn a_reload_that_denies_the_peer_removes_its_route() {
     h.advance(Duration::ZERO);
     assert!(h.shell.kernel.is_empty());
 }
+
+#[test]
+fn an_imported_allocation_puts_its_live_channels_back_into_the_kernel() {
+    let mut a = enabled();
+    let (c, p) = bound(&mut a);
+    a.advance(Duration::from_secs(10));
+    let state = a.server.export_state(a.time());
+    let mut b = enabled();
+    b.now = a.now + Duration::from_secs(1);
+    b.unix = a.unix + 1;
+    let report = b.server.import_state(b.time(), state);
+    b.shell.bound.extend(report.relays.iter().copied());
+    b.advance(Duration::ZERO);
+    let routes: Vec<_> = b
+        .shell
+        .kernel
+        .values()
+        .map(|(r, _)| (r.client, r.peer))
+        .collect();
+    assert_eq!(routes, [(c, p)]);
+}
