@@ -196,3 +196,45 @@ fn a_failed_attach_leaves_the_server_on_the_socket_path() {
     log.wait_for("HTTP endpoint up", Duration::from_secs(10));
     assert!(scrape(&t.server).contains("turnpike_fastpath_info{mode=\"off\"} 1"));
 }
+
+#[test]
+fn check_config_says_whether_it_would_attach() {
+    let t = topology();
+    let dir = Scratch::new("fastpath-check");
+    let run = |interface: &str| {
+        let cfg = dir.file(
+            &format!("check-{interface}.toml"),
+            &format!(
+                "[server]\nlisten_udp = [\"{SERVER}\"]\n[relay]\nipv4 = \"10.11.0.2\"\n\
+                 [auth]\nsecrets = [\"{SECRET}\"]\n[fastpath]\nenabled = true\n\
+                 interface = \"{interface}\"\nmode = \"xdp\"\n"
+            ),
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.server.name])
+            .arg(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["check-config", "--quiet"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let yes = run("s0");
+    assert!(yes.contains("would attach to s0 in mode xdp"), "{yes}");
+    let no = run("nosuch0");
+    assert!(
+        no.contains("would not attach") && no.contains("nosuch0"),
+        "{no}"
+    );
+    // Detached again: the interface carries no program after the check.
+    let link = Command::new("ip")
+        .args(["-n", &t.server.name, "link", "show", "s0"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "{link:?}"
+    );
+}
