@@ -238,3 +238,68 @@ fn check_config_says_whether_it_would_attach() {
         "{link:?}"
     );
 }
+
+/// coturn's turnutils_uclient (2 clients x 40 messages over channels) against
+/// turnutils_peer: nothing lost, and the kernel relayed what the totals say.
+#[test]
+fn coturn_uclient_relays_through_the_kernel() {
+    let t = topology();
+    let dir = Scratch::new("fastpath-uclient");
+    let (_proc, log) = start(&t.server, &dir, "auto");
+    log.wait_for("kernel fast path attached", Duration::from_secs(5));
+    let _peer = Proc::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &t.peer.name, "turnutils_peer"])
+            .args(["-L", "10.11.2.2", "-p", "3480"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.client.name, "turnutils_uclient"])
+        .args([
+            "-e",
+            "10.11.2.2",
+            "-r",
+            "3480",
+            "-W",
+            SECRET,
+            "-u",
+            "interop",
+        ])
+        .args([
+            "-m",
+            "2",
+            "-n",
+            "40",
+            "-l",
+            "120",
+            "-p",
+            "3478",
+            "10.11.0.2",
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let lost = (text.lines().rev())
+        .find_map(|l| l.split("Total lost packets ").nth(1))
+        .unwrap_or_else(|| panic!("no loss line:\n{text}"));
+    assert!(lost.starts_with("0 "), "lost: {lost}\n{text}");
+    let m = scrape(&t.server);
+    for d in ["client_to_peer", "peer_to_client"] {
+        let kernel = metric(
+            &m,
+            &format!("turnpike_fastpath_packets_total{{direction=\"{d}\"}}"),
+        );
+        let total = metric(
+            &m,
+            &format!("turnpike_relayed_packets_total{{direction=\"{d}\",transport=\"udp\"}}"),
+        );
+        eprintln!("{d}: {kernel} of {total} packets in the kernel");
+        assert_eq!(total, 80.0, "{d}");
+        // The route is in before the ChannelBind success goes out: every packet.
+        assert_eq!(kernel, 80.0, "{d}: relayed in the kernel");
+    }
+}
