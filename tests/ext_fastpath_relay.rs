@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use stun::message::*;
-use support::veth::{Netns, topology};
+use support::veth::{Netns, Topology, topology};
 use support::{Lines, Proc, RawClient, SECRET, Scratch, bin, http_get, metric, unix_now};
 use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
@@ -68,13 +68,9 @@ fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     Some((buf[..n].to_vec(), from))
 }
 
-fn relays_through_the_kernel_and_stops_when_the_allocation_ends(mode: &str, label: &str) {
-    let t = topology();
-    let dir = Scratch::new("fastpath-relay");
-    let (_proc, log) = start(&t.server, &dir, mode);
-    log.wait_for(&format!("\"mode\":\"{label}\""), Duration::from_secs(5));
-    assert!(scrape(&t.server).contains(&format!("turnpike_fastpath_info{{mode=\"{label}\"}} 1")));
-
+/// A client in the client namespace with an allocation and channel CHANNEL bound to a
+/// UDP socket at PEER in the peer namespace; returns them and the relayed address.
+fn bound_channel(t: &Topology) -> (RawClient, UdpSocket, SocketAddr) {
     let (user, pass) = turnpike::auth::mint_credential(SECRET, "alice", 600, unix_now());
     let mut c = t
         .client
@@ -92,6 +88,17 @@ fn relays_through_the_kernel_and_stops_when_the_allocation_ends(mode: &str, labe
     ];
     let r = c.exchange(METHOD_CHANNEL_BIND, attrs, true);
     assert_eq!(error_code(&r), None);
+    (c, peer, relay)
+}
+
+fn relays_through_the_kernel_and_stops_when_the_allocation_ends(mode: &str, label: &str) {
+    let t = topology();
+    let dir = Scratch::new("fastpath-relay");
+    let (_proc, log) = start(&t.server, &dir, mode);
+    log.wait_for(&format!("\"mode\":\"{label}\""), Duration::from_secs(5));
+    assert!(scrape(&t.server).contains(&format!("turnpike_fastpath_info{{mode=\"{label}\"}} 1")));
+
+    let (mut c, peer, relay) = bound_channel(&t);
 
     // 10 packets each way, payloads of 1..=10 bytes (55 bytes each way).
     for n in 1..=10u8 {
@@ -302,4 +309,52 @@ fn coturn_uclient_relays_through_the_kernel() {
         // The route is in before the ChannelBind success goes out: every packet.
         assert_eq!(kernel, 80.0, "{d}: relayed in the kernel");
     }
+}
+
+/// The kernel stops forwarding when the peer's permission expires (300 s after the
+/// ChannelBind; the channel and the allocation live on), in real time: slow, so ignored
+/// by default (`cargo test --test ext_fastpath_relay -- --ignored`).
+#[test]
+#[ignore = "takes 5 minutes: a permission's lifetime in real time"]
+fn the_kernel_stops_forwarding_when_the_permission_expires() {
+    let t = topology();
+    let dir = Scratch::new("fastpath-expiry");
+    let (_proc, log) = start(&t.server, &dir, "xdp");
+    log.wait_for("kernel fast path attached", Duration::from_secs(5));
+    let bound_at = std::time::Instant::now();
+    let (c, peer, relay) = bound_channel(&t);
+    let through = |payload: &[u8]| {
+        c.sock
+            .send_to(&channel_data(CHANNEL, payload), c.server)
+            .unwrap();
+        recv(&peer)
+    };
+    peer.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(298).saturating_sub(bound_at.elapsed()));
+    assert_eq!(through(b"before"), Some((b"before".to_vec(), relay)));
+    std::thread::sleep(Duration::from_secs(302).saturating_sub(bound_at.elapsed()));
+    assert_eq!(
+        through(b"after"),
+        None,
+        "forwarded after the permission expired"
+    );
+    peer.send_to(b"after", relay).unwrap();
+    c.sock
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert_eq!(
+        recv(&c.sock),
+        None,
+        "forwarded to the client after the permission expired"
+    );
+    let m = scrape(&t.server);
+    let kernel = metric(
+        &m,
+        "turnpike_fastpath_packets_total{direction=\"client_to_peer\"}",
+    );
+    assert_eq!(
+        kernel, 1.0,
+        "the packet before expiry went through the kernel"
+    );
 }

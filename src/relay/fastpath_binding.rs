@@ -47,7 +47,7 @@ fn add(t: &mut Traffic, d: Traffic) {
 
 impl Core {
     /// Whether `a`'s channel `channel` may be forwarded by the kernel now (`None`: only
-    /// whether it still exists, for a reload that has no time), and its route.
+    /// whether its binding and permission still exist, for a reload, which has no time).
     fn kernel_eligible(&self, a: &Allocation, now: Option<Instant>, channel: u16) -> bool {
         let Some(b) = a.channels.get(&channel) else {
             return false;
