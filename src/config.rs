@@ -11,11 +11,13 @@ use serde::{Deserialize, Deserializer};
 
 mod alternate;
 mod cluster;
+mod fastpath;
 mod secret;
 mod validate;
 
 pub use alternate::TlsAlternate;
 pub use cluster::{Cluster, OnRedisDown};
+pub use fastpath::{FastPath, FastPathMode};
 pub use secret::Secret;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -30,6 +32,8 @@ pub struct Config {
     pub http: Http,
     /// `[cluster]`: absent means a single node.
     pub cluster: Option<Cluster>,
+    /// `[fastpath]`: the kernel fast path (off by default).
+    pub fastpath: FastPath,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -432,6 +436,8 @@ mod tests {
             ),
             ("[auth]\nsecrets = [\"short\"]", "auth.secrets[0]"),
             ("[log]\nformat = \"xml\"", "format"),
+            ("[fastpath]\nmode = \"fast\"", "mode"),
+            ("[fastpath]\nenable = true", "enable"),
             ("[log]\nlevel = \"warning\"", "did you mean \"warn\""),
             ("[log]\nlevel = \"turnpike=loud\"", "log.level"),
             (

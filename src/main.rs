@@ -257,6 +257,19 @@ fn main() -> anyhow::Result<()> {
         Some(Subcommand::CheckConfig { quiet }) => {
             let settings = Settings::new(cfg)?;
             checks::check_config(&settings)?;
+            if settings.config.fastpath.enabled {
+                // Loads and attaches for real, then detaches (dropped): the only proof.
+                match turnpike::runtime::fastpath::attach(&settings) {
+                    Ok(a) => eprintln!(
+                        "fastpath: would attach to {} in mode {} (attached and detached again)",
+                        a.interface,
+                        a.mode.label()
+                    ),
+                    Err(why) => eprintln!(
+                        "fastpath: would not attach: {why}; the server would relay on the socket path"
+                    ),
+                }
+            }
             if !quiet {
                 println!("{:#?}", settings.config);
             }

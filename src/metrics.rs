@@ -39,6 +39,8 @@ pub struct Metrics {
     tls_handshake_failures: IntCounterVec,
     connections_refused: IntCounterVec,
     proxy_protocol_errors: IntCounterVec,
+    fastpath_info: IntGaugeVec,
+    fastpath_packets: IntCounterVec,
     /// Observed by the shards once per ended allocation (not per packet).
     pub allocation_lifetime: Histogram,
     /// `turnpike_handover_total{result}` (app/handover.rs).
@@ -126,6 +128,8 @@ impl Metrics {
             tls_handshake_failures: counter_vec(&r, &f::TLS_HANDSHAKE_FAILURES),
             connections_refused: counter_vec(&r, &f::CONNECTIONS_REFUSED),
             proxy_protocol_errors: counter_vec(&r, &f::PROXY_PROTOCOL_ERRORS),
+            fastpath_info: gauge_vec(&r, &f::FASTPATH_INFO),
+            fastpath_packets: counter_vec(&r, &f::FASTPATH_PACKETS),
             allocation_lifetime: histogram(&r, &f::ALLOCATION_LIFETIME, &f::LIFETIME_BUCKETS),
             handovers: counter_vec(&r, &f::HANDOVERS),
             client: client::ClientMetrics::register(&r),
@@ -146,7 +150,14 @@ impl Metrics {
             m.handovers.with_label_values(&[r]);
         }
         m.update(&[ShardSnapshot::default()]);
+        m.set_fastpath_mode("off");
         m
+    }
+
+    /// `turnpike_fastpath_info{mode}`: the one series of the mode in use.
+    pub fn set_fastpath_mode(&self, mode: &str) {
+        self.fastpath_info.reset();
+        self.fastpath_info.with_label_values(&[mode]).set(1);
     }
 
     /// Brings every family up to the sum of the shards' latest snapshots.
@@ -171,6 +182,10 @@ impl Metrics {
             );
         }
         raise(&self.peer_denied, sum.of(|s| s.counters.peer_denied));
+        for d in Direction::ALL {
+            let total = sum.of(|s| s.fastpath_packets[d as usize]);
+            raise_series(&self.fastpath_packets, &[d.label()], total);
+        }
         self.update_streams(&sum);
         raise(
             &self.quota_rejections,

@@ -59,6 +59,8 @@ pub struct Driver {
     pub bound: HashMap<SocketAddr, usize>,
     /// Fleet slots granted and not given back, by (shard, token).
     fleet_slots: HashSet<(usize, u64)>,
+    /// Kernel fast path routes installed and not removed, by (shard, route id).
+    kernel: HashSet<(usize, u64)>,
     defer: bool,
     deferred: VecDeque<(usize, u64, SocketAddr)>,
     last_token: Option<Vec<u8>>,
@@ -139,6 +141,9 @@ impl Driver {
             token_key: [5; 32],
             // The fleet-wide quota's wait (answered at once, granted) on every run.
             fleet_quota: true,
+            // Kernel routes follow the core's decisions on every run (the shell checks
+            // no double add or remove and none left at the end).
+            fastpath: true,
         };
         Driver {
             shards: (port_ranges.iter())
@@ -154,6 +159,7 @@ impl Driver {
             busy: HashSet::new(),
             bound: HashMap::new(),
             fleet_slots: HashSet::new(),
+            kernel: HashSet::new(),
             defer: false,
             deferred: VecDeque::new(),
             last_token: None,
@@ -241,6 +247,11 @@ impl Driver {
             self.fleet_slots.is_empty(),
             "fleet slots never given back: {:?}",
             self.fleet_slots
+        );
+        assert!(
+            self.kernel.is_empty(),
+            "kernel routes left: {:?}",
+            self.kernel
         );
         self.check_counters();
     }

@@ -157,6 +157,14 @@ impl Driver {
                     assert_eq!(owner, Some(shard), "shard {shard} released {addr}");
                 }
                 Command::AllocationEnded(_) => self.tally.ended += 1,
+                Command::FastPathAdd(r) => {
+                    assert_eq!(r.client.transport, turnpike::relay::Transport::Udp);
+                    assert!(self.kernel.insert((shard, r.id)), "route {r:?} added twice");
+                }
+                Command::FastPathRemove(r) => {
+                    assert!(self.kernel.remove(&(shard, r.id)), "route {r:?} not installed");
+                    self.shards[shard].fastpath_removed(r.id, Default::default());
+                }
                 Command::ClaimFleetSlot { token, .. } => {
                     self.fleet_slots.insert((shard, token));
                     let time = self.time();

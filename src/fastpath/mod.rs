@@ -19,7 +19,10 @@
 //! packet the program took on another CPU while [`FastPath::remove`] ran may be counted
 //! after the last read: the caller reads the counters once more before forgetting them.
 //!
-//! Nothing here is wired into the runtime yet (phase 2).
+//! The runtime drives it (`[fastpath]`): `runtime::fastpath` loads and attaches it at start,
+//! and each shard mirrors its core's `Command::FastPathAdd`/`FastPathRemove` into the maps
+//! (`runtime::shard::kernel_path`); which bindings go in is the core's decision
+//! (`relay::fastpath_binding`).
 mod error;
 mod maps;
 mod mode;

@@ -165,3 +165,18 @@ pub(super) const CLUSTER_NODES: Family = Family {
     help: &["Nodes in this node's view of the fleet registry, heard from within cluster.ttl."],
     labels: &[],
 };
+pub(super) const FASTPATH_INFO: Family = Family {
+    name: "turnpike_fastpath_info",
+    help: &[
+        "Always 1; mode is where the kernel fast path runs: xdp, xdp-generic, tc, or off (the \
+         socket path only).",
+    ],
+    labels: &["mode"],
+};
+pub(super) const FASTPATH_PACKETS: Family = Family {
+    name: "turnpike_fastpath_packets_total",
+    help: &[
+        "Packets the kernel fast path relayed (also counted in turnpike_relayed_packets_total).",
+    ],
+    labels: &["direction"],
+};

@@ -2,7 +2,7 @@
 //! lives here, not in the shell, so that metrics depend on no runtime type.
 
 use super::labels::{ProxyError, Refused, TlsFailure};
-use crate::relay::stats::Counters;
+use crate::relay::stats::{Counters, Direction};
 use crate::relay::{AddrFamily, Transport};
 
 /// What a shard last published: its counters and gauges, copied on request and once a
@@ -21,6 +21,8 @@ pub struct ShardSnapshot {
     pub relay_ports_total: [u64; AddrFamily::COUNT],
     /// Failed TLS handshakes and refused connections.
     pub streams: StreamCounters,
+    /// Packets the kernel fast path relayed, by `Direction`.
+    pub fastpath_packets: [u64; Direction::COUNT],
 }
 
 /// A shard's connection counters, published with its snapshot.

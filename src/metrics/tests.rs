@@ -21,12 +21,27 @@ fn series(text: &str) -> Vec<String> {
 fn a_fresh_registry_exports_the_series_it_always_did() {
     let want: Vec<&str> = include_str!("snapshots/fresh_series.txt").lines().collect();
     // The browser report families came later (tests/loopback_reports.rs pins them), and
-    // so did the handover's (tests/ext_handover.rs).
-    let got: Vec<String> = series(&Metrics::new().render())
-        .into_iter()
-        .filter(|l| !l.contains("turnpike_client_") && !l.contains("turnpike_handover_"))
+    // the fast path's (pinned below) and the handover's (tests/ext_handover.rs).
+    let all = series(&Metrics::new().render());
+    let got: Vec<&String> = (all.iter())
+        .filter(|l| {
+            !l.contains("turnpike_client_")
+                && !l.contains("turnpike_fastpath_")
+                && !l.contains("turnpike_handover_")
+        })
         .collect();
     assert_eq!(got, want);
+    let fastpath: Vec<&String> = (all.iter())
+        .filter(|l| l.starts_with("turnpike_fastpath_"))
+        .collect();
+    assert_eq!(
+        fastpath,
+        [
+            "turnpike_fastpath_info{mode=\"off\"}",
+            "turnpike_fastpath_packets_total{direction=\"client_to_peer\"}",
+            "turnpike_fastpath_packets_total{direction=\"peer_to_client\"}",
+        ]
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::allocation::Traffic;
 use super::client::ClientId;
+use super::kernel_route::KernelRoute;
 use super::stats::EndReason;
 
 /// What the shell must do. Control traffic only: the relay path returns its decision
@@ -22,6 +23,11 @@ pub enum Command {
     ClaimFleetSlot { token: u64, user: String },
     /// Give back the fleet slot claimed under `token` (its Allocate failed or ended).
     ReleaseFleetSlot { token: u64 },
+    /// Let the kernel fast path forward this channel binding (`[fastpath]`).
+    FastPathAdd(KernelRoute),
+    /// Stop forwarding it in the kernel, read its counters once more, and answer with
+    /// `Core::fastpath_removed` (the allocation's session line waits for it).
+    FastPathRemove(KernelRoute),
     /// An allocation ended: log it.
     AllocationEnded(Box<SessionSummary>),
 }

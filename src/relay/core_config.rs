@@ -42,4 +42,7 @@ pub struct CoreConfig {
     /// Count each Allocate against the fleet-wide per-user quota (`[cluster]`) before
     /// binding its relay sockets (`Command::ClaimFleetSlot`).
     pub fleet_quota: bool,
+    /// The kernel fast path is attached: emit `Command::FastPathAdd`/`Remove` for UDP
+    /// channel bindings (`fastpath_binding`). Off by default.
+    pub fastpath: bool,
 }

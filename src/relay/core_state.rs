@@ -53,6 +53,8 @@ pub struct Core {
     /// Data indication transaction ids: a random prefix and a count.
     pub(super) indication_prefix: [u8; 12],
     pub(super) indications: u64,
+    /// Channel bindings in the kernel fast path (`fastpath_binding`).
+    pub(super) kernel: super::kernel_bindings::KernelBindings,
 }
 
 impl Core {
@@ -64,6 +66,7 @@ impl Core {
         Core {
             indication_prefix,
             indications: 0,
+            kernel: Default::default(),
             limiter,
             clock: None,
             cfg,
@@ -95,6 +98,10 @@ impl Core {
             a.channel_by_peer.retain(|p, _| policy.permits_peer(*p));
         }
         self.cfg.policy = policy;
+        let all: Vec<usize> = self.allocations.iter().map(|(i, _)| i).collect();
+        for idx in all {
+            self.kernel_sync(idx, None);
+        }
     }
 
     pub fn poll_command(&mut self) -> Option<Command> {

@@ -36,7 +36,10 @@ impl Core {
             match end {
                 Some(reason) => self.remove_allocation(now, idx, reason),
                 None => {
-                    let next = a.next_deadline();
+                    self.kernel_sync(idx, Some(now));
+                    let kernel = self.kernel_deadline(idx);
+                    let a = &mut self.allocations[idx];
+                    let next = kernel.map_or(a.next_deadline(), |k| k.min(a.next_deadline()));
                     a.scheduled = next;
                     self.timers.push(Reverse((next, idx, serial)));
                 }
@@ -129,8 +132,10 @@ impl Core {
                 .push_back(Command::ReleaseFleetSlot { token: a.serial });
         }
         self.counters.allocations_ended[reason as usize] += 1;
-        self.commands
-            .push_back(Command::AllocationEnded(Box::new(SessionSummary {
+        let serial = a.serial;
+        self.kernel_end(
+            serial,
+            Box::new(SessionSummary {
                 username: a.username,
                 client: a.client,
                 relay_v4: a.relay_v4,
@@ -140,6 +145,7 @@ impl Core {
                 peers_used: a.peers_used,
                 channels_used: a.channels_used,
                 reason,
-            })));
+            }),
+        );
     }
 }

@@ -13,10 +13,14 @@
 //!    with `proto`, no allocation) or `Drop`.
 //! 3. After either, and after timers: drain `poll_command()` until it is empty. Commands
 //!    send a STUN message, bind a relay socket (answer with `relay_bound`, which may queue
-//!    further commands: keep draining), release one, or report an ended session.
+//!    further commands: keep draining), release one, add or remove a channel binding in
+//!    the kernel fast path (answer a removal with `fastpath_removed` and its final
+//!    counters), or report an ended session.
 //! 4. Timers: sleep until `poll_timeout()`, then call `handle_timeout(time)`; it expires
 //!    only what is due (a deadline heap), never walks every allocation.
 //! 5. A TCP/TLS connection closed: `client_disconnected` (its allocation ends with it).
+//! 6. With the kernel fast path: before publishing counters or describing sessions, pass
+//!    each installed route's kernel totals to `fastpath_traffic`.
 //!
 //! Every input carries one `Time` (the shell's monotonic clock and its wall clock in
 //! seconds, read once per event); the core never reads a clock, so tests move time by
@@ -37,7 +41,10 @@ mod command;
 mod core_config;
 mod core_state;
 mod fast_map;
+mod fastpath_binding;
 pub mod handover;
+mod kernel_bindings;
+mod kernel_route;
 mod lifecycle;
 mod path;
 pub mod peer_policy;
@@ -57,8 +64,11 @@ pub use command::{Command, FleetSlot, SessionSummary};
 pub use core_config::{CoreConfig, RelayFamily};
 pub use core_state::Core;
 pub use fast_map::FastMap;
+pub use kernel_route::KernelRoute;
 pub use time::Time;
 
+#[cfg(test)]
+mod fastpath_proptests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -30,6 +30,7 @@ mod auth;
 mod binding;
 mod channel;
 mod expiry;
+mod fastpath;
 mod fleet_quota;
 mod handover;
 mod handover_format;

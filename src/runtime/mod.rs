@@ -9,6 +9,7 @@
 
 pub mod adopt;
 pub mod clock;
+pub mod fastpath;
 pub mod fleet_slots;
 pub mod handover;
 pub mod session_log;
@@ -93,6 +94,8 @@ struct Shared {
     nonce_key: [u8; 32],
     /// Where the shards send fleet-slot requests (`[cluster]` only).
     slots: Option<fleet_slots::SlotSender>,
+    /// The kernel fast path, when `[fastpath]` attached it.
+    fastpath: Option<fastpath::Attached>,
 }
 
 /// One shard's relay core, owning the relay ports `ports`.
@@ -119,6 +122,7 @@ fn shard_core(s: &Settings, shared: &Shared, ports: std::ops::RangeInclusive<u16
             strict_channel_numbers: r.strict_channel_numbers,
             token_key: shared.nonce_key,
             fleet_quota: s.cluster.is_some(),
+            fastpath: shared.fastpath.is_some(),
         },
         rand::random(),
     );
@@ -198,6 +202,10 @@ fn spawn_shard(
         gso: cfg.relay.gso,
         metrics,
         fleet_slots: shared.slots.clone(),
+        fastpath: (shared.fastpath.as_ref()).map(|a| {
+            let listeners = fastpath::listener_addresses(s);
+            shard::kernel_path::KernelPath::new(a.fastpath.clone(), i, listeners)
+        }),
     })
     .context("creating shard event loop")?;
     let mut shard = shard;
@@ -250,7 +258,9 @@ impl Node {
             )),
             nonce_key,
             slots: slot_tx,
+            fastpath: fastpath::start(s),
         };
+        metrics.set_fastpath_mode(shared.fastpath.as_ref().map_or("off", |a| a.mode.label()));
         let mut node = Node {
             listen_udp: cfg.server.listen_udp.clone(),
             status: Vec::new(),

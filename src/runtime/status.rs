@@ -40,6 +40,7 @@ impl ShardStatus {
             counters: core.counters().clone(),
             connections,
             streams,
+            fastpath_packets: core.fastpath_packets(),
             ..Default::default()
         };
         let ports = core.relay_port_usage();

@@ -61,6 +61,7 @@ pub fn config() -> CoreConfig {
         strict_channel_numbers: false,
         token_key: [5; 32],
         fleet_quota: false,
+        fastpath: false,
     }
 }
 

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use stun::message::Message;
 
 use crate::proto::indication::{DATA_INDICATION_HEADROOM, frame_data_indication};
-use crate::relay::{ClientId, Command, Core, FleetSlot, PeerAction, SessionSummary, Time};
+use crate::relay::allocation::Traffic;
+use crate::relay::{
+    ClientId, Command, Core, FleetSlot, KernelRoute, PeerAction, SessionSummary, Time,
+};
 
 /// The fleet's count for `ClaimFleetSlot`, shared by the shells of several "nodes":
 /// slots by (node, token), at most `max_per_user` per user id; `down` answers
@@ -45,6 +48,11 @@ pub struct FakeShell {
     pub ended: Vec<SessionSummary>,
     /// The fleet this shell's node belongs to, and the node's number in it.
     pub fleet: Option<(Arc<Mutex<FakeFleet>>, usize)>,
+    /// Routes in the kernel fast path by id, with the running totals its counters hold
+    /// (a test sets them). Adding one twice or removing one not there fails the test.
+    pub kernel: HashMap<u64, (KernelRoute, Traffic)>,
+    /// Every route ever added, in order.
+    pub kernel_added: Vec<KernelRoute>,
 }
 
 impl FakeShell {
@@ -56,6 +64,7 @@ impl FakeShell {
         loop {
             let mut binds = Vec::new();
             let mut claims = Vec::new();
+            let mut removed = Vec::new();
             while let Some(cmd) = server.poll_command() {
                 match cmd {
                     Command::SendToClient { client, data } => out.push((client, data)),
@@ -67,6 +76,15 @@ impl FakeShell {
                         assert!(self.bound.remove(&addr), "released {addr} twice");
                     }
                     Command::AllocationEnded(s) => self.ended.push(*s),
+                    Command::FastPathAdd(r) => {
+                        let old = self.kernel.insert(r.id, (r, Traffic::default()));
+                        assert!(old.is_none(), "route {r:?} added twice");
+                        self.kernel_added.push(r);
+                    }
+                    Command::FastPathRemove(r) => {
+                        let (_, totals) = self.kernel.remove(&r.id).expect("removed twice");
+                        removed.push((r.id, totals));
+                    }
                     Command::ClaimFleetSlot { token, user } => {
                         let (fleet, node) = self.fleet.as_ref().expect("a claim needs a fleet");
                         claims.push((token, fleet.lock().unwrap().claim(*node, token, user)));
@@ -78,8 +96,11 @@ impl FakeShell {
                     }
                 }
             }
-            if binds.is_empty() && claims.is_empty() {
+            if binds.is_empty() && claims.is_empty() && removed.is_empty() {
                 return out;
+            }
+            for (id, totals) in removed {
+                server.fastpath_removed(id, totals);
             }
             for (token, answer) in claims {
                 server.fleet_slot_answered(time, token, answer);
@@ -87,6 +108,16 @@ impl FakeShell {
             for (token, addr, ok) in binds {
                 server.relay_bound(time, token, addr, ok);
             }
+        }
+    }
+}
+
+impl FakeShell {
+    /// Reports the kernel's running totals of every installed route, as the shell does at
+    /// each status publish.
+    pub fn read_kernel(&self, server: &mut Core) {
+        for (id, (_, totals)) in &self.kernel {
+            server.fastpath_traffic(*id, *totals);
         }
     }
 }

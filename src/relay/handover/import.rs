@@ -138,6 +138,8 @@ impl Core {
         }
         let due = self.allocations[idx].next_deadline();
         self.schedule(idx, due);
+        // Its live channels go into this process's kernel maps (the old one's went away).
+        self.kernel_sync(idx, Some(now));
     }
 
     /// Files a reservation: its port held, its timer in order, its user's quota slot.

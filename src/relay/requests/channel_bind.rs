@@ -35,6 +35,7 @@ impl Core {
         }
         // The permission it installs is due first.
         self.schedule(idx, now + crate::relay::allocation::PERMISSION_LIFETIME);
+        self.kernel_sync(idx, Some(now));
         self.respond_signed(ctx, vec![]);
         Ok(())
     }

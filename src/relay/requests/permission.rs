@@ -56,6 +56,8 @@ impl Core {
             a.permit(now, p.ip());
         }
         self.schedule(idx, now + crate::relay::allocation::PERMISSION_LIFETIME);
+        // A refreshed permission brings its channel back into the kernel.
+        self.kernel_sync(idx, Some(now));
         self.respond_signed(ctx, vec![]);
         Ok(())
     }

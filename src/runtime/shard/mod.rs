@@ -10,8 +10,10 @@
 //! TCP/TLS connections, and `io/` the syscalls below them all.
 
 pub mod export;
+mod fastpath;
 mod handover;
 pub mod io;
+pub mod kernel_path;
 mod relay_sockets;
 mod socket_errors;
 pub mod streams;
@@ -57,6 +59,8 @@ const HEADROOM: usize = indication::DATA_INDICATION_HEADROOM;
 enum Answer {
     Bound(u64, SocketAddr, bool),
     Slot(u64, FleetSlot),
+    /// A kernel route removed, with its final counters.
+    Removed(u64, crate::relay::allocation::Traffic),
 }
 
 pub enum Control {
@@ -117,6 +121,8 @@ pub struct Shard {
     answers: Vec<Answer>,
     /// Where fleet-slot requests go (`[cluster]`).
     fleet_slots: Option<SlotSender>,
+    /// The kernel fast path's maps, when attached (`[fastpath]`).
+    kernel: Option<kernel_path::KernelPath>,
 }
 
 /// What a shard is made of: its core, listeners and TLS config, connection limits, the
@@ -135,6 +141,8 @@ pub struct ShardParts {
     pub gso: bool,
     /// Where fleet-slot requests go (`[cluster]`).
     pub fleet_slots: Option<SlotSender>,
+    /// The attached fast path and each UDP listener's own address (`[fastpath]`).
+    pub fastpath: Option<kernel_path::KernelPath>,
 }
 
 impl Shard {
@@ -151,6 +159,7 @@ impl Shard {
             metrics,
             gso,
             fleet_slots,
+            fastpath,
         } = parts;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -185,6 +194,7 @@ impl Shard {
                 tcp,
                 relays: RelaySockets::new(),
                 fleet_slots,
+                kernel: fastpath,
                 streams: Connections::new(tls, limits),
                 control,
                 status,
@@ -263,12 +273,7 @@ impl Shard {
             if now >= next_tick {
                 self.status.beat();
                 self.close_idle_connections(now);
-                self.status.publish(
-                    &self.core,
-                    now,
-                    self.streams.counts(),
-                    self.streams.counters,
-                );
+                self.publish(now);
                 next_tick = now + Duration::from_secs(1);
             }
         }
@@ -289,13 +294,9 @@ impl Shard {
                     self.core.fleet_slot_answered(self.time, token, answer);
                     self.run_commands();
                 }
-                Ok(Control::Publish) => self.status.publish(
-                    &self.core,
-                    now,
-                    self.streams.counts(),
-                    self.streams.counters,
-                ),
+                Ok(Control::Publish) => self.publish(now),
                 Ok(Control::Sessions(reply)) => {
+                    self.read_kernel();
                     let _ = reply.send(describe(
                         &self.core,
                         now,
@@ -311,12 +312,7 @@ impl Shard {
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.core.shutdown(self.time);
                     self.run_commands();
-                    self.status.publish(
-                        &self.core,
-                        now,
-                        self.streams.counts(),
-                        self.streams.counters,
-                    );
+                    self.publish(now);
                     self.status.set_running(false);
                     return Err(());
                 }
@@ -355,6 +351,7 @@ impl Shard {
                     Answer::Slot(token, slot) => {
                         self.core.fleet_slot_answered(self.time, token, slot)
                     }
+                    Answer::Removed(id, totals) => self.core.fastpath_removed(id, totals),
                 }
             }
         }
@@ -404,6 +401,15 @@ impl Shard {
                             token,
                         });
                     }
+                }
+                Command::FastPathAdd(r) => {
+                    if let Some(k) = &mut self.kernel {
+                        k.add(&r);
+                    }
+                }
+                Command::FastPathRemove(r) => {
+                    let totals = self.kernel.as_mut().map(|k| k.remove(r.id));
+                    answers.push(Answer::Removed(r.id, totals.unwrap_or_default()));
                 }
                 Command::AllocationEnded(summary) => {
                     self.metrics
