@@ -103,8 +103,10 @@ pub(super) async fn on_restart(node: &Arc<Node>, s: &Settings, http: Option<RawF
 }
 
 async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
-    if s.cluster.is_some() || std::env::var_os("NOTIFY_SOCKET").is_none() {
-        tracing::warn!("restart signal without systemd's store (or with [cluster]): draining");
+    if unsupported(s) || std::env::var_os("NOTIFY_SOCKET").is_none() {
+        tracing::warn!(
+            "restart signal without systemd's store (or with [cluster] or the fast path): draining"
+        );
         return false;
     }
     let listeners = listener_order(s)
@@ -140,6 +142,12 @@ async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
     }
 }
 
+/// Not handed over yet: fleet slots are named by this process ([cluster]), and the fast
+/// path's program and maps belong to this process (the new one would attach its own).
+fn unsupported(s: &Settings) -> bool {
+    s.cluster.is_some() || s.config.fastpath.enabled
+}
+
 /// Starts the node: on what the previous process handed over when this one was started
 /// by a handover, else on listeners bound here after the startup checks. The
 /// `Incoming` is to be finished once the HTTP endpoint runs (on the returned listener).
@@ -171,9 +179,9 @@ pub(super) async fn on_signal(
     http: Option<RawFd>,
 ) -> Option<Handed> {
     let result = |r: &str| node.metrics.handovers.with_label_values(&[r]).inc();
-    if s.cluster.is_some() {
+    if unsupported(s) {
         tracing::warn!(
-            "handover requested (SIGURG) but not supported with [cluster]: still serving"
+            "handover requested (SIGURG) but not supported with [cluster] or the fast path: still serving"
         );
         result("unsupported");
         return None;
