@@ -46,8 +46,8 @@ client = true
     await run('the example call connects in two tabs and both report it', async () => {
       const [a, b] = [await browser.newPage(), await browser.newPage()];
       for (const p of [a, b]) p.on('console', (m) => m.type() === 'error' && log('console:', m.text()));
-      await a.goto('http://localhost/call/index.html');
-      await b.goto('http://localhost/call/index.html');
+      // Both at once: they hear each other's hello, and only one may call.
+      await Promise.all([a.goto('http://localhost/call/index.html'), b.goto('http://localhost/call/index.html')]);
       for (const p of [a, b]) {
         await p.waitForFunction(() => document.querySelector('#status').textContent.startsWith('connected'), null, { timeout: 20000 });
       }
