@@ -18,6 +18,7 @@ node --test client/
 echo "== cargo test"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-# Library, binary and tests/ (examples hold no tests). The output is kept to total it.
-cargo test --lib --bins --tests 2>&1 | tee "$out"
+# Library, binary and tests/ (examples hold no tests). The output is kept to total it;
+# every test binary runs even after one fails, so one failure hides no other.
+cargo test --no-fail-fast --lib --bins --tests 2>&1 | tee "$out"
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$out"

@@ -44,6 +44,7 @@ fn systemd_unit_verifies_and_is_hardened() {
 /// Builds the .deb with cargo-deb from the binary this test run built (no second, release
 /// build: the package layout is what is under test) and prints its contents.
 fn build_deb(dir: &std::path::Path) -> std::path::PathBuf {
+    let _one_at_a_time = DEB.lock().unwrap_or_else(|e| e.into_inner());
     let deb = dir.join("turnpike.deb");
     let out = Command::new("cargo")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -90,11 +91,20 @@ fn build_deb(dir: &std::path::Path) -> std::path::PathBuf {
 struct Overlay {
     base: std::path::PathBuf,
     merged: std::path::PathBuf,
+    /// The container's machine name: tests boot their containers side by side.
+    machine: String,
 }
+
+/// Tells apart the overlays (and containers) of tests running at once.
+static OVERLAYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// `cargo deb` writes under target/ whatever `-o` says: one at a time.
+static DEB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Overlay {
     fn new() -> Overlay {
-        let base = std::env::temp_dir().join(format!("turnpike-nspawn-{}", std::process::id()));
+        let n = OVERLAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let machine = format!("tpdeb{}x{n}", std::process::id());
+        let base = std::env::temp_dir().join(format!("turnpike-nspawn-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&base).unwrap();
         sh(
             "mount",
@@ -115,7 +125,11 @@ impl Overlay {
             "lowerdir=/,upperdir={0}/upper,workdir={0}/work",
             base.display()
         );
-        let o = Overlay { base, merged };
+        let o = Overlay {
+            base,
+            merged,
+            machine,
+        };
         sh(
             "mount",
             &[
@@ -204,7 +218,13 @@ fn boot_with_probe(probe_script: &str) -> String {
             "--boot",
             "--private-network",
         ])
-        .args(["--register=no", "--keep-unit", "-D"])
+        .args([
+            "--register=no",
+            "--keep-unit",
+            "--machine",
+            &overlay.machine,
+            "-D",
+        ])
         .arg(root)
         .stdin(std::process::Stdio::null())
         .output()
