@@ -15,7 +15,7 @@ mod fastpath;
 mod secret;
 mod validate;
 
-pub use alternate::TlsAlternate;
+pub use alternate::{TlsAlternate, is_dns_name};
 pub use cluster::{Cluster, OnRedisDown};
 pub use fastpath::{FastPath, FastPathMode};
 pub use secret::Secret;

@@ -36,17 +36,23 @@ fn start(server: &Netns, dir: &Scratch, mode: &str) -> (Proc, Lines) {
              [fastpath]\nenabled = true\nmode = \"{mode}\"\n"
         ),
     );
+    let (proc, log) = spawn_in(server, &cfg);
+    log.wait_for("HTTP endpoint up", Duration::from_secs(10));
+    (proc, log)
+}
+
+/// The binary on `cfg` in the server's namespace, its log collected (not yet waited on).
+fn spawn_in(server: &Netns, cfg: &std::path::Path) -> (Proc, Lines) {
     let mut proc = Proc::spawn(
         Command::new("ip")
             .args(["netns", "exec", &server.name])
             .arg(bin())
             .arg("--config")
-            .arg(&cfg)
+            .arg(cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
     let log = Lines::collect(&mut proc.0);
-    log.wait_for("HTTP endpoint up", Duration::from_secs(10));
     (proc, log)
 }
 
@@ -189,16 +195,7 @@ fn a_failed_attach_leaves_the_server_on_the_socket_path() {
              [fastpath]\nenabled = true\ninterface = \"nosuch0\"\n"
         ),
     );
-    let mut proc = Proc::spawn(
-        Command::new("ip")
-            .args(["netns", "exec", &t.server.name])
-            .arg(bin())
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    let log = Lines::collect(&mut proc.0);
+    let (_proc, log) = spawn_in(&t.server, &cfg);
     log.wait_for("kernel fast path not attached", Duration::from_secs(10));
     log.wait_for("HTTP endpoint up", Duration::from_secs(10));
     assert!(scrape(&t.server).contains("turnpike_fastpath_info{mode=\"off\"} 1"));

@@ -22,13 +22,17 @@ impl TlsAlternate {
             bail!("server.alternate_tls: {a} must be a concrete address and port");
         }
         let d = &self.domain;
-        let is_name = matches!(
-            rustls::pki_types::ServerName::try_from(d.as_str()),
-            Ok(rustls::pki_types::ServerName::DnsName(_))
-        );
-        if !is_name {
+        if !is_dns_name(d) {
             bail!("server.alternate_tls: domain {d:?} is not a DNS name (the certificate's)");
         }
         Ok(())
     }
+}
+
+/// A name a certificate can be checked against: a DNS name, not an IP literal.
+pub fn is_dns_name(name: &str) -> bool {
+    matches!(
+        rustls::pki_types::ServerName::try_from(name),
+        Ok(rustls::pki_types::ServerName::DnsName(_))
+    )
 }

@@ -68,11 +68,8 @@ impl NodeRecord {
                 Some((h, p)) => (h, p.parse().ok()?),
                 None => (hostport, 5349),
             };
-            let is_name = matches!(
-                rustls::pki_types::ServerName::try_from(host),
-                Ok(rustls::pki_types::ServerName::DnsName(_))
-            );
-            is_name.then(|| Alternate::tls(SocketAddr::new(ip, port), host))
+            crate::config::is_dns_name(host)
+                .then(|| Alternate::tls(SocketAddr::new(ip, port), host))
         })
     }
 

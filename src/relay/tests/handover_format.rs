@@ -131,8 +131,8 @@ fn v1_blob(body: &[u8]) -> Vec<u8> {
 }
 
 /// The cost of the format at scale: 10,000 allocations, each with two permissions and a
-/// channel. Bounds the size; prints the times (`--nocapture`; a debug build is several
-/// times slower than the release binary).
+/// channel. Bounds the size and prints it (`--nocapture`); times belong in a benchmark,
+/// not a unit test.
 #[test]
 fn handover_encodes_ten_thousand_allocations() {
     let (a, _, _, _) = super::handover::busy_core();
@@ -147,22 +147,15 @@ fn handover_encodes_ten_thousand_allocations() {
             x
         })
         .collect();
-    let t = std::time::Instant::now();
     let bytes = handover::encode(&state);
-    let encoded = t.elapsed();
     let decoded = handover::decode(&bytes).unwrap();
-    let read = t.elapsed() - encoded;
     let mut b = harness_with(CoreConfig {
         ports: 40_000..=50_000,
         ..config()
     });
     b.unix = a.unix;
     let report = b.server.import_state(b.time(), decoded);
-    let imported = t.elapsed() - encoded - read;
     assert_eq!(report.imported, 10_000);
-    println!(
-        "10,000 allocations: {} bytes, encode {encoded:?}, decode {read:?}, import {imported:?}",
-        bytes.len()
-    );
+    println!("10,000 allocations: {} bytes", bytes.len());
     assert!(bytes.len() < 10_000 * 1_000, "{} bytes", bytes.len());
 }
