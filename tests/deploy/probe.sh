@@ -21,11 +21,16 @@ timeout 10 turnutils_stunclient 127.0.0.1; step binding $?
 cp "$cfg" /root/orig.toml
 sed -i -e 's|^allow = \[\]|allow = ["127.0.0.0/8"]|' -e 's|^drain_timeout = .*|drain_timeout = "12s"|' "$cfg"
 timeout 60 systemctl reload turnpike; step reload_good $?
-timeout 10 turnutils_peer -L 127.0.0.1 -p 3480 >/dev/null 2>&1 &
-sleep 0.5
+# turnutils_peer binds with SO_REUSEPORT: a peer left running beside the next one would
+# take part of the echoes and lose one when its timeout ends it, so each is ended by PID.
+peer_pid=
+peer_start() { timeout 30 turnutils_peer -L 127.0.0.1 -p 3480 >/dev/null 2>&1 & peer_pid=$!; sleep 0.5; }
+peer_stop() { kill "$peer_pid" 2>/dev/null; wait "$peer_pid" 2>/dev/null; }
 uclient() { timeout 40 turnutils_uclient -c -e 127.0.0.1 -r 3480 -W "$secret" "$@" 127.0.0.1; }
 lost() { grep -o 'Total lost packets [0-9]*' "$1" | grep -o '[0-9]*$' || echo missing; }
+peer_start
 uclient -n 20 -z 20 >/root/u1.log 2>&1; step relay $?
+peer_stop
 step relay_lost "$(lost /root/u1.log)"
 
 # A broken config: reload fails with an exit status, the running config keeps serving.
@@ -33,9 +38,9 @@ cp "$cfg" /root/good.toml
 printf '\n[bogus]\nkey = 1\n' >>"$cfg"
 timeout 60 systemctl reload turnpike; step reload_bad $?
 systemctl is-active turnpike; step active_after_bad_reload $?
-timeout 10 turnutils_peer -L 127.0.0.1 -p 3480 >/dev/null 2>&1 &
-sleep 0.5
+peer_start
 uclient -n 20 -z 20 >/root/u2.log 2>&1; step relay_after_bad_reload $?
+peer_stop
 step relay_after_bad_reload_lost "$(lost /root/u2.log)"
 
 # A node that cannot relay never becomes active: restart fails (Type=exec said 0).
@@ -48,8 +53,7 @@ systemctl reset-failed turnpike
 timeout 30 systemctl start turnpike; step restart_good $?
 
 # Drain: a call in progress keeps relaying through `systemctl stop`; a new one is refused.
-timeout 30 turnutils_peer -L 127.0.0.1 -p 3480 >/dev/null 2>&1 &
-sleep 0.5
+peer_start
 uclient -n 160 -z 50 >/root/long.log 2>&1 &
 long=$!
 sleep 2
@@ -61,6 +65,7 @@ uclient -n 5 -z 20 >/root/new.log 2>&1; step new_allocate $?
 grep -h -o 'error [0-9]* (.*)' /root/new.log | head -n 3
 wait "$long"; step long_relay $?
 step long_relay_lost "$(lost /root/long.log)"
+peer_stop
 for _ in $(seq 60); do
     [ "$(systemctl is-active turnpike)" = inactive ] && break
     sleep 0.5
