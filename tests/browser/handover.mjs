@@ -122,7 +122,7 @@ async function snapshot(page) {
     const by = new Map();
     (await tp.pc.getStats()).forEach((s) => by.set(s.id, s));
     // What stays when no pair is selected any more (the negative control).
-    const out = { framesDecoded: 0, relayCandidates: 0, pairId: 'none', local: 'none', bytesReceived: 0, packetsReceived: 0 };
+    const out = { framesDecoded: 0, relayCandidates: 0, pairId: 'none', local: 'none', remote: 'none', bytesReceived: 0, packetsReceived: 0 };
     for (const s of by.values()) {
       if (s.type === 'local-candidate' && s.candidateType === 'relay') out.relayCandidates++;
       if (s.type === 'inbound-rtp' && s.kind === 'video') out.framesDecoded += s.framesDecoded || 0;
