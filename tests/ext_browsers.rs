@@ -1,5 +1,6 @@
 //! End-to-end calls with real WebRTC stacks, driven from here so `cargo test` runs them:
-//! headless Chromium through turnpike on loopback (UDP, TCP, TLS, wrong credential), two
+//! headless Chromium through turnpike on loopback (UDP, TCP, TLS, wrong credential), and
+//! across a SIGURG handover (UDP, TCP, SIGKILL as the negative control), two
 //! Chromiums behind simulated NATs in network namespaces (root), both browsers redirected
 //! by a draining or full node (namespaces, root), calls in a two-node fleet relayed where
 //! one node's credential API sends them, before and after a drain (namespaces, Redis,
@@ -76,6 +77,16 @@ fn run_with(program: &str, script: &str, env: &[(&str, &std::ffi::OsStr)]) {
 #[test]
 fn chromium_calls_through_turnpike_on_loopback() {
     run("node", "loopback.mjs");
+}
+
+/// A relay-only Chromium call (data channels, fake camera and microphone) across a SIGURG
+/// handover: over UDP it stays connected on the same candidate pair with no ICE restart and
+/// its data keeps flowing through the new process; over TCP it stays with the old process
+/// while the new one serves a new UDP call; SIGKILL and a restart (the negative control)
+/// breaks the call and the same checks say so.
+#[test]
+fn chromium_calls_survive_a_sigurg_handover() {
+    run("node", "handover.mjs");
 }
 
 #[test]

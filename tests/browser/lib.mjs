@@ -79,6 +79,7 @@ export async function startTurnpike(config, netns, { ready: readyLine = 'turnpik
   });
   await ready;
   return {
+    pid: child.pid,
     output: () => output,
     signal: (sig) => child.kill(sig),
     /// Resolves once turnpike has printed `text` (after what it printed so far).
