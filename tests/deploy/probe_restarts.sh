@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs inside the systemd-nspawn container (systemd 252 as PID 1, private network: only
 # lo) as a oneshot unit, for tests/ext_systemd_deb.rs: 20 `systemctl restart`s in a row
-# under load (20 background calls at 50 packets/s each through channels), each with a
+# under load (200 background calls at 5 packets/s each through channels: over 200
+# descriptors through systemd's store each time), each with a
 # channel call and a Send-indication call of its own at 50 packets/s. Prints one ROUND
 # line per restart (packets lost per call, the restart command's duration, and the gap:
 # from the old process's shards standing still to the new one's having taken over, from
@@ -16,7 +17,10 @@ rounds=20
 dpkg -i /opt/probe/turnpike.deb; step install $?
 secret=$(grep -v '^#' /etc/turnpike/secrets | head -n 1)
 # The test relays to a loopback echo peer, which only a test config may allow.
-sed -i -e 's|^allow = \[\]|allow = ["127.0.0.0/8"]|' "$cfg"
+token=probe-admin-token-0123456789
+sed -i -e 's|^allow = \[\]|allow = ["127.0.0.0/8"]|' \
+    -e "s|^# admin_token = .*|admin_token = \"$token\"|" \
+    -e 's|^max_allocations_per_user = .*|max_allocations_per_user = 1000|' "$cfg"
 timeout 60 systemctl restart turnpike; step restart $?
 uclient() { timeout 30 turnutils_uclient -c -e 127.0.0.1 -r 3480 -W "$secret" "$@" 127.0.0.1; }
 lost() { grep -o 'Total lost packets [0-9]*' "$1" | grep -o '[0-9]*$' || echo missing; }
@@ -38,8 +42,9 @@ gap() {
 timeout 200 turnutils_peer -L 127.0.0.1 -p 3480 >/dev/null 2>&1 &
 peer=$!
 sleep 0.5
-# The load: 20 sessions at 50 packets/s for 140 s, about as long as the rounds take.
-timeout 200 turnutils_uclient -c -e 127.0.0.1 -r 3480 -W "$secret" -m 20 -n 7000 -z 20 \
+# The load: 200 sessions (one user: its quota is raised above) at 5 packets/s for 140 s,
+# about as long as the rounds take.
+timeout 200 turnutils_uclient -c -e 127.0.0.1 -r 3480 -W "$secret" -m 200 -n 700 -z 200 \
     127.0.0.1 >/root/load.log 2>&1 &
 load=$!
 sleep 2
@@ -65,6 +70,8 @@ for n in $(seq "$rounds"); do
         "restart_ms=$took gap_ms=$(gap "$since")"
 done
 step rounds_s $(( $(date +%s) - start ))
+step sessions_end "$(curl -s -m 5 -H "Authorization: Bearer $token" \
+    http://127.0.0.1:9641/api/v1/sessions | jq '.sessions | length')"
 wait "$load"; step load $?
 tail -n 3 /root/load.log
 step load_lost "$(lost /root/load.log)"
