@@ -97,6 +97,21 @@ fn bound_channel(t: &Topology) -> (RawClient, UdpSocket, SocketAddr) {
     (c, peer, relay)
 }
 
+/// 10 packets each way through channel CHANNEL, payloads of 1..=10 bytes (55 bytes each
+/// way), each one checked where it arrives.
+fn ten_each_way(c: &RawClient, peer: &UdpSocket, relay: SocketAddr) {
+    for n in 1..=10u8 {
+        let payload = vec![n; n as usize];
+        c.sock
+            .send_to(&channel_data(CHANNEL, &payload), c.server)
+            .unwrap();
+        assert_eq!(recv(peer), Some((payload.clone(), relay)), "at the peer");
+        peer.send_to(&payload, relay).unwrap();
+        let (got, from) = recv(&c.sock).expect("at the client");
+        assert_eq!((&got[4..], from), (&payload[..], c.server));
+    }
+}
+
 fn relays_through_the_kernel_and_stops_when_the_allocation_ends(mode: &str, label: &str) {
     let t = topology();
     let dir = Scratch::new("fastpath-relay");
@@ -105,18 +120,7 @@ fn relays_through_the_kernel_and_stops_when_the_allocation_ends(mode: &str, labe
     assert!(scrape(&t.server).contains(&format!("turnpike_fastpath_info{{mode=\"{label}\"}} 1")));
 
     let (mut c, peer, relay) = bound_channel(&t);
-
-    // 10 packets each way, payloads of 1..=10 bytes (55 bytes each way).
-    for n in 1..=10u8 {
-        let payload = vec![n; n as usize];
-        c.sock
-            .send_to(&channel_data(CHANNEL, &payload), c.server)
-            .unwrap();
-        assert_eq!(recv(&peer), Some((payload.clone(), relay)), "at the peer");
-        peer.send_to(&payload, relay).unwrap();
-        let (got, from) = recv(&c.sock).expect("at the client");
-        assert_eq!((&got[4..], from), (&payload[..], c.server));
-    }
+    ten_each_way(&c, &peer, relay);
     let m = scrape(&t.server);
     for d in ["client_to_peer", "peer_to_client"] {
         let kernel = metric(
@@ -306,4 +310,94 @@ fn coturn_uclient_relays_through_the_kernel() {
         // The route is in before the ChannelBind success goes out: every packet.
         assert_eq!(kernel, 80.0, "{d}: relayed in the kernel");
     }
+}
+
+/// Kills by PID, on drop, the process a handover started (not this test's child).
+struct Successor(u32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the turnpike this test's own turnpike started.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+/// The kernel's count of packets each way, from the server's /metrics.
+fn kernel_counts(server: &Netns) -> [f64; 2] {
+    let m = scrape(server);
+    ["client_to_peer", "peer_to_client"].map(|d| {
+        metric(
+            &m,
+            &format!("turnpike_fastpath_packets_total{{direction=\"{d}\"}}"),
+        )
+    })
+}
+
+/// Issue 18 with the fast path on: a SIGURG whose new process fails leaves the old one's
+/// program attached again (the kernel relays on, counted); one that succeeds detaches it
+/// for the export (final counters read) and the new process attaches its own with the
+/// imported binding in its maps. The totals go on exactly across both.
+#[test]
+fn a_handover_moves_the_kernel_bindings_to_the_new_process() {
+    let t = topology();
+    let dir = Scratch::new("fastpath-handover");
+    let (mut old, log) = start(&t.server, &dir, "xdp");
+    log.wait_for("\"mode\":\"xdp\"", Duration::from_secs(5));
+    let (c, peer, relay) = bound_channel(&t);
+    ten_each_way(&c, &peer, relay);
+    assert_eq!(kernel_counts(&t.server), [10.0, 10.0]);
+
+    // A new process that cannot start: the old one attaches again and relays on.
+    let cfg = dir.0.join("turnserver.toml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\n[bogus]\nkey = 1\n")).unwrap();
+    support::signal(&old.0, libc::SIGURG);
+    log.wait_for("handover failed: still serving", Duration::from_secs(25));
+    log.wait_for("kernel fast path attached again", Duration::from_secs(5));
+    ten_each_way(&c, &peer, relay);
+    assert_eq!(kernel_counts(&t.server), [20.0, 20.0]);
+
+    std::fs::write(&cfg, good).unwrap();
+    support::signal(&old.0, libc::SIGURG);
+    let done = log.wait_for("handover done", Duration::from_secs(25));
+    let pid = (done.split("\"new_pid\":").nth(1))
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no new_pid in {done}"));
+    let _new = Successor(pid);
+    log.wait_for("took over from the old process", Duration::from_secs(10));
+    assert_eq!(
+        log.count("kernel fast path attached:"),
+        2,
+        "the new process attached"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while old.0.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old process exits"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ten_each_way(&c, &peer, relay);
+    // The new process's kernel relayed the new packets; the totals went on from 20.
+    assert_eq!(kernel_counts(&t.server), [10.0, 10.0]);
+    let m = scrape(&t.server);
+    assert!(m.contains("turnpike_fastpath_info{mode=\"xdp\"} 1"), "{m}");
+    assert_eq!(
+        metric(&m, "turnpike_handover_total{result=\"took_over\"}"),
+        1.0
+    );
+    for d in ["client_to_peer", "peer_to_client"] {
+        let series = format!("{{direction=\"{d}\",transport=\"udp\"}}");
+        let packets = metric(&m, &format!("turnpike_relayed_packets_total{series}"));
+        let bytes = metric(&m, &format!("turnpike_relayed_bytes_total{series}"));
+        assert_eq!((packets, bytes), (30.0, 165.0), "{d}");
+    }
+    let s = &sessions(&t.server)["sessions"][0];
+    assert_eq!(
+        (&s["packets_to_peer"], &s["bytes_to_client"]),
+        (&30.into(), &165.into()),
+        "{s:#}"
+    );
 }

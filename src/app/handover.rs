@@ -104,9 +104,7 @@ pub(super) async fn on_restart(node: &Arc<Node>, s: &Settings, http: Option<RawF
 
 async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
     if unsupported(s) || std::env::var_os("NOTIFY_SOCKET").is_none() {
-        tracing::warn!(
-            "restart signal without systemd's store (or with [cluster] or the fast path): draining"
-        );
+        tracing::warn!("restart signal without systemd's store (or with [cluster]): draining");
         return false;
     }
     let listeners = listener_order(s)
@@ -142,10 +140,11 @@ async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
     }
 }
 
-/// Not handed over yet: fleet slots are named by this process ([cluster]), and the fast
-/// path's program and maps belong to this process (the new one would attach its own).
+/// Not handed over yet: fleet slots are named by this process ([cluster]). (The fast
+/// path is: the old process detaches its program for the export, the new one attaches
+/// its own and puts the imported bindings in its maps.)
 fn unsupported(s: &Settings) -> bool {
-    s.cluster.is_some() || s.config.fastpath.enabled
+    s.cluster.is_some()
 }
 
 /// Starts the node: on what the previous process handed over when this one was started
@@ -181,7 +180,7 @@ pub(super) async fn on_signal(
     let result = |r: &str| node.metrics.handovers.with_label_values(&[r]).inc();
     if unsupported(s) {
         tracing::warn!(
-            "handover requested (SIGURG) but not supported with [cluster] or the fast path: still serving"
+            "handover requested (SIGURG) but not supported with [cluster]: still serving"
         );
         result("unsupported");
         return None;

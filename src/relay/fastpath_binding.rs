@@ -168,6 +168,16 @@ impl Core {
         self.kernel.closing.insert(serial, (summary, ids.len()));
     }
 
+    /// An allocation was handed over to another process (with the fast path detached, its
+    /// counters read): its routes leave this process's maps, with nothing more to count.
+    pub(super) fn kernel_forget(&mut self, serial: u64) {
+        for id in self.kernel.by_alloc.remove(&serial).unwrap_or_default() {
+            if let Some(inst) = self.kernel.routes.remove(&id) {
+                self.commands.push_back(Command::FastPathRemove(inst.route));
+            }
+        }
+    }
+
     /// The kernel's running totals for route `id` (its per-CPU counters summed): what is
     /// new goes into the allocation's traffic and the relayed totals.
     pub fn fastpath_traffic(&mut self, id: u64, totals: Traffic) {

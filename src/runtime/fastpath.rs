@@ -10,6 +10,7 @@ use crate::fastpath::{AttachMode, FastPath, Mode};
 use crate::settings::Settings;
 
 /// The attached program, shared by the shards (one set of maps per process).
+#[derive(Clone)]
 pub struct Attached {
     pub fastpath: Arc<Mutex<FastPath>>,
     pub interface: String,
@@ -132,6 +133,28 @@ unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
                 Some(IpAddr::from(v6.sin6_addr.s6_addr))
             }
             _ => None,
+        }
+    }
+}
+
+impl Attached {
+    /// Detaches the program for a handover: the kernel forwards nothing more, and the
+    /// maps keep their final counters for the shards to read before they export.
+    pub fn pause(&self) -> Result<(), String> {
+        let mut fp = self.fastpath.lock().unwrap_or_else(|e| e.into_inner());
+        fp.detach().map_err(|e| e.to_string())
+    }
+
+    /// Attaches again after a handover that did not happen, in the mode it had: the
+    /// routes are still in the maps and their counters go on.
+    pub fn resume(&self) {
+        let mut fp = self.fastpath.lock().unwrap_or_else(|e| e.into_inner());
+        match fp.attach(&self.interface, Mode::Only(self.mode)) {
+            Ok(_) => tracing::info!("kernel fast path attached again"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "kernel fast path not attached again: its bindings' packets are relayed on the socket path"
+            ),
         }
     }
 }

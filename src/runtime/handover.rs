@@ -6,6 +6,7 @@
 use std::sync::mpsc::{Sender, channel};
 
 use super::Node;
+use super::fastpath::Attached;
 use super::shard::Control;
 use super::shard::export::{HandOverRequest, ShardExport};
 
@@ -13,12 +14,18 @@ use super::shard::export::{HandOverRequest, ShardExport};
 pub struct Exported {
     pub shards: Vec<ShardExport>,
     verdicts: Vec<Sender<bool>>,
+    /// The kernel fast path, detached for the export: attached again if the new process
+    /// does not take over (it attaches its own when it does).
+    fastpath: Option<Attached>,
 }
 
 impl Exported {
     /// Tells every shard: true, forget what was exported (the new process serves it);
     /// false, resume as if nothing happened.
     pub fn settle(self, took_over: bool) {
+        if !took_over && let Some(f) = &self.fastpath {
+            f.resume();
+        }
         for v in &self.verdicts {
             let _ = v.send(took_over);
         }
@@ -27,8 +34,15 @@ impl Exported {
 
 impl Node {
     /// Asks every shard to export its state and stand still. None when a shard did not
-    /// answer (then every shard resumes).
+    /// answer (then every shard resumes). The kernel fast path is detached first, so that
+    /// the counters the shards read into their states are final.
     pub fn export_for_handover(&self) -> Option<Exported> {
+        if let Some(f) = &self.fastpath
+            && let Err(e) = f.pause()
+        {
+            tracing::warn!(error = %e, "handover: the kernel fast path could not be detached");
+            return None;
+        }
         let (tx, rx) = channel();
         let mut verdicts = Vec::new();
         {
@@ -49,6 +63,7 @@ impl Node {
         let exported = Exported {
             shards: Vec::new(),
             verdicts,
+            fastpath: self.fastpath.clone(),
         };
         if shards.len() != exported.verdicts.len() {
             exported.settle(false);

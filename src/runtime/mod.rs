@@ -55,6 +55,8 @@ pub struct Node {
     alternates: Mutex<Alternates>,
     /// The shards' fleet-slot requests, until the fleet task takes them (`[cluster]`).
     slot_requests: Mutex<Option<fleet_slots::SlotReceiver>>,
+    /// The kernel fast path, detached for the time of a handover's export.
+    fastpath: Option<fastpath::Attached>,
 }
 
 /// The static alternates and the fleet registry's; for TLS clients and for the others
@@ -273,6 +275,7 @@ impl Node {
                 fleet: Vec::new(),
             }),
             slot_requests: Mutex::new(slot_rx),
+            fastpath: shared.fastpath.clone(),
         };
         for (i, ports) in s.port_slices.iter().cloned().enumerate() {
             let mut core = shard_core(s, &shared, ports);

@@ -28,6 +28,7 @@ impl Core {
                 self.commands.push_back(Command::ReleaseRelay { addr: r });
             }
             self.cfg.quotas.release(&a.username);
+            self.kernel_forget(a.serial);
         }
         idxs.len()
     }

@@ -226,3 +226,31 @@ fn an_imported_allocation_puts_its_live_channels_back_into_the_kernel() {
         .collect();
     assert_eq!(routes, [(c, p)]);
 }
+
+#[test]
+fn a_handed_over_allocation_leaves_this_processs_kernel_without_ending() {
+    let mut a = enabled();
+    bound(&mut a);
+    let id = *a.shell.kernel.keys().next().unwrap();
+    a.shell.kernel.get_mut(&id).unwrap().1 = Traffic {
+        bytes_to_peer: 40,
+        packets_to_peer: 4,
+        ..Traffic::default()
+    };
+    // The shell reads the detached program's final counters, then the shard exports.
+    a.shell.read_kernel(&mut a.server);
+    let state = a.server.export_state(a.time());
+    assert_eq!(state.allocations[0].traffic.packets_to_peer, 4);
+    let serials: Vec<u64> = state.allocations.iter().map(|s| s.serial).collect();
+    assert_eq!(a.server.forget_handed_over(&serials), 1);
+    a.advance(Duration::ZERO);
+    assert!(
+        a.shell.kernel.is_empty(),
+        "the route left this process's maps"
+    );
+    assert!(
+        a.shell.ended.is_empty(),
+        "no session line: the call goes on elsewhere"
+    );
+    assert_eq!(a.server.fastpath_routes(), 0);
+}

@@ -18,6 +18,8 @@ const VERDICT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Shard {
     pub(super) fn hand_over(&mut self, req: HandOverRequest) {
+        // The fast path is detached: these are the kernel's final counts.
+        self.read_kernel();
         let mut state = self.core.export_state(self.time);
         let total = state.allocations.len();
         state

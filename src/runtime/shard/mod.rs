@@ -216,6 +216,9 @@ impl Shard {
         // Sockets that still had packets when their budget ran out.
         let mut ready: Vec<Token> = Vec::new();
         let mut next_tick = clock::now();
+        // What an import queued (kernel routes of the allocations taken over) goes out
+        // now, not with the next timer or request.
+        self.run_commands();
         loop {
             let now = clock::now();
             let timeout = if !ready.is_empty() || self.streams.busy() {
