@@ -5,6 +5,11 @@
 //! lapse after one TTL, with no cleanup. What this task granted is also kept here, so
 //! after an outage the next refresh writes every live slot back (the reconcile).
 //!
+//! A handover (issue 18) moves slots without a count that dips or doubles: the new
+//! process adopts each imported allocation's slot (`SlotRequest::Adopt`) under its own
+//! name in one script that also removes the previous process's name of it (`Adopting`),
+//! before it says it took over; the previous process then stops refreshing them.
+//!
 //! The shards' cores never wait on Redis: they ask through a queue and the answer comes
 //! back on their control queue. A claim waits at most `CLAIM_LIMIT` for Redis; past that,
 //! or while Redis is down, `cluster.on_redis_down` answers: "open" grants (the node's own
@@ -33,11 +38,46 @@ struct Slots {
     down: bool,
     /// The slots this node holds, by (shard, token): the user's key and this slot's member.
     held: HashMap<(usize, u64), (String, String)>,
-    /// Tells this process's members from those a previous run of the node left to lapse.
-    boot: u32,
+    /// `<node>/<boot>`, the start of this process's members; the boot tells them from
+    /// those a previous run of the node left to lapse.
+    prefix: String,
+    adopting: Adopting,
 }
 
-pub(super) async fn run(node: Arc<Node>, settings: ClusterSettings, mut rx: SlotReceiver) {
+/// A handover's slots on their way to Redis: the previous process's member prefix, what
+/// is still to be written, and who waits for all `expect` of them.
+pub struct Adopting {
+    pub previous: Option<String>,
+    pub expect: usize,
+    pub done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// (key, this process's member or "" when given back, the previous one's or "").
+    queued: Vec<(String, String, String)>,
+    seen: usize,
+}
+
+impl Adopting {
+    pub fn new(
+        previous: Option<String>,
+        expect: usize,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) -> Adopting {
+        Adopting {
+            previous,
+            expect,
+            done: Some(done),
+            queued: Vec::new(),
+            seen: 0,
+        }
+    }
+}
+
+pub(super) async fn run(
+    node: Arc<Node>,
+    settings: ClusterSettings,
+    prefix: String,
+    adopting: Adopting,
+    mut rx: SlotReceiver,
+) {
     let mut tick = tokio::time::interval(settings.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut s = Slots {
@@ -46,22 +86,41 @@ pub(super) async fn run(node: Arc<Node>, settings: ClusterSettings, mut rx: Slot
         conn: None,
         down: false,
         held: HashMap::new(),
-        boot: rand::random(),
+        prefix,
+        adopting,
     };
+    s.flush_adopted().await;
     loop {
         tokio::select! {
             req = rx.recv() => match req {
+                // In batches, and written before anything else touches a slot.
+                Some(SlotRequest::Adopt { shard, token, was, user }) => {
+                    s.adopt(shard, token, was, &user);
+                    if rx.is_empty() || s.adopting.queued.len() >= ADOPT_BATCH {
+                        s.flush_adopted().await;
+                    }
+                }
                 Some(SlotRequest::Claim { shard, token, user }) => {
+                    s.flush_adopted().await;
                     let answer = s.claim(shard, token, &user).await;
                     s.node.answer_fleet_slot(shard, token, answer);
                 }
-                Some(SlotRequest::Release { shard, token }) => s.release(shard, token).await,
-                None => return,
+                Some(SlotRequest::Release { shard, token }) => {
+                    s.flush_adopted().await;
+                    s.release(shard, token).await
+                }
+                None => return s.flush_adopted().await,
             },
-            _ = tick.tick() => s.refresh().await,
+            _ = tick.tick() => {
+                s.flush_adopted().await;
+                s.refresh().await
+            }
         }
     }
 }
+
+/// Adopted slots written to Redis in one script.
+const ADOPT_BATCH: usize = 500;
 
 /// `fut` within `limit`, a timeout counting as a Redis error.
 async fn bounded<T>(
@@ -78,10 +137,7 @@ async fn bounded<T>(
 impl Slots {
     async fn claim(&mut self, shard: usize, token: u64, user: &str) -> FleetSlot {
         let key = store::quota_key(user);
-        let member = format!(
-            "{}/{:08x}/{shard}/{token}",
-            self.settings.node_name, self.boot
-        );
+        let member = format!("{}/{shard}/{token}", self.prefix);
         if !self.down {
             let (max, ttl) = (self.settings.max_per_user, self.ttl_ms());
             let url = self.settings.redis_url.clone();
@@ -122,6 +178,50 @@ impl Slots {
         .await;
         if let Err(e) = result {
             self.went_down(&e);
+        }
+    }
+
+    /// A slot of a handover's allocation: held from now on under this process's name
+    /// (`token`), unless it was not imported; written to Redis by `flush_adopted`.
+    fn adopt(&mut self, shard: usize, token: Option<u64>, was: u64, user: &str) {
+        let key = store::quota_key(user);
+        let ours = token.map(|t| {
+            let member = format!("{}/{shard}/{t}", self.prefix);
+            self.held.insert((shard, t), (key.clone(), member.clone()));
+            member
+        });
+        let previous = (self.adopting.previous.as_ref()).map(|p| format!("{p}/{shard}/{was}"));
+        self.adopting.seen += 1;
+        self.adopting
+            .queued
+            .push((key, ours.unwrap_or_default(), previous.unwrap_or_default()));
+    }
+
+    /// Writes the queued adoptions; once all a handover brought are written (or Redis
+    /// failed: the next refresh writes ours back, the previous names lapse), says so.
+    async fn flush_adopted(&mut self) {
+        let queued = std::mem::take(&mut self.adopting.queued);
+        if !queued.is_empty() && !self.down {
+            let (ttl, url) = (self.ttl_ms(), self.settings.redis_url.clone());
+            let result = bounded(CLAIM_LIMIT.max(self.settings.heartbeat), async {
+                let conn = connection(&mut self.conn, &url).await?;
+                store::adopt_slots(conn, &queued, ttl).await
+            })
+            .await;
+            if let Err(e) = result {
+                self.went_down(&e);
+            }
+        }
+        if self.adopting.seen >= self.adopting.expect
+            && let Some(done) = self.adopting.done.take()
+        {
+            if self.adopting.expect > 0 {
+                tracing::info!(
+                    slots = self.adopting.seen,
+                    "cluster: the fleet quota slots of the handed-over allocations are this process's"
+                );
+            }
+            let _ = done.send(());
         }
     }
 

@@ -7,20 +7,19 @@ use std::sync::mpsc::{Sender, channel};
 
 use super::Node;
 use super::shard::Control;
-use super::shard::export::{HandOverRequest, ShardExport};
+use super::shard::export::{HandOverRequest, ShardExport, Verdict};
 
 /// Every shard's export, each shard standing still until `settle`.
 pub struct Exported {
     pub shards: Vec<ShardExport>,
-    verdicts: Vec<Sender<bool>>,
+    verdicts: Vec<Sender<Verdict>>,
 }
 
 impl Exported {
-    /// Tells every shard: true, forget what was exported (the new process serves it);
-    /// false, resume as if nothing happened.
-    pub fn settle(self, took_over: bool) {
+    /// Tells every shard what became of its export (`Verdict`).
+    pub fn settle(self, verdict: Verdict) {
         for v in &self.verdicts {
-            let _ = v.send(took_over);
+            let _ = v.send(verdict);
         }
     }
 }
@@ -51,7 +50,7 @@ impl Node {
             verdicts,
         };
         if shards.len() != exported.verdicts.len() {
-            exported.settle(false);
+            exported.settle(Verdict::Resume);
             return None;
         }
         shards.sort_by_key(|s| s.index);

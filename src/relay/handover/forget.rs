@@ -5,10 +5,17 @@ use crate::relay::core_state::Core;
 
 impl Core {
     /// Drops the allocations with these serials without ending them: another process
-    /// serves them now, so there is no log line, no counter and no fleet-slot release
-    /// (the allocation goes on). Their relay sockets are released here (the new process
-    /// holds its own descriptors for them). Returns how many were dropped.
-    pub fn forget_handed_over(&mut self, serials: &[u64]) -> usize {
+    /// serves them now, so there is no log line and no counter (the allocation goes on).
+    /// Their relay sockets are released here (the new process holds its own descriptors
+    /// for them). Returns how many were dropped.
+    ///
+    /// Fleet slots (`[cluster]`): the new process takes each over under its own name and
+    /// removes this process's (`Command::AdoptFleetSlot`). `slots_adopted`: it has done so
+    /// already (an exec handover: it answers after adopting), so this process's names are
+    /// given back too, in case a refresh here wrote one back meanwhile. Not adopted yet
+    /// (systemd's store: the next process starts after this one exits): leave them, or
+    /// the user's count would dip until the next process adopts them.
+    pub fn forget_handed_over(&mut self, serials: &[u64], slots_adopted: bool) -> usize {
         let serials: std::collections::HashSet<u64> = serials.iter().copied().collect();
         let idxs: Vec<usize> = self
             .allocations
@@ -28,6 +35,10 @@ impl Core {
                 self.commands.push_back(Command::ReleaseRelay { addr: r });
             }
             self.cfg.quotas.release(&a.username);
+            if self.cfg.fleet_quota && slots_adopted {
+                self.commands
+                    .push_back(Command::ReleaseFleetSlot { token: a.serial });
+            }
         }
         idxs.len()
     }
