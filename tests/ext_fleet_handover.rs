@@ -10,8 +10,8 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stun::message::*;
@@ -36,21 +36,34 @@ impl Drop for Pids {
     }
 }
 
-/// `USER`'s live fleet slots as Redis counts them now (lapsed members left out).
-fn live_slots(net: &FleetNet) -> i64 {
+/// From Redis, at one instant: `USER`'s live fleet slots (lapsed members left out), and
+/// whether node `node`'s record and its entry in the node list are there.
+fn in_redis(net: &FleetNet, node: &str) -> (i64, bool) {
     let script = "local t = redis.call('TIME') \
-        return redis.call('ZCOUNT', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), '+inf')";
+        local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+        local live = redis.call('ZCOUNT', KEYS[1], now, '+inf') \
+        local listed = redis.call('EXISTS', KEYS[2]) == 1 and redis.call('ZSCORE', KEYS[3], ARGV[1]) \
+        return {live, listed and 1 or 0}";
     let url = net.redis_url();
     let out = net
         .on_redis_host("redis-cli")
-        .args(["-u", &url, "EVAL", script, "1"])
+        .args(["-u", &url, "EVAL", script, "3"])
         .arg(format!("turnpike:quota:{USER}"))
+        .arg(format!("turnpike:node:{node}"))
+        .args(["turnpike:nodes", node])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("redis-cli: {text:?}"))
+    let v: Vec<i64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(v.len(), 2, "redis-cli: {text:?}");
+    (v[0], v[1] == 1)
+}
+
+fn live_slots(net: &FleetNet) -> i64 {
+    in_redis(net, "a").0
 }
 
 /// Whether node `at`'s GET /api/v1/nodes lists `name` (false when it does not answer).
@@ -90,7 +103,8 @@ fn call(at: &FleetNode, peer: SocketAddr) -> (RawClient, SocketAddr) {
     (c, relay)
 }
 
-/// What a sampler saw: live slot counts and whether the node was listed.
+/// What a sampler saw: live slot counts, and how often the node was missing from Redis
+/// (its record or the node list) or from GET /api/v1/nodes.
 #[derive(Default)]
 struct Samples {
     counts: Vec<i64>,
@@ -98,10 +112,21 @@ struct Samples {
     taken: usize,
 }
 
+/// Sets the flag when dropped: a sampler stops even when the test fails (panics) while it
+/// runs, so that the scope around it ends.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Samples every 50 ms until `stop`.
 fn sample(net: &FleetNet, at: &FleetNode, stop: &AtomicBool, into: &Mutex<Samples>) {
     while !stop.load(Ordering::Relaxed) {
-        let (count, seen) = (live_slots(net), listed(at, at.name));
+        let (count, recorded) = in_redis(net, at.name);
+        let seen = recorded && listed(at, at.name);
         let mut s = into.lock().unwrap();
         s.counts.push(count);
         s.unlisted += usize::from(!seen);
@@ -148,12 +173,13 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
     let before = relays_of(&a);
     assert!(before.contains(&relay1.to_string()) && before.contains(&relay2.to_string()));
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = AtomicBool::new(false);
     let samples = Mutex::new(Samples::default());
     let mut pids = Pids(Vec::new());
     let old = a.proc.id();
     std::thread::scope(|s| {
         s.spawn(|| sample(&net, &a, &stop, &samples));
+        let _stop = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(500));
         let t = Instant::now();
         signal(&a.proc.0, libc::SIGURG);
@@ -166,7 +192,6 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
         // Right after, and once every name the old process wrote would have lapsed.
         assert_eq!(live_slots(&net), MAX, "right after the handover");
         std::thread::sleep(TTL + 2 * HEARTBEAT);
-        stop.store(true, Ordering::Relaxed);
     });
     let s = samples.into_inner().unwrap();
     let (lo, hi) = (s.counts.iter().min(), s.counts.iter().max());
