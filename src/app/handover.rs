@@ -17,6 +17,12 @@
 //! `server.drain_timeout` passes; their listeners go to the new process, which accepts
 //! every new connection. Handing over a TLS session would need kernel TLS.
 //!
+//! With `[cluster]` the new process adopts the fleet quota slots of the allocations it
+//! imported (fleet/quota.rs) before it says `took-over`; the old one then gives its names
+//! of them back and stops its heartbeat without deleting the node's record, which the
+//! new process (same node name) writes from now on. Through systemd's store the old one
+//! leaves its slots for the next process to adopt when it starts.
+//!
 //! A new process that cannot read the state (corrupt, a future version, another shard
 //! count or other listeners) says `declined <why>` and logs it; the old one then drains
 //! as on SIGTERM, names the new one main PID and exits, and the new one starts empty on
