@@ -44,14 +44,18 @@ struct Slots {
     adopting: Adopting,
 }
 
+/// A queued adoption's key, this process's member ("": given back) and the previous
+/// process's ("": unknown).
+type Names = (String, String, String);
+
 /// A handover's slots on their way to Redis: the previous process's member prefix, what
 /// is still to be written, and who waits for all `expect` of them.
 pub struct Adopting {
-    pub previous: Option<String>,
-    pub expect: usize,
-    pub done: Option<tokio::sync::oneshot::Sender<()>>,
-    /// (key, this process's member or "" when given back, the previous one's or "").
-    queued: Vec<(String, String, String)>,
+    previous: Option<String>,
+    expect: usize,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Not written yet: the slot as held here (None: given back) and its names.
+    queued: Vec<(Option<(usize, u64)>, Names)>,
     seen: usize,
 }
 
@@ -113,7 +117,9 @@ pub(super) async fn run(
             },
             _ = tick.tick() => {
                 s.flush_adopted().await;
-                s.refresh().await
+                s.refresh().await;
+                // Adoptions held back by an outage the refresh just saw end.
+                s.flush_adopted().await;
             }
         }
     }
@@ -192,27 +198,43 @@ impl Slots {
         });
         let previous = (self.adopting.previous.as_ref()).map(|p| format!("{p}/{shard}/{was}"));
         self.adopting.seen += 1;
-        self.adopting
-            .queued
-            .push((key, ours.unwrap_or_default(), previous.unwrap_or_default()));
+        let names = (key, ours.unwrap_or_default(), previous.unwrap_or_default());
+        let slot = token.map(|t| (shard, t));
+        self.adopting.queued.push((slot, names));
     }
 
-    /// Writes the queued adoptions; once all a handover brought are written (or Redis
-    /// failed: the next refresh writes ours back, the previous names lapse), says so.
+    /// Writes the queued adoptions; once all a handover brought are written, says so.
+    /// While Redis fails they stay queued (tried again after each refresh), so that the
+    /// previous process's names are removed by the rename, never left to lapse.
     async fn flush_adopted(&mut self) {
-        let queued = std::mem::take(&mut self.adopting.queued);
-        if !queued.is_empty() && !self.down {
-            let (ttl, url) = (self.ttl_ms(), self.settings.redis_url.clone());
-            let result = bounded(CLAIM_LIMIT.max(self.settings.heartbeat), async {
-                let conn = connection(&mut self.conn, &url).await?;
-                store::adopt_slots(conn, &queued, ttl).await
-            })
-            .await;
-            if let Err(e) = result {
-                self.went_down(&e);
-            }
+        if self.adopting.queued.is_empty() || self.down {
+            return self.adopted_all();
         }
+        // A slot given back since it was queued is not written (it would leak).
+        let names: Vec<Names> = (self.adopting.queued.iter())
+            .map(|(slot, (key, ours, previous))| {
+                let held = slot.is_some_and(|s| self.held.contains_key(&s));
+                let ours = if held { ours.clone() } else { String::new() };
+                (key.clone(), ours, previous.clone())
+            })
+            .collect();
+        let (ttl, url) = (self.ttl_ms(), self.settings.redis_url.clone());
+        let result = bounded(CLAIM_LIMIT.max(self.settings.heartbeat), async {
+            let conn = connection(&mut self.conn, &url).await?;
+            store::adopt_slots(conn, &names, ttl).await
+        })
+        .await;
+        match result {
+            Ok(()) => self.adopting.queued.clear(),
+            Err(e) => self.went_down(&e),
+        }
+        self.adopted_all();
+    }
+
+    /// Tells whoever waits once every slot a handover brought is written.
+    fn adopted_all(&mut self) {
         if self.adopting.seen >= self.adopting.expect
+            && self.adopting.queued.is_empty()
             && let Some(done) = self.adopting.done.take()
         {
             if self.adopting.expect > 0 {
