@@ -1,11 +1,11 @@
-//! A handover (SIGURG, issue 18) of a node with `[cluster]`, on a real `redis-server` in
-//! network namespaces this test creates (`FleetNet`): a user holds
-//! `relay.max_allocations_per_user` = 3 calls, two of them relaying at 50 packets/s. Across
-//! the handover the calls go on (none lost, same relayed addresses), the user's live
-//! slots in Redis stay exactly 3, sampled all along, right after and after one TTL (a
-//! fourth Allocate gets 486; after a Deallocate a new one gets through), GET
-//! /api/v1/nodes lists the node at every sample, and
-//! `turnpike_handover_total{result="took_over"}` counts it.
+//! Handovers (SIGURG, issue 18) of a node with `[cluster]`, two in a row, on a real
+//! `redis-server` in network namespaces this test creates (`FleetNet`): a user holds
+//! `relay.max_allocations_per_user` = 3 calls, two of them relaying at 50 packets/s.
+//! Across both the calls go on (none lost, same relayed addresses), the user's live slots
+//! in Redis stay exactly 3, sampled all along (with the node's record, and GET
+//! /api/v1/nodes listing the node), right after each handover and one TTL later; then a
+//! fourth Allocate gets 486, and after a Deallocate a new one gets through;
+//! `turnpike_handover_total{result="took_over"}` counts both.
 
 mod support;
 
@@ -23,6 +23,7 @@ use turn::proto::peeraddr::PeerAddress;
 const MAX: i64 = 3;
 const USER: &str = "ann";
 const CHANNEL: u16 = 0x4000;
+const ROUNDS: usize = 2;
 
 /// Processes a handover started (not our children): killed by PID on drop.
 struct Pids(Vec<u32>);
@@ -176,27 +177,34 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
     let stop = AtomicBool::new(false);
     let samples = Mutex::new(Samples::default());
     let mut pids = Pids(Vec::new());
-    let old = a.proc.id();
     std::thread::scope(|s| {
         s.spawn(|| sample(&net, &a, &stop, &samples));
         let _stop = StopOnDrop(&stop);
-        std::thread::sleep(Duration::from_millis(500));
-        let t = Instant::now();
-        signal(&a.proc.0, libc::SIGURG);
-        let done = a.lines.wait_for("handover done", Duration::from_secs(15));
-        pids.0.push(pid_in(&done));
-        eprintln!("handover done after {:?}: {done}", t.elapsed());
-        wait_until("the old process exits", Duration::from_secs(10), || {
-            exited(old)
-        });
-        // Right after, and once every name the old process wrote would have lapsed.
-        assert_eq!(live_slots(&net), MAX, "right after the handover");
+        // Two in a row: the second process hands over slots it adopted, not claimed.
+        for n in 1..=ROUNDS {
+            std::thread::sleep(Duration::from_millis(500));
+            let old = pids.0.last().copied().unwrap_or(a.proc.id());
+            let t = Instant::now();
+            // SAFETY: kill(2) on the node this test started or its handover's successor.
+            unsafe { libc::kill(old as i32, libc::SIGURG) };
+            wait_until("handover done", Duration::from_secs(15), || {
+                a.lines.count("handover done") >= n
+            });
+            let done = &a.lines.all("handover done")[n - 1];
+            pids.0.push(pid_in(done));
+            eprintln!("handover {n} done after {:?}: {done}", t.elapsed());
+            wait_until("the old process exits", Duration::from_secs(10), || {
+                exited(old)
+            });
+            assert_eq!(live_slots(&net), MAX, "right after handover {n}");
+        }
+        // Once every name an old process wrote would have lapsed.
         std::thread::sleep(TTL + 2 * HEARTBEAT);
     });
     let s = samples.into_inner().unwrap();
     let (lo, hi) = (s.counts.iter().min(), s.counts.iter().max());
     eprintln!(
-        "{} samples across the handover: live slots min {lo:?} max {hi:?}, node unlisted in {}",
+        "{} samples across {ROUNDS} handovers: live slots min {lo:?} max {hi:?}, node unlisted in {}",
         s.taken, s.unlisted
     );
     // Never below the truth; above it only if the old process refreshed its names in the
@@ -204,7 +212,7 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
     assert_eq!(lo, Some(&MAX), "{:?}", s.counts);
     assert!(hi <= Some(&(2 * MAX)), "{:?}", s.counts);
     assert_eq!(s.unlisted, 0, "the node stays listed");
-    assert_eq!(live_slots(&net), MAX, "one TTL after the handover");
+    assert_eq!(live_slots(&net), MAX, "one TTL after the handovers");
 
     assert_eq!(
         relays_of(&a),
@@ -213,7 +221,7 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
     );
     for (flow, name) in flows.into_iter().zip(["call 1", "call 2"]) {
         let (sent, lost) = flow.finish();
-        eprintln!("{name}: {sent} packets across the handover, {lost} lost");
+        eprintln!("{name}: {sent} packets across {ROUNDS} handovers, {lost} lost");
         assert_eq!(lost, 0, "{name}");
     }
     // The quota is exact: full now, and a slot given back is free again.
@@ -229,7 +237,7 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
     let metrics = http_get(a.http, "GET", "/metrics", &[]).2;
     assert_eq!(
         metric(&metrics, "turnpike_handover_total{result=\"took_over\"}"),
-        1.0
+        ROUNDS as f64
     );
     drop((ch, ch2));
 }
