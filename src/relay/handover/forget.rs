@@ -9,12 +9,11 @@ impl Core {
     /// Their relay sockets are released here (the new process holds its own descriptors
     /// for them). Returns how many were dropped.
     ///
-    /// Fleet slots (`[cluster]`): the new process takes each over under its own name and
-    /// removes this process's (`Command::AdoptFleetSlot`). `slots_adopted`: it has done so
-    /// already (an exec handover: it answers after adopting), so this process's names are
-    /// given back too, in case a refresh here wrote one back meanwhile. Not adopted yet
-    /// (systemd's store: the next process starts after this one exits): leave them, or
-    /// the user's count would dip until the next process adopts them.
+    /// Fleet slots (`[cluster]`): the importing core's shell takes each over under its own
+    /// name and removes this one's (`Command::AdoptFleetSlot`). `slots_adopted`: that is
+    /// done already, so this core's names are given back too, in case this shell's
+    /// refresh wrote one back meanwhile. Not adopted yet (the importer does not run yet):
+    /// leave them, or the user's count would dip until the importer adopts them.
     pub fn forget_handed_over(&mut self, serials: &[u64], slots_adopted: bool) -> usize {
         let serials: std::collections::HashSet<u64> = serials.iter().copied().collect();
         let idxs: Vec<usize> = self
