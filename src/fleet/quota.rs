@@ -8,7 +8,9 @@
 //! A handover (issue 18) moves slots without a count that dips or doubles: the new
 //! process adopts each imported allocation's slot (`SlotRequest::Adopt`) under its own
 //! name in one script that also removes the previous process's name of it (`Adopting`),
-//! before it says it took over; the previous process then stops refreshing them.
+//! before it says it took over. The previous process then gives its names back (an exec
+//! handover: a refresh of its own may have written one back in between) or, when the
+//! next process starts only after it exits (systemd's store), just stops refreshing.
 //!
 //! The shards' cores never wait on Redis: they ask through a queue and the answer comes
 //! back on their control queue. A claim waits at most `CLAIM_LIMIT` for Redis; past that,
