@@ -17,6 +17,12 @@
 //! `server.drain_timeout` passes; their listeners go to the new process, which accepts
 //! every new connection. Handing over a TLS session would need kernel TLS.
 //!
+//! With `[cluster]` the new process adopts the fleet quota slots of the allocations it
+//! imported (fleet/quota.rs) before it says `took-over`; the old one then gives its names
+//! of them back and stops its heartbeat without deleting the node's record, which the
+//! new process (same node name) writes from now on. Through systemd's store the old one
+//! leaves its slots for the next process to adopt when it starts.
+//!
 //! A new process that cannot read the state (corrupt, a future version, another shard
 //! count or other listeners) says `declined <why>` and logs it; the old one then drains
 //! as on SIGTERM, names the new one main PID and exits, and the new one starts empty on
@@ -47,6 +53,7 @@ use anyhow::Context;
 use crate::runtime::Node;
 use crate::runtime::adopt::listener_order;
 use crate::runtime::handover::Exported;
+use crate::runtime::shard::export::Verdict;
 use crate::settings::Settings;
 
 use incoming::Incoming;
@@ -66,6 +73,9 @@ pub(super) enum Stop {
     Drain,
     /// SIGINT: exit now.
     Now,
+    /// Everything is in systemd's store for the next process: exit now, leaving the
+    /// node's fleet record and quota slots to it.
+    Stored,
     /// SIGURG: a new process took over (or will, once this one has drained).
     Handed(Handed),
 }
@@ -92,19 +102,29 @@ impl Successor {
     }
 }
 
-/// systemd's RestartKillSignal= (store.rs): `Stop::Now` once everything is in the store
-/// (the UDP allocations are forgotten here, what stays ends); else `Stop::Drain`, as on
-/// SIGTERM.
-pub(super) async fn on_restart(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> Stop {
-    match stored(node, s, http).await {
-        true => Stop::Now,
+/// systemd's RestartKillSignal= (store.rs): `Stop::Stored` once everything is in the
+/// store (the UDP allocations are forgotten here, what stays ends); else `Stop::Drain`,
+/// as on SIGTERM. `fleet_slots`: how this process names its fleet quota slots.
+pub(super) async fn on_restart(
+    node: &Arc<Node>,
+    s: &Settings,
+    http: Option<RawFd>,
+    fleet_slots: Option<String>,
+) -> Stop {
+    match stored(node, s, http, fleet_slots).await {
+        true => Stop::Stored,
         false => Stop::Drain,
     }
 }
 
-async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
-    if unsupported(s) || std::env::var_os("NOTIFY_SOCKET").is_none() {
-        tracing::warn!("restart signal without systemd's store (or with [cluster]): draining");
+async fn stored(
+    node: &Arc<Node>,
+    s: &Settings,
+    http: Option<RawFd>,
+    fleet_slots: Option<String>,
+) -> bool {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        tracing::warn!("restart signal without systemd's store: draining");
         return false;
     }
     let listeners = listener_order(s)
@@ -117,9 +137,13 @@ async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
         let exported = n
             .export_for_handover()
             .context("a shard did not answer the export")?;
-        let stored = write_payload(&n, &exported, listeners, http)
+        let stored = write_payload(&n, &exported, listeners, http, fleet_slots)
             .and_then(|(m, memfd)| store::store_all(&m, memfd.as_raw_fd()));
-        exported.settle(stored.is_ok());
+        // The next process starts once this one exits: it adopts the fleet slots then.
+        exported.settle(match stored {
+            Ok(()) => Verdict::Stored,
+            Err(_) => Verdict::Resume,
+        });
         stored?;
         tracing::info!(
             duration_ms = started.elapsed().as_millis() as u64,
@@ -138,13 +162,6 @@ async fn stored(node: &Arc<Node>, s: &Settings, http: Option<RawFd>) -> bool {
         }
         Err(_) => false,
     }
-}
-
-/// Not handed over yet: fleet slots are named by this process ([cluster]). (The fast
-/// path is: the old process detaches its program for the export, the new one attaches
-/// its own and puts the imported bindings in its maps.)
-fn unsupported(s: &Settings) -> bool {
-    s.cluster.is_some()
 }
 
 /// Starts the node: on what the previous process handed over when this one was started
@@ -170,28 +187,52 @@ pub(super) fn start_node(
     Ok((node, incoming, http))
 }
 
+/// Joins the fleet (`[cluster]`), taking over the fleet quota slots of the process that
+/// handed over to this one (`incoming`), if any.
+pub(super) fn start_fleet(
+    s: &Settings,
+    node: &Arc<Node>,
+    incoming: Option<&Incoming>,
+) -> Option<crate::fleet::Fleet> {
+    let previous = incoming.and_then(|i| i.fleet_slots.clone());
+    let c = s.cluster.clone()?;
+    Some(crate::fleet::Fleet::start(node.clone(), c, previous))
+}
+
+/// How long a new process waits for Redis to take the handed-over fleet slots before it
+/// answers `took-over` anyway (the old one waits `ANSWER_TIMEOUT` for that answer).
+const ADOPT_LIMIT: Duration = Duration::from_secs(5);
+
+/// The new process, once its shards and HTTP endpoint run: tells the old one it took
+/// over. The old one gives its names of the fleet slots back when told, so ours must be
+/// in Redis first, or the user's count would dip.
+pub(super) async fn took_over(
+    incoming: Incoming,
+    fleet: Option<&mut crate::fleet::Fleet>,
+    metrics: &crate::metrics::Metrics,
+) {
+    if let Some(f) = fleet {
+        f.slots_adopted(ADOPT_LIMIT).await;
+    }
+    incoming.finish(metrics);
+}
+
 /// SIGURG: hands everything over to a new process. None when this process goes on
 /// serving (the handover failed or is not possible; the log says why).
 pub(super) async fn on_signal(
     node: &Arc<Node>,
     s: &Settings,
     http: Option<RawFd>,
+    fleet_slots: Option<String>,
 ) -> Option<Handed> {
     let result = |r: &str| node.metrics.handovers.with_label_values(&[r]).inc();
-    if unsupported(s) {
-        tracing::warn!(
-            "handover requested (SIGURG) but not supported with [cluster]: still serving"
-        );
-        result("unsupported");
-        return None;
-    }
     tracing::info!("handover requested (SIGURG): starting the new process");
     let listeners = listener_order(s)
         .into_iter()
         .map(|(t, a)| (t.label().to_owned(), a))
         .collect();
     let n = node.clone();
-    let run = move || hand_over(&n, listeners, http);
+    let run = move || hand_over(&n, listeners, http, fleet_slots);
     match tokio::task::spawn_blocking(run).await {
         Ok(Ok(h)) => Some(h),
         Ok(Err(e)) => {
@@ -207,15 +248,16 @@ fn hand_over(
     node: &Node,
     listeners: Vec<(String, std::net::SocketAddr)>,
     http: Option<RawFd>,
+    fleet_slots: Option<String>,
 ) -> anyhow::Result<Handed> {
     let started = Instant::now();
     let exported = node
         .export_for_handover()
         .context("a shard did not answer the export")?;
-    let (mut child, sock) = match launch(node, &exported, listeners, http) {
+    let (mut child, sock) = match launch(node, &exported, listeners, http, fleet_slots) {
         Ok(c) => c,
         Err(e) => {
-            exported.settle(false);
+            exported.settle(Verdict::Resume);
             return Err(e);
         }
     };
@@ -226,7 +268,8 @@ fn hand_over(
                 .shards
                 .iter()
                 .fold((0, 0), |(m, k), s| (m + s.allocations, k + s.kept));
-            exported.settle(true);
+            // It says so only after adopting the fleet slots.
+            exported.settle(Verdict::TookOver);
             super::notify::main_pid(child.id());
             let _ = (&sock).write_all(b"mainpid\n");
             tracing::info!(
@@ -239,7 +282,7 @@ fn hand_over(
             Ok(Handed::Over)
         }
         Some(d) if d.starts_with("declined") => {
-            exported.settle(false);
+            exported.settle(Verdict::Resume);
             let why = d.trim_start_matches("declined").trim();
             tracing::warn!(
                 new_pid = child.id(),
@@ -256,7 +299,7 @@ fn hand_over(
             }))
         }
         other => {
-            exported.settle(false);
+            exported.settle(Verdict::Resume);
             // Our own child: make sure it is gone before the shards read again.
             let _ = child.kill();
             let status = child.wait();
@@ -282,8 +325,9 @@ fn launch(
     exported: &Exported,
     listeners: Vec<(String, std::net::SocketAddr)>,
     http: Option<RawFd>,
+    fleet_slots: Option<String>,
 ) -> anyhow::Result<(std::process::Child, UnixStream)> {
-    let (manifest, memfd) = write_payload(node, exported, listeners, http)?;
+    let (manifest, memfd) = write_payload(node, exported, listeners, http, fleet_slots)?;
     spawn(&manifest, memfd)
 }
 
@@ -293,6 +337,7 @@ fn write_payload(
     exported: &Exported,
     listeners: Vec<(String, std::net::SocketAddr)>,
     http: Option<RawFd>,
+    fleet_slots: Option<String>,
 ) -> anyhow::Result<(Manifest, OwnedFd)> {
     let spoil = std::env::var(TEST_STATE).ok();
     let mut states = Vec::new();
@@ -313,7 +358,7 @@ fn write_payload(
         });
         states.push(state);
     }
-    let handovers = ["took_over", "declined", "failed", "unsupported"]
+    let handovers = ["took_over", "declined", "failed"]
         .iter()
         .map(|r| {
             (
@@ -328,6 +373,7 @@ fn write_payload(
         http,
         shards,
         handovers,
+        fleet_slots,
     };
     let memfd = memfd(&payload::write(&manifest, &states))?;
     Ok((manifest, memfd))

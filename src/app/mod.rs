@@ -21,7 +21,6 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::fleet::Fleet;
 use crate::http::HttpState;
 use crate::settings::Settings;
 
@@ -71,10 +70,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let (node, incoming, http_listener) = handover::start_node(&settings)?;
-    let fleet = settings
-        .cluster
-        .clone()
-        .map(|c| Fleet::start(node.clone(), c));
+    let mut fleet = handover::start_fleet(&settings, &node, incoming.as_ref());
+    let slots = fleet.as_ref().map(|f| f.slot_prefix.clone());
     let http = HttpState::with_fleet(
         node.clone(),
         &settings,
@@ -84,7 +81,7 @@ pub async fn run(
     let (http_task, http_fd) =
         start_http(&settings.config, &http, http_stopped, http_listener).await?;
     if let Some(i) = incoming {
-        i.finish(&node.metrics);
+        handover::took_over(i, fleet.as_mut(), &node.metrics).await;
     }
     let mut urg = signal(SignalKind::from_raw(libc::SIGURG))?;
     let mut restart = signal(SignalKind::from_raw(handover::restart_signal()))?;
@@ -102,12 +99,12 @@ pub async fn run(
             // Ctrl-C: a person at a terminal wants it stopped now.
             _ = int.recv() => break Stop::Now,
             _ = urg.recv() => {
-                if let Some(h) = handover::on_signal(&node, &settings, http_fd).await {
+                if let Some(h) = handover::on_signal(&node, &settings, http_fd, slots.clone()).await {
                     break Stop::Handed(h);
                 }
             }
             // systemd's RestartKillSignal=: hand over through its store (handover/store.rs).
-            _ = restart.recv() => break handover::on_restart(&node, &settings, http_fd).await,
+            _ = restart.recv() => break handover::on_restart(&node, &settings, http_fd, slots).await,
             _ = usr1.recv() => drain::on_signal(&node, fleet.as_ref(), true).await,
             _ = usr2.recv() => drain::on_signal(&node, fleet.as_ref(), false).await,
             _ = hup.recv() => {
@@ -119,13 +116,15 @@ pub async fn run(
     };
     let timeout = settings.config.server.drain_timeout;
     let mut stop_http = Some(stop_http);
-    if matches!(stop, Stop::Handed(handover::Handed::Over)) {
-        // The new process answers on the same HTTP listener now.
+    if matches!(stop, Stop::Handed(handover::Handed::Over) | Stop::Stored) {
+        // The new process answers on the same HTTP listener now (or will), and writes
+        // the node's fleet record (same node name): this one must not delete it.
         let _ = stop_http.take().map(|s| s.send(()));
+        fleet.as_ref().inspect(|f| f.hand_over());
     }
     match &stop {
         Stop::Drain => drain::then_stop(&node, fleet.as_ref(), timeout, &mut term, &mut int).await,
-        Stop::Now => notify::stopping("stopping"),
+        Stop::Now | Stop::Stored => notify::stopping("stopping"),
         Stop::Handed(_) => handover::drain_quietly(&node, timeout).await,
     }
     tracing::info!("shutting down");

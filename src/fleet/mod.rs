@@ -47,11 +47,17 @@ pub struct Fleet {
     listener: tokio::task::JoinHandle<()>,
     /// The fleet-wide per-user quota (`quota`).
     slots: Option<tokio::task::JoinHandle<()>>,
+    /// `<node>/<boot>`: how this process's quota slots are named (the next process of a
+    /// handover takes them over by it).
+    pub slot_prefix: String,
+    /// Fires once the slots of a handover's allocations are this process's.
+    adopted: Option<oneshot::Receiver<()>>,
 }
 
 impl Fleet {
-    /// Starts the heartbeat task for `node` (on the current tokio runtime).
-    pub fn start(node: Arc<Node>, settings: ClusterSettings) -> Fleet {
+    /// Starts the heartbeat task for `node` (on the current tokio runtime). `previous`:
+    /// the slot prefix of the process this one took over from (a handover).
+    pub fn start(node: Arc<Node>, settings: ClusterSettings, previous: Option<String>) -> Fleet {
         tracing::info!(
             node = %settings.node_name,
             region = %settings.region,
@@ -60,9 +66,20 @@ impl Fleet {
             ttl_ms = settings.ttl.as_millis() as u64,
             "cluster: joining the fleet registry"
         );
-        let slots = node
-            .take_slot_requests()
-            .map(|rx| tokio::spawn(quota::run(node.clone(), settings.clone(), rx)));
+        let boot: u32 = rand::random();
+        let slot_prefix = format!("{}/{boot:08x}", settings.node_name);
+        let (done, adopted) = oneshot::channel();
+        let slots = node.take_slot_requests().map(|(rx, expect)| {
+            let adopting = quota::Adopting::new(previous, expect, done);
+            let prefix = slot_prefix.clone();
+            tokio::spawn(quota::run(
+                node.clone(),
+                settings.clone(),
+                prefix,
+                adopting,
+                rx,
+            ))
+        });
         let registry = Arc::new(Registry::new(settings));
         let (cmds, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(task::run(node.clone(), registry.clone(), rx));
@@ -74,7 +91,27 @@ impl Fleet {
             task,
             listener,
             slots,
+            slot_prefix,
+            adopted: Some(adopted),
         }
+    }
+
+    /// Waits (at most `limit`) until the fleet quota slots of the allocations a handover
+    /// brought are this process's: only then may the previous process give its names of
+    /// them back.
+    pub async fn slots_adopted(&mut self, limit: Duration) {
+        if let Some(rx) = self.adopted.take()
+            && tokio::time::timeout(limit, rx).await.is_err()
+        {
+            tracing::warn!("cluster: the handed-over fleet quota slots were not adopted in time");
+        }
+    }
+
+    /// A handover is done: the new process (same node name) writes the node's record
+    /// now, so this one stops its heartbeat without deleting the record. The quota
+    /// task goes on for the allocations this process still serves.
+    pub fn hand_over(&self) {
+        let _ = self.cmds.send(Cmd::Stop);
     }
 
     /// Writes the record now rather than at the next heartbeat (draining changed).
@@ -82,7 +119,8 @@ impl Fleet {
         let _ = self.cmds.send(Cmd::Beat);
     }
 
-    /// Deletes this node's record and stops the tasks (at most a few seconds). After the
+    /// Deletes this node's record (unless `hand_over` stopped the heartbeat: then it is
+    /// the new process's) and stops the tasks (at most a few seconds). After the
     /// shards stopped, the quota task gives back the slots they released, then ends (its
     /// queue closes); what it cannot give back in time lapses after the TTL.
     pub async fn leave(self) {

@@ -13,7 +13,8 @@
 //! - `turnpike:quota:<user id>`: the user's allocations on every node (`quota`), a sorted
 //!   set of `<node>/<boot>/<shard>/<token>` scored by when each lapses (Redis's own clock,
 //!   Unix ms): claimed by a script that counts and adds atomically, refreshed every
-//!   heartbeat by the node that holds it, so a dead node's slots lapse after one TTL.
+//!   heartbeat by the node that holds it, so a dead node's slots lapse after one TTL. A
+//!   handover renames a slot to the new process's member in one script (`adopt_slots`).
 //! - `turnpike:commands`: the pub/sub channel of fleet commands (`bus`).
 
 use redis::AsyncCommands;
@@ -266,6 +267,46 @@ pub async fn refresh_slots(
         cmd.arg(ttl_ms);
         for (_, member) in chunk {
             cmd.arg(*member);
+        }
+        cmd.query_async::<i64>(conn).await?;
+    }
+    Ok(())
+}
+
+/// A handover's slots (`quota`'s adoption): for each KEYS[i], member ARGV[2i] (if not
+/// empty) lapses ARGV[1] ms from now, without checking the cap (it already counted),
+/// and member ARGV[2i + 1] (the previous process's name of it, if not empty) goes: in one
+/// script, so the user's count never dips nor doubles.
+const ADOPT: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for i, k in ipairs(KEYS) do
+  local ours, previous = ARGV[2 * i], ARGV[2 * i + 1]
+  if ours ~= '' then
+    redis.call('ZADD', k, now + tonumber(ARGV[1]), ours)
+    redis.call('PEXPIRE', k, ARGV[1])
+  end
+  if previous ~= '' then redis.call('ZREM', k, previous) end
+end
+return #KEYS
+";
+
+/// Writes `slots` (key, this process's member or "", the previous one's or ""), in
+/// scripts of at most 500.
+pub async fn adopt_slots(
+    conn: &mut ConnectionManager,
+    slots: &[(String, String, String)],
+    ttl_ms: u64,
+) -> redis::RedisResult<()> {
+    for chunk in slots.chunks(500) {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADOPT).arg(chunk.len());
+        for (key, _, _) in chunk {
+            cmd.arg(key);
+        }
+        cmd.arg(ttl_ms);
+        for (_, ours, previous) in chunk {
+            cmd.arg(ours).arg(previous);
         }
         cmd.query_async::<i64>(conn).await?;
     }

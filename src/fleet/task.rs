@@ -23,6 +23,8 @@ pub(super) enum Cmd {
     Beat,
     /// Delete the record and stop.
     Leave(oneshot::Sender<()>),
+    /// Stop without deleting the record (a handover: the new process writes it).
+    Stop,
 }
 
 struct Beat {
@@ -74,7 +76,7 @@ pub(super) async fn run(
                     let _ = done.send(());
                     return;
                 }
-                None => return,
+                Some(Cmd::Stop) | None => return,
             },
         }
     }

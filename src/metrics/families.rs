@@ -22,11 +22,11 @@ pub(super) const HANDOVERS: Family = Family {
     help: &[
         "Process handovers (restart without dropping calls), by result: took_over (counted by ",
         "the new process, carried on), declined (the new one could not read the state), ",
-        "failed (it did not start or answer), unsupported ([cluster]).",
+        "failed (it did not start or answer).",
     ],
     labels: &["result"],
 };
-pub(super) const HANDOVER_RESULTS: &[&str] = &["took_over", "declined", "failed", "unsupported"];
+pub(super) const HANDOVER_RESULTS: &[&str] = &["took_over", "declined", "failed"];
 
 pub(super) const ALLOCATIONS: Family = Family {
     name: "turnpike_allocations",

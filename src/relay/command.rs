@@ -23,6 +23,15 @@ pub enum Command {
     ClaimFleetSlot { token: u64, user: String },
     /// Give back the fleet slot claimed under `token` (its Allocate failed or ended).
     ReleaseFleetSlot { token: u64 },
+    /// A handover brought an allocation whose fleet slot the previous process named by
+    /// serial `was` (same shard): count it as this process's under `token` without a cap
+    /// check (it already counts), taking the previous name's place; `token` None: it was
+    /// not imported (it ended), give that slot back (`[cluster]` only).
+    AdoptFleetSlot {
+        token: Option<u64>,
+        was: u64,
+        user: String,
+    },
     /// Let the kernel fast path forward this channel binding (`[fastpath]`).
     FastPathAdd(KernelRoute),
     /// Stop forwarding it in the kernel, read its counters once more, and answer with

@@ -25,9 +25,12 @@
 //! Left to the shell (phase 2): which allocations to offer. A TCP/TLS allocation lives as
 //! long as its connection; if the connection is not handed over, leave it out of the
 //! state (`state.allocations.retain(..)`) and let the old process serve it. A `listener`
-//! index means the same only with the same listeners in the same order. With `[cluster]`
-//! each allocation holds a fleet slot named by (shard, serial): the new process must take
-//! those over under its own name, or release and re-claim them.
+//! index means the same only with the same listeners in the same order.
+//!
+//! Fleet slots (`[cluster]`): every allocation holds one, named by (shard, serial). The
+//! import asks the shell to adopt each (`Command::AdoptFleetSlot`: under its serial here,
+//! or given back when not imported), and `forget_handed_over` says whether the old
+//! process gives its names back; fleet/quota.rs does both in Redis.
 //!
 //! Metrics continue: the core's counters travel (by name, `counters.rs`) and are added to
 //! the importing core's, so the Prometheus counters (sums over shards) keep counting.
@@ -87,7 +90,7 @@ pub struct ImportReport {
     pub reservations: usize,
     pub reservations_not_imported: Vec<(SocketAddr, NotImportedReason)>,
     /// Serials already used in this core (states of two shards merged), given new ones:
-    /// (old, new). A fleet slot (`[cluster]`) named by the old one must be renamed.
+    /// (old, new). Their fleet slots (`[cluster]`) are adopted under the new ones.
     pub renumbered: Vec<(u64, u64)>,
     /// Counters this version no longer has, whose counts were not carried.
     pub unknown_counters: Vec<String>,

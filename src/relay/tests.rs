@@ -31,6 +31,7 @@ mod binding;
 mod channel;
 mod expiry;
 mod fastpath;
+mod fleet_handover;
 mod fleet_quota;
 mod handover;
 mod handover_format;

@@ -25,7 +25,8 @@ pub struct Adopted {
 
 /// Imports one shard's state into its fresh core. Returns what the shard must hold: the
 /// relay sockets passed for the imported allocations (the others are closed here) and
-/// the addresses the core owns.
+/// the addresses the core owns; and how many allocations the state had, imported or not
+/// (with `[cluster]`, the core asks to adopt a fleet slot for each).
 pub(super) fn adopt(
     core: &mut Core,
     a: AdoptedShard,
@@ -33,9 +34,10 @@ pub(super) fn adopt(
     Listeners,
     Vec<(SocketAddr, std::net::UdpSocket)>,
     Vec<SocketAddr>,
+    usize,
 ) {
     let Some(state) = a.state else {
-        return (a.listeners, Vec::new(), Vec::new());
+        return (a.listeners, Vec::new(), Vec::new(), 0);
     };
     let report: ImportReport = core.import_state(clock::time(), state);
     let owned: std::collections::HashSet<SocketAddr> = report.relays.iter().copied().collect();
@@ -45,7 +47,8 @@ pub(super) fn adopt(
         .into_iter()
         .filter(|(addr, _)| owned.contains(addr))
         .collect();
-    (a.listeners, relays, report.relays)
+    let slots = report.imported + report.not_imported.len();
+    (a.listeners, relays, report.relays, slots)
 }
 
 /// The listener list as the config names it, in the shell's order: UDP, then TCP, then TLS.

@@ -8,26 +8,27 @@ use std::sync::mpsc::{Sender, channel};
 use super::Node;
 use super::fastpath::Attached;
 use super::shard::Control;
-use super::shard::export::{HandOverRequest, ShardExport};
+use super::shard::export::{HandOverRequest, ShardExport, Verdict};
 
 /// Every shard's export, each shard standing still until `settle`.
 pub struct Exported {
     pub shards: Vec<ShardExport>,
-    verdicts: Vec<Sender<bool>>,
+    verdicts: Vec<Sender<Verdict>>,
     /// The kernel fast path, detached for the export: attached again if the new process
     /// does not take over (it attaches its own when it does).
     fastpath: Option<Attached>,
 }
 
 impl Exported {
-    /// Tells every shard: true, forget what was exported (the new process serves it);
-    /// false, resume as if nothing happened.
-    pub fn settle(self, took_over: bool) {
-        if !took_over && let Some(f) = &self.fastpath {
+    /// Tells every shard what became of its export (`Verdict`).
+    pub fn settle(self, verdict: Verdict) {
+        if verdict == Verdict::Resume
+            && let Some(f) = &self.fastpath
+        {
             f.resume();
         }
         for v in &self.verdicts {
-            let _ = v.send(took_over);
+            let _ = v.send(verdict);
         }
     }
 }
@@ -66,7 +67,7 @@ impl Node {
             fastpath: self.fastpath.clone(),
         };
         if shards.len() != exported.verdicts.len() {
-            exported.settle(false);
+            exported.settle(Verdict::Resume);
             return None;
         }
         shards.sort_by_key(|s| s.index);

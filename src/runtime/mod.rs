@@ -53,8 +53,9 @@ pub struct Node {
     draining: AtomicBool,
     /// ALTERNATE-SERVER candidates: `server.alternate` and the fleet registry's.
     alternates: Mutex<Alternates>,
-    /// The shards' fleet-slot requests, until the fleet task takes them (`[cluster]`).
-    slot_requests: Mutex<Option<fleet_slots::SlotReceiver>>,
+    /// The shards' fleet-slot requests, until the fleet task takes them (`[cluster]`),
+    /// and how many of them adopt the slots of a handover's allocations.
+    slot_requests: Mutex<Option<(fleet_slots::SlotReceiver, usize)>>,
     /// The kernel fast path, detached for the time of a handover's export.
     fastpath: Option<fastpath::Attached>,
 }
@@ -240,13 +241,11 @@ impl Node {
         let mut adopted = adopted.map(|a| a.shards.into_iter());
         warn_own_addresses(s);
         // Claims are queued from the first Allocate on, before the fleet task starts.
-        let (slot_tx, slot_rx) = match s.cluster {
-            Some(_) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
+        let (slot_tx, slot_rx) = s
+            .cluster
+            .as_ref()
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
         let shared = Shared {
             // One count for every shard: quotas and connection limits are per server.
             quotas: Arc::new(Quotas::new(
@@ -274,14 +273,16 @@ impl Node {
                 configured: s.alternates(),
                 fleet: Vec::new(),
             }),
-            slot_requests: Mutex::new(slot_rx),
+            slot_requests: Mutex::new(None),
             fastpath: shared.fastpath.clone(),
         };
+        let mut adopts = 0;
         for (i, ports) in s.port_slices.iter().cloned().enumerate() {
             let mut core = shard_core(s, &shared, ports);
             let io = match adopted.as_mut().and_then(|a| a.next()) {
                 Some(a) => {
-                    let (listeners, relays, owned) = adopt::adopt(&mut core, a);
+                    let (listeners, relays, owned, slots) = adopt::adopt(&mut core, a);
+                    adopts += slots;
                     (core, listeners, (relays, owned))
                 }
                 None => (core, bind_listeners(s)?, Default::default()),
@@ -293,6 +294,7 @@ impl Node {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(handle);
         }
+        node.slot_requests = Mutex::new(slot_rx.map(|rx| (rx, adopts)));
         tracing::info!(
             listen_udp = ?cfg.server.listen_udp,
             listen_tcp = ?cfg.server.listen_tcp,
@@ -306,8 +308,9 @@ impl Node {
         Ok(node)
     }
 
-    /// The shards' fleet-slot requests, for the fleet task (once).
-    pub fn take_slot_requests(&self) -> Option<fleet_slots::SlotReceiver> {
+    /// The shards' fleet-slot requests, for the fleet task (once), and how many of them
+    /// are `Adopt`s of a handover (`Command::AdoptFleetSlot`, queued as the shards start).
+    pub fn take_slot_requests(&self) -> Option<(fleet_slots::SlotReceiver, usize)> {
         self.slot_requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -23,6 +23,9 @@ pub struct FakeFleet {
     pub max_per_user: usize,
     pub down: bool,
     pub slots: HashMap<(usize, u64), String>,
+    /// Names a handover took over: giving one back later is a no-op (Redis's ZREM of a
+    /// member already gone), not a double release.
+    pub renamed: HashSet<(usize, u64)>,
 }
 
 impl FakeFleet {
@@ -36,6 +39,21 @@ impl FakeFleet {
         self.slots.insert((node, token), user);
         FleetSlot::Granted
     }
+
+    /// A handover's slot: node `previous`'s slot `was` becomes `node`'s `token` (no cap
+    /// check), or goes when `token` is None. Fails the test when `previous` never held it
+    /// for that user.
+    fn adopt(&mut self, node: usize, previous: usize, token: Option<u64>, was: u64, user: String) {
+        let held = self.slots.remove(&(previous, was));
+        assert_eq!(held.as_ref(), Some(&user), "adopted slot {was} not held");
+        self.renamed.insert((previous, was));
+        if let Some(t) = token {
+            assert!(
+                self.slots.insert((node, t), user).is_none(),
+                "slot {t} taken"
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -48,6 +66,8 @@ pub struct FakeShell {
     pub ended: Vec<SessionSummary>,
     /// The fleet this shell's node belongs to, and the node's number in it.
     pub fleet: Option<(Arc<Mutex<FakeFleet>>, usize)>,
+    /// The node whose state this one imported (its fleet slots are adopted from it).
+    pub fleet_previous: Option<usize>,
     /// Routes in the kernel fast path by id, with the running totals its counters hold
     /// (a test sets them). Adding one twice or removing one not there fails the test.
     pub kernel: HashMap<u64, (KernelRoute, Traffic)>,
@@ -91,8 +111,18 @@ impl FakeShell {
                     }
                     Command::ReleaseFleetSlot { token } => {
                         let (fleet, node) = self.fleet.as_ref().expect("a release needs a fleet");
-                        let held = fleet.lock().unwrap().slots.remove(&(*node, token));
-                        assert!(held.is_some(), "released fleet slot {token} twice");
+                        let mut f = fleet.lock().unwrap();
+                        let held = f.slots.remove(&(*node, token));
+                        let renamed = f.renamed.remove(&(*node, token));
+                        assert!(
+                            held.is_some() || renamed,
+                            "released fleet slot {token} twice"
+                        );
+                    }
+                    Command::AdoptFleetSlot { token, was, user } => {
+                        let (fleet, node) = self.fleet.as_ref().expect("adopting needs a fleet");
+                        let from = self.fleet_previous.expect("adopting needs a previous node");
+                        fleet.lock().unwrap().adopt(*node, from, token, was, user);
                     }
                 }
             }

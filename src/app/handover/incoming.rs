@@ -30,6 +30,8 @@ pub(crate) struct Incoming {
     /// Names to take out of systemd's store once the shards run: until then a new
     /// process that fails leaves them there for the next one `Restart=` starts.
     stored: Vec<String>,
+    /// How the old process named its fleet quota slots (`[cluster]`), to take them over.
+    pub fleet_slots: Option<String>,
 }
 
 /// Reads what the old process passed, if this process was started by a handover (exec,
@@ -79,6 +81,7 @@ fn from_payload(s: &Settings, parsed: Parsed, sock: Option<UnixStream>) -> Optio
                 declined: Some(why),
                 handovers: Vec::new(),
                 stored: Vec::new(),
+                fleet_slots: None,
             });
         }
     };
@@ -96,6 +99,7 @@ fn from_payload(s: &Settings, parsed: Parsed, sock: Option<UnixStream>) -> Optio
         declined,
         handovers: m.handovers,
         stored: Vec::new(),
+        fleet_slots: m.fleet_slots,
     })
 }
 

@@ -25,6 +25,10 @@ pub(super) struct Manifest {
     pub shards: Vec<ShardFds>,
     /// `turnpike_handover_total` so far, by result: the new process carries it on.
     pub handovers: Vec<(String, u64)>,
+    /// `[cluster]`: how the old process named its fleet quota slots (`<node>/<boot>`),
+    /// so that the new one takes each over (absent from a turnpike before this field).
+    #[serde(default)]
+    pub fleet_slots: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -124,6 +128,7 @@ mod tests {
                 },
             ],
             handovers: vec![("took_over".into(), 2)],
+            fleet_slots: Some("edge-1/0badcafe".into()),
         }
     }
 
@@ -134,6 +139,18 @@ mod tests {
         assert_eq!(states, [&b"abc"[..], &b"de"[..]]);
         assert_eq!(m.fds(), [9, 10, 11, 12, 13]);
         assert_eq!(m.handovers, [("took_over".to_string(), 2)]);
+        assert_eq!(m.fleet_slots.as_deref(), Some("edge-1/0badcafe"));
+    }
+
+    #[test]
+    fn a_manifest_from_before_fleet_slots_reads_as_none() {
+        // What a turnpike without [cluster] handover support wrote.
+        let json = br#"{"old_pid":7,"listeners":[],"http":null,"shards":[],"handovers":[]}"#;
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(json.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(json);
+        let (m, _) = read(&bytes).unwrap();
+        assert_eq!(m.fleet_slots, None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::auth::user_id;
 use crate::relay::allocation::{Allocation, ChannelBinding, Traffic};
 use crate::relay::bandwidth::Bucket;
 use crate::relay::client::{ClientId, Transport};
+use crate::relay::command::Command;
 use crate::relay::core_state::Core;
 use crate::relay::stats::EndReason;
 use crate::relay::time::Time;
@@ -44,6 +45,7 @@ impl Core {
                     "allocation not taken over at handover: it ends"
                 );
                 let username = a.username.clone();
+                self.adopt_fleet_slot(None, a.serial, &username);
                 report.not_imported.push(NotImported {
                     client,
                     username,
@@ -62,6 +64,7 @@ impl Core {
                 fresh
             };
             self.next_token = self.next_token.max(serial + 1);
+            self.adopt_fleet_slot(Some(serial), a.serial, &a.username);
             self.adopt_allocation(now, client, serial, a);
             report.imported += 1;
             report.relays.extend(relays);
@@ -80,6 +83,19 @@ impl Core {
             "handover state imported"
         );
         report
+    }
+
+    /// With `[cluster]` every exported allocation held a fleet slot (a claim precedes its
+    /// relay sockets), named by its serial `was`: this process takes it over as `token`
+    /// (no cap check: it already counts), or gives it back when it was not imported.
+    fn adopt_fleet_slot(&mut self, token: Option<u64>, was: u64, username: &str) {
+        if self.cfg.fleet_quota {
+            self.commands.push_back(Command::AdoptFleetSlot {
+                token,
+                was,
+                user: user_id(username).to_owned(),
+            });
+        }
     }
 
     /// Whether an allocation of `client` on relay addresses `relays` fits this core.

@@ -242,7 +242,7 @@ fn a_handed_over_allocation_leaves_this_processs_kernel_without_ending() {
     let state = a.server.export_state(a.time());
     assert_eq!(state.allocations[0].traffic.packets_to_peer, 4);
     let serials: Vec<u64> = state.allocations.iter().map(|s| s.serial).collect();
-    assert_eq!(a.server.forget_handed_over(&serials), 1);
+    assert_eq!(a.server.forget_handed_over(&serials, false), 1);
     a.advance(Duration::ZERO);
     assert!(
         a.shell.kernel.is_empty(),

@@ -25,6 +25,19 @@ pub struct ShardExport {
 
 pub struct HandOverRequest {
     pub reply: Sender<ShardExport>,
-    /// True: the new process took over (forget what was exported); false or gone: resume.
-    pub verdict: Receiver<bool>,
+    /// What became of the export; gone: resume.
+    pub verdict: Receiver<Verdict>,
+}
+
+/// What became of a shard's export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No new process took over: resume as if nothing happened.
+    Resume,
+    /// A new process runs and has adopted the fleet slots (exec handover): forget what
+    /// was exported and give back this process's names of its slots.
+    TookOver,
+    /// In systemd's store for a process not started yet: forget what was exported and
+    /// leave its fleet slots for that process to adopt.
+    Stored,
 }

@@ -11,7 +11,7 @@ use crate::relay::handover::encode;
 use crate::relay::handover::format::TransportState;
 
 use super::Shard;
-use super::export::{HandOverRequest, ShardExport};
+use super::export::{HandOverRequest, ShardExport, Verdict};
 
 /// The longest a shard stands still for a verdict; then it resumes on its own.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,16 +45,18 @@ impl Shard {
         if req.reply.send(export).is_err() {
             return;
         }
-        if req.verdict.recv_timeout(VERDICT_TIMEOUT) == Ok(true) {
-            self.handed_over(&serials);
+        match req.verdict.recv_timeout(VERDICT_TIMEOUT) {
+            Ok(Verdict::TookOver) => self.handed_over(&serials, true),
+            Ok(Verdict::Stored) => self.handed_over(&serials, false),
+            Ok(Verdict::Resume) | Err(_) => {}
         }
     }
 
     /// The new process serves the listeners and the exported allocations now: drop them
     /// here without ending them, and stop reading the listeners (the descriptors stay
     /// open: they are the same sockets the new process reads).
-    fn handed_over(&mut self, serials: &[u64]) {
-        self.core.forget_handed_over(serials);
+    fn handed_over(&mut self, serials: &[u64], slots_adopted: bool) {
+        self.core.forget_handed_over(serials, slots_adopted);
         self.run_commands();
         let registry = self.poll.registry();
         for l in &mut self.udp {

@@ -212,13 +212,13 @@ impl Shard {
     }
 
     pub fn run(mut self) {
+        // What an import queued (fleet slots to adopt, kernel routes) goes out before any
+        // packet: a new process answers `took-over` only once its slots are adopted.
+        self.run_commands();
         let mut events = Events::with_capacity(1024);
         // Sockets that still had packets when their budget ran out.
         let mut ready: Vec<Token> = Vec::new();
         let mut next_tick = clock::now();
-        // What an import queued (kernel routes of the allocations taken over) goes out
-        // now, not with the next timer or request.
-        self.run_commands();
         loop {
             let now = clock::now();
             let timeout = if !ready.is_empty() || self.streams.busy() {
@@ -402,6 +402,16 @@ impl Shard {
                         let _ = q.send(SlotRequest::Release {
                             shard: self.index,
                             token,
+                        });
+                    }
+                }
+                Command::AdoptFleetSlot { token, was, user } => {
+                    if let Some(q) = &self.fleet_slots {
+                        let _ = q.send(SlotRequest::Adopt {
+                            shard: self.index,
+                            token,
+                            was,
+                            user,
                         });
                     }
                 }
