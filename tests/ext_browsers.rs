@@ -7,8 +7,9 @@
 //! root), headless Firefox (alone and with Chromium) in a namespace of its own, calls in
 //! both browsers whose credential expires mid-call (lenient, strict and max-session
 //! policies), the self-test page (GET /selftest) against a healthy server and one whose
-//! relay range nftables blocks, and aiortc. The scripts live in tests/browser/ and start
-//! turnpike themselves (TURNPIKE_BIN).
+//! relay range nftables blocks, aiortc, and a Chromium call whose relayed packets the
+//! kernel fast path (native XDP) carries (namespaces, root). The scripts live in
+//! tests/browser/ and start turnpike themselves (TURNPIKE_BIN).
 
 mod support;
 
@@ -87,6 +88,16 @@ fn chromium_calls_through_turnpike_on_loopback() {
 #[test]
 fn chromium_calls_survive_a_sigurg_handover() {
     run("node", "handover.mjs");
+}
+
+/// A relay-only Chromium (turnpike over UDP) calls one with host candidates only, media and
+/// a data channel, with `[fastpath]` on native XDP behind a router: /metrics says the kernel
+/// carried at least 80% of each direction's packets; once the sessions API ends the
+/// allocation it carries none, and with the fast path off the call works with none
+/// (root: network namespaces, BPF).
+#[test]
+fn chromium_call_is_relayed_by_the_kernel_fastpath() {
+    run("node", "fastpath.mjs");
 }
 
 #[test]

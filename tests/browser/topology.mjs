@@ -5,7 +5,12 @@
 //   dev-a 10.0.1.2 -- nat-a 10.0.1.1 | 198.51.100.10 --+
 //                                                        br0 in pub: the servers' addresses
 //   dev-b 10.0.2.2 -- nat-b 10.0.2.1 | 198.51.100.20 --+
-import { sh } from './lib.mjs';
+//
+// And the kernel fast path's routed topology (routedTopology, below).
+import { writeFileSync } from 'node:fs';
+import { arch } from 'node:os';
+import { join } from 'node:path';
+import { scratchDir, sh } from './lib.mjs';
 
 const ip = (...a) => sh('ip', ...a);
 const inNs = (ns, ...a) => sh('ip', 'netns', 'exec', ns, ...a);
@@ -28,6 +33,13 @@ function veth(a, nsA, b, nsB) {
 export function natTopology(servers) {
   const P = `tp${process.pid % 10000}`;
   const NS = { pub: `${P}-pub`, natA: `${P}-nata`, natB: `${P}-natb`, devA: `${P}-deva`, devB: `${P}-devb` };
+  const teardown = namespaces(NS, () => build(P, NS, servers));
+  return { NS, setNat: (kind) => setNat(NS, kind), teardown };
+}
+
+/// Creates the namespaces in `NS` and runs `buildFn`; returns `teardown()`, which kills
+/// every process left in them and deletes them (run on exit, SIGINT and SIGTERM too).
+function namespaces(NS, buildFn) {
   const teardown = () => {
     for (const ns of Object.values(NS)) {
       let pids = '';
@@ -46,19 +58,63 @@ export function natTopology(servers) {
     process.on(sig, () => process.exit(130));
   }
   try {
-    build(P, NS, servers);
+    for (const ns of Object.values(NS)) {
+      ip('netns', 'add', ns);
+      ip('-n', ns, 'link', 'set', 'lo', 'up');
+    }
+    buildFn();
   } catch (e) {
     teardown();
     throw e;
   }
-  return { NS, setNat: (kind) => setNat(NS, kind), teardown };
+  return teardown;
+}
+
+/// The kernel fast path's deployment (the shape of tests/support/veth.rs): the server on
+/// one interface behind a router, the client and the peer on networks of their own.
+///
+///   client c0 10.12.1.2 -- r1 | router | r0 -- s0 10.12.0.2 server
+///                                      | r2 -- p0 10.12.2.2 peer
+export function routedTopology() {
+  const P = `tp${process.pid % 10000}`;
+  const NS = { client: `${P}-cli`, server: `${P}-srv`, peer: `${P}-peer`, router: `${P}-rtr` };
+  const teardown = namespaces(NS, () => buildRouted(P, NS));
+  return { NS, teardown };
+}
+
+function buildRouted(P, NS) {
+  for (const [ns, dev, rdev, x] of [[NS.client, 'c0', 'r1', 1], [NS.server, 's0', 'r0', 0], [NS.peer, 'p0', 'r2', 2]]) {
+    veth(`${P}${dev}`, ns, `${P}${rdev}`, NS.router);
+    ip('-n', ns, 'link', 'set', `${P}${dev}`, 'name', dev);
+    ip('-n', NS.router, 'link', 'set', `${P}${rdev}`, 'name', rdev);
+    ip('-n', ns, 'addr', 'add', `10.12.${x}.2/24`, 'dev', dev);
+    ip('-n', NS.router, 'addr', 'add', `10.12.${x}.1/24`, 'dev', rdev);
+    ip('-n', ns, 'link', 'set', dev, 'up');
+    ip('-n', NS.router, 'link', 'set', rdev, 'up');
+    ip('-n', ns, 'route', 'add', 'default', 'via', `10.12.${x}.1`);
+  }
+  inNs(NS.router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  // Full checksums from the senders, as from a real NIC (a veth sends partial ones).
+  inNs(NS.client, 'ethtool', '-K', 'c0', 'tx', 'off');
+  inNs(NS.peer, 'ethtool', '-K', 'p0', 'tx', 'off');
+  // A veth takes the frames its peer sends back with XDP_TX only when it has an XDP
+  // program of its own.
+  ip('-n', NS.router, 'link', 'set', 'dev', 'r0', 'xdpdrv', 'obj', passProgram(), 'sec', 'xdp');
+}
+
+/// An XDP program that passes everything, compiled with clang.
+function passProgram() {
+  const dir = scratchDir('xdp-pass-');
+  const src = join(dir, 'pass.c');
+  writeFileSync(src, '#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n'
+    + 'SEC("xdp") int pass(struct xdp_md *c) { return XDP_PASS; }\n'
+    + 'char LICENSE[] SEC("license") = "GPL";\n');
+  const multiarch = { x64: 'x86_64', arm64: 'aarch64' }[arch()] ?? arch();
+  sh('clang', '-O2', '-target', 'bpf', `-I/usr/include/${multiarch}-linux-gnu`, '-c', src, '-o', join(dir, 'pass.o'));
+  return join(dir, 'pass.o');
 }
 
 function build(P, NS, servers) {
-  for (const ns of Object.values(NS)) {
-    ip('netns', 'add', ns);
-    ip('-n', ns, 'link', 'set', 'lo', 'up');
-  }
   ip('-n', NS.pub, 'link', 'add', 'br0', 'type', 'bridge');
   for (const s of servers) ip('-n', NS.pub, 'addr', 'add', `${s}/24`, 'dev', 'br0');
   ip('-n', NS.pub, 'link', 'set', 'br0', 'up');
