@@ -67,16 +67,22 @@ fn live_slots(net: &FleetNet) -> i64 {
     in_redis(net, "a").0
 }
 
-/// Whether node `at`'s GET /api/v1/nodes lists `name` (false when it does not answer).
-fn listed(at: &FleetNode, name: &str) -> bool {
+/// Whether node `at`'s GET /api/v1/nodes lists `name`; Err says why it could not tell.
+fn listed(at: &FleetNode, name: &str) -> Result<bool, String> {
     let bearer = format!("Bearer {FLEET_ADMIN}");
-    let get =
-        std::panic::catch_unwind(|| json(at.http, "/api/v1/nodes", &[("Authorization", &bearer)]));
-    get.is_ok_and(|v| {
-        v["nodes"]
-            .as_array()
-            .is_some_and(|ns| ns.iter().any(|n| n["name"] == name))
-    })
+    let headers = [("Authorization", bearer.as_str())];
+    let get = std::panic::catch_unwind(|| http_get(at.http, "GET", "/api/v1/nodes", &headers));
+    let (status, _, body) = get.map_err(|e| {
+        let why = e.downcast_ref::<String>().cloned();
+        why.unwrap_or_else(|| "the request panicked".into())
+    })?;
+    if status != 200 {
+        return Err(format!("{status}: {body}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(v["nodes"]
+        .as_array()
+        .is_some_and(|ns| ns.iter().any(|n| n["name"] == name)))
 }
 
 fn allocate(at: &FleetNode) -> (RawClient, Option<u16>) {
@@ -110,6 +116,8 @@ fn call(at: &FleetNode, peer: SocketAddr) -> (RawClient, SocketAddr) {
 struct Samples {
     counts: Vec<i64>,
     unlisted: usize,
+    /// Why GET /api/v1/nodes gave no answer, each time.
+    unanswered: Vec<String>,
     taken: usize,
 }
 
@@ -127,10 +135,13 @@ impl Drop for StopOnDrop<'_> {
 fn sample(net: &FleetNet, at: &FleetNode, stop: &AtomicBool, into: &Mutex<Samples>) {
     while !stop.load(Ordering::Relaxed) {
         let (count, recorded) = in_redis(net, at.name);
-        let seen = recorded && listed(at, at.name);
+        let seen = listed(at, at.name);
         let mut s = into.lock().unwrap();
         s.counts.push(count);
-        s.unlisted += usize::from(!seen);
+        s.unlisted += usize::from(!recorded || seen == Ok(false));
+        if let Err(why) = seen {
+            s.unanswered.push(why);
+        }
         s.taken += 1;
         drop(s);
         std::thread::sleep(Duration::from_millis(50));
@@ -212,6 +223,11 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
     assert_eq!(lo, Some(&MAX), "{:?}", s.counts);
     assert!(hi <= Some(&(2 * MAX)), "{:?}", s.counts);
     assert_eq!(s.unlisted, 0, "the node stays listed");
+    assert!(
+        s.unanswered.is_empty(),
+        "GET /api/v1/nodes unanswered: {:?}",
+        s.unanswered
+    );
     assert_eq!(live_slots(&net), MAX, "one TTL after the handovers");
 
     assert_eq!(
