@@ -456,7 +456,8 @@ fn twenty_restarts_under_load_keep_the_calls() {
 /// Issue 19 under real systemd 252: the packaged, hardened unit cannot load the fast path
 /// (mode "off", the journal says why, the call relays on the socket path); with the
 /// drop-in the package ships, native XDP relays the call's ChannelData in the kernel, the
-/// service still runs as its own user, and the relayed totals count every packet.
+/// service still runs as its own user, and the relayed totals count every packet (the
+/// restart between the two hands the first call's totals over).
 #[test]
 fn fast_path_under_systemd_takes_the_documented_drop_in() {
     // The container may load BPF programs only with these (nspawn's defaults lack them).
