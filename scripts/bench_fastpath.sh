@@ -33,6 +33,7 @@
 #   sudo bash scripts/bench_fastpath.sh                  (~6 min)
 #   BENCH_QUICK=1 sudo bash scripts/bench_fastpath.sh    (~1.5 min)
 #   COTURN_BIN=/usr/bin/turnserver MODES=ch100 ROUNDS=5 RATE_PPS=30000 ...
+#   BPF_STATS=1  also the fast path's XDP program's own time per run (kernel BPF stats)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "needs root (namespaces, XDP)"; exit 1; }
@@ -71,6 +72,7 @@ HTTP=127.0.0.1:9310
 srv=""
 teardown() {
   if [[ -n $srv ]]; then kill "$srv" 2>/dev/null || true; fi
+  if [[ -n ${bpf_stats0:-} ]]; then sysctl -qw kernel.bpf_stats_enabled="$bpf_stats0"; fi
   cleanup
   for n in $C $R $S $P; do ip netns del "$n" 2>/dev/null || true; done
 }
@@ -209,6 +211,9 @@ echo "turnpike: $TURNPIKE_BIN ($(git rev-parse --short HEAD)); coturn: $COTURN_B
 echo "servers: $SERVERS; modes: $MODES; $ROUNDS rounds; $CLIENTS clients x window $WINDOW for" \
   "saturation, $RATE_CLIENTS clients x $RATE_PPS originated pkt/s for the equal load; $SECS s each"
 touch "$dir/results.jsonl"
+# BPF_STATS=1: the kernel times the fast path's program (kernel.bpf_stats_enabled, global,
+# on only during its rounds and put back after; it adds two clock reads to every run).
+bpf_stats0=$(sysctl -n kernel.bpf_stats_enabled)
 read -ra order <<<"$SERVERS"
 for r in $(seq 1 "$ROUNDS"); do
   n=${#order[@]}
@@ -220,6 +225,8 @@ for r in $(seq 1 "$ROUNDS"); do
       info=$(metrics | grep '^turnpike_fastpath_info' || true)
       echo "round $r tp-xdp: $info"
       fp0=$(fp_packets)
+      prog=$(ip -n "$S" link show s0 | grep -o 'prog/xdp id [0-9]*' | grep -o '[0-9]*$' || true)
+      if [[ -n ${BPF_STATS:-} ]]; then sysctl -qw kernel.bpf_stats_enabled=1; fi
     fi
     for mode in $MODES; do
       out=$(loadgen "$srv" "$mode" "$CLIENTS" --window "$WINDOW") || fail "$s"
@@ -234,6 +241,12 @@ for r in $(seq 1 "$ROUNDS"); do
       tot=$(metrics | awk '/^turnpike_relayed_packets_total/ {s += $2} END {print s + 0}')
       attached=$(echo "$info" | grep -o 'mode="[a-z-]*"' | cut -d'"' -f2)
       echo "round $r tp-xdp: kernel relayed $((fp1 - fp0)) of $tot packets (mode $attached)"
+      if [[ -n ${BPF_STATS:-} && -n $prog ]]; then
+        sysctl -qw kernel.bpf_stats_enabled="$bpf_stats0"
+        bpftool prog show id "$prog" --json | python3 -c 'import json,sys; p=json.load(sys.stdin)
+print("round %s tp-xdp: XDP program %s: %d runs, %.0f ns a run" % (sys.argv[1], p["name"],
+      p.get("run_cnt", 0), p.get("run_time_ns", 0) / max(p.get("run_cnt", 0), 1)))' "$r"
+      fi
       printf '{"kind":"fastpath","mode":"all","server":"tp-xdp","round":%s,"r":{"kernel":%s,"total":%s,"attached":"%s"}}\n' \
         "$r" "$((fp1 - fp0))" "$tot" "$attached" >>"$dir/results.jsonl"
     fi
