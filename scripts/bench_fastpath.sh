@@ -42,7 +42,7 @@ if [[ -n "${BENCH_QUICK:-}" ]]; then
 fi
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-3}
-CLIENTS=${CLIENTS:-50}
+CLIENTS=${CLIENTS:-50} # at most 128 (the peers' ports per run)
 WINDOW=${WINDOW:-8}
 MODES=${MODES:-ch100 ch1200}
 RATE_PPS=${RATE_PPS:-30000}
@@ -196,12 +196,17 @@ fp_packets() { metrics | awk '/^turnpike_fastpath_packets_total/ {s += $2} END {
 emit() { # kind mode server round json
   printf '{"kind":"%s","mode":"%s","server":"%s","round":%s,"r":%s}\n' "$@" >>"$dir/results.jsonl"
 }
+runs=0
 loadgen() { # server-pid mode clients extra flags...
   local pid=$1 mode=$2 n=$3
   shift 3
+  # Each run's peers on ports of their own (the caller counts runs: this runs in a
+  # subshell): coturn --multiplex-peer refused a ChannelBind to a peer port that the run
+  # before had used (ephemeral ports get reused).
+  local port=$((20000 + (runs % 300) * 128))
   # shellcheck disable=SC2046
   timeout 120 ip netns exec "$C" "$LOADGEN" --server "$SERVER" --secret "$SECRET" --pid "$pid" \
-    --peer 203.0.113.2 --peer-netns "$P" --peers "$n" --clients "$n" \
+    --peer "203.0.113.2:$port" --peer-netns "$P" --peers "$n" --clients "$n" \
     --seconds "$SECS" $(flags "$mode") "$@"
 }
 
@@ -229,9 +234,11 @@ for r in $(seq 1 "$ROUNDS"); do
       if [[ -n ${BPF_STATS:-} ]]; then sysctl -qw kernel.bpf_stats_enabled=1; fi
     fi
     for mode in $MODES; do
+      runs=$((runs + 1))
       out=$(loadgen "$srv" "$mode" "$CLIENTS" --window "$WINDOW") || fail "$s"
       echo "round $r $s $mode saturation $out"
       emit load "$mode" "$s" "$r" "$out"
+      runs=$((runs + 1))
       out=$(loadgen "$srv" "$mode" "$RATE_CLIENTS" --rate "$RATE_PPS" --idle-us "$IDLE_US") || fail "$s"
       echo "round $r $s $mode rate $out"
       emit rate "$mode" "$s" "$r" "$out"

@@ -31,6 +31,10 @@ pub struct Args {
     /// Where the echo peers bind, and the network namespace (in /run/netns) they are made
     /// in: scripts/bench_fastpath.sh puts them behind the relay, apart from the clients.
     pub peer_ip: IpAddr,
+    /// The first peer's port (`--peer IP:PORT`; the next ones follow), 0: any. Against
+    /// coturn --multiplex-peer a run must not reuse a port of the run before, which
+    /// an ephemeral port may (its ChannelBind then failed).
+    pub peer_port: u16,
     pub peer_netns: Option<String>,
     /// Echo peer sockets; client i sends to peer i % peers. coturn's --multiplex-peer
     /// tells sessions apart by peer address, so there each client needs its own.
@@ -57,6 +61,7 @@ pub fn args() -> Args {
         allocs: 0,
         burst: BATCH,
         peer_ip: Ipv4Addr::LOCALHOST.into(),
+        peer_port: 0,
         peer_netns: None,
         peers: 1,
         idle_us: 0,
@@ -79,7 +84,10 @@ pub fn args() -> Args {
             "--burst" => a.burst = val.parse::<usize>().expect("--burst").clamp(1, BATCH),
             "--allocs" => a.allocs = val.parse::<usize>().expect("--allocs").min(20_000),
             "--ca" => a.ca = Some(val),
-            "--peer" => a.peer_ip = val.parse().expect("--peer"),
+            "--peer" => match val.parse::<SocketAddr>() {
+                Ok(sa) => (a.peer_ip, a.peer_port) = (sa.ip(), sa.port()),
+                Err(_) => a.peer_ip = val.parse().expect("--peer: IP or IP:PORT"),
+            },
             "--peer-netns" => a.peer_netns = Some(val),
             "--idle-us" => a.idle_us = val.parse::<u64>().expect("--idle-us").min(10_000),
             "--peers" => a.peers = val.parse::<usize>().expect("--peers").clamp(1, 1000),

@@ -15,7 +15,11 @@ use crate::args::{Args, Transport};
 /// overflows whenever this process is descheduled for a few ms on a busy machine, and
 /// that loss would be blamed on the server.
 pub fn load_socket(ip: IpAddr) -> UdpSocket {
-    let s = UdpSocket::bind((ip, 0)).expect("socket (ulimit -n?)");
+    load_socket_at((ip, 0).into())
+}
+
+pub fn load_socket_at(at: SocketAddr) -> UdpSocket {
+    let s = UdpSocket::bind(at).expect("socket (ulimit -n? port taken?)");
     let size: libc::c_int = 4 << 20;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
         // SAFETY: a plain int option on a socket this function owns. Without
@@ -37,7 +41,15 @@ pub fn load_socket(ip: IpAddr) -> UdpSocket {
 /// given: a socket stays in the namespace it was made in, so a thread that joins it
 /// makes them and this process stays in the clients' namespace.
 pub fn peer_sockets(a: &Args) -> Vec<UdpSocket> {
-    let make = || (0..a.peers).map(|_| load_socket(a.peer_ip)).collect();
+    let port = |i: usize| match a.peer_port {
+        0 => 0,
+        p => p.checked_add(i as u16).expect("--peer port + --peers"),
+    };
+    let make = || {
+        (0..a.peers)
+            .map(|i| load_socket_at((a.peer_ip, port(i)).into()))
+            .collect()
+    };
     let Some(ns) = &a.peer_netns else {
         return make();
     };
