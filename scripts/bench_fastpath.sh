@@ -30,8 +30,8 @@
 #               less other users' processes on this shared machine (loadgen reports both)
 # The order of the servers rotates every round, so noise from other jobs hits all alike.
 #
-#   sudo bash scripts/bench_fastpath.sh                  (~6 min)
-#   BENCH_QUICK=1 sudo bash scripts/bench_fastpath.sh    (~1.5 min)
+#   sudo bash scripts/bench_fastpath.sh                  (~3 min; ROUNDS=5 ~5)
+#   BENCH_QUICK=1 sudo bash scripts/bench_fastpath.sh    (~35 s)
 #   COTURN_BIN=/usr/bin/turnserver MODES=ch100 ROUNDS=5 RATE_PPS=30000 ...
 #   BPF_STATS=1  also the fast path's XDP program's own time per run (kernel BPF stats)
 set -euo pipefail
