@@ -18,7 +18,7 @@ use crate::proc_stats::{cpu_seconds, rss_kib};
 pub fn alloc_bench(a: &Args) {
     let rss0 = rss_kib(a.pid);
     let cpu0 = cpu_seconds(a.pid);
-    let mut allocs = Allocations::new(a.allocs);
+    let mut allocs = Allocations::new(a.allocs, a.client_ip());
     let mut next = 0usize;
     let mut active: Vec<usize> = Vec::new();
     let t0 = Instant::now();
@@ -78,11 +78,11 @@ const UDP: RequestedTransport = RequestedTransport {
 };
 
 impl Allocations {
-    fn new(n: usize) -> Allocations {
+    fn new(n: usize, ip: std::net::IpAddr) -> Allocations {
         Allocations {
             socks: (0..n)
                 .map(|_| {
-                    let s = load_socket();
+                    let s = load_socket(ip);
                     s.set_nonblocking(true).unwrap();
                     s
                 })

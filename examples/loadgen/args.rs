@@ -1,6 +1,6 @@
 //! The command line: flags, their defaults and the checks on them.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use turnpike::runtime::shard::io::batch::BATCH;
 
@@ -28,6 +28,19 @@ pub struct Args {
     pub allocs: usize,
     /// Open loop: at most this many messages from one client in a row.
     pub burst: usize,
+    /// Where the echo peers bind, and the network namespace (in /run/netns) they are made
+    /// in: scripts/bench_fastpath.sh puts them behind the relay, apart from the clients.
+    pub peer_ip: IpAddr,
+    /// The first peer's port (`--peer IP:PORT`; the next ones follow), 0: any. Against
+    /// coturn --multiplex-peer a run must not reuse a port of the run before, which
+    /// an ephemeral port may (its ChannelBind then failed).
+    pub peer_port: u16,
+    pub peer_netns: Option<String>,
+    /// Echo peer sockets; client i sends to peer i % peers. coturn's --multiplex-peer
+    /// tells sessions apart by peer address, so there each client needs its own.
+    pub peers: usize,
+    /// Microseconds a loop turn with nothing to do sleeps (0: spin, the default).
+    pub idle_us: u64,
 }
 
 pub fn args() -> Args {
@@ -47,6 +60,11 @@ pub fn args() -> Args {
         ramp: 0.0,
         allocs: 0,
         burst: BATCH,
+        peer_ip: Ipv4Addr::LOCALHOST.into(),
+        peer_port: 0,
+        peer_netns: None,
+        peers: 1,
+        idle_us: 0,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -66,6 +84,13 @@ pub fn args() -> Args {
             "--burst" => a.burst = val.parse::<usize>().expect("--burst").clamp(1, BATCH),
             "--allocs" => a.allocs = val.parse::<usize>().expect("--allocs").min(20_000),
             "--ca" => a.ca = Some(val),
+            "--peer" => match val.parse::<SocketAddr>() {
+                Ok(sa) => (a.peer_ip, a.peer_port) = (sa.ip(), sa.port()),
+                Err(_) => a.peer_ip = val.parse().expect("--peer: IP or IP:PORT"),
+            },
+            "--peer-netns" => a.peer_netns = Some(val),
+            "--idle-us" => a.idle_us = val.parse::<u64>().expect("--idle-us").min(10_000),
+            "--peers" => a.peers = val.parse::<usize>().expect("--peers").clamp(1, 1000),
             "--c2c" => {
                 a.c2c = true;
                 i -= 1;
@@ -89,8 +114,8 @@ pub fn args() -> Args {
         }
     }
     assert!(
-        a.server.ip().is_loopback(),
-        "load only ever goes to loopback"
+        test_address(a.server.ip()) && test_address(a.peer_ip),
+        "load only ever goes to loopback or the documentation ranges (RFC 5737)"
     );
     // Room for the send timestamp; TCP framing pads ChannelData to 4 bytes, keep it exact.
     assert!(
@@ -101,4 +126,28 @@ pub fn args() -> Args {
         a.clients += a.clients % 2;
     }
     a
+}
+
+/// Loopback, or the IPv4 documentation ranges (never routed: the namespaces of
+/// scripts/bench_fastpath.sh use them).
+fn test_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            v4.is_loopback() || matches!((a, b, c), (192, 0, 2) | (198, 51, 100) | (203, 0, 113))
+        }
+        IpAddr::V6(v6) => v6.is_loopback(),
+    }
+}
+
+impl Args {
+    /// Where the client sockets bind: loopback for a loopback server, else any address
+    /// (the route picks the interface).
+    pub fn client_ip(&self) -> IpAddr {
+        if self.server.ip().is_loopback() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! ChannelData back to back, with the stream framing and buffering that needs.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,12 @@ use crate::args::{Args, Transport};
 /// A load socket with 4 MB buffers (what turnpike gives its own): a default 208 kB one
 /// overflows whenever this process is descheduled for a few ms on a busy machine, and
 /// that loss would be blamed on the server.
-pub fn load_socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("socket (ulimit -n?)");
+pub fn load_socket(ip: IpAddr) -> UdpSocket {
+    load_socket_at((ip, 0).into())
+}
+
+pub fn load_socket_at(at: SocketAddr) -> UdpSocket {
+    let s = UdpSocket::bind(at).expect("socket (ulimit -n? port taken?)");
     let size: libc::c_int = 4 << 20;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
         // SAFETY: a plain int option on a socket this function owns. Without
@@ -31,6 +35,36 @@ pub fn load_socket() -> UdpSocket {
         }
     }
     s
+}
+
+/// The echo peers' sockets (`--peers`, at `--peer`), made inside `--peer-netns` when
+/// given: a socket stays in the namespace it was made in, so a thread that joins it
+/// makes them and this process stays in the clients' namespace.
+pub fn peer_sockets(a: &Args) -> Vec<UdpSocket> {
+    let port = |i: usize| match a.peer_port {
+        0 => 0,
+        p => p.checked_add(i as u16).expect("--peer port + --peers"),
+    };
+    let make = || {
+        (0..a.peers)
+            .map(|i| load_socket_at((a.peer_ip, port(i)).into()))
+            .collect()
+    };
+    let Some(ns) = &a.peer_netns else {
+        return make();
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let path = format!("/run/netns/{ns}");
+            let fd = std::fs::File::open(&path).expect("--peer-netns");
+            // SAFETY: setns on a namespace fd this thread holds; it moves only this thread.
+            let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
+            make()
+        })
+        .join()
+        .unwrap()
+    })
 }
 
 /// The client's leg to the server. Streams carry STUN and ChannelData back to back.
@@ -62,7 +96,7 @@ impl Leg {
     pub fn connect(a: &Args, tls: &Option<Arc<rustls::ClientConfig>>) -> Leg {
         match a.transport {
             Transport::Udp => {
-                let s = load_socket();
+                let s = load_socket(a.client_ip());
                 s.set_read_timeout(Some(Duration::from_millis(500)))
                     .unwrap();
                 Leg::Udp(s)

@@ -10,7 +10,10 @@ use turnpike::runtime::shard::io::batch::{BATCH, Batch};
 use crate::args::Args;
 use crate::client::Client;
 use crate::leg::Leg;
-use crate::proc_stats::{cpu_seconds, machine_jiffies, own_cpu_seconds, own_drops};
+use crate::proc_stats::{
+    cores, cpu_seconds, machine_jiffies, machine_not_busy_seconds, others_cpu_seconds,
+    own_cpu_seconds, own_drops, own_utime_seconds,
+};
 
 /// One measured step's counts.
 #[derive(Default)]
@@ -24,21 +27,32 @@ pub struct Step {
     pub server_cpu: f64,
     pub own_cpu: f64,
     pub machine_busy: f64,
+    /// CPU-seconds of every core that were not idle, those of other users' processes
+    /// (this machine is shared), and this process's user time alone.
+    pub machine_cpu: f64,
+    pub others_cpu: f64,
+    pub own_utime: f64,
     /// Datagrams dropped at this process's own sockets during the step.
     pub own_drops: u64,
 }
 
 /// Drives load for `secs` (window or `rate` packets/s originated), then drains 300 ms.
-pub fn run(a: &Args, clients: &mut [Client], peer: &UdpSocket, rate: f64, secs: f64) -> Step {
+pub fn run(a: &Args, clients: &mut [Client], peers: &[UdpSocket], rate: f64, secs: f64) -> Step {
     let mut r = Round::new(clients);
-    let mut ports: Vec<u16> = vec![peer.local_addr().unwrap().port()];
+    let mut ports: Vec<u16> = peers
+        .iter()
+        .map(|p| p.local_addr().unwrap().port())
+        .collect();
     for c in clients.iter() {
         if let Leg::Udp(s) = &c.leg {
             ports.push(s.local_addr().unwrap().port());
         }
     }
     let drops0 = own_drops(&ports);
+    let not_others = [a.pid, std::process::id()];
+    let others0 = others_cpu_seconds(&not_others);
     let (cpu0, own0, m0) = (cpu_seconds(a.pid), own_cpu_seconds(), machine_jiffies());
+    let (utime0, idle0) = (own_utime_seconds(), machine_not_busy_seconds());
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(secs);
     let drain_end = end + Duration::from_millis(300);
@@ -55,6 +69,9 @@ pub fn run(a: &Args, clients: &mut [Client], peer: &UdpSocket, rate: f64, secs: 
             st.own_cpu = own_cpu_seconds() - own0;
             let m1 = machine_jiffies();
             st.machine_busy = (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64;
+            st.machine_cpu = st.secs * cores() - (machine_not_busy_seconds() - idle0);
+            st.own_utime = own_utime_seconds() - utime0;
+            st.others_cpu = others_cpu_seconds(&not_others) - others0;
             st.echoed_in_time = st.echoed;
         }
         // Originate: how many each client may send now.
@@ -65,10 +82,19 @@ pub fn run(a: &Args, clients: &mut [Client], peer: &UdpSocket, rate: f64, secs: 
         } else {
             usize::MAX
         };
+        let before = r.st.sent + r.st.echoed;
         r.originate(a, clients, rate, budget, t0);
-        r.echo_at_peer(peer);
+        let mut echoed = 0;
+        for p in peers {
+            echoed += r.echo_at_peer(p);
+        }
         r.receive(a, clients, t0);
         r.respond(a, clients);
+        // --idle-us: a turn with nothing to do sleeps instead of spinning, so this
+        // process's CPU is its work, not a full core (whole-machine CPU per packet).
+        if a.idle_us > 0 && echoed == 0 && r.st.sent + r.st.echoed == before {
+            std::thread::sleep(Duration::from_micros(a.idle_us));
+        }
     }
     r.st.own_drops = own_drops(&ports) - drops0;
     r.st
@@ -158,10 +184,12 @@ impl Round {
         self.rr = self.rr.wrapping_add(1);
     }
 
-    /// The echo peer answers every relayed packet back through the relay.
-    fn echo_at_peer(&mut self, peer: &UdpSocket) {
+    /// The echo peer answers every relayed packet back through the relay; returns how many.
+    fn echo_at_peer(&mut self, peer: &UdpSocket) -> usize {
+        let mut n = 0;
         for _ in 0..64 {
             let got = self.inb.recv(peer.as_raw_fd()).unwrap_or(0);
+            n += got;
             for k in 0..got {
                 let (slot, len, from) = self.inb.slot(k);
                 if let Some(from) = from {
@@ -173,6 +201,7 @@ impl Round {
                 break;
             }
         }
+        n
     }
 
     /// Every client reads what came back: an echo is an RTT sample (or, for a c2c
@@ -286,7 +315,7 @@ pub fn report(a: &Args, st: &mut Step, offered: f64) -> String {
     let relayed = (st.echoed_in_time * per_echo) as f64;
     let loss = 1.0 - st.echoed as f64 / st.sent.max(1) as f64;
     format!(
-        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loadgen_drops\": {}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p90_us\": {}, \"rtt_p99_us\": {}, \"rtt_p999_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}}}",
+        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loadgen_drops\": {}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p90_us\": {}, \"rtt_p99_us\": {}, \"rtt_p999_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}, \"machine_cpu_s\": {:.3}, \"others_cpu_s\": {:.3}, \"loadgen_cpu_s\": {:.3}, \"loadgen_utime_s\": {:.3}}}",
         relayed / st.secs,
         st.server_cpu,
         relayed / st.server_cpu.max(1e-9),
@@ -303,5 +332,9 @@ pub fn report(a: &Args, st: &mut Step, offered: f64) -> String {
         st.sent,
         st.echoed,
         st.secs,
+        st.machine_cpu,
+        st.others_cpu,
+        st.own_cpu,
+        st.own_utime,
     )
 }

@@ -8,7 +8,10 @@
 //! a fixed offered rate (open loop); `--ramp START` raises the rate ×1.25 a step until
 //! more than 1% is lost (capacity); `--burst B` sends at most B messages from one client
 //! in a row at a fixed rate (1 = no bursts). `--allocs N` instead times N allocations and the
-//! server's RSS growth. Prints one JSON line. Loopback only; bounded in count and time.
+//! server's RSS growth. Prints one JSON line. Bounded in count and time; loopback only, or
+//! the documentation ranges of scripts/bench_fastpath.sh's namespaces (`--peer` and
+//! `--peer-netns` put the echo peers there, `--peers N` gives N of them; `--idle-us`
+//! sleeps when there is nothing to do, so its own CPU is its work).
 //!
 //! `args`: the flags; `leg`: a client's socket or stream; `client`: allocate, bind and
 //! release; `load`: the measured rounds; `alloc_bench`: `--allocs`; `proc_stats`: CPU and
@@ -22,7 +25,7 @@ mod load;
 mod proc_stats;
 
 use client::{Client, allocate, bind, release, tls_config};
-use leg::load_socket;
+use leg::peer_sockets;
 use load::{report, run};
 
 const WARMUP_SECS: f64 = 0.4;
@@ -33,9 +36,10 @@ fn main() {
         return alloc_bench::alloc_bench(&a);
     }
     let tls = tls_config(&a);
-    let peer = load_socket();
-    let peer_addr = peer.local_addr().unwrap();
-    peer.set_nonblocking(true).unwrap();
+    let peers = peer_sockets(&a);
+    for p in &peers {
+        p.set_nonblocking(true).unwrap();
+    }
     let mut clients: Vec<Client> = (0..a.clients).map(|i| allocate(&a, i, &tls)).collect();
     if a.c2c {
         for k in (0..clients.len()).step_by(2) {
@@ -45,8 +49,8 @@ fn main() {
             clients[k + 1].responder = true;
         }
     } else {
-        for c in clients.iter_mut() {
-            bind(&a, c, peer_addr);
+        for (i, c) in clients.iter_mut().enumerate() {
+            bind(&a, c, peers[i % peers.len()].local_addr().unwrap());
         }
     }
     for c in &clients {
@@ -54,14 +58,14 @@ fn main() {
     }
     // Warm-up, not measured: the first ~150 ms of load had RTTs of several ms against
     // either server (seen in per-packet dumps), which would decide a short round's p99.
-    run(&a, &mut clients, &peer, a.rate.max(a.ramp), WARMUP_SECS);
+    run(&a, &mut clients, &peers, a.rate.max(a.ramp), WARMUP_SECS);
     if a.ramp > 0.0 {
         // Capacity: the highest offered rate (packets/s originated) lost at most 1%.
         let (mut rate, mut capacity, mut steps) = (a.ramp, 0.0, Vec::new());
         let (mut stopped_by, mut fails) = ("steps", 0);
         // 20 steps: up to 690k originated packets/s, beyond what this generator can send.
         for _ in 0..20 {
-            let mut st = run(&a, &mut clients, &peer, rate, a.seconds);
+            let mut st = run(&a, &mut clients, &peers, rate, a.seconds);
             let line = report(&a, &mut st, rate);
             let loss = 1.0 - st.echoed as f64 / st.sent.max(1) as f64;
             // A generator that cannot even send the offered rate measures itself.
@@ -91,7 +95,7 @@ fn main() {
             steps.join(", ")
         );
     } else {
-        let mut st = run(&a, &mut clients, &peer, a.rate, a.seconds);
+        let mut st = run(&a, &mut clients, &peers, a.rate, a.seconds);
         println!("{}", report(&a, &mut st, a.rate));
     }
     for c in clients.iter_mut() {

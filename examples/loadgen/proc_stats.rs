@@ -58,3 +58,77 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Seconds all cores spent idle, waiting for I/O or stolen by the hypervisor, from
+/// /proc/stat. Busy time = wall time x cores - this: the kernel keeps idle time exactly
+/// (tickless), while the busy fields are sampled at ticks and miss short bursts (a
+/// generator that sleeps between sends: 25% short against /proc/PID/stat here).
+pub fn machine_not_busy_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    (at(3) + at(4) + at(7)) as f64 * jiffy()
+}
+
+pub fn cores() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as f64 }
+}
+
+/// Seconds per jiffy of /proc/stat and /proc/PID/stat (USER_HZ).
+pub fn jiffy() -> f64 {
+    1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// This process's user time alone: the generator's own work, which no server changes
+/// (its system time also carries the softirq work its sends set off, which may be the
+/// relay's: this kernel has no IRQ time accounting).
+pub fn own_utime_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6
+}
+
+/// CPU time of every user-space process but `exclude` (utime + stime, plus cutime +
+/// cstime so processes that started and ended in between still count once reaped): the
+/// other jobs on a shared machine, to take out of the whole-machine figure. Kernel
+/// threads stay in (ksoftirqd may be carrying the relay's packets).
+pub fn others_cpu_seconds(exclude: &[u32]) -> f64 {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if exclude.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<u64> = stat[close + 2..]
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        // After the state: ppid pgrp session tty tpgid flags ... utime(10) stime cutime cstime.
+        if f.len() > 13 && f[5] & PF_KTHREAD == 0 {
+            ticks += f[10] + f[11] + f[12] + f[13];
+        }
+    }
+    ticks as f64 * jiffy()
+}
