@@ -43,8 +43,9 @@ pub struct Args {
     pub idle_us: u64,
 }
 
-pub fn args() -> Args {
-    let mut a = Args {
+/// Every flag at its default.
+fn defaults() -> Args {
+    Args {
         server: "127.0.0.1:3478".parse().unwrap(),
         secret: String::new(),
         pid: 0,
@@ -65,7 +66,11 @@ pub fn args() -> Args {
         peer_netns: None,
         peers: 1,
         idle_us: 0,
-    };
+    }
+}
+
+pub fn args() -> Args {
+    let mut a = defaults();
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
