@@ -111,6 +111,22 @@ char LICENSE[] SEC("license") = "GPL";
 C
 clang -O2 -target bpf "-I/usr/include/$(uname -m)-linux-gnu" -c "$dir/pass.c" -o "$dir/pass.o"
 ip -n "$R" link set dev r0 xdpdrv obj "$dir/pass.o" sec xdp
+# The relay host's own kernel work, apart from the sender's: with GRO on, a veth receives
+# through NAPI (with XDP attached it does anyway), and threaded NAPI polls in a kernel
+# thread of its own (napi/s0-N), whose CPU /proc shows. So s0's receive path (IP and UDP
+# for a socket server, the XDP program and its XDP_TX for the fast path) is charged to
+# that thread, not to the sender that set it off; the same on r0, so the router's
+# receive of what the relay sends is charged to neither. Same for every server.
+ip netns exec "$S" ethtool -K s0 gro on >/dev/null
+# A veth hands a packet to its peer's NAPI only if the sending side has no TSO (or the
+# packet is a local socket's): without this the router's packets to s0 took netif_rx in
+# the router's (the sender's) context for socket servers, and only XDP used the thread.
+ip netns exec "$R" ethtool -K r0 tso off >/dev/null
+ip netns exec "$R" ethtool -K r0 gro on >/dev/null
+ip netns exec "$S" sh -c 'echo 1 >/sys/class/net/s0/threaded'
+ip netns exec "$R" sh -c 'echo 1 >/sys/class/net/r0/threaded'
+# The PIDs of s0's NAPI threads (re-created when a program attaches or detaches).
+host_kthreads() { ps -eo pid=,comm= | awk '$2 ~ /^napi\/s0-/ {print $1}' | paste -sd, -; }
 
 # $1: the fast path on (true) or off.
 turnpike_conf() {
@@ -225,6 +241,7 @@ for r in $(seq 1 "$ROUNDS"); do
   for k in $(seq 0 $((n - 1))); do
     s=${order[$(((k + r - 1) % n))]}
     start_server "$s"
+    echo "round $r $s: relay host's NAPI threads: $(host_kthreads)"
     fp0=0
     if [[ $s == tp-xdp ]]; then
       info=$(metrics | grep '^turnpike_fastpath_info' || true)
@@ -239,7 +256,8 @@ for r in $(seq 1 "$ROUNDS"); do
       echo "round $r $s $mode saturation $out"
       emit load "$mode" "$s" "$r" "$out"
       runs=$((runs + 1))
-      out=$(loadgen "$srv" "$mode" "$RATE_CLIENTS" --rate "$RATE_PPS" --idle-us "$IDLE_US") || fail "$s"
+      out=$(loadgen "$srv" "$mode" "$RATE_CLIENTS" --rate "$RATE_PPS" --idle-us "$IDLE_US" \
+        --host-pids "$(host_kthreads)") || fail "$s"
       echo "round $r $s $mode rate $out"
       emit rate "$mode" "$s" "$r" "$out"
     done

@@ -74,15 +74,19 @@ for mode in modes:
     print("  machine = every core (/proc/stat) less other users' processes; -lg user = less the")
     print("  generator's user time too; -loadgen = less all the generator's CPU (/proc/PID/stat),")
     print("  whose system time holds the softirq work its sends set off: this kernel has no IRQ")
-    print("  time accounting, so that is where the router and the fast path's XDP program run")
+    print("  time accounting, so that is where the router and the fast path's XDP program run;")
+    print("  host = the relay host alone: the server process plus the NAPI threads of its veth")
+    print("  (s0's receive path: IP/UDP for a socket server, XDP and XDP_TX for the fast path)")
     print(f"  {'server':44} {'relayed/s':>9} {'loss %':>6} {'machine':>7} {'spread':>11} {'vs ct':>5} "
-          f"{'-lg user':>8} {'vs ct':>5} {'-loadgen':>8} {'vs ct':>5} {'loadgen':>7} {'server':>6} {'others':>6}")
+          f"{'-lg user':>8} {'vs ct':>5} {'-loadgen':>8} {'vs ct':>5} {'host':>6} {'vs ct':>5} "
+          f"{'loadgen':>7} {'server':>6} {'others':>6}")
     cols = {
         "m": lambda x: machine(x),
         "u": lambda x: machine(x) - x["loadgen_utime_s"],
         "n": lambda x: machine(x) - x["loadgen_cpu_s"],
         "lg": lambda x: x["loadgen_cpu_s"],
         "sv": lambda x: x["server_cpu_s"],
+        "h": lambda x: x["server_cpu_s"] + x.get("host_kthreads_cpu_s", 0.0),
     }
     ct = {k: med([per_mpkt(x, f(x)) for x in rate.get("ct", [])]) for k, f in cols.items()}
     for s in S:
@@ -97,7 +101,7 @@ for mode in modes:
         print(f"  {NAMES[s]:44} {med([x['relayed_pps'] for x in rs]):9.0f} "
               f"{med([100 * x['loss'] for x in rs]):6.2f} {m['m']:7.2f} {spread(v['m'], 1, '{:.2f}'):>11} "
               f"{vs['m']:5.2f} {m['u']:8.2f} {vs['u']:5.2f} {m['n']:8.2f} {vs['n']:5.2f} "
-              f"{m['lg']:7.2f} {m['sv']:6.2f} {oth:6.2f}")
+              f"{m['h']:6.2f} {vs['h']:5.2f} {m['lg']:7.2f} {m['sv']:6.2f} {oth:6.2f}")
 
 fp = by[("fastpath", "all")].get("tp-xdp", [])
 if fp:

@@ -41,6 +41,9 @@ pub struct Args {
     pub peers: usize,
     /// Microseconds a loop turn with nothing to do sleeps (0: spin, the default).
     pub idle_us: u64,
+    /// Kernel threads that work for the relay host besides the server process (its
+    /// interface's threaded NAPI pollers): their CPU is reported as `host_kthreads_cpu_s`.
+    pub host_pids: Vec<u32>,
 }
 
 /// Every flag at its default.
@@ -66,6 +69,7 @@ fn defaults() -> Args {
         peer_netns: None,
         peers: 1,
         idle_us: 0,
+        host_pids: Vec::new(),
     }
 }
 
@@ -95,6 +99,11 @@ pub fn args() -> Args {
             },
             "--peer-netns" => a.peer_netns = Some(val),
             "--idle-us" => a.idle_us = val.parse::<u64>().expect("--idle-us").min(10_000),
+            "--host-pids" => {
+                a.host_pids = (val.split(',').filter(|p| !p.is_empty()))
+                    .map(|p| p.parse().expect("--host-pids: PID,PID,..."))
+                    .collect()
+            }
             "--peers" => a.peers = val.parse::<usize>().expect("--peers").clamp(1, 1000),
             "--c2c" => {
                 a.c2c = true;

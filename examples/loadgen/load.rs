@@ -25,6 +25,8 @@ pub struct Step {
     pub rtts_us: Vec<u32>,
     pub secs: f64,
     pub server_cpu: f64,
+    /// CPU of `--host-pids` (the relay host's kernel threads).
+    pub host_kthreads_cpu: f64,
     pub own_cpu: f64,
     pub machine_busy: f64,
     /// CPU-seconds of every core that were not idle, those of other users' processes
@@ -52,6 +54,8 @@ pub fn run(a: &Args, clients: &mut [Client], peers: &[UdpSocket], rate: f64, sec
     let not_others = [a.pid, std::process::id()];
     let others0 = others_cpu_seconds(&not_others);
     let (cpu0, own0, m0) = (cpu_seconds(a.pid), own_cpu_seconds(), machine_jiffies());
+    let host = || a.host_pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let host0 = host();
     let (utime0, idle0) = (own_utime_seconds(), machine_not_busy_seconds());
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(secs);
@@ -66,6 +70,7 @@ pub fn run(a: &Args, clients: &mut [Client], peers: &[UdpSocket], rate: f64, sec
         if !sending && st.secs == 0.0 {
             st.secs = t0.elapsed().as_secs_f64();
             st.server_cpu = cpu_seconds(a.pid) - cpu0;
+            st.host_kthreads_cpu = host() - host0;
             st.own_cpu = own_cpu_seconds() - own0;
             let m1 = machine_jiffies();
             st.machine_busy = (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64;
@@ -315,7 +320,7 @@ pub fn report(a: &Args, st: &mut Step, offered: f64) -> String {
     let relayed = (st.echoed_in_time * per_echo) as f64;
     let loss = 1.0 - st.echoed as f64 / st.sent.max(1) as f64;
     format!(
-        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loadgen_drops\": {}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p90_us\": {}, \"rtt_p99_us\": {}, \"rtt_p999_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}, \"machine_cpu_s\": {:.3}, \"others_cpu_s\": {:.3}, \"loadgen_cpu_s\": {:.3}, \"loadgen_utime_s\": {:.3}}}",
+        "{{\"relayed_pps\": {:.0}, \"server_cpu_s\": {:.3}, \"relayed_per_cpu_s\": {:.0}, \"server_cpu_frac\": {:.2}, \"loadgen_cpu_frac\": {:.2}, \"machine_busy\": {:.2}, \"loadgen_drops\": {}, \"loss\": {:.5}, \"rtt_p50_us\": {}, \"rtt_p90_us\": {}, \"rtt_p99_us\": {}, \"rtt_p999_us\": {}, \"offered_pps\": {:.0}, \"sent\": {}, \"echoed\": {}, \"seconds\": {:.2}, \"machine_cpu_s\": {:.3}, \"others_cpu_s\": {:.3}, \"loadgen_cpu_s\": {:.3}, \"loadgen_utime_s\": {:.3}, \"host_kthreads_cpu_s\": {:.3}}}",
         relayed / st.secs,
         st.server_cpu,
         relayed / st.server_cpu.max(1e-9),
@@ -336,5 +341,6 @@ pub fn report(a: &Args, st: &mut Step, offered: f64) -> String {
         st.others_cpu,
         st.own_cpu,
         st.own_utime,
+        st.host_kthreads_cpu,
     )
 }
