@@ -360,11 +360,7 @@ fn a_handover_moves_the_kernel_bindings_to_the_new_process() {
     std::fs::write(&cfg, good).unwrap();
     support::signal(&old.0, libc::SIGURG);
     let done = log.wait_for("handover done", Duration::from_secs(25));
-    let pid = (done.split("\"new_pid\":").nth(1))
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no new_pid in {done}"));
-    let _new = Successor(pid);
+    let _new = Successor(support::pid_in(&done));
     log.wait_for("took over from the old process", Duration::from_secs(10));
     assert_eq!(
         log.count("kernel fast path attached:"),

@@ -257,23 +257,3 @@ fn a_cluster_node_hands_over_its_calls_and_its_fleet_quota_slots() {
     );
     drop((ch, ch2));
 }
-
-/// The `new_pid=` of a log line.
-fn pid_in(line: &str) -> u32 {
-    line.split("new_pid=")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no new_pid in {line}"))
-}
-
-/// Whether process `pid` has exited (gone, or a zombie nobody reaped yet).
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-    }
-}

@@ -110,26 +110,6 @@ impl Server {
     }
 }
 
-/// The `new_pid=` of a log line.
-fn pid_in(line: &str) -> u32 {
-    line.split("new_pid=")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no new_pid in {line}"))
-}
-
-/// Whether process `pid` has exited (gone, or a zombie nobody reaped yet).
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-    }
-}
-
 fn client(server: SocketAddr, user: &str, peer: SocketAddr) -> (RawClient, SocketAddr) {
     let (u, p) = turnpike::auth::mint_credential(SECRET, user, 600, unix_now());
     let mut c = RawClient::new(server, u, p);

@@ -19,18 +19,19 @@ pub fn own_cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// The "cpu" line of /proc/stat: jiffies of all cores by kind (user, nice, system, idle,
+/// iowait, irq, softirq, steal, ...).
+fn all_cores() -> Vec<u64> {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    (s.lines().next().unwrap_or("").split_whitespace().skip(1))
+        .filter_map(|x| x.parse().ok())
+        .collect()
+}
+
 /// (busy, total) jiffies of all cores from /proc/stat: whether the machine as a whole
 /// (other jobs included) was saturated.
 pub fn machine_jiffies() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = s
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v = all_cores();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total - idle, total)
@@ -64,15 +65,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// (tickless), while the busy fields are sampled at ticks and miss short bursts (a
 /// generator that sleeps between sends: 25% short against /proc/PID/stat here).
 pub fn machine_not_busy_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = s
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v = all_cores();
     let at = |i: usize| v.get(i).copied().unwrap_or(0);
     (at(3) + at(4) + at(7)) as f64 * jiffy()
 }

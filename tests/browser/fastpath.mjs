@@ -10,7 +10,7 @@
 //   client c0 10.12.1.2 -- r1 | router | r0 -- s0 10.12.0.2 turnpike, XDP on s0
 //                                      | r2 -- p0 10.12.2.2 peer
 import {
-  SECRET, call, check, cleanup, credential, launch, log, logs, newPeer, run, sh, startTurnpike, stats, timings,
+  SECRET, call, check, cleanup, credential, launch, log, logs, newPeer, parseMetrics, run, sh, startTurnpike, stats, timings,
 } from './lib.mjs';
 import { routedTopology } from './topology.mjs';
 
@@ -46,17 +46,7 @@ mode = "auto"
 
 /// turnpike's /metrics read inside its namespace: (name, labels) -> sum of the samples.
 function scrape(ns) {
-  const text = sh('ip', 'netns', 'exec', ns, 'curl', '-sf', '--max-time', '5', `http://${HTTP}/metrics`);
-  const samples = [];
-  for (const line of text.split('\n')) {
-    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = Object.fromEntries([...(m[2] || '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    samples.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return (name, want = {}) => samples
-    .filter((x) => x.name === name && Object.entries(want).every(([k, v]) => x.labels[k] === v))
-    .reduce((sum, x) => sum + x.value, 0);
+  return parseMetrics(sh('ip', 'netns', 'exec', ns, 'curl', '-sf', '--max-time', '5', `http://${HTTP}/metrics`));
 }
 
 /// Kernel and total relayed packets per direction, as /metrics counts them now.

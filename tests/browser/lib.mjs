@@ -383,7 +383,11 @@ export function sessionLines(turnpike) {
 /// turnpike's /metrics at `addr`, as a function (name, { label: value }) -> the sum of the
 /// samples of `name` that carry those labels (0 if none).
 export async function metrics(addr) {
-  const text = await (await fetch(`http://${addr}/metrics`)).text();
+  return parseMetrics(await (await fetch(`http://${addr}/metrics`)).text());
+}
+
+/// A Prometheus text exposition, as `metrics` returns it.
+export function parseMetrics(text) {
   const samples = [];
   for (const line of text.split('\n')) {
     const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);

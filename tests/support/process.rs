@@ -106,3 +106,24 @@ impl Lines {
         }
     }
 }
+
+/// The new process's PID in a handover's log line (`new_pid=N`, or `"new_pid":N` in JSON).
+pub fn pid_in(line: &str) -> u32 {
+    line.split("new_pid")
+        .nth(1)
+        .map(|s| s.trim_start_matches(['=', '"', ':']))
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no new_pid in {line}"))
+}
+
+/// Whether process `pid` has exited (gone, or a zombie nobody reaped yet).
+pub fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+    }
+}
