@@ -21,13 +21,24 @@
 #   tp-socket  turnpike, one shard, socket path (relay.gso on, its default)
 #   tp-xdp     the same with [fastpath] enabled on s0 (FP_MODE, default native "xdp")
 #   ct         coturn (COTURN_BIN), relay-threads=1, its defaults
-#   ct-mux     the same with --multiplex-peer --udp-gso (if this coturn has them)
-# Per mode (ch100, ch1200: ChannelData over UDP, 100 / 1200-byte payloads) and round:
-#   saturation  CLIENTS clients x WINDOW messages in flight, SECS s: relayed packets/s, loss
+#   ct-mux     the same with --multiplex-peer --udp-gso (if this coturn has them; not in
+#              c2c100: there every allocation shares one relayed address, so two
+#              allocations cannot relay to each other)
+#   ct-deb     Debian's coturn (COTURN_DEB_BIN, /usr/bin/turnserver), relay-threads=1
+# Modes (ChannelData over UDP client legs):
+#   ch100 ch1200  100 / 1200-byte payloads, CLIENTS clients x WINDOW in flight
+#   ch100w1       burst-free: BF_CLIENTS clients, one message in flight each, none in a row
+#   c2c100        client to client: pairs of allocations relaying to each other's relayed
+#                 address (relay to relay: the fast path leaves these to the socket path)
+# Per mode and round:
+#   saturation  the mode's clients and window, SECS s: relayed packets/s, loss
 #   equal load  RATE_CLIENTS clients, RATE_PPS originated packets/s (2x relayed), below
 #               every server's limit:
 #               whole-machine CPU (every core, /proc/stat) per million relayed packets,
-#               less other users' processes on this shared machine (loadgen reports both)
+#               less other users' processes on this shared machine (loadgen reports both),
+#               and RTT p50/p99
+#   capacity    (CAP_MODES) the highest offered rate that loses <= 1%: x1.25 steps of
+#               CAP_SECS from CAP_START originated packets/s, to the second failing step
 # The order of the servers rotates every round, so noise from other jobs hits all alike.
 #
 #   sudo bash scripts/bench_fastpath.sh                  (~3 min; ROUNDS=5 ~5)
@@ -38,13 +49,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "needs root (namespaces, XDP)"; exit 1; }
 if [[ -n "${BENCH_QUICK:-}" ]]; then
-  ROUNDS=${ROUNDS:-1} SECS=${SECS:-1.5} MODES=${MODES:-ch100}
+  ROUNDS=${ROUNDS:-1} SECS=${SECS:-1.5} MODES=${MODES:-ch100} CAP_MODES=${CAP_MODES:-ch100}
+  CAP_SECS=${CAP_SECS:-0.5}
 fi
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-3}
 CLIENTS=${CLIENTS:-50} # at most 128 (the peers' ports per run)
 WINDOW=${WINDOW:-8}
-MODES=${MODES:-ch100 ch1200}
+MODES=${MODES:-ch100 ch1200 ch100w1 c2c100}
 RATE_PPS=${RATE_PPS:-30000}
 # At the equal load: fewer clients (each turn of the generator reads every socket) and a
 # generator that sleeps IDLE_US when it has nothing to do, so its CPU is its work rather
@@ -52,7 +64,12 @@ RATE_PPS=${RATE_PPS:-30000}
 RATE_CLIENTS=${RATE_CLIENTS:-10}
 IDLE_US=${IDLE_US:-50}
 FP_MODE=${FP_MODE:-xdp}
-SERVERS=${SERVERS:-tp-socket tp-xdp ct ct-mux}
+BF_CLIENTS=${BF_CLIENTS:-128} # at most 128 (the peers' ports per run)
+CAP_MODES=${CAP_MODES:-ch100 ch100w1}
+CAP_SECS=${CAP_SECS:-1}
+CAP_START=${CAP_START:-20000}
+SERVERS=${SERVERS:-tp-socket tp-xdp ct ct-mux ct-deb}
+COTURN_DEB_BIN=${COTURN_DEB_BIN:-/usr/bin/turnserver}
 SCRATCH_COTURN=/work/scratch/coturn/build/bin/turnserver
 if [[ -z "${COTURN_BIN:-}" ]]; then
   if [[ -x $SCRATCH_COTURN ]]; then COTURN_BIN=$SCRATCH_COTURN; else COTURN_BIN=/usr/bin/turnserver; fi
@@ -144,7 +161,7 @@ max_allocations_per_user = 20000
 [auth]
 secrets = ["$SECRET"]
 [peers]
-allow = ["203.0.113.0/24"]
+allow = ["203.0.113.0/24", "198.51.100.2/32"]
 [http]
 listen = "$HTTP"
 [log]
@@ -176,6 +193,11 @@ log-file=$dir/coturn.log
 simple-log
 CONF
 ct_version=$("$COTURN_BIN" --version 2>/dev/null | head -1 || true)
+ct_deb_version=$("$COTURN_DEB_BIN" --version 2>/dev/null | head -1 || true)
+if [[ -z $ct_deb_version ]]; then
+  echo "no Debian coturn at $COTURN_DEB_BIN: ct-deb left out"
+  SERVERS=${SERVERS/ct-deb/}
+fi
 ct_help=$("$COTURN_BIN" -h 2>&1 || true)
 if [[ $ct_help != *--udp-gso* ]]; then
   echo "coturn $ct_version has no --udp-gso: ct-mux left out"
@@ -188,6 +210,7 @@ start_server() { # name -> $srv running in the relay ns
     ct) ip netns exec "$S" "$COTURN_BIN" -c "$dir/coturn.conf" >/dev/null 2>&1 & ;;
     ct-mux) ip netns exec "$S" "$COTURN_BIN" -c "$dir/coturn.conf" --multiplex-peer --udp-gso \
       >/dev/null 2>&1 & ;;
+    ct-deb) ip netns exec "$S" "$COTURN_DEB_BIN" -c "$dir/coturn.conf" >/dev/null 2>&1 & ;;
   esac
   srv=$!
   sleep 1.2
@@ -213,6 +236,13 @@ emit() { # kind mode server round json
   printf '{"kind":"%s","mode":"%s","server":"%s","round":%s,"r":%s}\n' "$@" >>"$dir/results.jsonl"
 }
 runs=0
+# mode -> loadgen flags (ch100w1: no message from one client right after another).
+fp_flags() {
+  case $1 in
+    ch100w1) echo "--mode channel --size 100 --burst 1" ;;
+    *) flags "$1" ;;
+  esac
+}
 loadgen() { # server-pid mode clients extra flags...
   local pid=$1 mode=$2 n=$3
   shift 3
@@ -223,12 +253,13 @@ loadgen() { # server-pid mode clients extra flags...
   # shellcheck disable=SC2046
   timeout 120 ip netns exec "$C" "$LOADGEN" --server "$SERVER" --secret "$SECRET" --pid "$pid" \
     --peer "203.0.113.2:$port" --peer-netns "$P" --peers "$n" --clients "$n" \
-    --seconds "$SECS" $(flags "$mode") "$@"
+    --seconds "${LG_SECS:-$SECS}" $(fp_flags "$mode") "$@"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
   "kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) (shared with other jobs)"
-echo "turnpike: $TURNPIKE_BIN ($(git rev-parse --short HEAD)); coturn: $COTURN_BIN, version $ct_version"
+echo "turnpike: $TURNPIKE_BIN ($(git rev-parse --short HEAD)); coturn: $COTURN_BIN, version" \
+  "$ct_version; Debian's coturn: $COTURN_DEB_BIN, version ${ct_deb_version:-none}"
 echo "servers: $SERVERS; modes: $MODES; $ROUNDS rounds; $CLIENTS clients x window $WINDOW for" \
   "saturation, $RATE_CLIENTS clients x $RATE_PPS originated pkt/s for the equal load; $SECS s each"
 touch "$dir/results.jsonl"
@@ -251,8 +282,11 @@ for r in $(seq 1 "$ROUNDS"); do
       if [[ -n ${BPF_STATS:-} ]]; then sysctl -qw kernel.bpf_stats_enabled=1; fi
     fi
     for mode in $MODES; do
+      if [[ $s == ct-mux && $mode == c2c* ]]; then continue; fi
+      nc=$CLIENTS w=$WINDOW
+      if [[ $mode == ch100w1 ]]; then nc=$BF_CLIENTS w=1; fi
       runs=$((runs + 1))
-      out=$(loadgen "$srv" "$mode" "$CLIENTS" --window "$WINDOW") || fail "$s"
+      out=$(loadgen "$srv" "$mode" "$nc" --window "$w") || fail "$s"
       echo "round $r $s $mode saturation $out"
       emit load "$mode" "$s" "$r" "$out"
       runs=$((runs + 1))
@@ -260,6 +294,13 @@ for r in $(seq 1 "$ROUNDS"); do
         --host-pids "$(host_kthreads)") || fail "$s"
       echo "round $r $s $mode rate $out"
       emit rate "$mode" "$s" "$r" "$out"
+      if [[ " $CAP_MODES " == *" $mode "* ]]; then
+        runs=$((runs + 1))
+        out=$(LG_SECS=$CAP_SECS loadgen "$srv" "$mode" "$CLIENTS" --ramp "$CAP_START") || fail "$s"
+        cap=$(echo "$out" | grep -o '"capacity_pps": [0-9]*, "stopped_by": "[a-z]*"')
+        echo "round $r $s $mode capacity $cap"
+        emit capacity "$mode" "$s" "$r" "{$cap}"
+      fi
     done
     if [[ $s == tp-xdp ]]; then
       fp1=$(fp_packets)
@@ -280,5 +321,5 @@ print("round %s tp-xdp: XDP program %s: %d runs, %.0f ns a run" % (sys.argv[1], 
 done
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 scripts/bench_fastpath_report.py "$dir/results.jsonl" "$ct_version"
+python3 scripts/bench_fastpath_report.py "$dir/results.jsonl" "$ct_version" "${ct_deb_version:-}"
 if [[ -n "${BENCH_SAVE:-}" ]]; then cp "$dir/results.jsonl" "$BENCH_SAVE"; fi
