@@ -30,8 +30,17 @@
 #   MODES="ch100 ind100" THREADS="1" ROUNDS=7 scripts/bench.sh
 #   TURNPIKE_BIN=path                   compare another build (e.g. an older commit)
 #   TURNPIKE_GSO=false                  turnpike with relay.gso off
+#   PATH=/path/to/coturn/bin:$PATH      another coturn (turnserver, turnutils_*), e.g. the
+#                                       current release built from source
+#   TOPOLOGY=netns                      the namespaced topology instead (root): client,
+#                                       relay and peer namespaces over veths behind a
+#                                       router, whole-machine CPU, the kernel fast path,
+#                                       coturn's current release and Debian's: that is
+#                                       scripts/bench_fastpath.sh, which takes its own knobs
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ${TOPOLOGY:-loopback} == netns ]]; then exec bash scripts/bench_fastpath.sh; fi
+[[ ${TOPOLOGY:-loopback} == loopback ]] || { echo "TOPOLOGY: loopback (default) or netns"; exit 2; }
 if [[ -n "${BENCH_QUICK:-}" ]]; then
   ROUNDS=${ROUNDS:-2} SECS=${SECS:-1.5} ALLOCS=${ALLOCS:-2000} UROUNDS=${UROUNDS:-1}
   CAP_MODES=${CAP_MODES:-ch100} UMODES=${UMODES:-ch100} CAP_SECS=${CAP_SECS:-0.7}
