@@ -26,7 +26,7 @@ fn extra(cluster: &'static str) -> Extra<'static> {
         server: "unauthenticated_rate = 0\n",
         relay: "max_allocations_per_user = 5\n",
         cluster,
-        max_allocations: 0,
+        ..Extra::default()
     }
 }
 

@@ -271,3 +271,46 @@ fn a_full_node_redirects_to_a_live_node_with_room() {
         || alternate(&redirect_from(&a)) == stat,
     );
 }
+
+/// A node answers HTTP only once its first heartbeat has read the fleet, so even its very
+/// first GET /api/v1/nodes lists it, and a credential names the other node too (a process
+/// just started by a handover answered both from an empty view). Five cold starts, each
+/// polled from the moment its HTTP port accepts.
+#[test]
+fn a_starting_node_answers_from_the_fleet_it_read() {
+    let dir = Scratch::new(&format!("fleet-first-{}", free_udp_port()));
+    let mut net = FleetNet::new();
+    let _redis = net.redis();
+    let b = net.node(&dir, "b", "eu", "41650-41699");
+    let unready = Extra {
+        unready: true,
+        ..Extra::default()
+    };
+    let mut a = net.node_with(&dir, "a", "41600-41649", Some("eu"), unready);
+    let bearer = format!("Bearer {ADMIN}");
+    for start in 1..=5 {
+        let t = Instant::now();
+        while std::net::TcpStream::connect_timeout(&a.http, Duration::from_millis(100)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "start {start}: no HTTP"
+            );
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        let first = json(a.http, "/api/v1/nodes", &[("Authorization", &bearer)]);
+        let uris = credential_uris(&a, "");
+        println!(
+            "start {start}: first answer after {:?}: {first}",
+            t.elapsed()
+        );
+        let names: Vec<&str> = (first["nodes"].as_array().unwrap().iter())
+            .filter_map(|n| n["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"a") && names.contains(&"b"),
+            "start {start}: {first}"
+        );
+        assert!(uris.contains(&b.uri()), "start {start}: {uris:?}");
+        a.restart_with(false);
+    }
+}

@@ -188,15 +188,18 @@ pub(super) fn start_node(
 }
 
 /// Joins the fleet (`[cluster]`), taking over the fleet quota slots of the process that
-/// handed over to this one (`incoming`), if any.
-pub(super) fn start_fleet(
+/// handed over to this one (`incoming`), if any. Returns once the first heartbeat has
+/// read the fleet, so that HTTP, started next, never answers from an empty view.
+pub(super) async fn start_fleet(
     s: &Settings,
     node: &Arc<Node>,
     incoming: Option<&Incoming>,
 ) -> Option<crate::fleet::Fleet> {
     let previous = incoming.and_then(|i| i.fleet_slots.clone());
     let c = s.cluster.clone()?;
-    Some(crate::fleet::Fleet::start(node.clone(), c, previous))
+    let mut fleet = crate::fleet::Fleet::start(node.clone(), c, previous);
+    fleet.first_beat().await;
+    Some(fleet)
 }
 
 /// How long a new process waits for Redis to take the handed-over fleet slots before it

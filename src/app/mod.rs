@@ -70,7 +70,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let (node, incoming, http_listener) = handover::start_node(&settings)?;
-    let mut fleet = handover::start_fleet(&settings, &node, incoming.as_ref());
+    let mut fleet = handover::start_fleet(&settings, &node, incoming.as_ref()).await;
     let slots = fleet.as_ref().map(|f| f.slot_prefix.clone());
     let http = HttpState::with_fleet(
         node.clone(),

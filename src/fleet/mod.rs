@@ -52,6 +52,8 @@ pub struct Fleet {
     pub slot_prefix: String,
     /// Fires once the slots of a handover's allocations are this process's.
     adopted: Option<oneshot::Receiver<()>>,
+    /// Fires once the first heartbeat has read the fleet (or failed to).
+    first_beat: Option<oneshot::Receiver<()>>,
 }
 
 impl Fleet {
@@ -82,7 +84,8 @@ impl Fleet {
         });
         let registry = Arc::new(Registry::new(settings));
         let (cmds, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(task::run(node.clone(), registry.clone(), rx));
+        let (first, first_beat) = oneshot::channel();
+        let task = tokio::spawn(task::run(node.clone(), registry.clone(), rx, first));
         let listener = tokio::spawn(bus::listen(node.clone(), registry.clone()));
         Fleet {
             admin: Arc::new(admin::FleetAdmin::new(registry.clone(), node)),
@@ -93,6 +96,17 @@ impl Fleet {
             slots,
             slot_prefix,
             adopted: Some(adopted),
+            first_beat: Some(first_beat),
+        }
+    }
+
+    /// Waits until the first heartbeat has read the fleet (it gives up on Redis within a
+    /// second). Until then the view is empty: GET /api/v1/nodes would list no node, not
+    /// even this one (a process that a handover had just started answered so), and
+    /// credentials would name only this node.
+    pub async fn first_beat(&mut self) {
+        if let Some(rx) = self.first_beat.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
         }
     }
 

@@ -51,10 +51,12 @@ fn limit(heartbeat: Duration) -> Duration {
     heartbeat.min(Duration::from_secs(1))
 }
 
+/// `first`: fired once the first heartbeat has ended, reached Redis or not.
 pub(super) async fn run(
     node: Arc<Node>,
     registry: Arc<Registry>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    first: oneshot::Sender<()>,
 ) {
     let mut tick = tokio::time::interval(registry.settings.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -66,6 +68,10 @@ pub(super) async fn run(
         up: None,
         pushed: Vec::new(),
     };
+    // An interval's first tick is at once.
+    tick.tick().await;
+    b.beat().await;
+    let _ = first.send(());
     loop {
         tokio::select! {
             _ = tick.tick() => b.beat().await,

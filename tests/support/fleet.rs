@@ -104,6 +104,7 @@ impl FleetNet {
             relay,
             cluster: cluster_extra,
             max_allocations,
+            unready,
         } = extra;
         let max = if max_allocations == 0 {
             10
@@ -129,7 +130,7 @@ impl FleetNet {
                  admin_token = \"{FLEET_ADMIN}\"\n{fleet}"
             ),
         );
-        let (proc, lines) = spawn(&ns, &config, region.is_some());
+        let (proc, lines) = spawn(&ns, &config, region.is_some(), !unready);
         FleetNode {
             name,
             proc,
@@ -162,6 +163,8 @@ pub struct Extra<'a> {
     pub cluster: &'a str,
     /// `relay.max_allocations` (0: 10).
     pub max_allocations: usize,
+    /// Return at once, without waiting for the node to start (the test waits itself).
+    pub unready: bool,
 }
 
 /// Polls `ok` every 20 ms; how long it took (panics after `within`).
@@ -194,11 +197,16 @@ pub struct FleetNode {
 }
 
 impl FleetNode {
-    /// Stops the process (SIGKILL) and starts it again from the same config.
-    pub fn restart(&mut self) {
+    /// Stops the process (SIGKILL) and starts it again from the same config; `wait`: until
+    /// it is ready.
+    pub fn restart_with(&mut self, wait: bool) {
         let _ = self.proc.0.kill();
         let _ = self.proc.0.wait();
-        (self.proc, self.lines) = spawn(&self.ns, &self.config, true);
+        (self.proc, self.lines) = spawn(&self.ns, &self.config, true, wait);
+    }
+
+    pub fn restart(&mut self) {
+        self.restart_with(true);
     }
 
     pub fn uri(&self) -> String {
@@ -220,9 +228,10 @@ impl FleetNode {
     }
 }
 
-/// The binary on `config` in namespace `ns`, once it registered in Redis (`fleet`) or
-/// started.
-fn spawn(ns: &str, config: &PathBuf, fleet: bool) -> (Proc, Lines) {
+/// The binary on `config` in namespace `ns`; if `wait`, once it registered in Redis
+/// and its HTTP endpoint is up (`fleet`: HTTP starts after the first heartbeat), or once
+/// it started.
+fn spawn(ns: &str, config: &PathBuf, fleet: bool, wait: bool) -> (Proc, Lines) {
     let mut child = Net::cmd(ns, BIN)
         .arg("--config")
         .arg(config)
@@ -231,11 +240,11 @@ fn spawn(ns: &str, config: &PathBuf, fleet: bool) -> (Proc, Lines) {
         .spawn()
         .unwrap();
     let lines = Lines::collect(&mut child);
-    let ready = if fleet {
-        "cluster: registered in Redis"
-    } else {
-        "turnpike started"
-    };
-    lines.wait_for(ready, Duration::from_secs(10));
+    if wait && fleet {
+        lines.wait_for("cluster: registered in Redis", Duration::from_secs(10));
+        lines.wait_for("HTTP endpoint up", Duration::from_secs(10));
+    } else if wait {
+        lines.wait_for("turnpike started", Duration::from_secs(10));
+    }
     (Proc(child), lines)
 }
