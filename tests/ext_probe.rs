@@ -91,8 +91,11 @@ struct Ports {
 }
 
 /// Relay port slices per test, so parallel tests never share one.
+/// Where the tests' relay ranges start (100 ports for each slot).
+const RELAY_BASE: u16 = 46000;
+
 fn ports(slot: u16) -> Ports {
-    let lo = 46000 + slot * 100;
+    let lo = RELAY_BASE + slot * 100;
     Ports {
         udp: free_udp_port(),
         tcp: free_udp_port(),
@@ -375,7 +378,7 @@ fn relay_port_range_blocked_by_a_firewall_is_named() {
     // The probe's own sockets take ephemeral ports in this namespace: one inside the
     // dropped range lost the server's answers (seen once in CI: "no answer" from the
     // listener). Ephemeral ports stay below every test's relay range.
-    let range = format!("net.ipv4.ip_local_port_range=32768 {}", 46000 - 1);
+    let range = format!("net.ipv4.ip_local_port_range=32768 {}", RELAY_BASE - 1);
     let out = ns.cmd("sysctl").args(["-qw", &range]).output().unwrap();
     assert!(
         out.status.success(),

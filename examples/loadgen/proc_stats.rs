@@ -7,16 +7,22 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    ticks * jiffy()
 }
 
-/// This process's own CPU time, to tell a load-generator bottleneck from a server one.
-pub fn own_cpu_seconds() -> f64 {
+/// This process's (user, system) CPU seconds.
+fn own_times() -> (f64, f64) {
     // SAFETY: getrusage fills the struct it is given.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// This process's own CPU time, to tell a load-generator bottleneck from a server one.
+pub fn own_cpu_seconds() -> f64 {
+    let (user, system) = own_times();
+    user + system
 }
 
 /// The "cpu" line of /proc/stat: jiffies of all cores by kind (user, nice, system, idle,
@@ -76,7 +82,8 @@ pub fn cores() -> f64 {
 }
 
 /// Seconds per jiffy of /proc/stat and /proc/PID/stat (USER_HZ).
-pub fn jiffy() -> f64 {
+fn jiffy() -> f64 {
+    // SAFETY: sysconf has no preconditions.
     1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
@@ -84,10 +91,7 @@ pub fn jiffy() -> f64 {
 /// (its system time also carries the softirq work its sends set off, which may be the
 /// relay's: this kernel has no IRQ time accounting).
 pub fn own_utime_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6
+    own_times().0
 }
 
 /// CPU time of every user-space process but `exclude` (utime + stime, plus cutime +
